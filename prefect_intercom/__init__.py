@@ -1,0 +1,48 @@
+"""Prefect integration for Intercom's `POST /phone_call_redirects`.
+
+Deflect a waiting phone caller to the Intercom Messenger from a Prefect flow: Intercom texts
+the number a Messenger link, and any custom attributes land on the user or lead.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("prefect-intercom")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+from prefect_intercom.credentials import IntercomCredentials  # noqa: E402
+from prefect_intercom.errors import (  # noqa: E402
+    IntercomAPIError,
+    IntercomAuthenticationError,
+    IntercomConfigurationError,
+    IntercomError,
+    IntercomRateLimitError,
+    IntercomServerError,
+    IntercomTransportError,
+    IntercomValidationError,
+    Outcome,
+    ValidationIssue,
+)
+from prefect_intercom.responses import PhoneCallRedirect  # noqa: E402
+from prefect_intercom.tasks import acreate_phone_call_redirect, create_phone_call_redirect  # noqa: E402
+from prefect_intercom.validation import validate_request  # noqa: E402
+
+__all__ = [
+    "IntercomAPIError",
+    "IntercomAuthenticationError",
+    "IntercomConfigurationError",
+    "IntercomCredentials",
+    "IntercomError",
+    "IntercomRateLimitError",
+    "IntercomServerError",
+    "IntercomTransportError",
+    "IntercomValidationError",
+    "Outcome",
+    "PhoneCallRedirect",
+    "ValidationIssue",
+    "__version__",
+    "acreate_phone_call_redirect",
+    "create_phone_call_redirect",
+    "validate_request",
+]

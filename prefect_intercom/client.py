@@ -1,0 +1,224 @@
+"""The one request pipeline: prepare (validate, URL, headers, JSON), send (httpx), parse.
+
+Every caller (tasks, flows, the batch, benchmarks) goes through `IntercomClient`. Preparing
+never touches the network and never holds the token, so a `PreparedRequest` is safe to show;
+the `Authorization` header is added only at the moment of sending.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from prefect_intercom import __version__
+from prefect_intercom.catalog import Endpoint, get_endpoint
+from prefect_intercom.errors import IntercomTransportError, Outcome
+from prefect_intercom.hosts import check_base_url
+from prefect_intercom.responses import IntercomResponse, parse_response
+from prefect_intercom.validation import validate_headers, validate_request
+
+USER_AGENT = f"prefect-intercom/{__version__} httpx/{httpx.__version__}"
+REDACTED = "[REDACTED]"
+DEFAULT_TIMEOUT = 30.0
+# Failures where the request provably never reached the server.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated request, ready to send, without the access token.
+
+    Attributes:
+        endpoint: The catalogue entry.
+        method: HTTP method.
+        url: Full URL.
+        headers: Every header but `Authorization` (added when sending).
+        body: The JSON body as Python data.
+        content: The exact bytes that will be sent.
+    """
+
+    endpoint: Endpoint = field(repr=False)
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    content: bytes = field(repr=False)
+
+    def display_headers(self) -> dict[str, str]:
+        """The headers as they go on the wire, with the token shown as `Bearer [REDACTED]`."""
+        return {"Authorization": f"Bearer {REDACTED}", **self.headers}
+
+
+class IntercomClient:
+    """Talks to Intercom (or the sandbox) through one pipeline.
+
+    Args:
+        access_token: The Intercom access token.
+        base_url: The API root, e.g. `https://api.intercom.io` (checked by `check_base_url`).
+        intercom_version: The `Intercom-Version` header value.
+        timeout: Seconds to wait for connecting, sending and each read.
+        allow_custom_base_url: Opt-in to a base URL that is neither Intercom's nor loopback.
+        transport: An httpx transport (tests, proxies); default: httpx's own.
+
+    Example:
+        ```python
+        from prefect_intercom import IntercomCredentials
+
+        with IntercomCredentials.load("intercom").get_client() as client:
+            response = client.request("phone_call_redirects", {"phone": "+14155550100"})
+            print(response.status_code, response.data)
+        ```
+    """
+
+    def __init__(
+        self,
+        access_token: SecretStr | str,
+        *,
+        base_url: str,
+        intercom_version: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        allow_custom_base_url: bool = False,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
+        self.base_url = check_base_url(base_url, allow_custom_host=allow_custom_base_url)
+        self.intercom_version = intercom_version
+        self.timeout = timeout
+        self._transport = transport
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"IntercomClient(base_url={self.base_url!r}, intercom_version={self.intercom_version!r})"
+
+    # --- prepare -------------------------------------------------------------------------
+
+    def prepare(self, endpoint: str | Endpoint, body: Any) -> PreparedRequest:
+        """Validate `body` and the headers, and build the request; nothing is sent.
+
+        Raises:
+            IntercomValidationError: The body or headers break the generated schemas.
+        """
+        entry = endpoint if isinstance(endpoint, Endpoint) else get_endpoint(endpoint)
+        validate_request(entry.name, body)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Intercom-Version": self.intercom_version,
+            "User-Agent": USER_AGENT,
+        }
+        validate_headers(entry.name, headers)
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return PreparedRequest(
+            endpoint=entry,
+            method=entry.method,
+            url=f"{self.base_url}{entry.path}",
+            headers=headers,
+            body=body,
+            content=content,
+        )
+
+    # --- send ----------------------------------------------------------------------------
+
+    def send(self, prepared: PreparedRequest) -> IntercomResponse:
+        """Send once (never retried here) and parse the answer.
+
+        Raises:
+            IntercomAPIError: Intercom answered with an error status.
+            IntercomTransportError: No answer; `.outcome` says whether it may have been sent.
+        """
+        client = self._sync_client()
+        request = self._httpx_request(client, prepared)
+        started = time.perf_counter()
+        try:
+            response = client.send(request)
+        except httpx.TransportError as error:
+            raise self._transport_error(error, prepared) from None
+        return self._parse(response, started)
+
+    async def asend(self, prepared: PreparedRequest) -> IntercomResponse:
+        """Async twin of `send`."""
+        client = self._async_client()
+        request = self._httpx_request(client, prepared)
+        started = time.perf_counter()
+        try:
+            response = await client.send(request)
+        except httpx.TransportError as error:
+            raise self._transport_error(error, prepared) from None
+        return self._parse(response, started)
+
+    def request(self, endpoint: str | Endpoint, body: Any) -> IntercomResponse:
+        """Prepare and send in one call."""
+        return self.send(self.prepare(endpoint, body))
+
+    async def arequest(self, endpoint: str | Endpoint, body: Any) -> IntercomResponse:
+        """Async twin of `request`."""
+        return await self.asend(self.prepare(endpoint, body))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync connection pool."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close both connection pools."""
+        self.close()
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+    def __enter__(self) -> IntercomClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> IntercomClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- internals -----------------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        """`text` with every occurrence of the access token replaced by `[REDACTED]`."""
+        token = self._token.get_secret_value()
+        return text.replace(token, REDACTED) if token and token in text else text
+
+    def _client_options(self) -> dict[str, Any]:
+        return {"timeout": self.timeout, "follow_redirects": False, "trust_env": False}
+
+    def _sync_client(self) -> httpx.Client:
+        if self._sync is None:
+            transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
+            self._sync = httpx.Client(transport=transport, **self._client_options())
+        return self._sync
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._async is None:
+            transport = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
+            self._async = httpx.AsyncClient(transport=transport, **self._client_options())
+        return self._async
+
+    def _httpx_request(self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest) -> httpx.Request:
+        headers = {**prepared.headers, "Authorization": f"Bearer {self._token.get_secret_value()}"}
+        return client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
+
+    def _parse(self, response: httpx.Response, started: float) -> IntercomResponse:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact)
+
+    def _transport_error(self, error: httpx.TransportError, prepared: PreparedRequest) -> IntercomTransportError:
+        outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
+        kind = type(error).__name__
+        detail = self.redact(str(error)) or "no detail"
+        return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)

@@ -1,0 +1,150 @@
+"""The `IntercomCredentials` block: access token, API version, region and connection settings."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from prefect.blocks.core import Block
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
+from prefect_intercom.client import DEFAULT_TIMEOUT, IntercomClient
+from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.hosts import REGION_HOSTS, check_base_url, region_base_url
+
+VERSION_HEADER = "Intercom-Version"
+# One source of truth: the header schema generated from the docs page (oldest first for the UI).
+INTERCOM_VERSIONS: tuple[str, ...] = tuple(
+    sorted(
+        get_endpoint(PHONE_CALL_REDIRECTS).header_enum(VERSION_HEADER),
+        key=lambda value: tuple(int(part) for part in value.split(".")) if value[:1].isdigit() else (999,),
+    )
+)
+DEFAULT_INTERCOM_VERSION: str = get_endpoint(PHONE_CALL_REDIRECTS).header_default(VERSION_HEADER) or "2.12"
+IntercomVersion = Literal[INTERCOM_VERSIONS]  # type: ignore[valid-type]
+RegionName = Literal[tuple(REGION_HOSTS)]  # type: ignore[valid-type]
+
+
+class IntercomCredentials(Block):
+    """Credentials and connection settings for Intercom's REST API.
+
+    The access token is stored as a secret: it is never shown in the UI, in logs, in a repr
+    or in an error, and it is only ever sent to Intercom's hosts over https or to a loopback
+    address (unless you opt in to another host with `allow_custom_base_url`).
+
+    Attributes:
+        access_token: The Intercom access token (Developer Hub -> your app -> Authentication).
+        intercom_version: The `Intercom-Version` header sent with every request.
+        region: Where your Intercom workspace is hosted: `us`, `eu` or `au`.
+        base_url: Optional API root overriding the region, e.g. the local sandbox.
+        allow_custom_base_url: Opt-in to a `base_url` that is neither Intercom's nor loopback.
+        timeout: Seconds to wait for connecting, sending and reading.
+
+    Example:
+        Save once, then load in any flow:
+        ```python
+        from prefect_intercom import IntercomCredentials
+
+        IntercomCredentials(access_token="dG9rOj...", region="eu").save("intercom")
+
+        credentials = IntercomCredentials.load("intercom")
+        ```
+    """
+
+    _block_type_name = "Intercom Credentials"
+    _block_type_slug = "intercom-credentials"
+    _logo_url = "https://static.intercomassets.com/assets/default-avatars/fin/128.png"  # noqa: E501
+    _documentation_url = "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/switch/createphoneswitch"  # noqa: E501
+    _description = (
+        "Access token, API version and region for Intercom's REST API, used by the prefect-intercom "
+        "tasks to deflect phone calls to the Intercom Messenger."
+    )
+    _code_example = """```python
+from prefect_intercom import IntercomCredentials
+
+intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
+```"""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    access_token: SecretStr = Field(
+        default=...,
+        title="Access Token",
+        description="Intercom access token of your app (Developer Hub > your app > Authentication). "
+        "Stored encrypted; never logged.",
+    )
+    intercom_version: IntercomVersion = Field(  # type: ignore[valid-type]
+        default=DEFAULT_INTERCOM_VERSION,
+        title="Intercom-Version",
+        description="API version sent in the Intercom-Version header; the values are those Intercom's "
+        "documentation lists.",
+    )
+    region: RegionName = Field(  # type: ignore[valid-type]
+        default="us",
+        title="Region",
+        description="Where your Intercom workspace is hosted: us (api.intercom.io), eu "
+        "(api.eu.intercom.io) or au (api.au.intercom.io).",
+    )
+    base_url: Optional[str] = Field(  # noqa: UP045 - Prefect's UI renders Optional[...] best
+        default=None,
+        title="Base URL",
+        description="Optional API root that overrides the region, e.g. http://127.0.0.1:8765 for the "
+        "local sandbox. Allowed: Intercom's hosts over https and loopback addresses; any other host "
+        "only with 'Allow custom base URL'.",
+    )
+    allow_custom_base_url: bool = Field(
+        default=False,
+        title="Allow custom base URL",
+        description="Send the access token to a base URL that is neither an Intercom host nor "
+        "loopback (https only), such as a company proxy. Leave off unless you need it.",
+    )
+    timeout: float = Field(
+        default=DEFAULT_TIMEOUT,
+        gt=0,
+        le=600,
+        title="Timeout (seconds)",
+        description="Seconds to wait for connecting, sending and reading each answer.",
+    )
+
+    @field_validator("access_token")
+    @classmethod
+    def _token_is_not_blank(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if not token.strip():
+            raise ValueError("access_token is empty")
+        if any(char in token for char in "\r\n") or token != token.strip():
+            raise ValueError("access_token must not contain line breaks or surrounding spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _base_url_is_allowed(self) -> IntercomCredentials:
+        if self.base_url is not None:
+            try:
+                check_base_url(self.base_url, allow_custom_host=self.allow_custom_base_url)
+            except IntercomConfigurationError as error:
+                raise ValueError(str(error)) from None
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """The API root requests go to: `base_url` if set, else the region's host."""
+        return (self.base_url or region_base_url(self.region)).rstrip("/")
+
+    def get_client(self, **overrides: object) -> IntercomClient:
+        """An `IntercomClient` using these credentials.
+
+        Args:
+            **overrides: Any `IntercomClient` argument to change for this client only,
+                e.g. `intercom_version="2.11"` or `transport=...`.
+
+        Returns:
+            A client; use it as a context manager to close its connections.
+        """
+        options: dict[str, object] = {
+            "base_url": self.api_url,
+            "intercom_version": self.intercom_version,
+            "timeout": self.timeout,
+            "allow_custom_base_url": self.allow_custom_base_url,
+        }
+        options.update(overrides)
+        return IntercomClient(self.access_token, **options)  # type: ignore[arg-type]

@@ -1,0 +1,337 @@
+"""Parser for API reference pages in the integration catalogue's text format.
+
+A page looks like this (see `schemas/phone_call_redirects.txt`)::
+
+    POST /phone_call_redirects
+
+    Free text describing the endpoint ...
+
+    Servers
+    Request headers
+
+    Name Type Required Description
+    Content-Type String Yes The media type of the request body.
+    Default value: "application/json"
+
+    Request body fields
+
+    Name Type Required Description
+    phone String Yes
+    Phone number in E.164 format ...
+
+    How to start integrating
+      1. Add HTTP Task to your workflow definition.
+
+Tables list one field per row (`name Type Yes|No [description]`); a row's description may
+continue on the lines below it, and may carry `Possible values:` bullets and a
+`Default value: "..."` line. Nested fields are dotted paths, array items are written `[]`.
+
+This module only reads the page into plain records; `schemagen` turns them into JSON Schema.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+FIELD_TYPES = ("String", "Object", "Array", "Integer", "Number", "Boolean")
+TABLE_HEADER = "Name Type Required Description"
+
+SECTION_SERVERS = "Servers"
+SECTION_HEADERS = "Request headers"
+SECTION_BODY = "Request body fields"
+SECTION_QUERY = "Query parameters"
+SECTION_PATH = "Path parameters"
+SECTION_STEPS = "How to start integrating"
+TABLE_SECTIONS = (SECTION_HEADERS, SECTION_BODY, SECTION_QUERY, SECTION_PATH)
+SECTIONS = (SECTION_SERVERS, *TABLE_SECTIONS, SECTION_STEPS)
+
+_ENDPOINT_LINE = re.compile(r"^(?P<method>[A-Z]+) (?P<path>/\S*)$")
+_ROW = re.compile(r"^(?P<name>\S+) (?P<type>[A-Za-z]+) (?P<required>Yes|No)(?: (?P<rest>.*))?$")
+_FIELD_NAME = re.compile(r"^[A-Za-z_][\w-]*(?:\[\])?(?:\.[A-Za-z_][\w-]*(?:\[\])?)*$")
+_BULLET_VALUE = re.compile(r'^\s*[•*-]\s*"(?P<value>[^"]*)"\s*$')
+_DEFAULT_VALUE = re.compile(r'^Default value: "(?P<value>[^"]*)"\s*$')
+_STEP = re.compile(r"^\s*(?P<number>\d+)\.\s+(?P<text>.+)$")
+_SUB_STEP = re.compile(r"^\s*[•*-]\s+(?P<text>.+)$")
+
+
+class DocsPageError(ValueError):
+    """A documentation page does not follow the expected format.
+
+    Attributes:
+        line: 1-based number of the offending line (0 when the whole page is at fault).
+        reason: What is wrong, without the location.
+    """
+
+    def __init__(self, line: int, reason: str, source: str = "<page>") -> None:
+        self.line = line
+        self.reason = reason
+        self.source = source
+        where = f"{source}, line {line}" if line else source
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class FieldRow:
+    """One row of a field table.
+
+    Attributes:
+        name: Dotted path as written on the page, e.g. `a.b[].c`.
+        type: One of `FIELD_TYPES`.
+        required: Whether the page marks the field required.
+        description: The description text, paragraphs joined by blank lines.
+        enum: Values listed under "Possible values", in page order.
+        default: The "Default value", if any.
+        line: Line number of the row on the page.
+    """
+
+    name: str
+    type: str
+    required: bool
+    description: str = ""
+    enum: list[str] = field(default_factory=list)
+    default: str | None = None
+    line: int = 0
+
+
+@dataclass
+class DocsPage:
+    """Everything a documentation page says about one endpoint.
+
+    Attributes:
+        method: HTTP method, e.g. `POST`.
+        path: URL path, e.g. `/phone_call_redirects`.
+        description: The free text below the endpoint line.
+        servers: Server URLs listed under "Servers" (often empty).
+        tables: Field rows per table section (`Request headers`, `Request body fields`, ...).
+        steps: The numbered "How to start integrating" steps, each with its sub-points.
+    """
+
+    method: str
+    path: str
+    description: str
+    servers: list[str] = field(default_factory=list)
+    tables: dict[str, list[FieldRow]] = field(default_factory=dict)
+    steps: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    @property
+    def headers(self) -> list[FieldRow]:
+        """Rows of the request header table."""
+        return self.tables.get(SECTION_HEADERS, [])
+
+    @property
+    def body_fields(self) -> list[FieldRow]:
+        """Rows of the request body table."""
+        return self.tables.get(SECTION_BODY, [])
+
+
+def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
+    """Parse a documentation page.
+
+    Args:
+        text: The page's text.
+        source: A name for the page used in error messages (usually its file name).
+
+    Returns:
+        The parsed page.
+
+    Raises:
+        DocsPageError: The page breaks the format; the message names the line.
+
+    Example:
+        ```python
+        page = parse_docs_page(Path("schemas/phone_call_redirects.txt").read_text())
+        assert page.method == "POST"
+        ```
+    """
+    lines = text.splitlines()
+    first = _first_content_line(lines)
+    if first is None:
+        raise DocsPageError(0, "the page is empty; expected an endpoint line such as 'POST /path'", source)
+    match = _ENDPOINT_LINE.match(lines[first].strip())
+    if not match or match["method"] not in HTTP_METHODS:
+        raise DocsPageError(
+            first + 1,
+            f"expected an endpoint line such as 'POST /path', found {lines[first].strip()!r}",
+            source,
+        )
+    page = DocsPage(method=match["method"], path=match["path"], description="")
+    section: str | None = None
+    description: list[str] = []
+    table_seen_header: dict[str, bool] = {}
+    current: FieldRow | None = None
+    row_text: list[str] = []
+    in_possible_values = False
+
+    def finish_row() -> None:
+        nonlocal current, row_text
+        if current is not None:
+            current.description = _join_paragraphs(row_text)
+        current, row_text = None, []
+
+    for index in range(first + 1, len(lines)):
+        number = index + 1
+        raw = lines[index]
+        stripped = raw.strip()
+        heading = _section_heading(stripped)
+        if heading is not None:
+            finish_row()
+            in_possible_values = False
+            if heading in page.tables or (heading == SECTION_STEPS and page.steps):
+                raise DocsPageError(number, f"section {heading!r} appears twice", source)
+            section = heading
+            if heading in TABLE_SECTIONS:
+                page.tables[heading] = []
+                table_seen_header[heading] = False
+            continue
+        if section is None:
+            description.append(stripped)
+            continue
+        if section == SECTION_SERVERS:
+            if stripped:
+                page.servers.append(stripped)
+            continue
+        if section == SECTION_STEPS:
+            _add_step_line(page, raw, number, source)
+            continue
+        # A table section.
+        if not stripped:
+            row_text.append("")
+            continue
+        if stripped == TABLE_HEADER:
+            if table_seen_header[section]:
+                raise DocsPageError(number, f"a second table header in {section!r}", source)
+            table_seen_header[section] = True
+            continue
+        row = _ROW.match(stripped)
+        if row and _FIELD_NAME.match(row["name"]):
+            if not table_seen_header[section]:
+                raise DocsPageError(
+                    number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}", source
+                )
+            finish_row()
+            in_possible_values = False
+            if row["type"] not in FIELD_TYPES:
+                raise DocsPageError(
+                    number,
+                    f"field {row['name']!r} has unknown type {row['type']!r}; expected one of "
+                    + ", ".join(FIELD_TYPES),
+                    source,
+                )
+            current = FieldRow(
+                name=row["name"], type=row["type"], required=row["required"] == "Yes", line=number
+            )
+            if row["rest"]:
+                row_text.append(row["rest"].strip())
+            _check_new_row(page.tables[section], current, source)
+            page.tables[section].append(current)
+            continue
+        if current is None:
+            if not table_seen_header[section]:
+                raise DocsPageError(
+                    number, f"expected the table header {TABLE_HEADER!r} in {section!r}, found {stripped!r}", source
+                )
+            raise DocsPageError(
+                number,
+                f"expected a field row 'name Type Yes|No [description]' in {section!r}, found {stripped!r}",
+                source,
+            )
+        if stripped == "Possible values:":
+            in_possible_values = True
+            continue
+        default = _DEFAULT_VALUE.match(stripped)
+        if default:
+            current.default = default["value"]
+            in_possible_values = False
+            continue
+        bullet = _BULLET_VALUE.match(raw)
+        if in_possible_values and bullet:
+            if bullet["value"] in current.enum:
+                raise DocsPageError(number, f"value {bullet['value']!r} is listed twice", source)
+            current.enum.append(bullet["value"])
+            continue
+        in_possible_values = False
+        row_text.append(stripped)
+    finish_row()
+    page.description = _join_paragraphs(description)
+    for name, seen in table_seen_header.items():
+        if not seen:
+            raise DocsPageError(0, f"section {name!r} has no table header {TABLE_HEADER!r}", source)
+    return page
+
+
+def read_docs_page(path: Path) -> DocsPage:
+    """Read and parse the documentation page at `path` (errors name the file and line)."""
+    return parse_docs_page(path.read_text(encoding="utf-8"), source=path.name)
+
+
+def _first_content_line(lines: list[str]) -> int | None:
+    return next((i for i, line in enumerate(lines) if line.strip()), None)
+
+
+def _section_heading(stripped: str) -> str | None:
+    return stripped if stripped in SECTIONS else None
+
+
+def _join_paragraphs(lines: list[str]) -> str:
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append(" ".join(current))
+            current = []
+    if current:
+        paragraphs.append(" ".join(current))
+    return "\n\n".join(paragraphs)
+
+
+def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
+    names = {existing.name for existing in rows}
+    if row.name in names:
+        raise DocsPageError(row.line, f"field {row.name!r} is listed twice", source)
+    parent = _parent_name(row.name)
+    if parent is None:
+        return
+    if parent not in names and parent.endswith("[]") and parent[:-2] in names:
+        parent = parent[:-2]  # the array row may be written without its "[]"
+    if parent not in names:
+        raise DocsPageError(row.line, f"field {row.name!r} comes before its parent {parent!r}", source)
+    parent_row = next(existing for existing in rows if existing.name == parent)
+    expected = "Array" if row.name.startswith(parent + "[]") or parent.endswith("[]") else "Object"
+    if parent_row.type != expected:
+        raise DocsPageError(
+            row.line,
+            f"field {row.name!r} is nested under {parent!r}, which is {parent_row.type}, not {expected}",
+            source,
+        )
+
+
+def _parent_name(name: str) -> str | None:
+    """`a.b[].c` -> `a.b[]`, `a.b[]` -> `a`, `a` -> None."""
+    if name.endswith("[]"):
+        return None if "." not in name else name.rsplit(".", 1)[0]
+    if "." not in name:
+        return None
+    return name.rsplit(".", 1)[0]
+
+
+def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:
+    if not raw.strip():
+        return
+    step = _STEP.match(raw)
+    if step:
+        page.steps.append((step["text"].strip(), []))
+        return
+    sub = _SUB_STEP.match(raw)
+    if sub and page.steps:
+        page.steps[-1][1].append(sub["text"].strip())
+        return
+    if page.steps:
+        text, subs = page.steps[-1]
+        page.steps[-1] = (f"{text} {raw.strip()}", subs)
+        return
+    raise DocsPageError(number, f"expected a numbered step such as '1. ...', found {raw.strip()!r}", source)

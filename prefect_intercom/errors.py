@@ -1,0 +1,203 @@
+"""The exception family. No exception here ever holds the access token.
+
+```
+IntercomError
+├── IntercomValidationError        the body or headers break the schema; nothing was sent
+├── IntercomConfigurationError     credentials or base URL refused; nothing was sent
+├── IntercomTransportError         no HTTP answer; `outcome` says whether it may have taken effect
+└── IntercomAPIError               Intercom answered, but not with success
+    ├── IntercomAuthenticationError    401, 403
+    ├── IntercomRateLimitError         429 (with the reset time)
+    └── IntercomServerError            5xx
+```
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class IntercomError(Exception):
+    """Base class of every error raised by prefect-intercom."""
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One violation of a schema.
+
+    Attributes:
+        path: JSON Pointer to the offending value (`""` is the whole body), e.g. `/phone`.
+        message: What is wrong, in plain English.
+        hint: How to fix it, when there is an obvious fix.
+    """
+
+    path: str
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "(body)"
+        return f"{where}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+
+
+class IntercomValidationError(IntercomError, ValueError):
+    """The request breaks the schema generated from Intercom's documentation; nothing was sent.
+
+    Attributes:
+        endpoint: The endpoint's catalogue name, e.g. `phone_call_redirects`.
+        errors: Every violation found, each with its JSON Pointer `path`, `message` and `hint`.
+    """
+
+    def __init__(self, endpoint: str, errors: list[ValidationIssue], what: str = "request body") -> None:
+        self.endpoint = endpoint
+        self.errors = errors
+        self.what = what
+        count = f"{len(errors)} error" + ("s" if len(errors) != 1 else "")
+        lines = "\n".join(f"  - {issue}" for issue in errors)
+        super().__init__(f"Invalid {what} for {endpoint} ({count}); nothing was sent:\n{lines}")
+
+
+class IntercomConfigurationError(IntercomError, ValueError):
+    """The credentials or connection settings are refused; nothing was sent."""
+
+
+class Outcome(str, Enum):
+    """What a failed send means for the person at the other end.
+
+    `NOT_SENT`: Intercom provably did not act (refused connection, 4xx, 429); safe to retry.
+    `UNKNOWN`: the request may have been acted on (5xx, timeout or reset after sending);
+    retrying may text the person twice.
+    """
+
+    NOT_SENT = "not_sent"
+    UNKNOWN = "unknown"
+
+
+class IntercomTransportError(IntercomError):
+    """No HTTP answer came back (connection refused, reset, timeout).
+
+    Attributes:
+        outcome: `Outcome.NOT_SENT` when the request never left (e.g. the connection was refused),
+            `Outcome.UNKNOWN` when it may have reached Intercom.
+        url: The URL that was called.
+    """
+
+    def __init__(self, message: str, *, outcome: Outcome, url: str) -> None:
+        self.outcome = outcome
+        self.url = url
+        super().__init__(f"{message} ({url}); outcome: {outcome.value}")
+
+
+class IntercomAPIError(IntercomError):
+    """Intercom answered with a non-success status.
+
+    Attributes:
+        status_code: The HTTP status.
+        error_code: Intercom's code (`error_key` or the first `errors[].code`), if given.
+        message: Intercom's message, or a summary of the body when it is not JSON.
+        request_id: Intercom's `request_id` (body or `X-Request-Id` header), if given.
+        errors: Every entry of an `error.list` body, as dicts with `code`, `message`, `field`.
+        body: The parsed JSON body, or `None` when the body was not JSON.
+        headers: Response headers worth keeping (rate-limit and request id headers).
+    """
+
+    outcome = Outcome.NOT_SENT
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        error_code: str | None = None,
+        message: str | None = None,
+        request_id: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.error_code = error_code
+        self.message = message
+        self.request_id = request_id
+        self.errors = errors or []
+        self.body = body
+        self.headers = headers or {}
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        parts = [f"Intercom answered HTTP {self.status_code}"]
+        if self.error_code:
+            parts.append(f"[{self.error_code}]")
+        if self.message:
+            parts.append(f"{self.message}")
+        text = " ".join(parts)
+        if self.request_id:
+            text += f" (request_id: {self.request_id})"
+        hint = self.hint
+        return f"{text}. {hint}" if hint else text
+
+    @property
+    def hint(self) -> str | None:
+        """A suggestion for the user, when the error has an obvious next step."""
+        return _HINTS.get(self.error_code or "") or _STATUS_HINTS.get(self.status_code)
+
+
+class IntercomAuthenticationError(IntercomAPIError):
+    """401 or 403: the access token is missing, wrong, or lacks the permission."""
+
+
+class IntercomRateLimitError(IntercomAPIError):
+    """429: the app's rate limit is used up.
+
+    Attributes:
+        reset_at: When the window resets (`X-RateLimit-Reset`), if given.
+        retry_after: Seconds to wait (`Retry-After`), if given.
+        limit: `X-RateLimit-Limit`, if given.
+        remaining: `X-RateLimit-Remaining`, if given.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        reset_at: dt.datetime | None = None,
+        retry_after: float | None = None,
+        limit: int | None = None,
+        remaining: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+        self.limit = limit
+        self.remaining = remaining
+        super().__init__(status_code, **kwargs)
+
+    def _summary(self) -> str:
+        text = super()._summary()
+        if self.reset_at is not None:
+            text += f" The limit resets at {self.reset_at.isoformat()}."
+        return text
+
+
+class IntercomServerError(IntercomAPIError):
+    """5xx: Intercom failed. The SMS may or may not have been sent (outcome unknown)."""
+
+    outcome = Outcome.UNKNOWN
+
+
+_HINTS = {
+    "invalid_phone_number": "Check the phone number is a reachable number in E.164 format, e.g. +14155550100.",
+    "sms_failed": "Intercom could not send the SMS; the number may not accept texts. Check the number "
+    "and your Intercom Switch settings.",
+    "unauthorized": "Check the access token in your IntercomCredentials block.",
+    "token_unauthorized": "Check the access token in your IntercomCredentials block.",
+    "rate_limit_exceeded": "Wait for the rate limit window to reset, or pace sends.",
+}
+_STATUS_HINTS = {
+    401: "Check the access token in your IntercomCredentials block.",
+    403: "The access token lacks the permission for this call; check the app's scopes in Intercom.",
+    404: "Check the region and base URL in your IntercomCredentials block.",
+    429: "Wait for the rate limit window to reset, or pace sends.",
+}

@@ -1,0 +1,296 @@
+"""Generate JSON Schema (draft 2020-12) and catalogue records from documentation pages.
+
+Run it as a module:
+
+    python -m prefect_intercom.schemagen schemas/phone_call_redirects.txt -o schemas
+    python -m prefect_intercom.schemagen schemas/ -o schemas --check   # fail on drift
+
+For each page `NAME.txt` it writes three files into the output directory:
+
+- `NAME.request.schema.json`: the request body.
+- `NAME.headers.schema.json`: the request headers.
+- `NAME.endpoint.json`: the catalogue record (method, path, summary, reference, steps).
+
+How the page's words become rules (the interpretation is stated here, once):
+
+- Types map one to one (`String` -> `string`, `Array` -> `array`, ...); `Required: Yes`
+  -> `required`; "Possible values" -> `enum`; "Default value" -> `default`.
+- A string whose description says "E.164" must be an E.164 phone number: `+`, a non-zero
+  digit, then 6 to 14 more digits; nothing else, not even a trailing newline.
+- An object whose description speaks of "key-value pairs" is a map with arbitrary keys. Its
+  values are plain attribute values (string, number, boolean) or one of the shapes its
+  dotted child rows describe; a child row names a value shape, not a key.
+- Every other object whose fields the page lists is closed: an unlisted key (a typo) is refused.
+  An object the page lists no fields for is open. The body itself is always closed.
+- Header values are strings that never contain CR or LF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect_intercom.docs_page import DocsPage, DocsPageError, FieldRow, read_docs_page
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_ID_BASE = "urn:prefect-intercom:schemas:"
+# `(?![\s\S])` ends the match at the very end of the string in both Python and ECMA-262
+# regular expressions; `$` would also match before a final newline in Python.
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}(?![\s\S])"
+E164_FORMAT = "e164"
+FORMAT_ANNOTATION = "x-intercom-format"
+NO_LINE_BREAKS = {"not": {"pattern": "[\\r\\n]"}}
+PLAIN_ATTRIBUTE_VALUE = {"type": ["string", "number", "boolean"]}
+
+_TYPE_MAP = {
+    "String": "string",
+    "Object": "object",
+    "Array": "array",
+    "Integer": "integer",
+    "Number": "number",
+    "Boolean": "boolean",
+}
+_MAP_PHRASE = re.compile(r"key-value pairs", re.IGNORECASE)
+_E164_PHRASE = re.compile(r"\bE\.164\b")
+
+
+def request_schema_file(name: str) -> str:
+    """File name of the request body schema for endpoint `name`."""
+    return f"{name}.request.schema.json"
+
+
+def headers_schema_file(name: str) -> str:
+    """File name of the request header schema for endpoint `name`."""
+    return f"{name}.headers.schema.json"
+
+
+def endpoint_file(name: str) -> str:
+    """File name of the catalogue record for endpoint `name`."""
+    return f"{name}.endpoint.json"
+
+
+def generate(page: DocsPage, name: str) -> dict[str, dict[str, Any]]:
+    """Build every generated document for one page.
+
+    Args:
+        page: The parsed documentation page.
+        name: The endpoint's name, e.g. `phone_call_redirects` (the page's file stem).
+
+    Returns:
+        A mapping of output file name to JSON document.
+    """
+    return {
+        request_schema_file(name): body_schema(page, name),
+        headers_schema_file(name): headers_schema(page, name),
+        endpoint_file(name): endpoint_record(page, name),
+    }
+
+
+def body_schema(page: DocsPage, name: str) -> dict[str, Any]:
+    """JSON Schema of the request body described by the page's body table."""
+    defs: dict[str, Any] = {}
+    tree = _children_by_parent(page.body_fields)
+    schema: dict[str, Any] = {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": f"{SCHEMA_ID_BASE}{request_schema_file(name)}",
+        "title": f"{page.method} {page.path} request body",
+        "description": page.description,
+        **_closed_object(tree, None, defs),
+    }
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def headers_schema(page: DocsPage, name: str) -> dict[str, Any]:
+    """JSON Schema of the request headers described by the page's header table."""
+    properties: dict[str, Any] = {}
+    for row in page.headers:
+        if "." in row.name or row.type != "String":
+            raise DocsPageError(row.line, f"header {row.name!r} must be a plain String row", f"{name}.txt")
+        properties[row.name] = {**_scalar(row), **NO_LINE_BREAKS}
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": f"{SCHEMA_ID_BASE}{headers_schema_file(name)}",
+        "title": f"{page.method} {page.path} request headers",
+        "type": "object",
+        "properties": properties,
+        "required": [row.name for row in page.headers if row.required],
+    }
+
+
+def endpoint_record(page: DocsPage, name: str) -> dict[str, Any]:
+    """The catalogue record: everything the catalogue needs besides the two schemas."""
+    return {
+        "name": name,
+        "method": page.method,
+        "path": page.path,
+        "summary": _first_sentence(page.description),
+        "description": page.description,
+        "servers": page.servers,
+        "request_schema": request_schema_file(name),
+        "headers_schema": headers_schema_file(name),
+        "headers": [_row_record(row) for row in page.headers],
+        "body_fields": [_row_record(row) for row in page.body_fields],
+        "steps": [{"text": text, "details": details} for text, details in page.steps],
+    }
+
+
+def write_outputs(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[Path]:
+    """Write generated documents as stable, indented JSON; returns the paths written."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, document in documents.items():
+        path = output_dir / file_name
+        path.write_text(render(document), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def render(document: dict[str, Any]) -> str:
+    """The exact text a generated document is stored as."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def generate_from_files(inputs: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """Parse each page (a `.txt` file, or every `.txt` in a directory) and generate its files."""
+    documents: dict[str, dict[str, Any]] = {}
+    for page_path in _expand_inputs(inputs):
+        documents.update(generate(read_docs_page(page_path), page_path.stem))
+    return documents
+
+
+def find_drift(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[str]:
+    """Names of generated files whose committed copy in `output_dir` is missing or differs."""
+    drifted = []
+    for file_name, document in documents.items():
+        path = output_dir / file_name
+        if not path.exists() or path.read_text(encoding="utf-8") != render(document):
+            drifted.append(file_name)
+    return drifted
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m prefect_intercom.schemagen",
+        description="Generate JSON Schema and catalogue records from API documentation pages.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, help="documentation pages (.txt) or directories of them")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="directory to write the files into")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the files differ")
+    args = parser.parse_args(argv)
+    try:
+        documents = generate_from_files(args.inputs)
+    except (DocsPageError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        drifted = find_drift(documents, args.output)
+        for file_name in drifted:
+            print(f"drift: {args.output / file_name} differs from what the docs generate", file=sys.stderr)
+        return 1 if drifted else 0
+    for path in write_outputs(documents, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+def _expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    pages: list[Path] = []
+    for path in inputs:
+        pages.extend(sorted(path.glob("*.txt")) if path.is_dir() else [path])
+    if not pages:
+        raise DocsPageError(0, "no documentation pages (*.txt) found", ", ".join(map(str, inputs)))
+    return pages
+
+
+def _children_by_parent(rows: list[FieldRow]) -> dict[str | None, list[FieldRow]]:
+    """Group rows by their parent's path (`None` for top level); `a[]` parents `a[].b`."""
+    tree: dict[str | None, list[FieldRow]] = {}
+    for row in rows:
+        parent = row.name.rsplit(".", 1)[0] if "." in row.name else None
+        tree.setdefault(parent, []).append(row)
+    return tree
+
+
+def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str, Any]) -> dict[str, Any]:
+    if row.type == "Array":
+        item_path = row.name if row.name.endswith("[]") else f"{row.name}[]"
+        items = _closed_object(tree, item_path, defs) if item_path in tree else {}
+        return _described({"type": "array", "items": items}, row)
+    if row.type != "Object":
+        return _scalar(row)
+    children = tree.get(row.name, [])
+    if _MAP_PHRASE.search(row.description):
+        shapes = [{"$ref": f"#/$defs/{_def_name(child)}"} for child in children]
+        for child in children:
+            defs[_def_name(child)] = _node(child, tree, defs)
+        values = {"anyOf": [PLAIN_ATTRIBUTE_VALUE, *shapes]} if shapes else PLAIN_ATTRIBUTE_VALUE
+        return _described({"type": "object", "additionalProperties": values}, row)
+    if children:
+        return _described(_closed_object(tree, row.name, defs), row)
+    return _described({"type": "object"}, row)
+
+
+def _closed_object(
+    tree: dict[str | None, list[FieldRow]], parent: str | None, defs: dict[str, Any]
+) -> dict[str, Any]:
+    rows = tree.get(parent, [])
+    return {
+        "type": "object",
+        "properties": {_last_segment(row.name): _node(row, tree, defs) for row in rows},
+        "required": [_last_segment(row.name) for row in rows if row.required],
+        "additionalProperties": False,
+    }
+
+
+def _scalar(row: FieldRow) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": _TYPE_MAP[row.type]}
+    if row.type == "String" and _E164_PHRASE.search(row.description):
+        schema.update({"pattern": E164_PATTERN, FORMAT_ANNOTATION: E164_FORMAT})
+    if row.enum:
+        schema["enum"] = row.enum
+    if row.default is not None:
+        schema["default"] = row.default
+    return _described(schema, row)
+
+
+def _described(schema: dict[str, Any], row: FieldRow) -> dict[str, Any]:
+    return {**schema, "description": row.description} if row.description else schema
+
+
+def _last_segment(name: str) -> str:
+    return name.rsplit(".", 1)[-1].removesuffix("[]")
+
+
+def _def_name(row: FieldRow) -> str:
+    return _last_segment(row.name)
+
+
+def _first_sentence(text: str) -> str:
+    first_paragraph = text.split("\n\n", 1)[0]
+    match = re.match(r"(.+?[.!?])(\s|$)", first_paragraph)
+    return match.group(1) if match else first_paragraph
+
+
+def _row_record(row: FieldRow) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "name": row.name,
+        "type": row.type,
+        "required": row.required,
+        "description": row.description,
+    }
+    if row.enum:
+        record["enum"] = row.enum
+    if row.default is not None:
+        record["default"] = row.default
+    return record
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

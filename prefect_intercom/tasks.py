@@ -1,0 +1,131 @@
+"""Prefect tasks: thin wrappers that put arguments through the request pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.cache_policies import NO_CACHE
+
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
+from prefect_intercom.client import PreparedRequest
+from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
+
+# Each call texts a person: never cache a send by its inputs and never retry it blindly
+# (a retry policy that knows which failures are safe to repeat lives in the client).
+_SEND_TASK_OPTIONS: dict[str, Any] = {
+    "name": "create-phone-call-redirect",
+    "cache_policy": NO_CACHE,
+    "retries": 0,
+    "persist_result": False,
+}
+
+
+def phone_call_redirect_body(phone: str, custom_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request body for a phone call redirect (custom attributes only when given)."""
+    body: dict[str, Any] = {"phone": phone}
+    if custom_attributes is not None:
+        body["custom_attributes"] = custom_attributes
+    return body
+
+
+def mask_phone(phone: Any) -> str:
+    """A phone number with its middle digits hidden, for logs: `+1415•••0100`."""
+    text = str(phone)
+    return text if len(text) <= 8 else f"{text[:5]}•••{text[-4:]}"
+
+
+@task(**_SEND_TASK_OPTIONS)
+async def acreate_phone_call_redirect(
+    credentials: IntercomCredentials,
+    phone: str,
+    custom_attributes: dict[str, Any] | None = None,
+) -> PhoneCallRedirect:
+    """Deflect a phone caller to the Intercom Messenger: Intercom texts `phone` a Messenger link.
+
+    Async version of `create_phone_call_redirect`; see there for arguments and errors.
+    """
+    logger = get_run_logger()
+    async with credentials.get_client() as client:
+        prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
+        _log_sending(logger, prepared)
+        response = await client.asend(prepared)
+    return _result(logger, response)
+
+
+@async_dispatch(acreate_phone_call_redirect)
+@task(**_SEND_TASK_OPTIONS)
+def create_phone_call_redirect(
+    credentials: IntercomCredentials,
+    phone: str,
+    custom_attributes: dict[str, Any] | None = None,
+) -> PhoneCallRedirect:
+    """Deflect a phone caller to the Intercom Messenger: Intercom texts `phone` a Messenger link.
+
+    The body is validated against the JSON Schema generated from Intercom's documentation
+    before anything is sent. The call is made once: it is never retried automatically, since
+    a repeated call texts the person again.
+
+    Args:
+        credentials: The `IntercomCredentials` block to use.
+        phone: The caller's number in E.164 format, e.g. `+14155550100`.
+        custom_attributes: Attributes to set on the user or lead, e.g. `{"issue_type": "Billing"}`;
+            relationship attributes take a custom object instance list.
+
+    Returns:
+        Intercom's answer: `type`, `phone` and/or `url`, `request_id`, and any other field.
+
+    Raises:
+        IntercomValidationError: The body is invalid; nothing was sent.
+        IntercomAPIError: Intercom refused the call (status, error code, request id).
+        IntercomTransportError: No answer came back; see its `outcome`.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_intercom import IntercomCredentials, create_phone_call_redirect
+
+        @flow
+        def deflect(phone: str):
+            credentials = IntercomCredentials.load("intercom")
+            return create_phone_call_redirect(credentials, phone, {"issue_type": "Billing"})
+        ```
+        In an `async` flow, `await create_phone_call_redirect(...)` runs the async version.
+    """
+    logger = get_run_logger()
+    with credentials.get_client() as client:
+        prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
+        _log_sending(logger, prepared)
+        response = client.send(prepared)
+    return _result(logger, response)
+
+
+def _log_sending(logger: Any, prepared: PreparedRequest) -> None:
+    attributes = sorted(prepared.body.get("custom_attributes") or {})
+    logger.info(
+        "Sending %s %s (Intercom-Version %s) for %s with custom attributes %s",
+        prepared.method,
+        prepared.url,
+        prepared.headers["Intercom-Version"],
+        mask_phone(prepared.body.get("phone")),
+        attributes or "none",
+    )
+
+
+def _result(logger: Any, response: IntercomResponse) -> PhoneCallRedirect:
+    if response.unparsed_body is not None:
+        logger.warning(
+            "Intercom answered %s with a body that is not a JSON object: %r",
+            response.status_code,
+            response.unparsed_body,
+        )
+    logger.info(
+        "Intercom answered %s in %.0f ms (request_id %s, rate limit remaining %s)",
+        response.status_code,
+        response.elapsed_ms,
+        response.request_id or "none",
+        response.rate_limit.remaining if response.rate_limit.remaining is not None else "unknown",
+    )
+    return PhoneCallRedirect.from_response(response)

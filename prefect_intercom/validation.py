@@ -1,0 +1,274 @@
+"""Validate request bodies and headers against the schemas generated from the docs.
+
+Validators are compiled once per endpoint. Every violation is reported, each with its JSON
+Pointer path, a plain-English message and, where there is an obvious fix, a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as SchemaViolation
+
+from prefect_intercom.catalog import get_endpoint
+from prefect_intercom.errors import IntercomValidationError, ValidationIssue
+from prefect_intercom.schemagen import E164_FORMAT, FORMAT_ANNOTATION
+
+_JSON_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    type(None): "null",
+}
+_SCHEMA_TYPE_NAMES = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+
+
+def validate_request(endpoint: str, body: Any) -> None:
+    """Check a request body against the endpoint's generated JSON Schema.
+
+    Args:
+        endpoint: Catalogue name of the endpoint, e.g. `"phone_call_redirects"`.
+        body: The request body, as it would be sent as JSON.
+
+    Raises:
+        IntercomValidationError: The body breaks the schema or is not JSON; `.errors` lists
+            every violation with its JSON Pointer `path`, `message` and `hint`.
+
+    Example:
+        ```python
+        from prefect_intercom import IntercomValidationError, validate_request
+
+        validate_request("phone_call_redirects", {"phone": "+14155550100"})  # fine
+        try:
+            validate_request("phone_call_redirects", {"phone": "+1 415 555 0100"})
+        except IntercomValidationError as error:
+            print(error.errors[0].path, error.errors[0].hint)  # /phone remove spaces: +14155550100
+        ```
+    """
+    issues = request_issues(endpoint, body)
+    if issues:
+        raise IntercomValidationError(endpoint, issues)
+
+
+def request_issues(endpoint: str, body: Any) -> list[ValidationIssue]:
+    """Every violation in `body`, sorted by path; empty when the body is valid."""
+    return _issues(_request_validator(endpoint), body)
+
+
+def validate_headers(endpoint: str, headers: Mapping[str, Any]) -> None:
+    """Check request headers against the endpoint's generated header schema.
+
+    Raises:
+        IntercomValidationError: A header value is not allowed (e.g. an unknown
+            `Intercom-Version`, or a value with a line break).
+    """
+    issues = _issues(_headers_validator(endpoint), dict(headers))
+    if issues:
+        raise IntercomValidationError(endpoint, issues, what="request headers")
+
+
+@cache
+def _request_validator(endpoint: str) -> Draft202012Validator:
+    schema = get_endpoint(endpoint).request_schema
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@cache
+def _headers_validator(endpoint: str) -> Draft202012Validator:
+    schema = get_endpoint(endpoint).headers_schema
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _issues(validator: Draft202012Validator, instance: Any) -> list[ValidationIssue]:
+    issues = list(_not_json_issues(instance, ()))
+    if not issues:
+        for violation in validator.iter_errors(instance):
+            issues.extend(_explain(violation))
+    unique = {(issue.path, issue.message): issue for issue in issues}
+    return sorted(unique.values(), key=lambda issue: (issue.path, issue.message))
+
+
+def json_pointer(parts: Iterable[Any]) -> str:
+    """RFC 6901 JSON Pointer for a path of keys and indexes (`""` for the root)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _not_json_issues(value: Any, path: tuple[Any, ...]) -> Iterator[ValidationIssue]:
+    """Values JSON cannot carry: NaN and infinities, non-string keys, Python-only types."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                yield ValidationIssue(
+                    json_pointer((*path, key)), f"object keys must be strings, got {type(key).__name__} {key!r}"
+                )
+            else:
+                yield from _not_json_issues(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _not_json_issues(item, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield ValidationIssue(json_pointer(path), f"{value!r} is not a JSON number", "use a finite number")
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        hint = None
+        if hasattr(value, "isoformat"):
+            hint = "send dates as an ISO 8601 string or a UNIX timestamp (integer)"
+        elif isinstance(value, (tuple, set, frozenset)):
+            hint = "use a list"
+        yield ValidationIssue(
+            json_pointer(path), f"a {type(value).__name__} is not a JSON value", hint
+        )
+
+
+def _explain(violation: SchemaViolation) -> list[ValidationIssue]:
+    path = list(violation.absolute_path)
+    pointer = json_pointer(path)
+    keyword = violation.validator
+    instance = violation.instance
+    schema = violation.schema if isinstance(violation.schema, dict) else {}
+    if keyword == "required":
+        missing = [name for name in violation.validator_value if name not in instance]
+        return [_missing_issue(pointer, name, schema) for name in missing]
+    if keyword == "additionalProperties" and schema.get("additionalProperties") is False:
+        allowed = sorted(schema.get("properties", {}))
+        extras = [key for key in instance if key not in allowed]
+        return [_unknown_field_issue(pointer, key, allowed) for key in extras]
+    if keyword == "type":
+        return [ValidationIssue(pointer, f"expected {_expected_types(violation.validator_value)}, got {_describe(instance)}")]
+    if keyword == "pattern" and schema.get(FORMAT_ANNOTATION) == E164_FORMAT:
+        return [_phone_issue(pointer, instance)]
+    if keyword == "enum":
+        return [_enum_issue(pointer, instance, violation.validator_value)]
+    if keyword == "not" and isinstance(instance, str):
+        return [ValidationIssue(pointer, "must not contain a line break (CR or LF)", "remove the line breaks")]
+    if keyword == "anyOf":
+        return _any_of_issues(violation, pointer)
+    return [ValidationIssue(pointer, violation.message)]
+
+
+def _missing_issue(pointer: str, name: str, schema: dict[str, Any]) -> ValidationIssue:
+    property_schema = schema.get("properties", {}).get(name, {})
+    hint = None
+    if property_schema.get(FORMAT_ANNOTATION) == E164_FORMAT:
+        hint = f'add "{name}": "+14155550100" (E.164: a "+", the country code and the number)'
+    return ValidationIssue(json_pointer([*_split(pointer), name]), f"required field {name!r} is missing", hint)
+
+
+def _unknown_field_issue(pointer: str, key: str, allowed: list[str]) -> ValidationIssue:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    else:
+        hint = "allowed fields: " + ", ".join(allowed) if allowed else None
+    return ValidationIssue(json_pointer([*_split(pointer), key]), f"unknown field {key!r}", hint)
+
+
+def _phone_issue(pointer: str, value: str) -> ValidationIssue:
+    message = (
+        f"{value!r} is not a phone number in E.164 format "
+        "(a '+', then the country code and number: 7 to 15 digits, nothing else)"
+    )
+    return ValidationIssue(pointer, message, phone_hint(value))
+
+
+def phone_hint(value: str) -> str | None:
+    """How to turn `value` into E.164, when the fix is obvious."""
+    from prefect_intercom.schemagen import E164_PATTERN
+
+    e164 = re.compile(E164_PATTERN)
+    if value != value.strip() and e164.match(value.strip()):
+        return f"remove the surrounding white space or line break: {value.strip()}"
+    compact = _PHONE_PUNCTUATION.sub("", value)
+    if compact != value and e164.match(compact):
+        what = "spaces" if set(value) - set(compact) <= set(" \t") else "spaces and punctuation"
+        return f"remove {what}: {compact}"
+    if compact.startswith("00") and e164.match("+" + compact[2:]):
+        return f"replace the international prefix 00 with '+': +{compact[2:]}"
+    if compact.isdigit() and e164.match("+" + compact):
+        return f"start with '+' and the country code, e.g. +{compact}"
+    if compact.startswith("+") and compact[1:].isdigit():
+        digits = len(compact) - 1
+        if digits > 15:
+            return f"E.164 numbers have at most 15 digits; this one has {digits}"
+        if digits < 7:
+            return f"E.164 numbers have at least 7 digits; this one has {digits}"
+        if compact[1] == "0":
+            return "the country code cannot start with 0"
+    return None
+
+
+def _enum_issue(pointer: str, value: Any, allowed: list[Any]) -> ValidationIssue:
+    close = difflib.get_close_matches(str(value), [str(item) for item in allowed], n=1, cutoff=0.6)
+    listing = ", ".join(str(item) for item in allowed)
+    hint = f"did you mean {close[0]!r}?" if close else None
+    return ValidationIssue(pointer, f"{value!r} is not one of the allowed values: {listing}", hint)
+
+
+def _any_of_issues(violation: SchemaViolation, pointer: str) -> list[ValidationIssue]:
+    """A value matching none of several shapes (e.g. a custom attribute value)."""
+    options = violation.validator_value
+    object_branches = [
+        index for index, option in enumerate(options) if isinstance(option, dict) and "$ref" in option
+    ]
+    if isinstance(violation.instance, dict) and object_branches:
+        nested = [
+            error for error in violation.context if error.schema_path and error.schema_path[0] in object_branches
+        ]
+        issues = [issue for error in nested for issue in _explain(error)]
+        if issues:
+            return issues
+    shapes = [_option_name(option) for option in options]
+    return [
+        ValidationIssue(
+            pointer,
+            f"expected {' or '.join(shapes)}, got {_describe(violation.instance)}",
+        )
+    ]
+
+
+def _option_name(option: Any) -> str:
+    if isinstance(option, dict) and "$ref" in option:
+        name = option["$ref"].rsplit("/", 1)[-1].replace("_", " ")
+        return f"a {name} object"
+    if isinstance(option, dict) and isinstance(option.get("type"), list):
+        kinds = [name for name in option["type"]]
+        return "a " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
+    if isinstance(option, dict) and "type" in option:
+        return _expected_types(option["type"])
+    return "another value"
+
+
+def _expected_types(types: Any) -> str:
+    names = [_SCHEMA_TYPE_NAMES.get(name, name) for name in ([types] if isinstance(types, str) else types)]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _describe(value: Any) -> str:
+    kind = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    if isinstance(value, (dict, list)):
+        return kind
+    text = repr(value)
+    return f"{kind} ({text if len(text) <= 40 else text[:37] + '...'})"
+
+
+def _split(pointer: str) -> list[str]:
+    return [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]] if pointer else []
