@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from prefect_intercom import __version__
 from prefect_intercom.catalog import Endpoint, get_endpoint
-from prefect_intercom.errors import IntercomTransportError, Outcome
+from prefect_intercom.errors import IntercomConfigurationError, IntercomTransportError, Outcome
 from prefect_intercom.hosts import check_base_url
 from prefect_intercom.responses import IntercomResponse, parse_response
 from prefect_intercom.validation import validate_headers, validate_request
@@ -27,6 +27,18 @@ REDACTED = "[REDACTED]"
 DEFAULT_TIMEOUT = 30.0
 # Failures where the request provably never reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _check_token(token: SecretStr) -> None:
+    """Refuse tokens that cannot travel in an HTTP header (the message never quotes them)."""
+    value = token.get_secret_value()
+    if not value:
+        raise IntercomConfigurationError("the access token is empty")
+    if not value.isascii() or any(ord(char) < 33 or ord(char) == 127 for char in value):
+        raise IntercomConfigurationError(
+            "the access token contains spaces, line breaks, control or non-ASCII characters; "
+            "copy it again from Intercom's Developer Hub"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,7 @@ class IntercomClient:
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
+        _check_token(self._token)
         self.base_url = check_base_url(base_url, allow_custom_host=allow_custom_base_url)
         self.intercom_version = intercom_version
         self.timeout = timeout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, Optional
 
 from prefect.blocks.core import Block
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
 from prefect_intercom.client import DEFAULT_TIMEOUT, IntercomClient
@@ -85,18 +85,18 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
         description="Where your Intercom workspace is hosted: us (api.intercom.io), eu "
         "(api.eu.intercom.io) or au (api.au.intercom.io).",
     )
+    allow_custom_base_url: bool = Field(
+        default=False,
+        title="Allow custom base URL",
+        description="Send the access token to a base URL that is neither an Intercom host nor "
+        "loopback (https only), such as a company proxy. Leave off unless you need it.",
+    )
     base_url: Optional[str] = Field(  # noqa: UP045 - Prefect's UI renders Optional[...] best
         default=None,
         title="Base URL",
         description="Optional API root that overrides the region, e.g. http://127.0.0.1:8765 for the "
         "local sandbox. Allowed: Intercom's hosts over https and loopback addresses; any other host "
         "only with 'Allow custom base URL'.",
-    )
-    allow_custom_base_url: bool = Field(
-        default=False,
-        title="Allow custom base URL",
-        description="Send the access token to a base URL that is neither an Intercom host nor "
-        "loopback (https only), such as a company proxy. Leave off unless you need it.",
     )
     timeout: float = Field(
         default=DEFAULT_TIMEOUT,
@@ -106,24 +106,31 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
         description="Seconds to wait for connecting, sending and reading each answer.",
     )
 
-    @field_validator("access_token")
+    @field_validator("access_token", mode="before")
     @classmethod
-    def _token_is_not_blank(cls, value: SecretStr) -> SecretStr:
-        token = value.get_secret_value()
-        if not token.strip():
-            raise ValueError("access_token is empty")
-        if any(char in token for char in "\r\n") or token != token.strip():
-            raise ValueError("access_token must not contain line breaks or surrounding spaces")
-        return value
+    def _strip_token(cls, value: object) -> object:
+        # Surrounding white space (a copy-paste accident) is dropped. Other checks of the
+        # token's characters happen in the client, whose errors never quote the token.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str):
+            raw = raw.strip()
+            if not raw:
+                raise ValueError("access_token is empty")
+        return raw
 
-    @model_validator(mode="after")
-    def _base_url_is_allowed(self) -> IntercomCredentials:
-        if self.base_url is not None:
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_allowed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not a model validator) so that a refusal's error data holds only
+        # the URL, never the rest of the input (the token). `allow_custom_base_url` is declared
+        # first so that it is already validated here.
+        if value is not None:
+            allowed = bool(info.data.get("allow_custom_base_url", False))
             try:
-                check_base_url(self.base_url, allow_custom_host=self.allow_custom_base_url)
+                check_base_url(value, allow_custom_host=allowed)
             except IntercomConfigurationError as error:
                 raise ValueError(str(error)) from None
-        return self
+        return value
 
     @property
     def api_url(self) -> str:
