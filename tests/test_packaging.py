@@ -1,0 +1,78 @@
+"""Packaging: a plain (non-editable) install into a fresh virtualenv works from anywhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from .conftest import PROJECT_ROOT
+
+CHECK = """
+import json, pathlib, prefect_intercom
+from importlib import resources
+from importlib.metadata import entry_points
+from prefect_intercom import IntercomCredentials, IntercomValidationError, validate_request
+from prefect_intercom.catalog import search
+
+assert "site-packages" in prefect_intercom.__file__, prefect_intercom.__file__
+files = sorted(entry.name for entry in resources.files("prefect_intercom.schemas").iterdir())
+assert "phone_call_redirects.request.schema.json" in files, files
+assert "phone_call_redirects.txt" in files, files
+assert (pathlib.Path(prefect_intercom.__file__).parent / "py.typed").exists()
+validate_request("phone_call_redirects", {"phone": "+14155550100"})
+try:
+    validate_request("phone_call_redirects", {"phone": "nope"})
+except IntercomValidationError as error:
+    assert error.errors[0].path == "/phone"
+else:
+    raise AssertionError("validation did not fail")
+assert search("phone")[0].endpoint.name == "phone_call_redirects"
+assert IntercomCredentials(access_token="x").intercom_version == "2.12"
+assert [ep.value for ep in entry_points(group="prefect.collections") if ep.name == "prefect_intercom"] == ["prefect_intercom"]
+print("ok", prefect_intercom.__version__)
+"""
+
+
+@pytest.mark.e2e
+def test_pip_install_into_a_fresh_virtualenv(tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(PROJECT_ROOT)],
+        check=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    result = subprocess.run(
+        [str(python), "-c", CHECK], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok ")
+
+
+def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
+         str(PROJECT_ROOT)],
+        check=True,
+        timeout=300,
+    )
+    import zipfile
+
+    [wheel] = tmp_path.glob("prefect_intercom-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "prefect_intercom/py.typed",
+        "prefect_intercom/schemas/phone_call_redirects.txt",
+        "prefect_intercom/schemas/phone_call_redirects.request.schema.json",
+        "prefect_intercom/schemas/phone_call_redirects.headers.schema.json",
+        "prefect_intercom/schemas/phone_call_redirects.endpoint.json",
+    ):
+        assert expected in names
+    metadata = next(name for name in names if name.endswith("entry_points.txt"))
+    assert "prefect.collections" in zipfile.ZipFile(wheel).read(metadata).decode()
