@@ -118,14 +118,14 @@ class IntercomClient:
             IntercomValidationError: The body or headers break the generated schemas.
         """
         entry = endpoint if isinstance(endpoint, Endpoint) else get_endpoint(endpoint)
-        validate_request(entry.name, body)
+        validate_request(entry, body)
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Intercom-Version": self.intercom_version,
             "User-Agent": USER_AGENT,
         }
-        validate_headers(entry.name, headers)
+        validate_headers(entry, headers)
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         return PreparedRequest(
             endpoint=entry,

@@ -16,7 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
-from prefect_intercom.catalog import get_endpoint
+from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
 from prefect_intercom.schemagen import E164_FORMAT, FORMAT_ANNOTATION
 
@@ -41,11 +41,12 @@ _SCHEMA_TYPE_NAMES = {
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 
 
-def validate_request(endpoint: str, body: Any) -> None:
+def validate_request(endpoint: str | Endpoint, body: Any) -> None:
     """Check a request body against the endpoint's generated JSON Schema.
 
     Args:
-        endpoint: Catalogue name of the endpoint, e.g. `"phone_call_redirects"`.
+        endpoint: Catalogue name of a packaged endpoint, e.g. `"phone_call_redirects"`, or an
+            `Endpoint` from any catalogue (e.g. one loaded with `load_catalog(folder)`).
         body: The request body, as it would be sent as JSON.
 
     Raises:
@@ -65,38 +66,55 @@ def validate_request(endpoint: str, body: Any) -> None:
     """
     issues = request_issues(endpoint, body)
     if issues:
-        raise IntercomValidationError(endpoint, issues)
+        raise IntercomValidationError(_endpoint_name(endpoint), issues)
 
 
-def request_issues(endpoint: str, body: Any) -> list[ValidationIssue]:
+def request_issues(endpoint: str | Endpoint, body: Any) -> list[ValidationIssue]:
     """Every violation in `body`, sorted by path; empty when the body is valid."""
-    return _issues(_request_validator(endpoint), body)
+    if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
+        return _issues(_compile(endpoint.request_schema), body)
+    return _issues(_request_validator(_endpoint_name(endpoint)), body)
 
 
-def validate_headers(endpoint: str, headers: Mapping[str, Any]) -> None:
+def validate_headers(endpoint: str | Endpoint, headers: Mapping[str, Any]) -> None:
     """Check request headers against the endpoint's generated header schema.
 
     Raises:
         IntercomValidationError: A header value is not allowed (e.g. an unknown
             `Intercom-Version`, or a value with a line break).
     """
-    issues = _issues(_headers_validator(endpoint), dict(headers))
+    if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
+        validator = _compile(endpoint.headers_schema)
+    else:
+        validator = _headers_validator(_endpoint_name(endpoint))
+    issues = _issues(validator, dict(headers))
     if issues:
-        raise IntercomValidationError(endpoint, issues, what="request headers")
+        raise IntercomValidationError(_endpoint_name(endpoint), issues, what="request headers")
 
 
 @cache
 def _request_validator(endpoint: str) -> Draft202012Validator:
-    schema = get_endpoint(endpoint).request_schema
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return _compile(get_endpoint(endpoint).request_schema)
 
 
 @cache
 def _headers_validator(endpoint: str) -> Draft202012Validator:
-    schema = get_endpoint(endpoint).headers_schema
+    return _compile(get_endpoint(endpoint).headers_schema)
+
+
+def _compile(schema: dict[str, Any]) -> Draft202012Validator:
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+def _endpoint_name(endpoint: str | Endpoint) -> str:
+    return endpoint.name if isinstance(endpoint, Endpoint) else endpoint
+
+
+def _is_packaged(endpoint: Endpoint) -> bool:
+    """Whether `endpoint` is the packaged catalogue's own entry (its validators are cached)."""
+    packaged = default_catalog()
+    return endpoint.name in packaged and packaged.get(endpoint.name) is endpoint
 
 
 def _issues(validator: Draft202012Validator, instance: Any) -> list[ValidationIssue]:
