@@ -166,15 +166,28 @@ def test_save_and_load_round_trip(prefect_server: None) -> None:
     assert (loaded.region, loaded.intercom_version, loaded.api_url) == ("eu", "2.11", "https://api.eu.intercom.io")
 
 
-def test_block_registers_from_the_module() -> None:
+def test_prefect_block_register_finds_the_block(prefect_server: None) -> None:
+    import os
+    import shutil
+
+    from prefect.settings import PREFECT_API_URL
+
+    prefect_cli = shutil.which("prefect", path=os.path.dirname(sys.executable))
+    assert prefect_cli, "the prefect command is not installed next to this Python"
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     result = subprocess.run(
-        [sys.executable, "-c", "from prefect.blocks.core import Block; from prefect_intercom import *; "
-         "print(IntercomCredentials.get_block_type_slug())"],
+        [prefect_cli, "block", "register", "-m", "prefect_intercom"],
         capture_output=True,
         text=True,
-        check=True,
+        env=env,
+        timeout=120,
     )
-    assert result.stdout.strip() == "intercom-credentials"
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Intercom Credentials" in result.stdout
+    listing = subprocess.run(
+        [prefect_cli, "block", "type", "ls"], capture_output=True, text=True, env=env, timeout=120, check=True
+    )
+    assert "intercom-credentials" in listing.stdout
 
 
 def test_collection_entry_point() -> None:
