@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import uvicorn
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,6 +54,41 @@ ResponseShape = Literal["phone", "url"]
 _E164 = re.compile(E164_PATTERN)
 _ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
 _VERSIONS = frozenset(_ENDPOINT.header_enum("Intercom-Version"))
+# What Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as custom attributes,
+# plus booleans and non-integer numbers: its own example carries them and Intercom's data
+# attributes support them. Anything else is answered 422, as Intercom documents.
+_CUSTOM_ATTRIBUTES = Draft202012Validator(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "anyOf": [
+                {"type": ["string", "number", "boolean"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "instances": {
+                            "type": "array",
+                            "items": {
+                                "type": ["object", "null"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "external_id": {"type": "string"},
+                                    "external_created_at": {"type": ["integer", "null"]},
+                                    "external_updated_at": {"type": ["integer", "null"]},
+                                    "created_at": {"type": "integer"},
+                                    "updated_at": {"type": "integer"},
+                                    "type": {"type": "string"},
+                                    "custom_attributes": {"type": "object", "additionalProperties": {"type": "string"}},
+                                },
+                            },
+                        },
+                    },
+                },
+            ]
+        },
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -175,8 +211,8 @@ def _answer(state: SandboxState, request: Request, body: Any) -> tuple[int, dict
         return 400, {"error_key": "invalid_phone_number", "message": "Invalid phone number"}
     if phone == SMS_FAILS_PHONE:
         return 400, {"error_key": "sms_failed", "message": "SMS was not sent due to an unknown error"}
-    attributes = body.get("custom_attributes")
-    if phone == UNPROCESSABLE_PHONE or (attributes is not None and not isinstance(attributes, dict)):
+    attributes_refused = "custom_attributes" in body and not _CUSTOM_ATTRIBUTES.is_valid(body["custom_attributes"])
+    if phone == UNPROCESSABLE_PHONE or attributes_refused:
         return 422, {"error_key": "unprocessable_entity", "message": "Custom attributes could not be processed"}
     if state.response_shape == "url":
         return 200, {"type": "phone_call_redirect", "url": f"http://via.intercom.io/msgr/{uuid.uuid4()}"}
