@@ -11,8 +11,8 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-from prefect_intercom.credentials import IntercomCredentials  # noqa: E402
-from prefect_intercom.errors import (  # noqa: E402
+from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.errors import (
     IntercomAPIError,
     IntercomAuthenticationError,
     IntercomConfigurationError,
@@ -24,9 +24,9 @@ from prefect_intercom.errors import (  # noqa: E402
     Outcome,
     ValidationIssue,
 )
-from prefect_intercom.responses import PhoneCallRedirect  # noqa: E402
-from prefect_intercom.tasks import acreate_phone_call_redirect, create_phone_call_redirect  # noqa: E402
-from prefect_intercom.validation import validate_request  # noqa: E402
+from prefect_intercom.responses import PhoneCallRedirect
+from prefect_intercom.tasks import acreate_phone_call_redirect, create_phone_call_redirect
+from prefect_intercom.validation import validate_request
 
 __all__ = [
     "IntercomAPIError",

@@ -53,8 +53,8 @@ class IntercomCredentials(Block):
 
     _block_type_name = "Intercom Credentials"
     _block_type_slug = "intercom-credentials"
-    _logo_url = "https://static.intercomassets.com/assets/default-avatars/fin/128.png"  # noqa: E501
-    _documentation_url = "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/switch/createphoneswitch"  # noqa: E501
+    _logo_url = "https://static.intercomassets.com/assets/default-avatars/fin/128.png"
+    _documentation_url = "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/switch/createphoneswitch"
     _description = (
         "Access token, API version and region for Intercom's REST API, used by the prefect-intercom "
         "tasks to deflect phone calls to the Intercom Messenger."

@@ -171,7 +171,8 @@ def _explain(violation: SchemaViolation) -> list[ValidationIssue]:
         extras = [key for key in instance if key not in allowed]
         return [_unknown_field_issue(pointer, key, allowed) for key in extras]
     if keyword == "type":
-        return [ValidationIssue(pointer, f"expected {_expected_types(violation.validator_value)}, got {_describe(instance)}")]
+        expected = _expected_types(violation.validator_value)
+        return [ValidationIssue(pointer, f"expected {expected}, got {_describe(instance)}")]
     if keyword == "pattern" and schema.get(FORMAT_ANNOTATION) == E164_FORMAT:
         return [_phone_issue(pointer, instance)]
     if keyword == "enum":

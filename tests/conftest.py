@@ -15,7 +15,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Intercom's own OpenAPI description (MIT, notice in its README), copied from ../shared.
 OPENAPI_DIR = PROJECT_ROOT / "tests" / "data" / "intercom-openapi"
 # A distinctive token: tests search logs, errors and artifacts for it.
-SECRET_TOKEN = "tok_SECRET_6f1c9e2a7b4d4e0f8a1b2c3d4e5f6a7b"  # noqa: S105
+SECRET_TOKEN = "tok_SECRET_6f1c9e2a7b4d4e0f8a1b2c3d4e5f6a7b"
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ else:
     raise AssertionError("validation did not fail")
 assert search("phone")[0].endpoint.name == "phone_call_redirects"
 assert IntercomCredentials(access_token="x").intercom_version == "2.12"
-assert [ep.value for ep in entry_points(group="prefect.collections") if ep.name == "prefect_intercom"] == ["prefect_intercom"]
+collections = entry_points(group="prefect.collections")
+assert [ep.value for ep in collections if ep.name == "prefect_intercom"] == ["prefect_intercom"]
 print("ok", prefect_intercom.__version__)
 """
 

@@ -104,7 +104,7 @@ def test_intercom_errors_fail_the_run_with_status_code_and_request_id(sandbox: S
 class _AlwaysUnavailable(BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).hits.append(self.path)
         body = b'{"type":"error.list","request_id":"r-503","errors":[{"code":"service_unavailable"}]}'

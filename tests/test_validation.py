@@ -139,7 +139,7 @@ def test_invalid_bodies_name_the_field(body: Any, path: str, message: str, hint:
     errors = _errors(body)
     matching = [error for error in errors if error[0] == path]
     assert matching, f"no error at {path!r}: {errors}"
-    found_path, found_message, found_hint = matching[0]
+    _, found_message, found_hint = matching[0]
     assert message in found_message
     if hint is not None:
         assert found_hint is not None and hint in found_hint
@@ -147,7 +147,12 @@ def test_invalid_bodies_name_the_field(body: Any, path: str, message: str, hint:
 
 def test_every_violation_is_reported_at_once() -> None:
     errors = _errors({"phone_number": "1", "custom_attributes": {"a": None, "b": {"types": "x"}}})
-    assert [path for path, _, _ in errors] == ["/custom_attributes/a", "/custom_attributes/b/types", "/phone", "/phone_number"]
+    assert [path for path, _, _ in errors] == [
+        "/custom_attributes/a",
+        "/custom_attributes/b/types",
+        "/phone",
+        "/phone_number",
+    ]
 
 
 def test_error_message_lists_every_issue_and_says_nothing_was_sent() -> None:
