@@ -146,7 +146,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
         assert page.method == "POST"
         ```
     """
-    lines = text.splitlines()
+    lines = _split_lines(text)
     first = _first_content_line(lines)
     if first is None:
         raise DocsPageError(0, "the page is empty; expected an endpoint line such as 'POST /path'", source)
@@ -161,6 +161,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
     section: str | None = None
     description: list[str] = []
     table_seen_header: dict[str, bool] = {}
+    heading_line: dict[str, int] = {}
     current: FieldRow | None = None
     row_text: list[str] = []
     in_possible_values = False
@@ -185,6 +186,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             if heading in TABLE_SECTIONS:
                 page.tables[heading] = []
                 table_seen_header[heading] = False
+                heading_line[heading] = number
             continue
         if section is None:
             description.append(stripped)
@@ -258,13 +260,22 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
     page.description = _join_paragraphs(description)
     for name, seen in table_seen_header.items():
         if not seen:
-            raise DocsPageError(0, f"section {name!r} has no table header {TABLE_HEADER!r}", source)
+            raise DocsPageError(heading_line[name], f"section {name!r} has no table header {TABLE_HEADER!r}", source)
     return page
 
 
 def read_docs_page(path: Path) -> DocsPage:
     """Read and parse the documentation page at `path` (errors name the file and line)."""
     return parse_docs_page(path.read_text(encoding="utf-8"), source=path.name)
+
+
+def _split_lines(text: str) -> list[str]:
+    """The page's lines numbered as an editor numbers them: only LF, CRLF and CR end a line.
+
+    (`str.splitlines` also breaks at form feeds, U+2028 and other separators that a page
+    copied from the web may carry inside a line, which would shift every line number after.)
+    """
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _first_content_line(lines: list[str]) -> int | None:
