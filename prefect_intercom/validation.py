@@ -39,6 +39,10 @@ _SCHEMA_TYPE_NAMES = {
     "null": "null",
 }
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+# Deeper values are refused rather than risking Python's recursion limit (the documented
+# shapes are at most 7 levels deep), and integers must fit the 64 bits JSON APIs use.
+MAX_NESTING = 64
+_INT64 = range(-(2**63), 2**63)
 
 
 def validate_request(endpoint: str | Endpoint, body: Any) -> None:
@@ -131,30 +135,87 @@ def json_pointer(parts: Iterable[Any]) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
-def _not_json_issues(value: Any, path: tuple[Any, ...]) -> Iterator[ValidationIssue]:
-    """Values JSON cannot carry: NaN and infinities, non-string keys, Python-only types."""
+def _not_json_issues(value: Any, path: tuple[Any, ...], seen: tuple[int, ...] = ()) -> Iterator[ValidationIssue]:
+    """Values JSON cannot carry, or that no JSON API takes.
+
+    NaN and infinities, non-string keys, Python-only types, text that is not valid Unicode,
+    integers beyond 64 bits, cycles, and nesting deeper than `MAX_NESTING`.
+    """
+    if isinstance(value, (dict, list)):
+        if id(value) in seen:
+            yield ValidationIssue(json_pointer(path), "the value contains itself (a cycle); JSON cannot carry it")
+            return
+        if len(path) >= MAX_NESTING:
+            yield ValidationIssue(json_pointer(path), f"nested deeper than {MAX_NESTING} levels", "flatten the value")
+            return
+        seen = (*seen, id(value))
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 yield ValidationIssue(
-                    json_pointer((*path, key)), f"object keys must be strings, got {type(key).__name__} {key!r}"
+                    json_pointer((*path, _safe_repr(key))),
+                    f"object keys must be strings, got {type(key).__name__} {_safe_repr(key)}",
+                )
+            elif not _is_unicode(key):
+                yield ValidationIssue(
+                    json_pointer((*path, _escaped(key))),
+                    "the key is not valid Unicode text (it holds a lone surrogate)",
                 )
             else:
-                yield from _not_json_issues(item, (*path, key))
+                yield from _not_json_issues(item, (*path, key), seen)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _not_json_issues(item, (*path, index))
+            yield from _not_json_issues(item, (*path, index), seen)
+    elif isinstance(value, str):
+        if not _is_unicode(value):
+            yield ValidationIssue(
+                json_pointer(path),
+                f"{_safe_repr(value)} is not valid Unicode text (it holds a lone surrogate)",
+                "remove the broken character; it usually comes from mis-decoded input",
+            )
     elif isinstance(value, float) and not math.isfinite(value):
         yield ValidationIssue(json_pointer(path), f"{value!r} is not a JSON number", "use a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        yield ValidationIssue(
+            json_pointer(path),
+            f"an integer of {value.bit_length()} bits is outside the 64-bit range (-2**63 to 2**63-1)",
+            "send very large numbers as a string",
+        )
     elif not isinstance(value, (str, int, float, bool, type(None))):
         hint = None
         if hasattr(value, "isoformat"):
             hint = "send dates as an ISO 8601 string or a UNIX timestamp (integer)"
         elif isinstance(value, (tuple, set, frozenset)):
             hint = "use a list"
+        elif isinstance(value, Mapping):
+            hint = "use a dict"
         yield ValidationIssue(
             json_pointer(path), f"a {type(value).__name__} is not a JSON value", hint
         )
+
+
+def _is_unicode(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(text: str) -> str:
+    """`text` with lone surrogates written as backslash escapes, safe to print and log."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe_repr(value: Any, limit: int = 60) -> str:
+    """A short `repr` that never fails (huge integers and broken `__repr__`s included)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    text = _escaped(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _explain(violation: SchemaViolation) -> list[ValidationIssue]:
@@ -198,12 +259,12 @@ def _unknown_field_issue(pointer: str, key: str, allowed: list[str]) -> Validati
         hint = f"did you mean {close[0]!r}?"
     else:
         hint = "allowed fields: " + ", ".join(allowed) if allowed else None
-    return ValidationIssue(json_pointer([*_split(pointer), key]), f"unknown field {key!r}", hint)
+    return ValidationIssue(json_pointer([*_split(pointer), key]), f"unknown field {_safe_repr(key)}", hint)
 
 
 def _phone_issue(pointer: str, value: str) -> ValidationIssue:
     message = (
-        f"{value!r} is not a phone number in E.164 format "
+        f"{_safe_repr(value)} is not a phone number in E.164 format "
         "(a '+', then the country code and number: 7 to 15 digits, nothing else)"
     )
     return ValidationIssue(pointer, message, phone_hint(value))
@@ -285,8 +346,7 @@ def _describe(value: Any) -> str:
     kind = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
     if isinstance(value, (dict, list)):
         return kind
-    text = repr(value)
-    return f"{kind} ({text if len(text) <= 40 else text[:37] + '...'})"
+    return f"{kind} ({_safe_repr(value, limit=40)})"
 
 
 def _split(pointer: str) -> list[str]:
