@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ REQUEST_ID_HEADERS = ("x-request-id", "intercom-request-id")
 RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 KEPT_HEADERS = (*REQUEST_ID_HEADERS, *RATE_LIMIT_HEADERS, "retry-after", "content-type")
 MAX_TEXT = 300
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -191,9 +193,23 @@ def _decode(response: httpx.Response) -> tuple[Any, str]:
     except Exception:  # pragma: no cover - content is always bytes once read
         text = ""
     try:
-        return json.loads(text), text
+        body = json.loads(text)
     except (ValueError, RecursionError):
         return None, text
+    # A body nested deeper than any answer Intercom documents is kept as text: walking it
+    # (redaction, summaries) would risk Python's recursion limit.
+    return (None, text) if _nesting(body) > MAX_JSON_DEPTH else (body, text)
+
+
+def _nesting(value: Any) -> int:
+    """How deeply `value` nests (0 for a scalar), computed without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _request_id(body: Any, headers: httpx.Headers) -> str | None:
@@ -214,7 +230,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         except ValueError:
             return None
         seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN is no answer
+    return max(0.0, seconds) if math.isfinite(seconds) else None  # NaN or infinity is no answer
 
 
 def _int_header(headers: httpx.Headers, name: str) -> int | None:
