@@ -149,7 +149,7 @@ class IntercomClient:
         request = self._httpx_request(client, prepared)
         started = time.perf_counter()
         try:
-            response = client.send(request)
+            response = _read(client.send(request, stream=True))
         except httpx.TransportError as error:
             raise self._transport_error(error, prepared) from None
         return self._parse(response, started)
@@ -160,7 +160,7 @@ class IntercomClient:
         request = self._httpx_request(client, prepared)
         started = time.perf_counter()
         try:
-            response = await client.send(request)
+            response = await _aread(await client.send(request, stream=True))
         except httpx.TransportError as error:
             raise self._transport_error(error, prepared) from None
         return self._parse(response, started)
@@ -235,3 +235,40 @@ class IntercomClient:
         kind = type(error).__name__
         detail = self.redact(str(error)) or "no detail"
         return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
+
+
+def _read(response: httpx.Response) -> httpx.Response:
+    """Read a streamed answer's body; one that does not decode keeps its status (`_undecodable`)."""
+    try:
+        response.read()
+    except httpx.DecodingError as error:
+        response.close()
+        return _undecodable(response, error)
+    return response
+
+
+async def _aread(response: httpx.Response) -> httpx.Response:
+    """Async twin of `_read`."""
+    try:
+        await response.aread()
+    except httpx.DecodingError as error:
+        await response.aclose()
+        return _undecodable(response, error)
+    return response
+
+
+def _undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.Response:
+    """The answer with its status and headers, and a note in place of a body that does not decode.
+
+    A server that declares `Content-Encoding: gzip` (or deflate, br, zstd) and sends other
+    bytes still answered: its status decides success or the `IntercomAPIError` subclass, and
+    the note says why the body is missing.
+    """
+    encoding = response.headers.get("content-encoding", "")
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length")
+    ]
+    note = f"<the body could not be decoded (Content-Encoding: {encoding}): {error}>"
+    return httpx.Response(response.status_code, headers=headers, content=note.encode(), request=response.request)
