@@ -68,7 +68,9 @@ def check_base_url(url: str, *, allow_custom_host: bool = False) -> str:
         raise IntercomConfigurationError(
             f"base_url {url!r} must be an http(s) URL with a host, e.g. https://api.intercom.io"
         )
-    if parsed.userinfo or parsed.query or parsed.fragment:
+    # An empty query or fragment (`...io?`, `...io#`) parses as none, yet would swallow the
+    # endpoint path appended to the base URL: refuse the marks themselves.
+    if parsed.userinfo or parsed.query or parsed.fragment or any(mark in text for mark in "?#@"):
         raise IntercomConfigurationError(
             "base_url must not carry credentials, a query or a fragment; put the token in access_token"
         )
