@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -17,9 +17,11 @@ from pydantic import SecretStr
 
 from prefect_intercom import __version__
 from prefect_intercom.catalog import Endpoint, get_endpoint
-from prefect_intercom.errors import IntercomConfigurationError, IntercomTransportError, Outcome
+from prefect_intercom.errors import IntercomAPIError, IntercomConfigurationError, IntercomTransportError, Outcome
 from prefect_intercom.hosts import check_base_url
-from prefect_intercom.responses import IntercomResponse, parse_response
+from prefect_intercom.pacing import Pacer
+from prefect_intercom.responses import IntercomResponse, RateLimit, parse_response
+from prefect_intercom.retry import RetryCallback, RetryPolicy, acall_with_retry, call_with_retry
 from prefect_intercom.validation import validate_headers, validate_request
 
 USER_AGENT = f"prefect-intercom/{__version__} httpx/{httpx.__version__}"
@@ -76,6 +78,9 @@ class IntercomClient:
         timeout: Seconds to wait for connecting, sending and each read.
         allow_custom_base_url: Opt-in to a base URL that is neither Intercom's nor loopback.
         transport: An httpx transport (tests, proxies); default: httpx's own.
+        retry: When to repeat a failed send (`RetryPolicy`); default: send once, never retry.
+        pacer: What holds sends back under Intercom's rate limit (`Pacer`); default: none.
+        on_retry: Called as `on_retry(error, attempt, wait)` before each retry (for logging).
 
     Example:
         ```python
@@ -96,6 +101,9 @@ class IntercomClient:
         timeout: float = DEFAULT_TIMEOUT,
         allow_custom_base_url: bool = False,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        on_retry: RetryCallback | None = None,
     ) -> None:
         self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
         _check_token(self._token)
@@ -103,6 +111,9 @@ class IntercomClient:
         self.intercom_version = intercom_version
         self.timeout = timeout
         self._transport = transport
+        self.retry = retry
+        self.pacer = pacer
+        self.on_retry = on_retry
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
 
@@ -139,12 +150,70 @@ class IntercomClient:
     # --- send ----------------------------------------------------------------------------
 
     def send(self, prepared: PreparedRequest) -> IntercomResponse:
-        """Send once (never retried here) and parse the answer.
+        """Send, paced by `pacer` and retried only as `retry` allows, and parse the answer.
+
+        Without a retry policy the request is sent once.
 
         Raises:
-            IntercomAPIError: Intercom answered with an error status.
+            IntercomAPIError: Intercom answered with an error status (after any retries;
+                `.attempts` says how many were made).
             IntercomTransportError: No answer; `.outcome` says whether it may have been sent.
         """
+        if self.retry is None and self.pacer is None:
+            return self._send_once(prepared)
+        attempts = 0
+
+        def attempt() -> IntercomResponse:
+            nonlocal attempts
+            attempts += 1
+            if self.pacer is not None:
+                self.pacer.acquire()
+            try:
+                response = self._send_once(prepared)
+            except BaseException as error:
+                self._release(error)
+                raise
+            self._release(response)
+            return response
+
+        response = call_with_retry(attempt, self.retry, on_retry=self.on_retry)
+        return replace(response, attempts=attempts) if attempts > 1 else response
+
+    async def asend(self, prepared: PreparedRequest) -> IntercomResponse:
+        """Async twin of `send`."""
+        if self.retry is None and self.pacer is None:
+            return await self._asend_once(prepared)
+        attempts = 0
+
+        async def attempt() -> IntercomResponse:
+            nonlocal attempts
+            attempts += 1
+            if self.pacer is not None:
+                await self.pacer.aacquire()
+            try:
+                response = await self._asend_once(prepared)
+            except BaseException as error:
+                self._release(error)
+                raise
+            self._release(response)
+            return response
+
+        response = await acall_with_retry(attempt, self.retry, on_retry=self.on_retry)
+        return replace(response, attempts=attempts) if attempts > 1 else response
+
+    def _release(self, outcome: IntercomResponse | BaseException) -> None:
+        """Tell the pacer what the answer's rate-limit headers said (nothing, if no answer)."""
+        if self.pacer is None:
+            return
+        if isinstance(outcome, IntercomResponse):
+            self.pacer.release(outcome.rate_limit)
+        elif isinstance(outcome, IntercomAPIError):
+            self.pacer.release(RateLimit.from_headers(httpx.Headers(outcome.headers)))
+        else:
+            self.pacer.release(None)
+
+    def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:
+        """One attempt: send and parse (never retried, never paced)."""
         client = self._sync_client()
         request = self._httpx_request(client, prepared)
         started = time.perf_counter()
@@ -154,8 +223,8 @@ class IntercomClient:
             raise self._transport_error(error, prepared) from None
         return self._parse(response, started)
 
-    async def asend(self, prepared: PreparedRequest) -> IntercomResponse:
-        """Async twin of `send`."""
+    async def _asend_once(self, prepared: PreparedRequest) -> IntercomResponse:
+        """Async twin of `_send_once`."""
         client = self._async_client()
         request = self._httpx_request(client, prepared)
         started = time.perf_counter()
@@ -182,8 +251,10 @@ class IntercomClient:
             self._sync = None
 
     async def aclose(self) -> None:
-        """Close both connection pools."""
+        """Close both connection pools (and the pacer's connection to the Prefect server)."""
         self.close()
+        if self.pacer is not None:
+            await self.pacer.aclose()
         if self._async is not None:
             await self._async.aclose()
             self._async = None

@@ -21,7 +21,14 @@ from typing import Any
 
 
 class IntercomError(Exception):
-    """Base class of every error raised by prefect-intercom."""
+    """Base class of every error raised by prefect-intercom.
+
+    Attributes:
+        attempts: How many times the request was sent before this error was raised (more
+            than 1 when a `RetryPolicy` retried it).
+    """
+
+    attempts: int = 1
 
 
 @dataclass(frozen=True)

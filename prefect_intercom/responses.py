@@ -69,6 +69,7 @@ class IntercomResponse:
         elapsed_ms: Time from sending the request to reading the whole answer.
         headers: The response headers worth keeping (request id, rate limits, content type).
         unparsed_body: The start of the body when it was not a JSON object (rare; logged).
+        attempts: How many times the request was sent (more than 1 after retries).
     """
 
     status_code: int
@@ -78,6 +79,7 @@ class IntercomResponse:
     elapsed_ms: float
     headers: dict[str, str] = field(default_factory=dict)
     unparsed_body: str | None = None
+    attempts: int = 1
 
 
 class PhoneCallRedirect(BaseModel):

@@ -1,0 +1,437 @@
+"""Pacing: send no faster than Intercom allows, before Intercom has to say 429.
+
+Two independent brakes, both optional, applied before every attempt of every send:
+
+- `HeaderPacer` reads `X-RateLimit-Limit/Remaining/Reset` from each answer and holds sends
+  back when the current window is used up, until the reset time. It knows only its own
+  process, so it is exact for one sender and a safety net for many.
+- `GlobalRateLimit` takes slots from a Prefect global concurrency limit with slot decay
+  (Prefect's rate limit, `prefect gcl create ... --slot-decay-per-second ...`), so any
+  number of processes, workers and flow runs share one budget kept by the Prefect server.
+
+`Pacer` combines them; `IntercomClient(pacer=...)` calls it around every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.responses import RateLimit
+
+DEFAULT_MARGIN = 0.02
+PROBE_INTERVAL = 0.005
+# Acquisitions per second aimed for when sizing a global rate limit (see `rate_limit_settings`).
+ACQUISITIONS_PER_SECOND = 4
+
+
+class HeaderPacer:
+    """Holds sends back when Intercom's headers say the current window is used up.
+
+    Until the first answer arrives, one request at a time goes out (a probe), so that even
+    the first burst of a batch respects what is left of the window. If answers carry no
+    rate-limit headers at all, the pacer steps aside.
+
+    Args:
+        reserve: Requests to leave unused in each window (for other senders of the same app).
+        margin: Seconds to wait past `X-RateLimit-Reset` (clock differences, rounding).
+        clock: The wall clock (UNIX seconds); tests pass a fake.
+
+    Example:
+        ```python
+        pacer = HeaderPacer()
+        while (wait := pacer.reserve()) > 0:
+            time.sleep(wait)
+        ...  # send, then:
+        pacer.release(response.rate_limit)
+        ```
+    """
+
+    def __init__(
+        self, *, reserve: int = 0, margin: float = DEFAULT_MARGIN, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.reserve_count = reserve
+        self.margin = margin
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._informed: bool | None = None  # None: no answer yet; False: answers carry no headers
+        self._limit: int | None = None
+        self._reset: float | None = None  # latest X-RateLimit-Reset seen (UNIX time)
+        self._rolled = False  # the clock has passed `_reset`: a fresh window began
+        self._budget = 0  # sends still allowed in the current window
+        self._inflight = 0
+
+    def __repr__(self) -> str:
+        return f"HeaderPacer(limit={self._limit}, budget={self._budget}, inflight={self._inflight})"
+
+    def reserve(self) -> float:
+        """Take a slot for one send: `0.0` means go; a positive value means wait that long and ask again."""
+        with self._lock:
+            if self._informed is False:
+                self._inflight += 1
+                return 0.0
+            if self._informed is None:
+                if self._inflight == 0:
+                    self._inflight += 1
+                    return 0.0
+                return PROBE_INTERVAL
+            now = self._clock()
+            if not self._rolled and self._reset is not None and now >= self._reset + self.margin:
+                # Intercom refilled the window; requests still in flight may count in it.
+                self._rolled = True
+                self._budget = (self._limit or 0) - self._inflight
+            if self._budget > self.reserve_count:
+                self._budget -= 1
+                self._inflight += 1
+                return 0.0
+            if self._rolled or self._reset is None:
+                return PROBE_INTERVAL  # nothing to wait for but answers about the new window
+            return max(PROBE_INTERVAL, self._reset + self.margin - now)
+
+    def release(self, rate_limit: RateLimit | None) -> None:
+        """Give the slot back and learn from the answer's headers (`None`: no answer came)."""
+        with self._lock:
+            self._inflight = max(0, self._inflight - 1)
+            if rate_limit is None:
+                return
+            if rate_limit.remaining is None or rate_limit.reset_at is None:
+                if self._informed is None:
+                    self._informed = False
+                return
+            self._informed = True
+            reset = rate_limit.reset_at.timestamp()
+            fresh = rate_limit.remaining - self._inflight
+            if rate_limit.limit is not None:
+                self._limit = rate_limit.limit
+            elif self._limit is None:
+                self._limit = rate_limit.remaining + 1
+            if self._reset is None or reset > self._reset:
+                self._reset, self._rolled, self._budget = reset, False, fresh
+            elif reset == self._reset and not self._rolled:
+                self._budget = min(self._budget, fresh)
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """Settings for a Prefect global concurrency limit that paces one Intercom app.
+
+    Attributes:
+        limit: The limit's size (`--limit`): slots taken per acquisition plus a little headroom.
+        slot_decay_per_second: Its decay (`--slot-decay-per-second`): the shared sending rate.
+        slots_per_acquire: Slots each process takes per call to the Prefect server.
+    """
+
+    limit: int
+    slot_decay_per_second: float
+    slots_per_acquire: int
+
+    def cli(self, name: str) -> str:
+        """The `prefect gcl create` command that creates this limit."""
+        return f"prefect gcl create {name} --limit {self.limit} --slot-decay-per-second {self.slot_decay_per_second:g}"
+
+
+def rate_limit_settings(requests_per_window: int, window_seconds: float, *, share: float = 0.94) -> RateLimitSettings:
+    """Size a Prefect rate limit so that all processes together stay under Intercom's limit.
+
+    Slots are taken in chunks of `requests_per_window / (window_seconds * 4)` (about four
+    calls to the Prefect server per second in all), and the limit's size is one chunk plus
+    a small headroom, so that a slightly late acquisition loses nothing. In any window the
+    server grants at most `limit + rate * window` slots, i.e. a whole number of chunks; the
+    rate is `share` of Intercom's, lowered if needed so that those chunks fit in
+    `requests_per_window` (with 2% of the window to spare for sends landing after their grant).
+
+    Args:
+        requests_per_window: Intercom's `X-RateLimit-Limit` (e.g. 1667 for 10,000 a minute).
+        window_seconds: The window's length (Intercom counts in 10-second windows).
+        share: Fraction of Intercom's rate to use at most.
+
+    Returns:
+        The limit's settings; `settings.cli(name)` prints the command that creates it.
+
+    Example:
+        ```python
+        >>> rate_limit_settings(1667, 10).cli("intercom-app")
+        'prefect gcl create intercom-app --limit 44 --slot-decay-per-second 156.6'
+        ```
+    """
+    if requests_per_window < 1 or window_seconds <= 0 or not 0 < share <= 1:
+        raise ValueError("requests_per_window >= 1, window_seconds > 0 and 0 < share <= 1 are required")
+    chunks = max(1, round(window_seconds * ACQUISITIONS_PER_SECOND))
+    chunk = max(1, requests_per_window // chunks)
+    limit = chunk + max(1, min(3, chunk // 8))
+    fits = ((chunks + 1) * chunk - limit) / (window_seconds * 1.02)
+    rate = math.floor(min(share * requests_per_window / window_seconds, fits) * 10) / 10
+    if rate <= 0:
+        raise ValueError(f"{requests_per_window} per {window_seconds:g} s is too small to share in chunks")
+    return RateLimitSettings(limit=limit, slot_decay_per_second=rate, slots_per_acquire=chunk)
+
+
+def default_slots_per_acquire(limit: int) -> int:
+    """Slots taken per acquisition from a limit of size `limit` (the inverse of `rate_limit_settings`)."""
+    return max(1, limit - max(1, min(3, limit // 9)))
+
+
+class GlobalRateLimit:
+    """Takes slots from a Prefect global concurrency limit with slot decay, shared by all senders.
+
+    Slots are taken in chunks (a few Prefect server calls per second, not one per send) and
+    handed to the sends of this process; unused ones expire after one acquisition period,
+    so a chunk is spent close to the moment it was granted. When the limit is full, the wait
+    is computed from the limit's decay, not guessed.
+
+    This uses the Prefect server's own rate-limit accounting (`/v2/concurrency_limits/increment`
+    with `mode="rate_limit"`, what `prefect.concurrency.asyncio.rate_limit` calls); only the
+    client-side waiting differs, because Prefect's generic back-off reached a fraction of the
+    limit's rate in our measurements (see the README).
+
+    Args:
+        name: The global concurrency limit's name; it must exist and have slot decay.
+        slots_per_acquire: Slots per call to the Prefect server; default: a little less than
+            the limit's size.
+
+    Example:
+        ```bash
+        prefect gcl create intercom-app --limit 44 --slot-decay-per-second 156.6
+        ```
+        ```python
+        pacer = Pacer(global_rate_limit="intercom-app")
+        ```
+    """
+
+    def __init__(self, name: str, *, slots_per_acquire: int | None = None) -> None:
+        if not name:
+            raise ValueError("the global rate limit needs a name")
+        self.name = name
+        self._requested_chunk = slots_per_acquire
+        self.slots_per_acquire: int | None = slots_per_acquire
+        self.slot_decay_per_second: float | None = None
+        self.limit: int | None = None
+        self._tokens = 0
+        self._tokens_expire = 0.0
+        self._next_try = 0.0
+        self._thread_lock = threading.Lock()
+        self._async_lock: asyncio.Lock | None = None
+        self._async_client: Any = None
+        self.acquisitions = 0
+        self.denials = 0
+
+    def __repr__(self) -> str:
+        return f"GlobalRateLimit(name={self.name!r}, slots_per_acquire={self.slots_per_acquire})"
+
+    # --- async ---------------------------------------------------------------------------
+
+    async def aacquire(self) -> None:
+        """Wait for one slot (async)."""
+        if self._async_lock is None:
+            self._async_lock = asyncio.Lock()
+        async with self._async_lock:
+            if self._take():
+                return
+            if self._async_client is None:
+                from prefect.client.orchestration import get_client
+
+                self._async_client = get_client()
+                await self._async_client.__aenter__()
+            client = self._async_client
+            if self.slot_decay_per_second is None:
+                self._configure(await self._aread(client))
+            while True:
+                await asyncio.sleep(max(0.0, self._next_try - time.time()))
+                started = time.time()
+                try:
+                    response = await client.increment_concurrency_slots(
+                        names=[self.name], slots=self.slots_per_acquire, mode="rate_limit"
+                    )
+                except httpx.HTTPStatusError as error:
+                    self._check_denied(error)
+                    self._after_denial(await self._aread(client))
+                    continue
+                self._after_grant(response, started, time.time())
+                self._take()
+                return
+
+    async def aclose(self) -> None:
+        """Close the connection to the Prefect server."""
+        if self._async_client is not None:
+            client, self._async_client = self._async_client, None
+            await client.__aexit__(None, None, None)
+
+    async def _aread(self, client: Any) -> Any:
+        try:
+            return await client.read_global_concurrency_limit_by_name(self.name)
+        except Exception as error:  # ObjectNotFound, or the server refusing
+            raise self._missing(error) from None
+
+    # --- sync ----------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Wait for one slot (blocking)."""
+        with self._thread_lock:
+            if self._take():
+                return
+            from prefect.client.orchestration import get_client
+
+            with get_client(sync_client=True) as client:
+                if self.slot_decay_per_second is None:
+                    self._configure(self._read(client))
+                while True:
+                    time.sleep(max(0.0, self._next_try - time.time()))
+                    started = time.time()
+                    try:
+                        response = client.increment_concurrency_slots(
+                            names=[self.name], slots=self.slots_per_acquire, mode="rate_limit"
+                        )
+                    except httpx.HTTPStatusError as error:
+                        self._check_denied(error)
+                        self._after_denial(self._read(client))
+                        continue
+                    self._after_grant(response, started, time.time())
+                    self._take()
+                    return
+
+    def _read(self, client: Any) -> Any:
+        try:
+            return client.read_global_concurrency_limit_by_name(self.name)
+        except Exception as error:
+            raise self._missing(error) from None
+
+    # --- shared bookkeeping --------------------------------------------------------------
+
+    def _take(self) -> bool:
+        if self._tokens > 0 and time.monotonic() < self._tokens_expire:
+            self._tokens -= 1
+            return True
+        self._tokens = 0
+        return False
+
+    def _configure(self, limit: Any) -> None:
+        if not limit.active or not limit.slot_decay_per_second or limit.slot_decay_per_second <= 0:
+            raise IntercomConfigurationError(
+                f"the global concurrency limit {self.name!r} is inactive or has no slot decay; a rate "
+                "limit needs one, e.g. `prefect gcl create NAME --limit 44 --slot-decay-per-second 156.6`"
+            )
+        self.limit = int(limit.limit)
+        self.slot_decay_per_second = float(limit.slot_decay_per_second)
+        chunk = self._requested_chunk or default_slots_per_acquire(self.limit)
+        self.slots_per_acquire = max(1, min(chunk, self.limit))
+
+    def _after_grant(self, response: httpx.Response, started: float, finished: float) -> None:
+        if not response.json():  # the server grants anything when no limit has the name
+            raise self._missing(None)
+        self.acquisitions += 1
+        chunk, rate = self.slots_per_acquire or 1, self.slot_decay_per_second or 1.0
+        self._tokens = chunk
+        self._tokens_expire = time.monotonic() + max(0.05, 0.25 * chunk / rate)
+        # Optimistic: if no one else takes slots, the next chunk frees this much later.
+        headroom = (self.limit or chunk) - chunk
+        self._next_try = (started + finished) / 2 + max(0, chunk - headroom) / rate
+
+    def _after_denial(self, limit: Any) -> None:
+        """Sleep until the limit's decay frees a chunk (computed from its `updated` time)."""
+        self.denials += 1
+        rate, chunk = float(limit.slot_decay_per_second), self.slots_per_acquire or 1
+        now = time.time()
+        needed = limit.active_slots + chunk - limit.limit  # slots that must still decay
+        if limit.updated is None or needed <= 0:
+            self._next_try = now + 1 / rate
+            return
+        updated = limit.updated.timestamp()
+        # The server decays whole slots at `updated + j / rate`; aim just past the one we need.
+        decayed = math.floor(rate * max(0.0, now - updated))
+        target = updated + (decayed + needed) / rate + 0.001
+        self._next_try = min(max(target, now), now + (chunk + 1) / rate)
+
+    def _check_denied(self, error: httpx.HTTPStatusError) -> None:
+        if error.response.status_code != 423:
+            detail = error.response.text[:200]
+            raise IntercomConfigurationError(
+                f"the Prefect server refused slots of the global rate limit {self.name!r} "
+                f"(HTTP {error.response.status_code}: {detail})"
+            ) from None
+
+    def _missing(self, error: Exception | None) -> IntercomConfigurationError:
+        reason = f" ({type(error).__name__})" if error is not None else ""
+        return IntercomConfigurationError(
+            f"no usable global concurrency limit named {self.name!r} on the Prefect server{reason}; "
+            f"create it, e.g. `{rate_limit_settings(1667, 10).cli(self.name)}`"
+        )
+
+
+class Pacer:
+    """Everything that paces sends: Intercom's headers and, optionally, a Prefect rate limit.
+
+    Args:
+        headers: Pace from the `X-RateLimit-*` headers (`HeaderPacer`).
+        global_rate_limit: Name of a Prefect global concurrency limit with slot decay
+            shared by every sender of the same Intercom app (`GlobalRateLimit`).
+        reserve: Requests per window the header pacer leaves unused.
+        slots_per_acquire: Chunk size for the global rate limit (default from its size).
+
+    Example:
+        ```python
+        from prefect_intercom import IntercomCredentials
+        from prefect_intercom.pacing import Pacer
+
+        credentials = IntercomCredentials.load("intercom")
+        with credentials.get_client(pacer=Pacer(global_rate_limit="intercom-app")) as client:
+            ...
+        ```
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: bool = True,
+        global_rate_limit: str | None = None,
+        reserve: int = 0,
+        slots_per_acquire: int | None = None,
+    ) -> None:
+        self.header_pacer = HeaderPacer(reserve=reserve) if headers else None
+        self.global_limit = (
+            GlobalRateLimit(global_rate_limit, slots_per_acquire=slots_per_acquire) if global_rate_limit else None
+        )
+
+    def __repr__(self) -> str:
+        return f"Pacer(header_pacer={self.header_pacer!r}, global_limit={self.global_limit!r})"
+
+    def acquire(self) -> None:
+        """Block until one send may go out."""
+        if self.header_pacer is not None:
+            while (wait := self.header_pacer.reserve()) > 0:
+                time.sleep(wait)
+        if self.global_limit is not None:
+            try:
+                self.global_limit.acquire()
+            except BaseException:
+                self.release(None)
+                raise
+
+    async def aacquire(self) -> None:
+        """Wait until one send may go out (async)."""
+        if self.header_pacer is not None:
+            while (wait := self.header_pacer.reserve()) > 0:
+                await asyncio.sleep(wait)
+        if self.global_limit is not None:
+            try:
+                await self.global_limit.aacquire()
+            except BaseException:
+                self.release(None)
+                raise
+
+    def release(self, rate_limit: RateLimit | None) -> None:
+        """Report the answer's rate-limit headers (`None` when no answer came)."""
+        if self.header_pacer is not None:
+            self.header_pacer.release(rate_limit)
+
+    async def aclose(self) -> None:
+        """Close the connection to the Prefect server, if one was opened."""
+        if self.global_limit is not None:
+            await self.global_limit.aclose()
