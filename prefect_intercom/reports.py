@@ -1,0 +1,280 @@
+"""Markdown reports of a test request, one per documented integration step.
+
+The `test_request` flow publishes these as Prefect artifacts and the command line prints
+them; they are plain functions of plain values, so they can be tested without Prefect.
+None of them is ever given the access token: headers come from
+`PreparedRequest.display_headers()` (the token shown as `[REDACTED]`), and answers and
+errors have already been redacted by the client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from prefect_intercom.catalog import Endpoint, SearchHit
+from prefect_intercom.client import REDACTED, PreparedRequest
+from prefect_intercom.errors import (
+    IntercomAPIError,
+    IntercomTransportError,
+    IntercomValidationError,
+    Outcome,
+    ValidationIssue,
+)
+from prefect_intercom.responses import RATE_LIMIT_HEADERS, IntercomResponse
+
+STEP_HTTP_TASK = "Add the HTTP task"
+STEP_FIND_API = "Find the API and load its reference"
+STEP_TEST_REQUEST = "Test request"
+STEPS = (STEP_HTTP_TASK, STEP_FIND_API, STEP_TEST_REQUEST)
+RATE_LIMIT_LABELS = {
+    "x-ratelimit-limit": "X-RateLimit-Limit",
+    "x-ratelimit-remaining": "X-RateLimit-Remaining",
+    "x-ratelimit-reset": "X-RateLimit-Reset",
+}
+
+
+def step_heading(number: int) -> str:
+    """`# Step 2 · Find the API and load its reference`."""
+    return f"# Step {number} · {STEPS[number - 1]}"
+
+
+def connection_markdown(
+    *,
+    block_name: str,
+    api_url: str,
+    region: str,
+    block_version: str,
+    version_override: str | None = None,
+    base_url_set: bool = False,
+    timeout: float | None = None,
+) -> str:
+    """Step 1: the credentials block that was loaded and where requests will go.
+
+    Args:
+        block_name: Name of the `IntercomCredentials` block.
+        api_url: The API root requests go to.
+        region: The block's region.
+        block_version: The block's `Intercom-Version`.
+        version_override: A version chosen for this run only, if any.
+        base_url_set: Whether the block's base URL overrides the region's host.
+        timeout: The block's timeout in seconds.
+
+    Returns:
+        Markdown.
+    """
+    region_text = f"`{region}`" + (" (not used: the block's base URL overrides it)" if base_url_set else "")
+    if version_override and version_override != block_version:
+        version_text = f"`{version_override}` (this run; the block says `{block_version}`)"
+    else:
+        version_text = f"`{version_override or block_version}`"
+    rows = [
+        ("Block", f"`intercom-credentials/{block_name}`"),
+        ("Host", f"`{api_url}`"),
+        ("Region", region_text),
+        ("Intercom-Version", version_text),
+        ("Access token", f"`{REDACTED}` (stored encrypted in the block, never shown)"),
+    ]
+    if timeout is not None:
+        rows.append(("Timeout", f"{timeout:g} s"))
+    lines = [step_heading(1), "", f"Loaded the Intercom credentials block **{_escape(block_name)}**.", ""]
+    lines += _table(("Setting", "Value"), rows)
+    return "\n".join(lines)
+
+
+def reference_markdown(
+    *,
+    query: str,
+    hits: Sequence[SearchHit],
+    endpoint: Endpoint,
+    method: str,
+    url: str,
+    body: Any,
+    prepared: PreparedRequest | None = None,
+    error: IntercomValidationError | None = None,
+) -> str:
+    """Step 2: the search, the endpoint's reference, the prepared request and the validation.
+
+    Args:
+        query: What was searched for.
+        hits: The ranked search hits (the first is `endpoint`).
+        endpoint: The endpoint the request goes to.
+        method: The HTTP method.
+        url: The full URL.
+        body: The request body as given (shown even when it is invalid).
+        prepared: The prepared request, when the body and headers were valid.
+        error: The validation error, when they were not.
+
+    Returns:
+        Markdown.
+    """
+    lines = [step_heading(2), "", f"Searched the catalogue for `{_code(query)}`: found **{endpoint.title}**."]
+    if len(hits) > 1:
+        lines += ["", "Other matches, best first:", ""]
+        lines += [f"- `{hit.endpoint.title}` ({hit.endpoint.name}, score {hit.score:.2f})" for hit in hits[1:]]
+    lines += ["", endpoint.reference_markdown(), "", "## Prepared request", "", f"`{method} {url}`", ""]
+    if prepared is not None:
+        headers = prepared.display_headers().items()
+        lines += _table(("Header", "Value"), [(name, f"`{_code(value)}`") for name, value in headers])
+    else:
+        lines.append("_Headers are prepared once the request is valid._")
+    lines += ["", "Body (JSON):", "", _json_block(body), "", "## Validation", ""]
+    lines += validation_lines(error)
+    return "\n".join(lines)
+
+
+def validation_lines(error: IntercomValidationError | None) -> list[str]:
+    """The validation result: a check mark, or a table of every problem with its hint."""
+    if error is None:
+        return ["**Valid**: the body and headers match the schemas generated from Intercom's documentation."]
+    count = f"{len(error.errors)} problem" + ("s" if len(error.errors) != 1 else "")
+    lines = [f"**Invalid {error.what}** ({count}); nothing was sent.", ""]
+    lines += issues_table(error.errors)
+    return lines
+
+
+def issues_table(issues: Sequence[ValidationIssue]) -> list[str]:
+    """A markdown table of validation issues: field (JSON Pointer), problem, hint."""
+    rows = [
+        (f"`{_code(issue.path or '(body)')}`", _escape(issue.message), _escape(issue.hint or ""))
+        for issue in issues
+    ]
+    return _table(("Field", "Problem", "Hint"), rows)
+
+
+def response_markdown(prepared: PreparedRequest, response: IntercomResponse) -> str:
+    """Step 3, success: status, latency, request id, rate-limit headers and the JSON body."""
+    phone = response.data.get("phone") or prepared.body.get("phone")
+    sent_to = f" Intercom texted a Messenger link to `{_code(str(phone))}`." if phone else ""
+    lines = [
+        step_heading(3),
+        "",
+        f"**{_status(response.status_code)}** from `{prepared.method} {prepared.url}` "
+        f"in {response.elapsed_ms:.0f} ms.{sent_to}",
+        "",
+    ]
+    rows = [
+        ("Status", f"`{response.status_code}`"),
+        ("Latency", f"{response.elapsed_ms:.0f} ms"),
+        ("Request id", f"`{_code(response.request_id)}`" if response.request_id else "not sent"),
+    ]
+    rows += _rate_limit_rows(response.headers)
+    lines += _table(("What", "Value"), rows)
+    lines += ["", "Response body (JSON):", "", _json_block(response.data)]
+    if response.unparsed_body is not None:
+        lines += ["", "The body was not a JSON object; it began:", "", "```", response.unparsed_body, "```"]
+    return "\n".join(lines)
+
+
+def api_error_markdown(prepared: PreparedRequest, error: IntercomAPIError) -> str:
+    """Step 3, Intercom refused: status, error code, message, request id, hint and the body."""
+    lines = [
+        step_heading(3),
+        "",
+        f"**Refused: {_status(error.status_code)}** from `{prepared.method} {prepared.url}`.",
+        "",
+    ]
+    rows = [
+        ("Status", f"`{error.status_code}`"),
+        ("Error code", f"`{_code(error.error_code)}`" if error.error_code else "none"),
+        ("Message", _escape(error.message or "none")),
+        ("Request id", f"`{_code(error.request_id)}`" if error.request_id else "not sent"),
+        ("Hint", _escape(error.hint or "none")),
+        ("Sent?", _outcome_text(error.outcome)),
+    ]
+    rows += _rate_limit_rows(error.headers)
+    lines += _table(("What", "Value"), rows)
+    if len(error.errors) > 1:
+        lines += ["", "All errors:", ""]
+        lines += [f"- `{_code(item.get('code', ''))}`: {_escape(item.get('message', ''))}" for item in error.errors]
+    if error.body is not None:
+        lines += ["", "Response body (JSON):", "", _json_block(error.body)]
+    return "\n".join(lines)
+
+
+def transport_error_markdown(prepared: PreparedRequest, error: IntercomTransportError) -> str:
+    """Step 3, no answer: what happened and whether the person may have been texted."""
+    lines = [
+        step_heading(3),
+        "",
+        f"**No answer** from `{prepared.method} {prepared.url}`.",
+        "",
+    ]
+    lines += _table(("What", "Value"), [("Error", _escape(str(error))), ("Sent?", _outcome_text(error.outcome))])
+    return "\n".join(lines)
+
+
+def dry_run_markdown(prepared: PreparedRequest) -> str:
+    """Step 3 skipped on purpose: what would have been sent."""
+    return "\n".join(
+        [
+            step_heading(3),
+            "",
+            f"**Dry run: nothing was sent.** Run again with `dry_run` off to send "
+            f"`{prepared.method} {prepared.url}` with the body above.",
+        ]
+    )
+
+
+def not_sent_markdown(error: IntercomValidationError) -> str:
+    """Step 3 never ran: the request was invalid, so nothing was sent."""
+    lines = [step_heading(3), "", f"**Not sent**: the {error.what} is invalid. Fix it and run again.", ""]
+    lines += issues_table(error.errors)
+    return "\n".join(lines)
+
+
+def not_found_markdown(error: Exception) -> str:
+    """Step 2 found no endpoint (or several equally): the error lists what exists."""
+    return "\n".join([step_heading(2), "", f"**Not found**: {_escape(str(error))}"])
+
+
+def _outcome_text(outcome: Outcome) -> str:
+    if outcome is Outcome.NOT_SENT:
+        return "No: Intercom did not act on it; it is safe to try again."
+    return (
+        "Unknown: the request may have reached Intercom, so the person may have been texted. "
+        "Check before sending again."
+    )
+
+
+def _rate_limit_rows(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    lowered = {name.lower(): value for name, value in headers.items()}
+    rows = []
+    for name in RATE_LIMIT_HEADERS:
+        value = lowered.get(name)
+        rows.append((RATE_LIMIT_LABELS[name], f"`{_code(value)}`" if value is not None else "not sent"))
+    return rows
+
+
+def _status(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _json_block(value: Any) -> str:
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    fence_safe = text.replace("```", "`\u200b``")
+    return f"```json\n{fence_safe}\n```"
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("\n", " ") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _escape(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _code(text: str | None) -> str:
+    """Text safe inside a single-backtick code span in a table cell."""
+    return (text or "").replace("`", "'").replace("|", "¦").replace("\r", " ").replace("\n", " ")
