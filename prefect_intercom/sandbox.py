@@ -21,17 +21,46 @@ Numbers that trigger the documented failures (no SMS is "sent" for them):
 
 Inspection endpoints (not part of Intercom's API): `GET /sandbox/requests` lists what was
 received (Authorization redacted), `DELETE /sandbox/requests` forgets it, `GET /sandbox/health`.
+
+Rate limits, latency and faults (all optional, `Sandbox(...)` arguments or CLI flags):
+
+- `rate_limit` requests per `rate_limit_window` seconds (default: Intercom's 10,000 a minute,
+  1667 per 10-second window), windows aligned on multiples of the window length. Every
+  authenticated answer carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+  `X-RateLimit-Reset` (a UNIX time); the request over the limit gets `429` with an
+  `error.list` whose code is `rate_limit_exceeded`. Unauthenticated answers carry none, as
+  Intercom documents. `retry_after` adds a `Retry-After` header to 429s (Intercom sends none).
+- `latency` seconds before every answer.
+- `faults`, a probability per kind, drawn per request from `seed`, the phone and how many
+  times that phone arrived (so a run is reproducible whatever the concurrency):
+
+  | kind | answer | the SMS |
+  | --- | --- | --- |
+  | `429` | 429 `rate_limit_exceeded` (the window's real headers) | not sent |
+  | `500`, `503` | that status with a JSON `error.list` | sent with probability `fault_effect` |
+  | `502`, `html` | 502 / 503 with an HTML page from a "proxy" | sent with probability `fault_effect` |
+  | `reset` | the TCP connection is reset before any answer | sent with probability `fault_effect` |
+  | `slow` | the normal answer, `slow_seconds` late (past the client's timeout) | sent, as normal |
+  | `empty` | the normal status with an empty body | sent, as normal |
+
+  Each received request records its `fault` and whether the SMS went out (`delivered`);
+  `Sandbox.accepted` lists exactly the SMS a real person would have received.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
+import math
 import re
+import socket
+import struct
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,10 +68,11 @@ import uvicorn
 from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
+from prefect_intercom.client import DEFAULT_TIMEOUT
 from prefect_intercom.schemagen import E164_PATTERN
 
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - a well-known test token, not a secret
@@ -50,6 +80,13 @@ DEFAULT_HOST = "127.0.0.1"
 SMS_FAILS_PHONE = "+15005550001"
 UNPROCESSABLE_PHONE = "+15005550002"
 ResponseShape = Literal["phone", "url"]
+# Intercom's default: 10,000 calls a minute per app, counted in 10-second windows.
+DEFAULT_RATE_LIMIT = 1667
+DEFAULT_RATE_LIMIT_WINDOW = 10.0
+FAULT_KINDS = ("429", "500", "502", "503", "html", "reset", "slow", "empty")
+# Faults that may or may not have sent the SMS before failing (`fault_effect`).
+_UNCERTAIN_FAULTS = frozenset({"500", "502", "503", "html", "reset"})
+_PROXY_PAGE = "<html><head><title>{status}</title></head><body><h1>{status}</h1><hr>proxy</body></html>"
 
 _E164 = re.compile(E164_PATTERN)
 _ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
@@ -103,6 +140,8 @@ class ReceivedRequest:
         status: The status the sandbox answered with.
         request_id: The request id the sandbox answered with.
         received_at: UNIX time of arrival.
+        fault: The injected fault (`"503"`, `"reset"`, ...), if any.
+        delivered: Whether the SMS went out; `None` means "if answered 200".
     """
 
     method: str
@@ -112,11 +151,13 @@ class ReceivedRequest:
     status: int
     request_id: str
     received_at: float
+    fault: str | None = None
+    delivered: bool | None = None
 
     @property
     def accepted(self) -> bool:
-        """Whether this request "sent an SMS" (answered 200)."""
-        return self.status == 200
+        """Whether this request "sent an SMS" (a real person would have received it)."""
+        return self.delivered if self.delivered is not None else self.status == 200
 
     def public(self) -> dict[str, Any]:
         """This record as JSON data with the Authorization header redacted."""
@@ -134,6 +175,67 @@ class SandboxState:
     response_shape: ResponseShape = "phone"
     received: list[ReceivedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    latency: float = 0.0
+    rate_limit: int | None = DEFAULT_RATE_LIMIT
+    rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW
+    retry_after: float | None = None
+    faults: Mapping[str, float] = field(default_factory=dict)
+    fault_effect: float = 0.0
+    slow_seconds: float = DEFAULT_TIMEOUT + 5
+    seed: int = 0
+    server: Any = field(default=None, repr=False)
+    _window: tuple[float, int] = (0.0, 0)
+    _arrivals: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.faults) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
+        if any(not 0 <= rate <= 1 for rate in self.faults.values()) or sum(self.faults.values()) > 1:
+            raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
+        if self.rate_limit is not None and (self.rate_limit < 1 or self.rate_limit_window <= 0):
+            raise ValueError("rate_limit must be at least 1 and rate_limit_window positive")
+        if self.latency < 0 or self.slow_seconds < 0 or not 0 <= self.fault_effect <= 1:
+            raise ValueError("latency and slow_seconds must not be negative; fault_effect is a probability")
+
+    def admit(self, now: float) -> tuple[bool, dict[str, str]]:
+        """Count one authenticated request in its window: (within the limit?, rate-limit headers)."""
+        if self.rate_limit is None:
+            return True, {}
+        width = self.rate_limit_window
+        start = math.floor(now / width) * width
+        with self.lock:
+            window_start, count = self._window
+            if window_start != start:
+                count = 0
+            admitted = count < self.rate_limit
+            if admitted:
+                count += 1
+            self._window = (start, count)
+        headers = {
+            "X-RateLimit-Limit": str(self.rate_limit),
+            "X-RateLimit-Remaining": str(self.rate_limit - count),
+            "X-RateLimit-Reset": str(math.ceil(start + width)),
+        }
+        return admitted, headers
+
+    def draw_fault(self, body: Any) -> tuple[str | None, bool]:
+        """The fault for this request, if any, and whether an uncertain fault still sent the SMS."""
+        if not self.faults:
+            return None, False
+        phone = body.get("phone") if isinstance(body, dict) else None
+        key = phone if isinstance(phone, str) else ""
+        with self.lock:
+            arrival = self._arrivals.get(key, 0)
+            self._arrivals[key] = arrival + 1
+        draw = _uniform(self.seed, key, arrival, "fault")
+        for kind in FAULT_KINDS:
+            rate = self.faults.get(kind, 0.0)
+            if draw < rate:
+                effect = kind in _UNCERTAIN_FAULTS and _uniform(self.seed, key, arrival, "effect") < self.fault_effect
+                return kind, effect
+            draw -= rate
+        return None, False
 
     def record(self, entry: ReceivedRequest) -> None:
         """Keep a received request."""
@@ -146,9 +248,10 @@ class SandboxState:
             return list(self.received)
 
     def clear(self) -> None:
-        """Forget what was received."""
+        """Forget what was received (and how often each phone arrived)."""
         with self.lock:
             self.received.clear()
+            self._arrivals.clear()
 
 
 def create_app(state: SandboxState) -> Starlette:
@@ -158,7 +261,21 @@ def create_app(state: SandboxState) -> Starlette:
         request_id = str(uuid.uuid4())
         raw = await request.body()
         body = _json_or_none(raw)
+        received_at = time.time()
         status, payload = _answer(state, request, body)
+        headers = {"X-Request-Id": request_id}
+        fault, delivered = None, status == 200
+        if status != 401:  # Intercom counts and reports rate limits for authenticated calls only
+            admitted, rate_headers = state.admit(received_at)
+            headers.update(rate_headers)
+            if admitted:
+                fault, effect = state.draw_fault(body)
+                if fault is not None:
+                    status, payload, delivered = _faulty(state, fault, status, payload, delivered and effect)
+            else:
+                status, payload, delivered = _rate_limited(state)
+            if status == 429 and state.retry_after is not None:
+                headers["Retry-After"] = f"{state.retry_after:g}"
         state.record(
             ReceivedRequest(
                 method=request.method,
@@ -167,12 +284,24 @@ def create_app(state: SandboxState) -> Starlette:
                 body=body,
                 status=status,
                 request_id=request_id,
-                received_at=time.time(),
+                received_at=received_at,
+                fault=fault,
+                delivered=delivered,
             )
         )
         if status == 401:
             payload["request_id"] = request_id
-        return JSONResponse(payload, status_code=status, headers={"X-Request-Id": request_id})
+        if state.latency:
+            await asyncio.sleep(state.latency)
+        if fault == "slow":
+            await asyncio.sleep(state.slow_seconds)
+        elif fault == "reset":
+            return await _reset_connection(state, request)
+        elif fault == "empty":
+            return Response(b"", status_code=status, headers=headers, media_type="application/json")
+        elif fault in ("502", "html"):
+            return HTMLResponse(_PROXY_PAGE.format(status=f"{status} Service Error"), status, headers=headers)
+        return JSONResponse(payload, status_code=status, headers=headers)
 
     async def list_requests(request: Request) -> Response:
         if request.method == "DELETE":
@@ -226,6 +355,48 @@ def _json_or_none(raw: bytes) -> Any:
         return None
 
 
+def _uniform(seed: int, key: str, arrival: int, purpose: str) -> float:
+    """A reproducible draw in [0, 1) for (seed, phone, n-th arrival of that phone, purpose)."""
+    digest = hashlib.blake2b(f"{seed}|{purpose}|{arrival}|{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _rate_limited(state: SandboxState) -> tuple[int, dict[str, Any], bool]:
+    window = f"{state.rate_limit_window:g}_seconds"
+    message = f"Exceeded rate limit of {state.rate_limit} in {window}"
+    return 429, {"type": "error.list", "errors": [{"code": "rate_limit_exceeded", "message": message}]}, False
+
+
+def _faulty(
+    state: SandboxState, fault: str, status: int, payload: dict[str, Any], effect: bool
+) -> tuple[int, dict[str, Any], bool]:
+    """The answer for an injected fault: (status, JSON payload, whether the SMS went out)."""
+    if fault == "429":
+        return _rate_limited(state)
+    if fault in ("slow", "empty"):
+        return status, payload, status == 200
+    codes = {"500": (500, "server_error"), "503": (503, "service_unavailable")}
+    if fault in codes:
+        code, name = codes[fault]
+        return code, {"type": "error.list", "errors": [{"code": name, "message": "Server error"}]}, effect
+    return (502 if fault in ("502", "reset") else 503), {}, effect
+
+
+async def _reset_connection(state: SandboxState, request: Request) -> Response:
+    """Reset the TCP connection the request came on (RST, no answer at all)."""
+    client = tuple(request.scope.get("client") or ())
+    connections = getattr(getattr(state.server, "server_state", None), "connections", ())
+    for protocol in list(connections):
+        if getattr(protocol, "client", None) == client and getattr(protocol, "transport", None) is not None:
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            protocol.transport.abort()
+            await asyncio.sleep(0)
+            return Response(status_code=502)
+    raise RuntimeError("the reset fault needs the sandbox's own server (Sandbox or the CLI)")
+
+
 class Sandbox:
     """Run the sandbox in a background thread of this process.
 
@@ -234,10 +405,19 @@ class Sandbox:
         host: Address to bind (loopback only, unless you know why).
         port: Port to bind; 0 picks a free one.
         response_shape: Answer 200 with `{type, phone}` ("phone") or `{type, url}` ("url").
+        latency: Seconds to wait before every answer.
+        rate_limit: Requests allowed per window (`None`: no limit and no rate-limit headers).
+        rate_limit_window: The window's length in seconds.
+        retry_after: Seconds to announce in a `Retry-After` header on 429s (default: none).
+        faults: Probability per fault kind, e.g. `{"429": 0.05, "503": 0.02, "reset": 0.01}`
+            (kinds: `FAULT_KINDS`, described in the module docstring).
+        fault_effect: Probability that a 5xx, HTML or reset fault happened after the SMS went out.
+        slow_seconds: How late a `slow` answer comes (set it above the client's timeout).
+        seed: Seed of the fault draws.
 
     Example:
         ```python
-        with Sandbox() as sandbox:
+        with Sandbox(latency=0.05, rate_limit=100, rate_limit_window=1, faults={"503": 0.02}) as sandbox:
             print(sandbox.url)          # http://127.0.0.1:54321
             ...
             assert len(sandbox.accepted) == 1
@@ -250,8 +430,28 @@ class Sandbox:
         host: str = DEFAULT_HOST,
         port: int = 0,
         response_shape: ResponseShape = "phone",
+        *,
+        latency: float = 0.0,
+        rate_limit: int | None = DEFAULT_RATE_LIMIT,
+        rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW,
+        retry_after: float | None = None,
+        faults: Mapping[str, float] | None = None,
+        fault_effect: float = 0.0,
+        slow_seconds: float = DEFAULT_TIMEOUT + 5,
+        seed: int = 0,
     ) -> None:
-        self.state = SandboxState(token=token, response_shape=response_shape)
+        self.state = SandboxState(
+            token=token,
+            response_shape=response_shape,
+            latency=latency,
+            rate_limit=rate_limit,
+            rate_limit_window=rate_limit_window,
+            retry_after=retry_after,
+            faults=dict(faults or {}),
+            fault_effect=fault_effect,
+            slow_seconds=slow_seconds,
+            seed=seed,
+        )
         self.host = host
         self._requested_port = port
         self._server: uvicorn.Server | None = None
@@ -293,8 +493,10 @@ class Sandbox:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
+        self.state.server = self._server
         self._thread = threading.Thread(target=self._server.run, name="intercom-sandbox", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -333,10 +535,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--response-shape", choices=["phone", "url"], default="phone", help="shape of the 200 answer"
     )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer (default: 0)")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=DEFAULT_RATE_LIMIT,
+        help=f"requests per window, 0 for no limit (default: {DEFAULT_RATE_LIMIT})",
+    )
+    parser.add_argument(
+        "--rate-limit-window",
+        type=float,
+        default=DEFAULT_RATE_LIMIT_WINDOW,
+        help=f"window length in seconds (default: {DEFAULT_RATE_LIMIT_WINDOW:g})",
+    )
+    parser.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds on 429s (default: none)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"inject a fault with a probability, e.g. 503=0.02 (repeatable; kinds: {', '.join(FAULT_KINDS)})",
+    )
+    parser.add_argument(
+        "--fault-effect", type=float, default=0.0, help="probability that a 5xx/HTML/reset fault still sent the SMS"
+    )
+    parser.add_argument(
+        "--slow-seconds", type=float, default=DEFAULT_TIMEOUT + 5, help="how late a 'slow' answer comes"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws (default: 0)")
     args = parser.parse_args(argv)
-    state = SandboxState(token=args.token, response_shape=args.response_shape)
+    try:
+        faults = {kind: float(rate) for kind, _, rate in (item.partition("=") for item in args.fault)}
+        state = SandboxState(
+            token=args.token,
+            response_shape=args.response_shape,
+            latency=args.latency,
+            rate_limit=args.rate_limit or None,
+            rate_limit_window=args.rate_limit_window,
+            retry_after=args.retry_after,
+            faults=faults,
+            fault_effect=args.fault_effect,
+            slow_seconds=args.slow_seconds,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     print(f"Intercom sandbox: POST http://{args.host}:{args.port}{_ENDPOINT.path}", flush=True)
-    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off")
+    config = uvicorn.Config(
+        create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    state.server = server
+    server.run()
     return 0
 
 
