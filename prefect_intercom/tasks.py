@@ -11,10 +11,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.errors import IntercomError
+from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
+from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
 # Each call texts a person: never cache a send by its inputs and never retry it blindly
-# (a retry policy that knows which failures are safe to repeat lives in the client).
+# (the retry policy that knows which failures are safe to repeat is `retry.RetryPolicy`,
+# applied by the client; Prefect's own task retries would repeat any failure).
 _SEND_TASK_OPTIONS: dict[str, Any] = {
     "name": "create-phone-call-redirect",
     "cache_policy": NO_CACHE,
@@ -42,13 +46,15 @@ async def acreate_phone_call_redirect(
     credentials: IntercomCredentials,
     phone: str,
     custom_attributes: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    global_rate_limit: str | None = None,
 ) -> PhoneCallRedirect:
     """Deflect a phone caller to the Intercom Messenger: Intercom texts `phone` a Messenger link.
 
     Async version of `create_phone_call_redirect`; see there for arguments and errors.
     """
     logger = get_run_logger()
-    async with credentials.get_client() as client:
+    async with credentials.get_client(**_send_options(logger, retry, global_rate_limit)) as client:
         prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
         _log_sending(logger, prepared)
         response = await client.asend(prepared)
@@ -61,18 +67,26 @@ def create_phone_call_redirect(
     credentials: IntercomCredentials,
     phone: str,
     custom_attributes: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    global_rate_limit: str | None = None,
 ) -> PhoneCallRedirect:
     """Deflect a phone caller to the Intercom Messenger: Intercom texts `phone` a Messenger link.
 
     The body is validated against the JSON Schema generated from Intercom's documentation
-    before anything is sent. The call is made once: it is never retried automatically, since
-    a repeated call texts the person again.
+    before anything is sent. A failed call is repeated only when it provably did not take
+    effect (429 rate limited, connection refused), as `retry` allows; a 5xx, a timeout or a
+    dropped connection is raised as it is, since a repeated call may text the person again.
 
     Args:
         credentials: The `IntercomCredentials` block to use.
         phone: The caller's number in E.164 format, e.g. `+14155550100`.
         custom_attributes: Attributes to set on the user or lead, e.g. `{"issue_type": "Billing"}`;
             relationship attributes take a custom object instance list.
+        retry: The retry policy (default: 429s and connect failures only, bounded);
+            `RetryPolicy.never()` sends exactly once; `RetryPolicy(retry_unknown=True)`
+            also repeats failures that may have texted the person.
+        global_rate_limit: Name of a Prefect global concurrency limit with slot decay that
+            paces every sender of the same Intercom app (see `prefect_intercom.pacing`).
 
     Returns:
         Intercom's answer: `type`, `phone` and/or `url`, `request_id`, and any other field.
@@ -95,11 +109,21 @@ def create_phone_call_redirect(
         In an `async` flow, `await create_phone_call_redirect(...)` runs the async version.
     """
     logger = get_run_logger()
-    with credentials.get_client() as client:
+    with credentials.get_client(**_send_options(logger, retry, global_rate_limit)) as client:
         prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
         _log_sending(logger, prepared)
         response = client.send(prepared)
     return _result(logger, response)
+
+
+def _send_options(logger: Any, retry: RetryPolicy | None, global_rate_limit: str | None) -> dict[str, Any]:
+    """Client options for one task run: the retry policy, retries logged, optional shared pacing."""
+
+    def log_retry(error: IntercomError, attempt: int, wait: float) -> None:
+        logger.warning("Attempt %d failed (%s); retrying in %.1f s", attempt, error, wait)
+
+    pacer = Pacer(headers=False, global_rate_limit=global_rate_limit) if global_rate_limit else None
+    return {"retry": retry, "pacer": pacer, "on_retry": log_retry}
 
 
 def _log_sending(logger: Any, prepared: PreparedRequest) -> None:
