@@ -344,7 +344,7 @@ def _expected_types(types: Any) -> str:
 
 def _describe(value: Any) -> str:
     kind = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-    if isinstance(value, (dict, list)):
+    if isinstance(value, (dict, list)) or value is None:
         return kind
     return f"{kind} ({_safe_repr(value, limit=40)})"
 
