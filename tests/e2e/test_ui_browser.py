@@ -1,0 +1,437 @@
+"""The test-request deployment in a real browser: Deployments -> test-request -> Run -> Quick run.
+
+Everything is real and local: `prefect server start` on a loopback port with its own
+PREFECT_HOME, the Intercom sandbox as its own process (`python -m prefect_intercom.sandbox`),
+an `IntercomCredentials` block saved on that server, `python flows/test_request.py serve` in
+a subprocess, and Debian's Chromium driven by Playwright. The sandbox's
+`GET /sandbox/requests` counts what a real person would have been texted.
+
+Screenshots of every step land in `test-output/e2e-ui/` (git-ignored) and stay there, with a
+`FAILED-*.png` of the page at the moment a test fails and the processes' logs in `logs/`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from ..conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT_DIR = PROJECT_ROOT / "test-output" / "e2e-ui"
+FLOW_NAME = "test-request"
+DEPLOYMENT_NAME = "test-request"
+BLOCK_NAME = "e2e-sandbox"
+TEST_PHONE = "+14155550100"
+INVALID_PHONE = "+1 415-555-0100"
+VALIDATION_MESSAGE = "is not a phone number in E.164 format"
+# Generous upper bounds on waiting for something to happen (never assertions about speed).
+STARTUP_SECONDS = 120
+RUN_SECONDS = 180
+UI_TIMEOUT_MS = 60_000
+
+T = TypeVar("T")
+
+SAVE_BLOCK = """
+import os
+from prefect_intercom import IntercomCredentials
+IntercomCredentials(
+    access_token=os.environ["E2E_INTERCOM_TOKEN"], base_url=os.environ["E2E_SANDBOX_URL"]
+).save(os.environ["E2E_BLOCK_NAME"], overwrite=True)
+"""
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, seconds: float, process: Any = None) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = probe()
+        if result:
+            return result
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{what}: the process exited with {process.returncode}; see {OUTPUT_DIR / 'logs'}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {seconds:.0f} s; see {OUTPUT_DIR / 'logs'}")
+        time.sleep(0.25)
+
+
+def http_get_json(url: str) -> Any:
+    """The JSON at `url`, or None while the server is not answering 200."""
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+@dataclass
+class Stack:
+    """The running processes and where they listen."""
+
+    api_url: str
+    ui_url: str
+    sandbox_url: str
+    token: str
+    prefect_home: Path
+    env: dict[str, str]
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def sandbox_requests(self) -> list[dict[str, Any]]:
+        """Everything the sandbox received so far (Authorization redacted by the sandbox)."""
+        return httpx.get(f"{self.sandbox_url}/sandbox/requests", timeout=10).json()
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any]:
+        """The flow run as the API returns it."""
+        return httpx.get(f"{self.api_url}/flow_runs/{flow_run_id}", timeout=10).json()
+
+    def wait_until_final(self, flow_run_id: str) -> dict[str, Any]:
+        """Wait for the run to reach a final state; returns the run."""
+
+        def final() -> dict[str, Any] | None:
+            run = self.flow_run(flow_run_id)
+            state = run.get("state") or {}
+            return run if state.get("type") in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+        return wait_for(f"flow run {flow_run_id} to finish", final, seconds=RUN_SECONDS)
+
+    def artifacts(self, flow_run_id: str) -> dict[str, str]:
+        """The run's markdown artifacts by key."""
+        response = httpx.post(
+            f"{self.api_url}/artifacts/filter",
+            json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}},
+            timeout=10,
+        )
+        return {artifact["key"]: artifact["data"] for artifact in response.json() if artifact.get("key")}
+
+    def logs(self, flow_run_id: str) -> list[str]:
+        """The run's log messages, as the API stores them."""
+        response = httpx.post(
+            f"{self.api_url}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}}, timeout=10
+        )
+        return [entry["message"] for entry in response.json()]
+
+
+def _start(stack: Stack, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+    log = (OUTPUT_DIR / "logs" / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=stack.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so stopping it stops its children
+    )
+    stack.processes.append((name, process))
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Prefect server, sandbox, a saved block and the served deployment, all on loopback."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `bash .ci/setup --full` (apt-get install chromium)")
+    shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
+    (OUTPUT_DIR / "logs").mkdir(parents=True)
+    api_port, sandbox_port = free_port(), free_port()
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=f"http://127.0.0.1:{api_port}/api",
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{api_port}/api",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_RUNNER_POLL_FREQUENCY="2",
+        PREFECT_LOGGING_LEVEL="INFO",
+    )
+    stack = Stack(
+        api_url=f"http://127.0.0.1:{api_port}/api",
+        ui_url=f"http://127.0.0.1:{api_port}",
+        sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+        token=f"e2e_{secrets.token_hex(16)}",
+        prefect_home=home,
+        env=env,
+    )
+    started = time.monotonic()
+    try:
+        server = _start(
+            stack,
+            "prefect-server",
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(api_port)],
+        )
+        sandbox = _start(
+            stack,
+            "sandbox",
+            [sys.executable, "-m", "prefect_intercom.sandbox", "--port", str(sandbox_port), "--token", stack.token],
+        )
+        wait_for(
+            "the sandbox", lambda: http_get_json(f"{stack.sandbox_url}/sandbox/health"), seconds=30, process=sandbox
+        )
+        wait_for(
+            "the Prefect server",
+            lambda: http_get_json(f"{stack.api_url}/health"),
+            seconds=STARTUP_SECONDS,
+            process=server,
+        )
+        subprocess.run(
+            [sys.executable, "-c", SAVE_BLOCK],
+            cwd=PROJECT_ROOT,
+            env={
+                **env,
+                "E2E_INTERCOM_TOKEN": stack.token,
+                "E2E_SANDBOX_URL": stack.sandbox_url,
+                "E2E_BLOCK_NAME": BLOCK_NAME,
+            },
+            check=True,
+            timeout=120,
+        )
+        served = _start(
+            stack,
+            "serve",
+            [sys.executable, "flows/test_request.py", "serve", "--block", BLOCK_NAME, "--phone", TEST_PHONE],
+        )
+        wait_for(
+            "the served deployment",
+            lambda: http_get_json(f"{stack.api_url}/deployments/name/{FLOW_NAME}/{DEPLOYMENT_NAME}"),
+            seconds=STARTUP_SECONDS,
+            process=served,
+        )
+        print(f"\n[e2e] server, sandbox, block and served deployment ready in {time.monotonic() - started:.1f} s")
+        yield stack
+    finally:
+        # The serving process first (it talks to the server while stopping), the server last.
+        for _, process in reversed(stack.processes):
+            _stop(process)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright's sync API."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="install with `bash .ci/setup --full`")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+class Camera:
+    """Numbered screenshots of each step, plus one of the page when a test fails."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.taken: list[Path] = []
+
+    def shot(self, name: str, *, full_page: bool = True) -> Path:
+        """Save a screenshot as `NN-name.png` (animations finished, so toasts are fully shown)."""
+        path = OUTPUT_DIR / f"{len(list(OUTPUT_DIR.glob('[0-9][0-9]-*.png'))) + 1:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+        self.taken.append(path)
+        return path
+
+    @contextmanager
+    def on_failure(self, test_name: str) -> Iterator[None]:
+        """Keep a screenshot of the page as it was when the test failed."""
+        try:
+            yield
+        except BaseException:
+            self.page.screenshot(path=str(OUTPUT_DIR / f"FAILED-{test_name}.png"), full_page=True)
+            raise
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page that never calls outside hosts (analytics is blocked)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    new_page = context.new_page()
+    new_page.set_default_timeout(UI_TIMEOUT_MS)
+    new_page.route("**/*amplitude.com/**", lambda route: route.abort())
+    yield new_page
+    context.close()
+
+
+def open_deployment(page: Any, stack: Stack, camera: Camera) -> None:
+    """Dashboard -> Deployments -> test-request, as a user clicks through it."""
+    page.goto(stack.ui_url + "/")
+    page.get_by_role("link", name="Deployments", exact=True).click()
+    deployment_link = page.locator("a[href*='/deployments/deployment/']").filter(has_text=DEPLOYMENT_NAME).first
+    deployment_link.wait_for()
+    camera.shot("deployments-list")
+    deployment_link.click()
+    page.get_by_role("button", name="Run", exact=True).wait_for()
+    page.get_by_text("flows/test_request.py:test_request").wait_for()  # the deployment's details have loaded
+
+
+def start_run(page: Any, menu_item: str, submit: Callable[[], None] | None = None) -> str:
+    """Run -> `menu_item`; returns the id of the flow run the click created."""
+    page.get_by_role("button", name="Run", exact=True).click()
+    item = page.get_by_role("menuitem", name=menu_item)
+    item.wait_for()
+    if submit is None:
+        with page.expect_response(_is_create_flow_run) as created:
+            item.click()
+    else:
+        item.click()
+        with page.expect_response(_is_create_flow_run) as created:
+            submit()
+    response = created.value
+    assert response.status == 201, response.text()
+    return response.json()["id"]
+
+
+def _is_create_flow_run(response: Any) -> bool:
+    return response.request.method == "POST" and response.url.endswith("/create_flow_run")
+
+
+def open_run_tab(page: Any, stack: Stack, flow_run_id: str, state: str, tab: str) -> None:
+    """The run page (after the run is final, so nothing is still loading), on `tab`."""
+    page.goto(f"{stack.ui_url}/v2/runs/flow-run/{flow_run_id}")
+    page.get_by_text(state, exact=True).first.wait_for()
+    page.get_by_role("tab", name=tab).click()
+
+
+def open_artifact(page: Any, key: str) -> None:
+    """Click the artifact card `key` on the run's Artifacts tab."""
+    page.get_by_text(key, exact=True).first.click()
+    page.wait_for_url("**/artifacts/artifact/**")
+
+
+def assert_token_never_stored(stack: Stack, flow_run_id: str) -> None:
+    """The token is nowhere: parameters, artifacts, logs, process output, PREFECT_HOME (the DB)."""
+    run = stack.flow_run(flow_run_id)
+    assert stack.token not in str(run["parameters"])
+    assert stack.token not in str(stack.artifacts(flow_run_id))
+    assert stack.token not in "\n".join(stack.logs(flow_run_id))
+    for log in (OUTPUT_DIR / "logs").glob("*.log"):
+        assert stack.token not in log.read_text(errors="replace"), log.name
+    needle = stack.token.encode()
+    for path in stack.prefect_home.rglob("*"):
+        if path.is_file():
+            assert needle not in path.read_bytes(), f"the token is stored in {path}"
+
+
+def test_quick_run_sends_one_test_request(stack: Stack, page: Any) -> None:
+    camera = Camera(page)
+    before = len(stack.sandbox_requests())
+    started = time.monotonic()
+    with camera.on_failure("quick-run"):
+        open_deployment(page, stack, camera)
+        camera.shot("deployment")
+        flow_run_id = start_run(page, "Quick run")
+        page.locator("[data-sonner-toast]").filter(has_text="Flow run created").first.wait_for()
+        camera.shot("quick-run-created")
+
+        run = stack.wait_until_final(flow_run_id)
+        assert run["state"]["type"] == "COMPLETED", run["state"]
+        assert run["parameters"]["body"]["phone"] == TEST_PHONE  # the deployment's default parameters
+        assert run["parameters"]["block_name"] == BLOCK_NAME
+
+        open_run_tab(page, stack, flow_run_id, "Completed", "Artifacts")
+        page.get_by_text("test-request-step-3-response", exact=True).first.wait_for()
+        camera.shot("run-completed-artifacts")
+        open_artifact(page, "test-request-step-3-response")
+        page.get_by_text("200 OK").first.wait_for()
+        camera.shot("response-artifact")
+        shown = page.locator("body").inner_text()
+        assert "200 OK" in shown
+        assert TEST_PHONE in shown
+        assert "phone_call_redirect" in shown
+
+        received = stack.sandbox_requests()[before:]
+        assert len(received) == 1, received
+        assert received[0]["body"] == {"phone": TEST_PHONE}
+        assert received[0]["status"] == 200
+        assert received[0]["headers"]["authorization"] == "Bearer [REDACTED]"  # the sandbox's own redaction
+
+        artifacts = stack.artifacts(flow_run_id)
+        assert sorted(artifacts) == [
+            "test-request-step-1-http-task",
+            "test-request-step-2-api-reference",
+            "test-request-step-3-response",
+        ]
+        assert "Bearer [REDACTED]" in artifacts["test-request-step-2-api-reference"]
+        assert_token_never_stored(stack, flow_run_id)
+    print(f"\n[e2e] quick run: click to checked artifact in {time.monotonic() - started:.1f} s")
+
+
+def test_custom_run_with_an_invalid_phone_fails_and_sends_nothing(stack: Stack, page: Any) -> None:
+    camera = Camera(page)
+    before = len(stack.sandbox_requests())
+    started = time.monotonic()
+    with camera.on_failure("custom-run"):
+        open_deployment(page, stack, camera)
+
+        def fill_and_submit() -> None:
+            phone = page.get_by_label("Phone", exact=True)
+            phone.wait_for()
+            assert phone.input_value() == TEST_PHONE  # the form starts from the deployment's defaults
+            phone.fill(INVALID_PHONE)
+            camera.shot("custom-run-form")
+            page.get_by_role("button", name="Submit").click()
+
+        flow_run_id = start_run(page, "Custom run", submit=fill_and_submit)
+        run = stack.wait_until_final(flow_run_id)
+        assert run["state"]["type"] == "FAILED", run["state"]
+        assert VALIDATION_MESSAGE in run["state"]["message"]
+        assert run["parameters"]["body"]["phone"] == INVALID_PHONE
+
+        open_run_tab(page, stack, flow_run_id, "Failed", "Logs")
+        page.get_by_text(VALIDATION_MESSAGE).first.wait_for()
+        camera.shot("failed-run-logs")
+
+        page.get_by_role("tab", name="Artifacts").click()
+        open_artifact(page, "test-request-step-2-api-reference")
+        page.get_by_text("Invalid request body").first.wait_for()
+        problem = page.get_by_text(VALIDATION_MESSAGE).first
+        problem.wait_for()
+        assert "remove spaces and punctuation: +14155550100" in page.locator("body").inner_text()
+        problem.scroll_into_view_if_needed()
+        camera.shot("validation-artifact", full_page=False)  # the long reference above stays out of the shot
+
+        assert stack.sandbox_requests()[before:] == []  # nothing was sent
+        artifacts = stack.artifacts(flow_run_id)
+        assert "Not sent" in artifacts["test-request-step-3-response"]
+        assert_token_never_stored(stack, flow_run_id)
+    print(f"\n[e2e] custom run: click to checked failure in {time.monotonic() - started:.1f} s")
