@@ -42,7 +42,7 @@ _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 # Deeper values are refused rather than risking Python's recursion limit (the documented
 # shapes are at most 7 levels deep), and integers must fit the 64 bits JSON APIs use.
 MAX_NESTING = 64
-_INT64 = range(-(2**63), 2**63)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def validate_request(endpoint: str | Endpoint, body: Any) -> None:
@@ -175,7 +175,7 @@ def _not_json_issues(value: Any, path: tuple[Any, ...], seen: tuple[int, ...] = 
             )
     elif isinstance(value, float) and not math.isfinite(value):
         yield ValidationIssue(json_pointer(path), f"{value!r} is not a JSON number", "use a finite number")
-    elif isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+    elif isinstance(value, int) and not isinstance(value, bool) and not _INT64_MIN <= value <= _INT64_MAX:
         yield ValidationIssue(
             json_pointer(path),
             f"an integer of {value.bit_length()} bits is outside the 64-bit range (-2**63 to 2**63-1)",
