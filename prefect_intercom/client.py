@@ -338,8 +338,8 @@ def _undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.
     encoding = response.headers.get("content-encoding", "")
     headers = [
         (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("content-encoding", "content-length")
+        for name, value in response.headers.raw  # bytes: a value need not be ASCII
+        if name.lower() not in (b"content-encoding", b"content-length")
     ]
     note = f"<the body could not be decoded (Content-Encoding: {encoding}): {error}>"
     return httpx.Response(response.status_code, headers=headers, content=note.encode(), request=response.request)

@@ -178,11 +178,12 @@ def _error_details(body: Any, text: str, response: httpx.Response) -> tuple[str 
         raw_errors = body.get("errors")
         errors = [item for item in raw_errors if isinstance(item, dict)] if isinstance(raw_errors, list) else []
         if errors:
-            first = errors[0]
-            return _text(first.get("code")), _text(first.get("message")), errors
-        if "error_key" in body or "message" in body:
-            return _text(body.get("error_key")), _text(body.get("message")), []
-        return None, _short(json.dumps(body, ensure_ascii=False)), []
+            code, message = _text(errors[0].get("code")), _text(errors[0].get("message"))
+        else:
+            code, message = _text(body.get("error_key")), _text(body.get("message"))
+        if not code and not message:  # no usable code or message (absent, null, empty): show the body
+            message = _short(json.dumps(body, ensure_ascii=False))
+        return code, message, errors
     content_type = response.headers.get("content-type", "no content type")
     if not text.strip():
         return None, f"empty body ({content_type})", []
