@@ -20,7 +20,7 @@ from prefect_intercom.catalog import Endpoint, get_endpoint
 from prefect_intercom.errors import IntercomAPIError, IntercomConfigurationError, IntercomTransportError, Outcome
 from prefect_intercom.hosts import check_base_url
 from prefect_intercom.pacing import Pacer
-from prefect_intercom.responses import IntercomResponse, RateLimit, parse_response
+from prefect_intercom.responses import UNFOLLOWED_LOCATION_HEADER, IntercomResponse, RateLimit, parse_response
 from prefect_intercom.retry import RetryCallback, RetryPolicy, acall_with_retry, call_with_retry
 from prefect_intercom.validation import validate_headers, validate_request
 
@@ -284,13 +284,17 @@ class IntercomClient:
     def _sync_client(self) -> httpx.Client:
         if self._sync is None:
             transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
-            self._sync = httpx.Client(transport=transport, **self._client_options())
+            self._sync = httpx.Client(
+                transport=transport, event_hooks={"response": [_set_redirect_aside]}, **self._client_options()
+            )
         return self._sync
 
     def _async_client(self) -> httpx.AsyncClient:
         if self._async is None:
             transport = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
-            self._async = httpx.AsyncClient(transport=transport, **self._client_options())
+            self._async = httpx.AsyncClient(
+                transport=transport, event_hooks={"response": [_aset_redirect_aside]}, **self._client_options()
+            )
         return self._async
 
     def _httpx_request(self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest) -> httpx.Request:
@@ -306,6 +310,28 @@ class IntercomClient:
         kind = type(error).__name__
         detail = self.redact(str(error)) or "no detail"
         return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
+
+
+def _set_redirect_aside(response: httpx.Response) -> None:
+    """Rename a redirect's `Location` so that httpx does not even build the next request.
+
+    Redirects are never followed (`follow_redirects=False`), yet httpx still parses `Location`
+    and cookies for `next_request`; a hostile value there would fail the answer with a raw
+    protocol or encoding error instead of the `IntercomAPIError` a 3xx is. The error keeps the
+    location under `UNFOLLOWED_LOCATION_HEADER`.
+    """
+    if "location" in response.headers:
+        response.headers = httpx.Headers(
+            [
+                (UNFOLLOWED_LOCATION_HEADER.encode() if name.lower() == b"location" else name, value)
+                for name, value in response.headers.raw
+            ]
+        )
+
+
+async def _aset_redirect_aside(response: httpx.Response) -> None:
+    """Async twin of `_set_redirect_aside` (an `httpx.AsyncClient` awaits its hooks)."""
+    _set_redirect_aside(response)
 
 
 def _read(response: httpx.Response) -> httpx.Response:

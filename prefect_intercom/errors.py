@@ -206,5 +206,10 @@ _STATUS_HINTS = {
     401: "Check the access token in your IntercomCredentials block.",
     403: "The access token lacks the permission for this call; check the app's scopes in Intercom.",
     404: "Check the region and base URL in your IntercomCredentials block.",
+    **dict.fromkeys(
+        (301, 302, 303, 307, 308),
+        "Redirects are never followed, so the access token stays with the configured host; check the "
+        "base URL in your IntercomCredentials block.",
+    ),
     429: "Wait for the rate limit window to reset, or pace sends.",
 }

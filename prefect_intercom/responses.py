@@ -21,7 +21,9 @@ from prefect_intercom.errors import (
 
 REQUEST_ID_HEADERS = ("x-request-id", "intercom-request-id")
 RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
-KEPT_HEADERS = (*REQUEST_ID_HEADERS, *RATE_LIMIT_HEADERS, "retry-after", "content-type")
+# A redirect's `Location`, renamed by the client, which never follows redirects (see client.py).
+UNFOLLOWED_LOCATION_HEADER = "x-unfollowed-location"
+KEPT_HEADERS = (*REQUEST_ID_HEADERS, *RATE_LIMIT_HEADERS, "retry-after", "content-type", UNFOLLOWED_LOCATION_HEADER)
 MAX_TEXT = 300
 MAX_JSON_DEPTH = 64
 
