@@ -11,6 +11,15 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
+from prefect_intercom.batch import (
+    BatchItemResult,
+    BatchReport,
+    BatchStoppedError,
+    ItemOutcome,
+    acreate_phone_call_redirects,
+    create_phone_call_redirects,
+    read_requests_csv,
+)
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import (
     IntercomAPIError,
@@ -24,11 +33,17 @@ from prefect_intercom.errors import (
     Outcome,
     ValidationIssue,
 )
+from prefect_intercom.ledger import LedgerError
+from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import PhoneCallRedirect
+from prefect_intercom.retry import RetryPolicy
 from prefect_intercom.tasks import acreate_phone_call_redirect, create_phone_call_redirect
 from prefect_intercom.validation import validate_request
 
 __all__ = [
+    "BatchItemResult",
+    "BatchReport",
+    "BatchStoppedError",
     "IntercomAPIError",
     "IntercomAuthenticationError",
     "IntercomConfigurationError",
@@ -38,11 +53,18 @@ __all__ = [
     "IntercomServerError",
     "IntercomTransportError",
     "IntercomValidationError",
+    "ItemOutcome",
+    "LedgerError",
     "Outcome",
+    "Pacer",
     "PhoneCallRedirect",
+    "RetryPolicy",
     "ValidationIssue",
     "__version__",
     "acreate_phone_call_redirect",
+    "acreate_phone_call_redirects",
     "create_phone_call_redirect",
+    "create_phone_call_redirects",
+    "read_requests_csv",
     "validate_request",
 ]

@@ -563,6 +563,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--slow-seconds", type=float, default=DEFAULT_TIMEOUT + 5, help="how late a 'slow' answer comes"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws (default: 0)")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="uvicorn's log level; below info, requests are not logged (default: info)",
+    )
     args = parser.parse_args(argv)
     try:
         faults = {kind: float(rate) for kind, _, rate in (item.partition("=") for item in args.fault)}
@@ -580,13 +586,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    print(f"Intercom sandbox: POST http://{args.host}:{args.port}{_ENDPOINT.path}", flush=True)
     config = uvicorn.Config(
-        create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off", timeout_graceful_shutdown=2
+        create_app(state),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     state.server = server
-    server.run()
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it.
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        port = sock.getsockname()[1]  # the real one when --port 0
+        print(f"Intercom sandbox: POST http://{args.host}:{port}{_ENDPOINT.path}", flush=True)
+        server.run(sockets=[sock])
     return 0
 
 
