@@ -152,12 +152,12 @@ def test_a_section_without_its_table_header_names_the_section_line() -> None:
         raise AssertionError("a table without its header parsed")
 
 
-def PAGE_BYTES(lines: list[str]) -> bytes:  # noqa: N802 - used as a strategy map
+def _page_bytes(lines: list[str]) -> bytes:
     return "\n".join(lines).encode()
 
 
 @bounded(100)
-@given(raw=st.one_of(st.binary(max_size=200), st.lists(st.sampled_from(PAGE_LINES)).map(PAGE_BYTES)))
+@given(raw=st.one_of(st.binary(max_size=200), st.lists(st.sampled_from(PAGE_LINES)).map(_page_bytes)))
 @example(raw=b"POST /x\n\nCaf\xe9 words\n")
 @example(raw="\ufeffPOST /x\n\nWords.\n".encode())
 def test_page_files_of_any_bytes_parse_or_name_the_line(tmp_path_factory: pytest.TempPathFactory, raw: bytes) -> None:
