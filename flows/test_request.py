@@ -377,6 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Without PREFECT_API_URL, Prefect starts a temporary server for this process; its telemetry
+    # heartbeat only prints a traceback on a machine without internet. An explicit setting wins.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     phone = args.phone or os.environ.get(TEST_PHONE_ENV) or (SANDBOX_TEST_PHONE if args.sandbox else None)
     if not phone:
         parser.error(f"--phone is required (or set ${TEST_PHONE_ENV}): the number that receives the SMS")
