@@ -298,6 +298,7 @@ class _BatchRun:
         self.in_flight: list[asyncio.Task[None]] = []
         self.last_progress = time.monotonic()
         self.reporting = False
+        self.probe: asyncio.Event | None = None  # set once the first item has its answer
 
     # --- reading and sorting the input -----------------------------------------------------
 
@@ -364,8 +365,17 @@ class _BatchRun:
         )
 
     async def _send(self, item: _Pending) -> BatchItemResult:
-        async with self.semaphore:
-            result = await self._attempt(item) if not self.report.stopped else None
+        if self.probe is None:  # the first item goes alone: a wrong token or URL costs one request
+            self.probe = asyncio.Event()
+            try:
+                async with self.semaphore:
+                    result = await self._attempt(item)
+            finally:
+                self.probe.set()
+        else:
+            await self.probe.wait()
+            async with self.semaphore:
+                result = await self._attempt(item) if not self.report.stopped else None
         if result is None:
             result = BatchItemResult(
                 item.index, ItemOutcome.NOT_SENT, item.phone, error_code="not_attempted", message=self.report.stopped

@@ -160,8 +160,9 @@ class ReceivedRequest:
         return self.delivered if self.delivered is not None else self.status == 200
 
     def public(self) -> dict[str, Any]:
-        """This record as JSON data with the Authorization header redacted."""
+        """This record as JSON data with the Authorization header redacted (and `accepted`)."""
         record = asdict(self)
+        record["accepted"] = self.accepted
         if "authorization" in record["headers"]:
             record["headers"]["authorization"] = "Bearer [REDACTED]"
         return record
