@@ -60,11 +60,12 @@ def check_base_url(url: str, *, allow_custom_host: bool = False) -> str:
     text = url.strip()
     try:
         parsed = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as error:
+        hostname = parsed.host  # decoded lazily: idna may refuse it here
+    except (httpx.InvalidURL, ValueError, TypeError) as error:  # ValueError: idna's errors on odd host names
         raise IntercomConfigurationError(f"base_url {url!r} is not a valid URL: {error}") from None
     if any(ord(char) < 32 for char in text):
         raise IntercomConfigurationError("base_url must not contain control characters")
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not hostname:
         raise IntercomConfigurationError(
             f"base_url {url!r} must be an http(s) URL with a host, e.g. https://api.intercom.io"
         )
@@ -74,7 +75,7 @@ def check_base_url(url: str, *, allow_custom_host: bool = False) -> str:
         raise IntercomConfigurationError(
             "base_url must not carry credentials, a query or a fragment; put the token in access_token"
         )
-    host = parsed.host.lower()
+    host = hostname.lower()
     if is_loopback(host):
         return text.rstrip("/")
     if parsed.scheme != "https":
