@@ -18,7 +18,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
-from prefect_intercom.schemagen import E164_FORMAT, FORMAT_ANNOTATION
+from prefect_intercom.schemagen import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
 
 _JSON_TYPE_NAMES = {
     dict: "an object",
@@ -38,6 +38,7 @@ _SCHEMA_TYPE_NAMES = {
     "boolean": "a boolean",
     "null": "null",
 }
+_E164 = re.compile(E164_PATTERN)
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 # Deeper values are refused rather than risking Python's recursion limit (the documented
 # shapes are at most 7 levels deep), and integers must fit the 64 bits JSON APIs use.
@@ -271,10 +272,12 @@ def _phone_issue(pointer: str, value: str) -> ValidationIssue:
 
 
 def phone_hint(value: str) -> str | None:
-    """How to turn `value` into E.164, when the fix is obvious."""
-    from prefect_intercom.schemagen import E164_PATTERN
+    """How to turn `value` into E.164, when the fix is obvious.
 
-    e164 = re.compile(E164_PATTERN)
+    A hint never guesses a country: a number without its country code gets advice, not a
+    number that might text someone else.
+    """
+    e164 = _E164
     if value != value.strip() and e164.match(value.strip()):
         return f"remove the surrounding white space or line break: {value.strip()}"
     compact = _PHONE_PUNCTUATION.sub("", value)
@@ -283,8 +286,11 @@ def phone_hint(value: str) -> str | None:
         return f"remove {what}: {compact}"
     if compact.startswith("00") and e164.match("+" + compact[2:]):
         return f"replace the international prefix 00 with '+': +{compact[2:]}"
-    if compact.isdigit() and e164.match("+" + compact):
-        return f"start with '+' and the country code, e.g. +{compact}"
+    if compact.isdigit():
+        return (
+            "start with '+' and the country code, then the number without its national leading 0 "
+            "(e.g. +1 for the US and Canada, +44 for the UK: +447911123456)"
+        )
     if compact.startswith("+") and compact[1:].isdigit():
         digits = len(compact) - 1
         if digits > 15:

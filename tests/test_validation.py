@@ -85,7 +85,8 @@ INVALID_BODIES = [
     ({"phone": "+14155550100", "custom_atributes": {}}, "/custom_atributes", "unknown field", "custom_attributes"),
     ({"phone": "+1 415 555 0100"}, "/phone", "E.164", "remove spaces: +14155550100"),
     ({"phone": "+1 (415) 555-0100"}, "/phone", "E.164", "remove spaces and punctuation: +14155550100"),
-    ({"phone": "14155550100"}, "/phone", "E.164", "start with '+'"),
+    ({"phone": "14155550100"}, "/phone", "E.164", "start with '+' and the country code"),
+    ({"phone": "415-555-0100"}, "/phone", "E.164", "without its national leading 0"),
     ({"phone": "0014155550100"}, "/phone", "E.164", "replace the international prefix 00"),
     ({"phone": "+14155550100\n"}, "/phone", "E.164", "line break"),
     ({"phone": " +14155550100"}, "/phone", "E.164", "white space"),
@@ -143,6 +144,14 @@ def test_invalid_bodies_name_the_field(body: Any, path: str, message: str, hint:
     assert message in found_message
     if hint is not None:
         assert found_hint is not None and hint in found_hint
+
+
+@pytest.mark.parametrize("phone", ["415-555-0100", "4155550100", "07911 123456"])
+def test_a_hint_never_guesses_the_country(phone: str) -> None:
+    [(_, _, hint)] = _errors({"phone": phone})
+    assert hint is not None
+    digits = "".join(char for char in phone if char.isdigit())
+    assert f"+{digits}" not in hint and f"+{digits.lstrip('0')}" not in hint
 
 
 def test_every_violation_is_reported_at_once() -> None:
