@@ -256,6 +256,9 @@ class BatchStoppedError(IntercomError):
             f"{report.counts['unknown']:,} unknown)"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.report,))
+
 
 @dataclass
 class _Pending:

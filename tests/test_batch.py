@@ -1,0 +1,369 @@
+"""The batch: every item in exactly one outcome, no resend across runs, faults at scale."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.filesystems import LocalFileSystem
+
+from prefect_intercom import (
+    BatchReport,
+    BatchStoppedError,
+    IntercomCredentials,
+    ItemOutcome,
+    LedgerError,
+    Pacer,
+    RetryPolicy,
+    create_phone_call_redirects,
+    read_requests_csv,
+)
+from prefect_intercom.batch import asend_batch, count_csv_rows
+from prefect_intercom.ledger import BatchLedger
+from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
+
+from .conftest import SECRET_TOKEN
+from .sandbox_cli import sandbox_process
+
+FAULTS = {"429": 0.05, "503": 0.02, "reset": 0.01, "slow": 0.01}
+
+
+def phone(index: int) -> str:
+    return f"+1415{index:07d}"
+
+
+def bodies(count: int, start: int = 0) -> Iterator[dict[str, Any]]:
+    for index in range(start, start + count):
+        yield {"phone": phone(index), "custom_attributes": {"row": str(index)}}
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalFileSystem:
+    return LocalFileSystem(basepath=str(tmp_path / "ledger"))
+
+
+async def send(
+    url: str,
+    requests: Any,
+    storage: LocalFileSystem,
+    *,
+    key: str = "batch-1",
+    token: str = SECRET_TOKEN,
+    retry: RetryPolicy | None = None,
+    timeout: float = 5.0,
+    concurrency: int = 8,
+    **options: Any,
+) -> BatchReport:
+    credentials = IntercomCredentials(access_token=token, base_url=url, timeout=timeout)
+    retry = retry or RetryPolicy(backoff=0.01, jitter=0.1)
+    async with credentials.get_client(retry=retry, pacer=Pacer(), max_connections=concurrency) as client:
+        return await asend_batch(
+            client, requests, batch_key=key, ledger_storage=storage, concurrency=concurrency, **options
+        )
+
+
+def assert_one_outcome_each(report: BatchReport, count: int) -> None:
+    assert report.total == count == sum(report.counts.values())
+    assert [item.index for item in report.items()] == list(range(count))
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+async def test_every_item_lands_in_exactly_one_outcome(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    items: list[Any] = [
+        {"phone": phone(0), "custom_attributes": {"issue_type": "Billing"}},  # sent
+        {"phone": "+1 415 555 0100"},  # rejected: not E.164
+        "not an object",  # rejected
+        {"phone": phone(3), "colour": "red"},  # rejected: unknown field
+        {"phone": SMS_FAILS_PHONE},  # not_sent: 400 sms_failed
+        {"phone": UNPROCESSABLE_PHONE},  # not_sent: 422
+        {"phone": phone(0)},  # skipped: same phone as item 0
+        {"phone": phone(7)},  # sent
+    ]
+    report = await send(sandbox.url, iter(items), storage, chunk_size=3)
+    assert_one_outcome_each(report, len(items))
+    results = report.items()
+    assert [result.outcome.value for result in results] == [
+        "sent", "rejected", "rejected", "rejected", "not_sent", "not_sent", "skipped", "sent"
+    ]  # fmt: skip
+    assert "/phone" in (results[1].message or "") and "hint" in (results[1].message or "")
+    assert (results[4].status, results[4].error_code) == (400, "sms_failed")
+    assert (results[5].status, results[5].error_code) == (422, "unprocessable_entity")
+    assert (results[6].error_code, results[6].message) == ("duplicate_in_batch", "same item key as item 0")
+    assert results[0].phone == "+1415•••0000" and results[0].attempts == 1
+    accepted = {entry.request_id: entry.body["phone"] for entry in sandbox.accepted}
+    assert accepted == {results[0].request_id: phone(0), results[7].request_id: phone(7)}
+    assert report.reasons["not_sent 400 sms_failed"] == 1
+
+
+async def test_a_custom_item_key_decides_what_counts_as_a_duplicate(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    items = [{"phone": phone(1), "custom_attributes": {"case": case}} for case in ("a", "b", "a")]
+    report = await send(
+        sandbox.url, items, storage, item_key=lambda body: body["phone"] + body["custom_attributes"]["case"]
+    )
+    assert [item.outcome for item in report.items()] == [ItemOutcome.SENT, ItemOutcome.SENT, ItemOutcome.SKIPPED]
+
+
+# --- re-runs --------------------------------------------------------------------------------
+
+
+async def test_a_rerun_with_the_same_batch_key_resends_nothing(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    first = await send(sandbox.url, bodies(250), storage, chunk_size=40)
+    assert first.counts["sent"] == 250 and first.run == 0
+    second = await send(sandbox.url, bodies(250), storage, chunk_size=40)
+    assert (second.run, second.counts["sent"], second.counts["skipped"]) == (1, 0, 250)
+    assert {item.error_code for item in second.items()} == {"already_sent"}
+    assert [item.request_id for item in second.items()] == [item.request_id for item in first.items()]
+    third = await send(sandbox.url, bodies(300), storage, chunk_size=40)  # 50 new rows appended
+    assert (third.counts["sent"], third.counts["skipped"]) == (50, 250)
+    assert len(sandbox.received) == 300
+    assert max(Counter(entry.body["phone"] for entry in sandbox.accepted).values()) == 1
+    other_key = await send(sandbox.url, bodies(10), storage, key="another-batch")
+    assert other_key.counts["sent"] == 10  # a new batch key is a new batch
+
+
+async def test_refused_items_are_sent_again_by_a_rerun(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    items = [{"phone": phone(1)}, {"phone": SMS_FAILS_PHONE}]
+    await send(sandbox.url, items, storage)
+    again = await send(sandbox.url, items, storage)
+    assert [item.outcome.value for item in again.items()] == ["skipped", "not_sent"]
+    assert [entry.body["phone"] for entry in sandbox.received].count(SMS_FAILS_PHONE) == 2
+
+
+async def test_unknown_outcomes_are_not_resent_unless_asked(storage: LocalFileSystem) -> None:
+    with Sandbox(token=SECRET_TOKEN, faults={"503": 0.2}, fault_effect=0.5, seed=4) as sandbox:
+        first = await send(sandbox.url, bodies(200), storage)
+        unknown = {phone(item.index) for item in first.items(ItemOutcome.UNKNOWN)}
+        assert unknown and first.counts["sent"] + len(unknown) == 200
+        received = len(sandbox.received)
+        second = await send(sandbox.url, bodies(200), storage)
+        assert len(sandbox.received) == received  # nothing at all was sent
+        assert Counter(item.error_code for item in second.items()) == {
+            "already_sent": first.counts["sent"],
+            "unknown_in_earlier_run": len(unknown),
+        }
+        third = await send(sandbox.url, bodies(200), storage, resend_unknown=True)
+        resent = {entry.body["phone"] for entry in sandbox.received[received:]}
+        assert resent == unknown  # only the unknown ones, on explicit request
+        assert third.counts["skipped"] == first.counts["sent"]
+        twice = {number for number, count in Counter(e.body["phone"] for e in sandbox.accepted).items() if count > 1}
+        assert twice <= unknown  # a duplicate is only ever one the user chose to resend
+
+
+async def test_a_crash_while_sending_leaves_unknowns_never_duplicates(
+    sandbox: Sandbox, storage: LocalFileSystem
+) -> None:
+    ledger = await BatchLedger.open("crashed", storage)
+    await ledger.record_intent(0, [(index, ledger.digest(phone(index))) for index in range(5)])
+    # ... the process died here: no outcomes were recorded for chunk 0.
+    report = await send(sandbox.url, bodies(8), storage, key="crashed")
+    assert [item.outcome.value for item in report.items()] == ["skipped"] * 5 + ["sent"] * 3
+    assert {item.error_code for item in report.items(ItemOutcome.SKIPPED)} == {"unknown_in_earlier_run"}
+    assert sorted(entry.body["phone"] for entry in sandbox.received) == [phone(5), phone(6), phone(7)]
+
+
+async def test_an_unreadable_ledger_record_stops_before_anything_is_sent(
+    sandbox: Sandbox, storage: LocalFileSystem
+) -> None:
+    await send(sandbox.url, bodies(3), storage, key="damaged")
+    ledger = await BatchLedger.open("damaged", storage)
+    await storage.awrite_path(f"{ledger.folder}/run-00000/chunk-0000000", b"{not json")
+    with pytest.raises(LedgerError, match="unreadable"):
+        await send(sandbox.url, bodies(3), storage, key="damaged")
+    assert len(sandbox.received) == 3
+
+
+def test_ledger_records_hold_no_phone_number(sandbox: Sandbox, storage: LocalFileSystem, tmp_path: Path) -> None:
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    run_coro_as_sync(send(sandbox.url, bodies(20), storage))
+    written = b"".join(path.read_bytes() for path in (tmp_path / "ledger").rglob("*") if path.is_file())
+    assert phone(3).encode() not in written and phone(3)[1:].encode() not in written
+    assert SECRET_TOKEN.encode() not in written
+
+
+# --- stopping early -------------------------------------------------------------------------
+
+
+async def test_a_wrong_token_costs_one_request_and_stops_the_batch(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    report = await send(sandbox.url, bodies(100), storage, token="wrong-token")
+    assert report.stopped and "401" in report.stopped
+    assert report.counts["not_sent"] == 100
+    assert len(sandbox.received) == 1
+    assert Counter(item.error_code for item in report.items()) == {"unauthorized": 1, "not_attempted": 99}
+
+
+async def test_a_streak_of_unknown_outcomes_stops_the_batch(storage: LocalFileSystem) -> None:
+    with Sandbox(token=SECRET_TOKEN, faults={"503": 1.0}) as sandbox:
+        report = await send(sandbox.url, bodies(200), storage, stop_after_unknown=10, concurrency=4)
+        assert report.stopped and "unknown" in report.stopped
+        assert report.counts["unknown"] == len(sandbox.received) < 20
+        assert report.counts["unknown"] + report.counts["not_sent"] == 200
+
+
+# --- faults at scale ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [2_000, pytest.param(10_000, marks=pytest.mark.e2e)])
+async def test_fault_injection_every_item_one_outcome_and_nothing_sent_twice(count: int, tmp_path: Path) -> None:
+    """429s (5%), 503s (2%), resets (1%) and slow answers (1%) against the sandbox's own process.
+
+    What the sandbox recorded as sent is exactly what the report calls sent, plus the
+    `unknown` items that did go out (a slow answer is sent, then answered too late): that is
+    what "unknown" means. No phone is texted twice, and every 429 was retried.
+    """
+    flags = ["--rate-limit", "1000000", "--rate-limit-window", "1", "--retry-after", "0.05", "--slow-seconds", "1.5"]
+    for kind, rate in FAULTS.items():
+        flags += ["--fault", f"{kind}={rate}"]
+    storage = LocalFileSystem(basepath=str(tmp_path / "ledger"))
+    with sandbox_process(*flags, "--seed", "7", token=SECRET_TOKEN) as sandbox:
+        report = await send(sandbox.url, bodies(count), storage, timeout=0.5, concurrency=16)
+        records = sandbox.records()
+    assert_one_outcome_each(report, count)
+    accepted = Counter(record["body"]["phone"] for record in records if record["accepted"])
+    sent = {phone(item.index) for item in report.items(ItemOutcome.SENT)}
+    unknown = {phone(item.index) for item in report.items(ItemOutcome.UNKNOWN)}
+    assert max(accepted.values()) == 1  # nobody texted twice
+    assert sent <= set(accepted)
+    assert set(accepted) - sent <= unknown
+    assert len(accepted) == report.counts["sent"] + len(unknown & set(accepted))
+    sent_ids = {item.request_id for item in report.items(ItemOutcome.SENT)}
+    answered_200 = {record["request_id"] for record in records if record["status"] == 200 and record["fault"] != "slow"}
+    assert sent_ids == answered_200  # request ids match one to one
+    assert report.counts["rejected"] == report.counts["skipped"] == report.counts["not_sent"] == 0
+    assert report.counts["unknown"] > 0
+    answered_429 = sum(record["status"] == 429 for record in records)
+    assert answered_429 == report.rate_limited > 0  # every 429 was retried, none reported
+    assert all(not record["accepted"] for record in records if record["status"] == 429)
+
+
+async def test_opting_in_to_retry_unknown_may_text_twice_but_only_what_was_unknown(storage: LocalFileSystem) -> None:
+    faults = {"slow": 0.05, "503": 0.05}
+    with Sandbox(token=SECRET_TOKEN, faults=faults, fault_effect=0.5, slow_seconds=0.6, seed=9) as sandbox:
+        retry = RetryPolicy(retry_unknown=True, backoff=0.01, jitter=0.1)
+        report = await send(sandbox.url, bodies(400), storage, retry=retry, timeout=0.3, concurrency=16)
+        received = sandbox.received
+    assert_one_outcome_each(report, 400)
+    by_phone: dict[str, list[Any]] = {}
+    for entry in received:
+        by_phone.setdefault(entry.body["phone"], []).append(entry)
+    twice = [entries for entries in by_phone.values() if sum(entry.accepted for entry in entries) > 1]
+    assert twice  # the opt-in has a price: some people were texted twice
+    for entries in twice:  # every extra text came from an attempt whose answer was lost or failed
+        assert all(entry.fault in ("slow", "503") for entry in entries[:-1])
+    assert report.retries > 0
+
+
+# --- CSV input ------------------------------------------------------------------------------
+
+
+def test_csv_rows_become_bodies_lazily(tmp_path: Path) -> None:
+    path = tmp_path / "callers.csv"
+    path.write_text("\ufeffphone,issue_type,priority\n+14155550100,Billing,High\n+14155550101,,Low\n", "utf-8")
+    rows = read_requests_csv(path)
+    assert iter(rows) is rows  # a generator: nothing is read until asked
+    assert list(rows) == [
+        {"phone": "+14155550100", "custom_attributes": {"issue_type": "Billing", "priority": "High"}},
+        {"phone": "+14155550101", "custom_attributes": {"priority": "Low"}},
+    ]
+    first = next(read_requests_csv(path, attribute_columns=["priority"]))
+    assert first["custom_attributes"] == {"priority": "High"}
+    assert count_csv_rows(path) == 2
+    with pytest.raises(ValueError, match="no 'mobile' column"):
+        next(read_requests_csv(path, phone_column="mobile"))
+
+
+# --- the Prefect task on a real Prefect server ----------------------------------------------
+
+
+def _artifacts(flow_run_id: Any) -> dict[str, Any]:
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="intercom-batch")),
+        )
+    return {artifact.key: artifact for artifact in found}
+
+
+def test_the_task_publishes_progress_and_a_capped_table(
+    prefect_server: None, sandbox: Sandbox, storage: LocalFileSystem, credentials: IntercomCredentials
+) -> None:
+    items = [*bodies(30), {"phone": "not a phone"}, {"phone": SMS_FAILS_PHONE}]
+
+    @flow
+    def deflect() -> BatchReport:
+        return create_phone_call_redirects(credentials, iter(items), ledger_storage=storage, max_table_rows=5)
+
+    state = deflect(return_state=True)
+    report = state.result()
+    assert report.counts == {"sent": 30, "rejected": 1, "not_sent": 1, "unknown": 0, "skipped": 0}
+    assert report.batch_key == f"flow-run-{state.state_details.flow_run_id}/batch-0"
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    progress, table = artifacts["intercom-batch-progress"], artifacts["intercom-batch-report"]
+    assert progress.data == 100.0 and "30 sent" in (progress.description or "")
+    rows = json.loads(table.data)
+    assert len(rows) == 5 and [row["outcome"] for row in rows[:2]] == ["not_sent", "rejected"]
+    assert "| sent | 30 |" in (table.description or "") and "shows 5 of 32" in (table.description or "")
+    for artifact in artifacts.values():
+        assert SECRET_TOKEN not in f"{artifact.data}{artifact.description}"
+        assert phone(3) not in f"{artifact.data}{artifact.description}"
+
+
+def test_a_stopped_batch_fails_the_task_with_its_report(prefect_server: None, sandbox: Sandbox, storage) -> None:
+    credentials = IntercomCredentials(access_token="wrong-token", base_url=sandbox.url)
+
+    @flow
+    def deflect() -> BatchReport:
+        return create_phone_call_redirects(credentials, bodies(20), ledger_storage=storage)
+
+    state = deflect(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(BatchStoppedError) as caught:
+        state.result()
+    assert caught.value.report.counts["not_sent"] == 20 and len(sandbox.received) == 1
+
+
+_ATTEMPTS: list[int] = []
+
+
+def _failing_once(count: int, fail_at: int) -> Iterator[dict[str, Any]]:
+    for index, body in enumerate(bodies(count)):
+        if index == fail_at and len(_ATTEMPTS) == 1:
+            raise RuntimeError("the input broke off (first attempt only)")
+        yield body
+
+
+def test_retrying_a_failed_flow_run_does_not_resend(
+    prefect_server: None, sandbox: Sandbox, storage: LocalFileSystem, credentials: IntercomCredentials
+) -> None:
+    _ATTEMPTS.clear()
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def deflect() -> BatchReport:
+        _ATTEMPTS.append(1)
+        return create_phone_call_redirects(credentials, _failing_once(300, 170), ledger_storage=storage, chunk_size=50)
+
+    report = deflect()
+    assert len(_ATTEMPTS) == 2
+    assert (report.run, report.counts["sent"], report.counts["skipped"]) == (1, 300 - 150, 150)
+    texted = Counter(entry.body["phone"] for entry in sandbox.accepted)
+    assert len(texted) == 300 and max(texted.values()) == 1
+
+
+async def test_the_async_task_in_an_async_flow(
+    prefect_server: None, sandbox: Sandbox, storage: LocalFileSystem, credentials: IntercomCredentials
+) -> None:
+    @flow
+    async def deflect() -> BatchReport:
+        return await create_phone_call_redirects(credentials, bodies(12), batch_key="async-1", ledger_storage=storage)
+
+    report = await deflect()
+    assert report.counts["sent"] == 12 and report.batch_key == "async-1"
