@@ -118,6 +118,8 @@ class IntercomClient:
         self.pacer = pacer
         self.on_retry = on_retry
         self.max_connections = max_connections
+        # Headers depend on the endpoint and this client's settings only: validated once.
+        self._validated_headers: dict[tuple[str, str], tuple[Endpoint, dict[str, str]]] = {}
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
 
@@ -134,13 +136,7 @@ class IntercomClient:
         """
         entry = endpoint if isinstance(endpoint, Endpoint) else get_endpoint(endpoint)
         validate_request(entry, body)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Intercom-Version": self.intercom_version,
-            "User-Agent": USER_AGENT,
-        }
-        validate_headers(entry, headers)
+        headers = self._headers(entry)
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         return PreparedRequest(
             endpoint=entry,
@@ -150,6 +146,21 @@ class IntercomClient:
             body=body,
             content=content,
         )
+
+    def _headers(self, entry: Endpoint) -> dict[str, str]:
+        """The request headers for `entry` (validated on first use), as a fresh dict."""
+        key = (entry.name, self.intercom_version)
+        cached = self._validated_headers.get(key)
+        if cached is None or cached[0] is not entry:
+            headers = {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "Intercom-Version": self.intercom_version,
+                "User-Agent": USER_AGENT,
+            }
+            validate_headers(entry, headers)
+            cached = self._validated_headers[key] = (entry, headers)
+        return dict(cached[1])
 
     # --- send ----------------------------------------------------------------------------
 
@@ -212,7 +223,7 @@ class IntercomClient:
         if isinstance(outcome, IntercomResponse):
             self.pacer.release(outcome.rate_limit)
         elif isinstance(outcome, IntercomAPIError):
-            self.pacer.release(RateLimit.from_headers(httpx.Headers(outcome.headers)))
+            self.pacer.release(RateLimit.from_headers(outcome.headers))
         else:
             self.pacer.release(None)
 

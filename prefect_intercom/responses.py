@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit
 # A redirect's `Location`, renamed by the client, which never follows redirects (see client.py).
 UNFOLLOWED_LOCATION_HEADER = "x-unfollowed-location"
 KEPT_HEADERS = (*REQUEST_ID_HEADERS, *RATE_LIMIT_HEADERS, "retry-after", "content-type", UNFOLLOWED_LOCATION_HEADER)
+_KEPT = frozenset(KEPT_HEADERS)
 MAX_TEXT = 300
 MAX_JSON_DEPTH = 64
 
@@ -43,7 +44,7 @@ class RateLimit:
     reset_at: dt.datetime | None = None
 
     @classmethod
-    def from_headers(cls, headers: httpx.Headers) -> RateLimit:
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimit:
         """Read the three `X-RateLimit-*` headers; unparseable values count as missing."""
         reset = _int_header(headers, "x-ratelimit-reset")
         reset_at = None
@@ -125,14 +126,16 @@ def parse_response(
         IntercomAPIError: Any non-2xx answer (subclasses for 401/403, 429 and 5xx).
     """
     body, text = _decode(response)
-    kept = {name: redact(response.headers[name]) for name in KEPT_HEADERS if name in response.headers}
-    request_id = _request_id(body, response.headers)
+    # One pass over the headers (names come lower-cased, repeated ones joined with ", ").
+    present = {name: value for name, value in response.headers.items() if name in _KEPT}
+    kept = {name: redact(present[name]) for name in KEPT_HEADERS if name in present}
+    request_id = _request_id(body, present)
     if 200 <= response.status_code < 300:
         return IntercomResponse(
             status_code=response.status_code,
             data=body if isinstance(body, dict) else {},
             request_id=request_id,
-            rate_limit=RateLimit.from_headers(response.headers),
+            rate_limit=RateLimit.from_headers(present),
             elapsed_ms=elapsed_ms,
             headers=kept,
             unparsed_body=None if isinstance(body, dict) or not text else redact(text[:MAX_TEXT]),
@@ -217,7 +220,7 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-def _request_id(body: Any, headers: httpx.Headers) -> str | None:
+def _request_id(body: Any, headers: Mapping[str, str]) -> str | None:
     if isinstance(body, dict) and isinstance(body.get("request_id"), str):
         return body["request_id"]
     return next((headers[name] for name in REQUEST_ID_HEADERS if name in headers), None)
@@ -238,7 +241,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None  # NaN or infinity is no answer
 
 
-def _int_header(headers: httpx.Headers, name: str) -> int | None:
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     try:
         return int(float(headers[name]))
     except (KeyError, ValueError, OverflowError):
