@@ -138,7 +138,7 @@ class RateLimitSettings:
         return f"prefect gcl create {name} --limit {self.limit} --slot-decay-per-second {self.slot_decay_per_second:g}"
 
 
-def rate_limit_settings(requests_per_window: int, window_seconds: float, *, share: float = 0.94) -> RateLimitSettings:
+def rate_limit_settings(requests_per_window: int, window_seconds: float, *, share: float = 0.96) -> RateLimitSettings:
     """Size a Prefect rate limit so that all processes together stay under Intercom's limit.
 
     Slots are taken in chunks of `requests_per_window / (window_seconds * 4)` (about four
@@ -146,7 +146,9 @@ def rate_limit_settings(requests_per_window: int, window_seconds: float, *, shar
     a small headroom, so that a slightly late acquisition loses nothing. In any window the
     server grants at most `limit + rate * window` slots, i.e. a whole number of chunks; the
     rate is `share` of Intercom's, lowered if needed so that those chunks fit in
-    `requests_per_window` (with 2% of the window to spare for sends landing after their grant).
+    `requests_per_window` (with 2% of the window to spare). A granted chunk is sent within one
+    acquisition period, so a window can also see the end of the chunk granted just before
+    it: each process's `HeaderPacer` holds back any send beyond what Intercom says remains.
 
     Args:
         requests_per_window: Intercom's `X-RateLimit-Limit` (e.g. 1667 for 10,000 a minute).
@@ -159,7 +161,7 @@ def rate_limit_settings(requests_per_window: int, window_seconds: float, *, shar
     Example:
         ```python
         >>> rate_limit_settings(1667, 10).cli("intercom-app")
-        'prefect gcl create intercom-app --limit 44 --slot-decay-per-second 156.6'
+        'prefect gcl create intercom-app --limit 44 --slot-decay-per-second 160'
         ```
     """
     if requests_per_window < 1 or window_seconds <= 0 or not 0 < share <= 1:
@@ -183,9 +185,9 @@ class GlobalRateLimit:
     """Takes slots from a Prefect global concurrency limit with slot decay, shared by all senders.
 
     Slots are taken in chunks (a few Prefect server calls per second, not one per send) and
-    handed to the sends of this process; unused ones expire after one acquisition period,
-    so a chunk is spent close to the moment it was granted. When the limit is full, the wait
-    is computed from the limit's decay, not guessed.
+    handed to the sends of this process; unused ones expire after one acquisition period
+    (`chunk / rate`), so no process hoards slots. When the limit is full, the wait is
+    computed from the limit's decay, not guessed.
 
     This uses the Prefect server's own rate-limit accounting (`/v2/concurrency_limits/increment`
     with `mode="rate_limit"`, what `prefect.concurrency.asyncio.rate_limit` calls); only the
@@ -199,7 +201,7 @@ class GlobalRateLimit:
 
     Example:
         ```bash
-        prefect gcl create intercom-app --limit 44 --slot-decay-per-second 156.6
+        prefect gcl create intercom-app --limit 44 --slot-decay-per-second 160
         ```
         ```python
         pacer = Pacer(global_rate_limit="intercom-app")
@@ -218,7 +220,7 @@ class GlobalRateLimit:
         self._tokens_expire = 0.0
         self._next_try = 0.0
         self._thread_lock = threading.Lock()
-        self._async_lock: asyncio.Lock | None = None
+        self._fetching: asyncio.Future[None] | None = None
         self._async_client: Any = None
         self.acquisitions = 0
         self.denials = 0
@@ -229,34 +231,46 @@ class GlobalRateLimit:
     # --- async ---------------------------------------------------------------------------
 
     async def aacquire(self) -> None:
-        """Wait for one slot (async)."""
-        if self._async_lock is None:
-            self._async_lock = asyncio.Lock()
-        async with self._async_lock:
-            if self._take():
-                return
-            if self._async_client is None:
-                from prefect.client.orchestration import get_client
+        """Wait for one slot (async).
 
-                self._async_client = get_client()
-                await self._async_client.__aenter__()
-            client = self._async_client
-            if self.slot_decay_per_second is None:
-                self._configure(await self._aread(client))
-            while True:
-                await asyncio.sleep(max(0.0, self._next_try - time.time()))
-                started = time.time()
-                try:
-                    response = await client.increment_concurrency_slots(
-                        names=[self.name], slots=self.slots_per_acquire, mode="rate_limit"
-                    )
-                except httpx.HTTPStatusError as error:
-                    self._check_denied(error)
-                    self._after_denial(await self._aread(client))
-                    continue
-                self._after_grant(response, started, time.time())
-                self._take()
-                return
+        One waiter fetches a chunk from the Prefect server; the others wait for that fetch
+        and then all take their slot in the same turn of the event loop, so a chunk is
+        spent at once rather than handed on from waiter to waiter.
+        """
+        while not self._take():
+            if self._fetching is not None:
+                await asyncio.shield(self._fetching)
+                continue
+            self._fetching = asyncio.get_running_loop().create_future()
+            try:
+                await self._afetch()
+            finally:
+                fetching, self._fetching = self._fetching, None
+                fetching.set_result(None)
+
+    async def _afetch(self) -> None:
+        if self._async_client is None:
+            from prefect.client.orchestration import get_client
+
+            self._async_client = get_client()
+            await self._async_client.__aenter__()
+        client = self._async_client
+        if self.slot_decay_per_second is None:
+            self._configure(await self._aread(client))
+        while True:
+            await asyncio.sleep(max(0.0, self._next_try - time.time()))
+            started = time.time()
+            try:
+                response = await client.increment_concurrency_slots(
+                    names=[self.name], slots=self.slots_per_acquire, mode="rate_limit"
+                )
+            except httpx.HTTPStatusError as error:
+                self._check_denied(error)
+                read_at = time.time()
+                self._after_denial(await self._aread(client), read_at, time.time())
+                continue
+            self._after_grant(response, started, time.time())
+            return
 
     async def aclose(self) -> None:
         """Close the connection to the Prefect server."""
@@ -291,7 +305,8 @@ class GlobalRateLimit:
                         )
                     except httpx.HTTPStatusError as error:
                         self._check_denied(error)
-                        self._after_denial(self._read(client))
+                        read_at = time.time()
+                        self._after_denial(self._read(client), read_at, time.time())
                         continue
                     self._after_grant(response, started, time.time())
                     self._take()
@@ -316,7 +331,7 @@ class GlobalRateLimit:
         if not limit.active or not limit.slot_decay_per_second or limit.slot_decay_per_second <= 0:
             raise IntercomConfigurationError(
                 f"the global concurrency limit {self.name!r} is inactive or has no slot decay; a rate "
-                "limit needs one, e.g. `prefect gcl create NAME --limit 44 --slot-decay-per-second 156.6`"
+                "limit needs one, e.g. `prefect gcl create NAME --limit 44 --slot-decay-per-second 160`"
             )
         self.limit = int(limit.limit)
         self.slot_decay_per_second = float(limit.slot_decay_per_second)
@@ -329,25 +344,31 @@ class GlobalRateLimit:
         self.acquisitions += 1
         chunk, rate = self.slots_per_acquire or 1, self.slot_decay_per_second or 1.0
         self._tokens = chunk
-        self._tokens_expire = time.monotonic() + max(0.05, 0.25 * chunk / rate)
-        # Optimistic: if no one else takes slots, the next chunk frees this much later.
-        headroom = (self.limit or chunk) - chunk
-        self._next_try = (started + finished) / 2 + max(0, chunk - headroom) / rate
+        self._tokens_expire = time.monotonic() + max(0.05, chunk / rate)
+        # In steady state the limit is full again after our grant: the next chunk frees one
+        # period later. Counting from when the request left puts the next one on the server
+        # about when the period ends (if others took slots meanwhile, the server says 423).
+        self._next_try = started + chunk / rate
 
-    def _after_denial(self, limit: Any) -> None:
-        """Sleep until the limit's decay frees a chunk (computed from its `updated` time)."""
+    def _after_denial(self, limit: Any, started: float, finished: float) -> None:
+        """Plan the next try from the limit's state: when its decay frees a chunk.
+
+        The server decays whole slots at `updated + j / rate`; the read happened between
+        `started` and `finished`. The next try is sent half a round trip before the slot we
+        need frees, so it arrives about then; early is harmless (a denial decays nothing away),
+        late loses what decays below zero.
+        """
         self.denials += 1
         rate, chunk = float(limit.slot_decay_per_second), self.slots_per_acquire or 1
-        now = time.time()
+        middle, half_trip = (started + finished) / 2, (finished - started) / 2
         needed = limit.active_slots + chunk - limit.limit  # slots that must still decay
         if limit.updated is None or needed <= 0:
-            self._next_try = now + 1 / rate
+            self._next_try = finished
             return
         updated = limit.updated.timestamp()
-        # The server decays whole slots at `updated + j / rate`; aim just past the one we need.
-        decayed = math.floor(rate * max(0.0, now - updated))
-        target = updated + (decayed + needed) / rate + 0.001
-        self._next_try = min(max(target, now), now + (chunk + 1) / rate)
+        decayed = math.floor(rate * max(0.0, middle - updated))
+        target = updated + (decayed + needed) / rate
+        self._next_try = min(max(target - half_trip, finished), finished + (chunk + 1) / rate)
 
     def _check_denied(self, error: httpx.HTTPStatusError) -> None:
         if error.response.status_code != 423:
