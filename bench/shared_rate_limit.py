@@ -79,7 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sends", type=int, default=1000, help="sends per worker process")
     parser.add_argument("--limit", type=int, default=100, help="Intercom's requests per 1-second window")
-    parser.add_argument("--worker", nargs=5, metavar=("URL", "LIMIT", "FIRST", "START_AT", "LEDGER"), help=argparse.SUPPRESS)
+    worker_arguments = ("URL", "LIMIT", "FIRST", "START_AT", "LEDGER")
+    parser.add_argument("--worker", nargs=5, metavar=worker_arguments, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         url, name, first, start_at, ledger = args.worker
@@ -96,17 +97,18 @@ def main() -> None:
             print("Prefect global rate limit:", asyncio.run(create_limit(name, args.limit)))
             environment = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
             start_at = time.time() + 8  # both import Prefect first, then start together
+            command = [sys.executable, __file__, "--sends", str(args.sends), "--worker", url, name]
             workers = [
                 subprocess.Popen(
-                    [sys.executable, __file__, "--sends", str(args.sends), "--worker", url, name,
-                     str(index * args.sends), str(start_at), ledger],  # fmt: skip
+                    [*command, str(index * args.sends), str(start_at), ledger],
                     stdout=subprocess.PIPE,
                     env=environment,
                     text=True,
                 )
                 for index in range(WORKERS)
             ]
-            results = [json.loads((process.communicate(timeout=600)[0] or "{}").strip().splitlines()[-1]) for process in workers]
+            outputs = [process.communicate(timeout=600)[0] for process in workers]
+            results = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
         records = httpx.get(f"{url}/sandbox/requests", timeout=60).json()
     statuses = Counter(record["status"] for record in records)
     arrivals = sorted(record["received_at"] for record in records if record["status"] == 200)
