@@ -108,8 +108,10 @@ class BatchItemResult:
     attempts: int = 0
 
 
-# A result as kept in memory: a plain tuple in `BatchItemResult` field order.
-_Row = tuple[int, str, "str | None", "int | None", "str | None", "str | None", "str | None", int]
+# A result as kept in memory (a report may hold 100,000 of them): the common case, sent at
+# the first attempt with a 200, as `(index, request_id, masked phone as UTF-8)`; any other
+# as a tuple in `BatchItemResult` field order.
+_Row = tuple[Any, ...]
 _PROBLEM_ORDER = {"unknown": 0, "not_sent": 1, "rejected": 2, "skipped": 3, "sent": 4}
 
 
@@ -174,7 +176,10 @@ class BatchReport:
         message: str | None = None,
         attempts: int = 0,
     ) -> None:
-        self._rows.append((index, outcome.value, phone, status, code, request_id, message, attempts))
+        if outcome is ItemOutcome.SENT and status == 200 and attempts == 1 and code is None and message is None:
+            self._rows.append((index, request_id, phone.encode() if phone is not None else None))
+        else:
+            self._rows.append((index, outcome.value, phone, status, code, request_id, message, attempts))
         self.counts[outcome.value] += 1
         if outcome is not ItemOutcome.SENT:
             self.reasons[" ".join(str(part) for part in (outcome.value, status, code) if part is not None)] += 1
@@ -182,24 +187,24 @@ class BatchReport:
     def items(self, outcome: ItemOutcome | str | None = None) -> list[BatchItemResult]:
         """Every item's result in input order (or only those with `outcome`)."""
         wanted = ItemOutcome(outcome).value if outcome is not None else None
-        rows = sorted(row for row in self._rows if wanted is None or row[1] == wanted)
+        rows = sorted(row for row in self._rows if wanted is None or _outcome(row) == wanted)
         return [_result(row) for row in rows]
 
     def table_rows(self, max_rows: int = DEFAULT_TABLE_ROWS) -> list[dict[str, Any]]:
         """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""
-        order = sorted(self._rows, key=lambda row: (_PROBLEM_ORDER[row[1]], row[0]))[:max_rows]
+        order = sorted(self._rows, key=lambda row: (_PROBLEM_ORDER[_outcome(row)], row[0]))[:max_rows]
         return [
             {
-                "item": index,
-                "outcome": outcome,
-                "phone": phone or "",
-                "status": "" if status is None else status,
-                "error_code": code or "",
-                "request_id": request_id or "",
-                "attempts": attempts,
-                "message": (message or "")[:200],
+                "item": result.index,
+                "outcome": result.outcome.value,
+                "phone": result.phone or "",
+                "status": "" if result.status is None else result.status,
+                "error_code": result.error_code or "",
+                "request_id": result.request_id or "",
+                "attempts": result.attempts,
+                "message": (result.message or "")[:200],
             }
-            for index, outcome, phone, status, code, request_id, message, attempts in order
+            for result in map(_result, order)
         ]
 
     def summary_markdown(self, max_rows: int | None = None) -> str:
@@ -235,7 +240,16 @@ class BatchReport:
         return f"{self.total:,}{total} items: {parts or 'none yet'}"
 
 
+def _outcome(row: _Row) -> str:
+    return ItemOutcome.SENT.value if len(row) == 3 else row[1]
+
+
 def _result(row: _Row) -> BatchItemResult:
+    if len(row) == 3:
+        index, request_id, phone = row
+        return BatchItemResult(
+            index, ItemOutcome.SENT, phone.decode() if phone is not None else None, 200, None, request_id, None, 1
+        )
     index, outcome, phone, status, code, request_id, message, attempts = row
     return BatchItemResult(index, ItemOutcome(outcome), phone, status, code, request_id, message, attempts)
 
@@ -295,7 +309,7 @@ class _BatchRun:
         self.stop_after_unknown = stop_after_unknown
         self.on_progress = on_progress
         self.progress_interval = progress_interval
-        self.seen: dict[bytes, int] = {}
+        self.seen: dict[int, int] = {}  # first 8 bytes of each item digest -> the item's index
         self.unknown_streak = 0
         self.chunks = 0
         self.in_flight: list[asyncio.Task[None]] = []
@@ -325,7 +339,7 @@ class _BatchRun:
             self.report._add(index, ItemOutcome.REJECTED, masked, None, None, None, f"{type(error).__name__}: {error}")
             return None
         digest = self.ledger.digest(key)
-        first = self.seen.setdefault(digest, index)
+        first = self.seen.setdefault(int.from_bytes(digest[:8], "big"), index)
         if first != index:
             message = f"same item key as item {first}"
             self.report._add(index, ItemOutcome.SKIPPED, masked, None, "duplicate_in_batch", None, message)
