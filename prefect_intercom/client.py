@@ -223,7 +223,9 @@ class IntercomClient:
         if isinstance(outcome, IntercomResponse):
             self.pacer.release(outcome.rate_limit)
         elif isinstance(outcome, IntercomAPIError):
-            self.pacer.release(RateLimit.from_headers(outcome.headers))
+            rate_limit = RateLimit.from_headers(outcome.headers)
+            # An error without the headers (a proxy's 502 page) says nothing about the window.
+            self.pacer.release(rate_limit if rate_limit.remaining is not None else None)
         else:
             self.pacer.release(None)
 
