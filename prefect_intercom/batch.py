@@ -553,6 +553,7 @@ async def asend_batch(
     previous_hook = client.on_retry
     client.on_retry = run.count_retry if previous_hook is None else _both(previous_hook, run.count_retry)
     chunk: list[_Pending] = []
+    await run._progress(final=True)  # progress is visible from the start
     try:
         async for index, body in _enumerate(requests):
             pending = run.admit(index, body)
