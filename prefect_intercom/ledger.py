@@ -44,7 +44,7 @@ LEDGER_FOLDER = "prefect-intercom-ledger"
 LEDGER_VERSION = 1
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
-_MISSING_HINTS = ("does not exist", "not found", "nosuchkey", "no such file", "404")
+_MISSING_HINTS = ("does not exist", "not found", "notfound", "nosuchkey", "no such file", "404")
 
 # Outcomes as recorded (values of `batch.ItemOutcome`); only these two block a resend.
 SENT = "sent"
