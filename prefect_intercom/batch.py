@@ -125,7 +125,8 @@ class BatchReport:
         counts: Items per outcome (every `ItemOutcome` value is present).
         reasons: Items per `outcome status error_code` (e.g. `not_sent 400 invalid_phone_number`).
         retries: Attempts beyond the first, over all items.
-        rate_limited: 429 answers received (each was retried or reported).
+        rate_limited: 429 answers that were retried (a 429 beyond the retry budget is a
+            `not_sent` item with status 429).
         stopped: Why the batch stopped sending early, if it did (remaining items are `not_sent`).
         expected_total: How many items the caller announced, if it did (for progress).
         elapsed: Seconds from start to end.
@@ -212,7 +213,7 @@ class BatchReport:
         rate = self.total / self.elapsed if self.elapsed > 0 else 0.0
         lines = [
             f"**Batch** `{self.batch_key}` (run {self.run}): {self.total:,} items in {self.elapsed:.1f} s "
-            f"({rate:,.1f} items/s), {self.retries:,} retries, {self.rate_limited:,} answers 429.",
+            f"({rate:,.1f} items/s), {self.retries:,} retries ({self.rate_limited:,} after a 429).",
             "",
             "| outcome | items |",
             "| --- | ---: |",

@@ -240,3 +240,28 @@ def test_client_retries_a_refused_connection_and_reports_not_sent() -> None:
     assert caught.value.outcome is Outcome.NOT_SENT
     assert caught.value.attempts == 3
     assert SECRET_TOKEN not in str(caught.value)
+
+
+# --- the single task exposes the policy -----------------------------------------------------
+
+
+def test_the_task_retries_429s_by_default_within_its_budget_and_never_when_told(prefect_server: None) -> None:
+    from prefect import flow
+
+    from prefect_intercom import create_phone_call_redirect
+
+    with Sandbox(token=SECRET_TOKEN, faults={"429": 1.0}, retry_after=0.01) as sandbox:
+        credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url=sandbox.url)
+
+        @flow
+        def deflect(retry: RetryPolicy | None) -> None:
+            create_phone_call_redirect(credentials, "+14155550100", retry=retry)
+
+        for policy, attempts in ((RetryPolicy(), 6), (RetryPolicy.never(), 1)):
+            sandbox.reset()
+            state = deflect(policy, return_state=True)
+            with pytest.raises(IntercomRateLimitError) as caught:
+                state.result()
+            assert len(sandbox.received) == attempts
+            assert sandbox.accepted == []
+        assert SECRET_TOKEN not in str(caught.value)
