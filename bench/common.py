@@ -1,5 +1,7 @@
-"""Shared pieces of the benchmarks: a zero-latency loopback server, the sandbox in its own
-process, and small timing helpers. Everything binds 127.0.0.1 only."""
+"""Shared pieces of the benchmarks: a zero-latency loopback server and small timing helpers.
+
+The sandbox in its own process comes from `prefect_intercom.sandbox_process`. Everything binds
+127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -11,8 +13,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import httpx
 
 TOKEN = "bench-token"
 HOST = "127.0.0.1"
@@ -81,31 +81,6 @@ def zero_latency_server(tmp_dir: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-@contextmanager
-def sandbox_process(*flags: str) -> Iterator[str]:
-    """The sandbox CLI in its own process on a free loopback port; yields its URL."""
-    command = [sys.executable, "-m", "prefect_intercom.sandbox", "--host", HOST, "--port", "0", "--token", TOKEN]
-    process = subprocess.Popen(
-        [*command, "--log-level", "warning", *flags], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        if not found:
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        url = found.group(1)
-        for _ in range(400):
-            try:
-                httpx.get(f"{url}/sandbox/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def median(values: list[float]) -> float:

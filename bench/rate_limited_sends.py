@@ -19,15 +19,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 from prefect.filesystems import LocalFileSystem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN, sandbox_process
+from common import TOKEN
 
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
+from prefect_intercom.sandbox_process import sandbox_process
 
 
 async def run(url: str, sends: int, concurrency: int, ledger: str) -> tuple[float, dict[str, int]]:
@@ -53,9 +53,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     flags = ["--rate-limit", str(args.limit), "--rate-limit-window", "1", "--latency", str(args.latency)]
-    with tempfile.TemporaryDirectory() as ledger, sandbox_process(*flags) as url:
-        wall, counts = asyncio.run(run(url, args.sends, args.concurrency, ledger))
-        records = httpx.get(f"{url}/sandbox/requests", timeout=60).json()
+    with tempfile.TemporaryDirectory() as ledger, sandbox_process(*flags, token=TOKEN) as sandbox:
+        wall, counts = asyncio.run(run(sandbox.url, args.sends, args.concurrency, ledger))
+        records = sandbox.records()
     statuses = Counter(record["status"] for record in records)
     per_window = Counter(int(record["received_at"]) for record in records if record["status"] == 200)
     theoretical = args.sends / args.limit

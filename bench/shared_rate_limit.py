@@ -23,15 +23,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN, sandbox_process
+from common import TOKEN
 
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
 from prefect_intercom.pacing import rate_limit_settings
+from prefect_intercom.sandbox_process import sandbox_process
 
 WORKERS = 2
 
@@ -91,13 +90,13 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     flags = ["--rate-limit", str(args.limit), "--rate-limit-window", "1", "--latency", "0.05"]
-    with prefect_test_harness(server_startup_timeout=60), sandbox_process(*flags) as url:
+    with prefect_test_harness(server_startup_timeout=60), sandbox_process(*flags, token=TOKEN) as sandbox:
         with tempfile.TemporaryDirectory() as ledger:
             name = f"intercom-bench-{os.getpid()}"
             print("Prefect global rate limit:", asyncio.run(create_limit(name, args.limit)))
             environment = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
             start_at = time.time() + 8  # both import Prefect first, then start together
-            command = [sys.executable, __file__, "--sends", str(args.sends), "--worker", url, name]
+            command = [sys.executable, __file__, "--sends", str(args.sends), "--worker", sandbox.url, name]
             workers = [
                 subprocess.Popen(
                     [*command, str(index * args.sends), str(start_at), ledger],
@@ -109,7 +108,7 @@ def main() -> None:
             ]
             outputs = [process.communicate(timeout=600)[0] for process in workers]
             results = [json.loads(output.strip().splitlines()[-1]) for output in outputs]
-        records = httpx.get(f"{url}/sandbox/requests", timeout=60).json()
+        records = sandbox.records()
     statuses = Counter(record["status"] for record in records)
     arrivals = sorted(record["received_at"] for record in records if record["status"] == 200)
     per_window = Counter(int(arrival) for arrival in arrivals)

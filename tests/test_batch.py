@@ -28,9 +28,9 @@ from prefect_intercom import (
 from prefect_intercom.batch import asend_batch, count_csv_rows
 from prefect_intercom.ledger import BatchLedger
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
+from prefect_intercom.sandbox_process import sandbox_process
 
 from .conftest import SECRET_TOKEN
-from .sandbox_cli import sandbox_process
 
 FAULTS = {"429": 0.05, "503": 0.02, "reset": 0.01, "slow": 0.01}
 

@@ -19,9 +19,9 @@ from prefect_intercom import (
 )
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.sandbox import FAULT_KINDS, Sandbox, SandboxState
+from prefect_intercom.sandbox_process import sandbox_process
 
 from .conftest import SECRET_TOKEN
-from .sandbox_cli import sandbox_process
 
 PATH = "/phone_call_redirects"
 
