@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -194,9 +195,23 @@ class IntercomClient:
         response = call_with_retry(attempt, self.retry, on_retry=self.on_retry)
         return replace(response, attempts=attempts) if attempts > 1 else response
 
-    async def asend(self, prepared: PreparedRequest) -> IntercomResponse:
-        """Async twin of `send`."""
-        if self.retry is None and self.pacer is None:
+    async def asend(
+        self,
+        prepared: PreparedRequest,
+        *,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> IntercomResponse:
+        """Async twin of `send`.
+
+        Args:
+            prepared: The request from `prepare`.
+            before_send: Awaited before each attempt goes on the wire, after pacing (the
+                batch records its write-ahead intent there); if it raises, nothing is sent.
+            on_retry: Called as `on_retry(error, attempt, wait)` before each retry of this
+                request, after the client's own `on_retry`.
+        """
+        if self.retry is None and self.pacer is None and before_send is None:
             return await self._asend_once(prepared)
         attempts = 0
 
@@ -205,6 +220,12 @@ class IntercomClient:
             attempts += 1
             if self.pacer is not None:
                 await self.pacer.aacquire()
+            if before_send is not None:
+                try:
+                    await before_send()
+                except BaseException:
+                    self._release(None)
+                    raise
             try:
                 response = await self._asend_once(prepared)
             except BaseException as error:
@@ -213,7 +234,8 @@ class IntercomClient:
             self._release(response)
             return response
 
-        response = await acall_with_retry(attempt, self.retry, on_retry=self.on_retry)
+        hook = self.on_retry if on_retry is None else _chain(self.on_retry, on_retry)
+        response = await acall_with_retry(attempt, self.retry, on_retry=hook)
         return replace(response, attempts=attempts) if attempts > 1 else response
 
     def _release(self, outcome: IntercomResponse | BaseException) -> None:
@@ -332,6 +354,18 @@ class IntercomClient:
         kind = type(error).__name__
         detail = self.redact(str(error)) or "no detail"
         return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
+
+
+def _chain(first: RetryCallback | None, second: RetryCallback) -> RetryCallback:
+    """One retry callback that calls `first` (if any), then `second`."""
+    if first is None:
+        return second
+
+    def both(error: Any, attempt: int, wait: float) -> None:
+        first(error, attempt, wait)
+        second(error, attempt, wait)
+
+    return both
 
 
 def _set_redirect_aside(response: httpx.Response) -> None:
