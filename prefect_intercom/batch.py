@@ -51,13 +51,14 @@ from prefect_intercom.errors import (
     IntercomAPIError,
     IntercomAuthenticationError,
     IntercomError,
+    IntercomRateLimitError,
     IntercomTransportError,
     IntercomValidationError,
     Outcome,
 )
 from prefect_intercom.ledger import BatchLedger
 from prefect_intercom.pacing import Pacer
-from prefect_intercom.retry import DEFAULT_RETRY_POLICY, FailureKind, RetryPolicy, failure_kind
+from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from prefect_intercom.tasks import mask_phone
 
 DEFAULT_CONCURRENCY = 16
@@ -475,7 +476,7 @@ class _BatchRun:
     def count_retry(self, error: IntercomError, attempt: int, wait: float) -> None:
         """`on_retry` hook: count retries and 429s in the report."""
         self.report.retries += 1
-        if failure_kind(error) is FailureKind.RATE_LIMITED:
+        if isinstance(error, IntercomRateLimitError):
             self.report.rate_limited += 1
 
 

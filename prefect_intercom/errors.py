@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
+
+from prefect_intercom.outcomes import Outcome
 
 
 class IntercomError(Exception):
@@ -69,18 +70,6 @@ class IntercomValidationError(IntercomError, ValueError):
 
 class IntercomConfigurationError(IntercomError, ValueError):
     """The credentials or connection settings are refused; nothing was sent."""
-
-
-class Outcome(str, Enum):
-    """What a failed send means for the person at the other end.
-
-    `NOT_SENT`: Intercom provably did not act (refused connection, 4xx, 429); safe to retry.
-    `UNKNOWN`: the request may have been acted on (5xx, timeout or reset after sending);
-    retrying may text the person twice.
-    """
-
-    NOT_SENT = "not_sent"
-    UNKNOWN = "unknown"
 
 
 class IntercomTransportError(IntercomError):

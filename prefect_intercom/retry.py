@@ -23,11 +23,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import TypeVar
 
 from prefect_intercom.errors import (
-    IntercomAPIError,
     IntercomError,
     IntercomRateLimitError,
     IntercomTransportError,
@@ -38,33 +36,23 @@ T = TypeVar("T")
 RetryCallback = Callable[[IntercomError, int, float], None]
 
 
-class FailureKind(str, Enum):
-    """How a failure bears on retrying (see the module table)."""
-
-    RATE_LIMITED = "rate_limited"
-    NOT_CONNECTED = "not_connected"
-    UNKNOWN = "unknown"
-    REFUSED = "refused"
-
-
-def failure_kind(error: BaseException) -> FailureKind:
-    """Classify a failed send for the retry decision.
+def outcome_of(error: BaseException) -> Outcome:
+    """What a failed send means for the person: `NOT_SENT` or `UNKNOWN` (the retry decision rests on it).
 
     Args:
         error: What the pipeline raised.
 
     Returns:
-        `RATE_LIMITED` for 429, `NOT_CONNECTED` when the request provably never left,
-        `UNKNOWN` when it may have taken effect (5xx, read timeout, dropped connection) and
-        `REFUSED` for everything else (any other 4xx, invalid bodies, configuration errors).
+        `UNKNOWN` when it may have taken effect (5xx, read timeout, dropped connection), else
+        `NOT_SENT` (429, connect failures, any other 4xx, invalid bodies, configuration errors).
     """
-    if isinstance(error, IntercomRateLimitError):
-        return FailureKind.RATE_LIMITED
-    if isinstance(error, IntercomTransportError):
-        return FailureKind.NOT_CONNECTED if error.outcome is Outcome.NOT_SENT else FailureKind.UNKNOWN
-    if isinstance(error, IntercomAPIError) and error.outcome is Outcome.UNKNOWN:
-        return FailureKind.UNKNOWN
-    return FailureKind.REFUSED
+    outcome = getattr(error, "outcome", None) if isinstance(error, IntercomError) else None
+    return Outcome.UNKNOWN if outcome is Outcome.UNKNOWN else Outcome.NOT_SENT
+
+
+def _never_left(error: BaseException) -> bool:
+    """The request provably never reached the server (refused connection, connect timeout)."""
+    return isinstance(error, IntercomTransportError) and error.outcome is Outcome.NOT_SENT
 
 
 @dataclass(frozen=True)
@@ -132,12 +120,11 @@ class RetryPolicy:
         """
         if attempt >= self.max_attempts:
             return None
-        kind = failure_kind(error)
-        if kind is FailureKind.RATE_LIMITED:
-            base = _rate_limit_wait(error, now)  # type: ignore[arg-type]
+        if isinstance(error, IntercomRateLimitError):
+            base = _rate_limit_wait(error, now)
             if base is None:
                 base = self._backoff(attempt)
-        elif kind is FailureKind.NOT_CONNECTED or (kind is FailureKind.UNKNOWN and self.retry_unknown):
+        elif _never_left(error) or (outcome_of(error) is Outcome.UNKNOWN and self.retry_unknown):
             base = self._backoff(attempt)
         else:
             return None

@@ -21,7 +21,7 @@ from prefect_intercom import (
     Outcome,
     RetryPolicy,
 )
-from prefect_intercom.retry import FailureKind, acall_with_retry, call_with_retry, failure_kind
+from prefect_intercom.retry import acall_with_retry, call_with_retry, outcome_of
 from prefect_intercom.sandbox import Sandbox
 
 from .conftest import SECRET_TOKEN
@@ -47,25 +47,30 @@ DROPPED = transport(Outcome.UNKNOWN)
 
 
 @pytest.mark.parametrize(
-    ("error", "kind"),
+    ("error", "outcome", "retried"),
     [
-        (rate_limited(1), FailureKind.RATE_LIMITED),
-        (CONNECT_FAILED, FailureKind.NOT_CONNECTED),
-        (DROPPED, FailureKind.UNKNOWN),
-        (IntercomServerError(503), FailureKind.UNKNOWN),
-        (IntercomServerError(500), FailureKind.UNKNOWN),
-        (IntercomAPIError(400, error_code="invalid_phone_number"), FailureKind.REFUSED),
-        (IntercomAuthenticationError(401), FailureKind.REFUSED),
-        (IntercomAuthenticationError(403), FailureKind.REFUSED),
-        (IntercomAPIError(404), FailureKind.REFUSED),
-        (IntercomAPIError(422), FailureKind.REFUSED),
-        (IntercomValidationError("phone_call_redirects", []), FailureKind.REFUSED),
-        (IntercomConfigurationError("no"), FailureKind.REFUSED),
-        (ValueError("not ours"), FailureKind.REFUSED),
+        (rate_limited(1), Outcome.NOT_SENT, True),
+        (CONNECT_FAILED, Outcome.NOT_SENT, True),
+        (DROPPED, Outcome.UNKNOWN, False),
+        (IntercomServerError(503), Outcome.UNKNOWN, False),
+        (IntercomServerError(500), Outcome.UNKNOWN, False),
+        (IntercomAPIError(400, error_code="invalid_phone_number"), Outcome.NOT_SENT, False),
+        (IntercomAuthenticationError(401), Outcome.NOT_SENT, False),
+        (IntercomAuthenticationError(403), Outcome.NOT_SENT, False),
+        (IntercomAPIError(404), Outcome.NOT_SENT, False),
+        (IntercomAPIError(422), Outcome.NOT_SENT, False),
+        (IntercomValidationError("phone_call_redirects", []), Outcome.NOT_SENT, False),
+        (IntercomConfigurationError("no"), Outcome.NOT_SENT, False),
+        (ValueError("not ours"), Outcome.NOT_SENT, False),
     ],
 )
-def test_failure_kinds(error: BaseException, kind: FailureKind) -> None:
-    assert failure_kind(error) is kind
+def test_each_failure_has_one_outcome_and_the_default_policy_retries_only_what_never_took_effect(
+    error: BaseException, outcome: Outcome, retried: bool
+) -> None:
+    assert outcome_of(error) is outcome
+    assert (NO_JITTER.delay(error, 1, 0.0, now=NOW) is not None) is retried
+    unknown_too = RetryPolicy(retry_unknown=True, jitter=0)
+    assert (unknown_too.delay(error, 1, 0.0, now=NOW) is not None) is (retried or outcome is Outcome.UNKNOWN)
 
 
 # --- decisions ------------------------------------------------------------------------------
