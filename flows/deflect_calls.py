@@ -25,13 +25,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from prefect_intercom.batch import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_TABLE_ROWS,
-    count_csv_rows,
-    create_phone_call_redirects,
-    read_requests_csv,
-)
+from prefect_intercom.batch import count_csv_rows, create_phone_call_redirects, read_requests_csv
+from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
@@ -47,7 +42,7 @@ def deflect_calls(
     phone_column: str = "phone",
     attribute_columns: list[str] | None = None,
     batch_key: str | None = None,
-    concurrency: int = DEFAULT_CONCURRENCY,
+    concurrency: int | None = None,
     global_rate_limit: str | None = None,
     retry_unknown: bool = False,
     resend_unknown: bool = False,
@@ -62,7 +57,7 @@ def deflect_calls(
         attribute_columns: Columns sent as custom attributes (default: every other column).
         batch_key: Identifies this batch across runs (default: this flow run, so a retry of
             the flow run skips what was sent). Reuse a key to resume a batch in a new run.
-        concurrency: Requests in flight at most.
+        concurrency: Requests in flight (default: adapted to Intercom's rate and latency).
         global_rate_limit: Name of a Prefect global concurrency limit with slot decay shared
             by every sender of the same Intercom app.
         retry_unknown: Also retry answers that may have texted (5xx, timeouts); may text twice.
@@ -104,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--phone-column", default="phone", help="column with the phone numbers (default: phone)")
     parser.add_argument("--attribute", action="append", dest="attributes", help="attribute column (repeatable)")
     parser.add_argument("--batch-key", help="identifies the batch across runs (reuse it to resume)")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight at most")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="requests in flight (default: adapted to Intercom's rate)"
+    )
     parser.add_argument("--global-rate-limit", help="Prefect global concurrency limit (slot decay) to share")
     parser.add_argument("--retry-unknown", action="store_true", help="also retry 5xx/timeouts (may text twice)")
     parser.add_argument("--resend-unknown", action="store_true", help="resend items unknown in an earlier run")

@@ -20,6 +20,7 @@ from prefect_intercom.batch import (
     create_phone_call_redirects,
     read_requests_csv,
 )
+from prefect_intercom.batch.ledger import LedgerError
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import (
     IntercomAPIError,
@@ -33,7 +34,6 @@ from prefect_intercom.errors import (
     Outcome,
     ValidationIssue,
 )
-from prefect_intercom.ledger import LedgerError
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import PhoneCallRedirect
 from prefect_intercom.retry import RetryPolicy

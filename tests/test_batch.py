@@ -26,7 +26,7 @@ from prefect_intercom import (
     read_requests_csv,
 )
 from prefect_intercom.batch import asend_batch, count_csv_rows
-from prefect_intercom.ledger import BatchLedger
+from prefect_intercom.batch.ledger import BatchLedger
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
 from prefect_intercom.sandbox_process import sandbox_process
 
@@ -42,6 +42,11 @@ def phone(index: int) -> str:
 def bodies(count: int, start: int = 0) -> Iterator[dict[str, Any]]:
     for index in range(start, start + count):
         yield {"phone": phone(index), "custom_attributes": {"row": str(index)}}
+
+
+@pytest.fixture(autouse=True)
+def _prefect_api(prefect_server: None) -> None:
+    """Every batch holds its key's lease on a real Prefect server."""
 
 
 @pytest.fixture
@@ -88,7 +93,7 @@ async def test_every_item_lands_in_exactly_one_outcome(sandbox: Sandbox, storage
         {"phone": phone(0)},  # skipped: same phone as item 0
         {"phone": phone(7)},  # sent
     ]
-    report = await send(sandbox.url, iter(items), storage, chunk_size=3)
+    report = await send(sandbox.url, iter(items), storage)
     assert_one_outcome_each(report, len(items))
     results = report.items()
     assert [result.outcome.value for result in results] == [
@@ -116,13 +121,13 @@ async def test_a_custom_item_key_decides_what_counts_as_a_duplicate(sandbox: San
 
 
 async def test_a_rerun_with_the_same_batch_key_resends_nothing(sandbox: Sandbox, storage: LocalFileSystem) -> None:
-    first = await send(sandbox.url, bodies(250), storage, chunk_size=40)
+    first = await send(sandbox.url, bodies(250), storage)
     assert first.counts["sent"] == 250 and first.run == 0
-    second = await send(sandbox.url, bodies(250), storage, chunk_size=40)
+    second = await send(sandbox.url, bodies(250), storage)
     assert (second.run, second.counts["sent"], second.counts["skipped"]) == (1, 0, 250)
     assert {item.error_code for item in second.items()} == {"already_sent"}
-    assert [item.request_id for item in second.items()] == [item.request_id for item in first.items()]
-    third = await send(sandbox.url, bodies(300), storage, chunk_size=40)  # 50 new rows appended
+    assert {item.message for item in second.items()} == {"recorded as sent by run 0 of this batch key"}
+    third = await send(sandbox.url, bodies(300), storage)  # 50 new rows appended
     assert (third.counts["sent"], third.counts["skipped"]) == (50, 250)
     assert len(sandbox.received) == 300
     assert max(Counter(entry.body["phone"] for entry in sandbox.accepted).values()) == 1
@@ -162,8 +167,9 @@ async def test_a_crash_while_sending_leaves_unknowns_never_duplicates(
     sandbox: Sandbox, storage: LocalFileSystem
 ) -> None:
     ledger = await BatchLedger.open("crashed", storage)
-    await ledger.record_intent(0, [(index, ledger.digest(phone(index))) for index in range(5)])
-    # ... the process died here: no outcomes were recorded for chunk 0.
+    for index in range(5):  # five attempts announced (written ahead) ...
+        await ledger.announce(index, ledger.digest(phone(index)))
+    # ... and the process died here: no outcome was recorded for them.
     report = await send(sandbox.url, bodies(8), storage, key="crashed")
     assert [item.outcome.value for item in report.items()] == ["skipped"] * 5 + ["sent"] * 3
     assert {item.error_code for item in report.items(ItemOutcome.SKIPPED)} == {"unknown_in_earlier_run"}
@@ -175,7 +181,7 @@ async def test_an_unreadable_ledger_record_stops_before_anything_is_sent(
 ) -> None:
     await send(sandbox.url, bodies(3), storage, key="damaged")
     ledger = await BatchLedger.open("damaged", storage)
-    await storage.awrite_path(f"{ledger.folder}/run-00000/chunk-0000000", b"{not json")
+    await storage.awrite_path(f"{ledger.folder}/run-00000/record-00000000", b"{not json")  # not the last record
     with pytest.raises(LedgerError, match="unreadable"):
         await send(sandbox.url, bodies(3), storage, key="damaged")
     assert len(sandbox.received) == 3
@@ -349,11 +355,12 @@ def test_retrying_a_failed_flow_run_does_not_resend(
     @flow(retries=1, retry_delay_seconds=0)
     def deflect() -> BatchReport:
         _ATTEMPTS.append(1)
-        return create_phone_call_redirects(credentials, _failing_once(300, 170), ledger_storage=storage, chunk_size=50)
+        return create_phone_call_redirects(credentials, _failing_once(300, 170), ledger_storage=storage)
 
     report = deflect()
     assert len(_ATTEMPTS) == 2
-    assert (report.run, report.counts["sent"], report.counts["skipped"]) == (1, 300 - 150, 150)
+    # The first attempt sent every item it had read (170) before the input broke off.
+    assert (report.run, report.counts["sent"], report.counts["skipped"]) == (1, 300 - 170, 170)
     texted = Counter(entry.body["phone"] for entry in sandbox.accepted)
     assert len(texted) == 300 and max(texted.values()) == 1
 

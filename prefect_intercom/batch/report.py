@@ -1,0 +1,267 @@
+"""The report of a batch run: counts in memory, every item's result in a file as it happens.
+
+A report never holds a list of its items: counts, reasons and the rows of the table artifact
+(the first `max_table_rows` problems) stay in memory, and each item's `BatchItemResult` is
+appended to a JSON Lines file (a temporary file by default, or `results_path`), so a batch of a
+million items costs the same memory as one of ten thousand. `report.items()` reads the file back.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import tempfile
+import weakref
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from prefect_intercom.errors import IntercomError
+from prefect_intercom.outcomes import Outcome
+
+ItemOutcome = Outcome
+"""The outcome of a batch item: the package's one `Outcome` vocabulary under its batch name."""
+
+DEFAULT_TABLE_ROWS = 500
+_PROBLEM_ORDER = {
+    Outcome.UNKNOWN: 0,
+    Outcome.NOT_SENT: 1,
+    Outcome.REJECTED: 2,
+    Outcome.SKIPPED: 3,
+    Outcome.SENT: 4,
+}
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    """What happened to one input item.
+
+    Attributes:
+        index: Position of the item in the input (0-based).
+        outcome: Its one outcome.
+        phone: The phone number, masked (`+1415•••0100`), when the item had one.
+        status: Intercom's HTTP status, when Intercom answered.
+        error_code: Intercom's error code (`invalid_phone_number`, `rate_limit_exceeded`...),
+            or this package's reason for `skipped` (`already_sent`, `unknown_in_earlier_run`,
+            `duplicate_in_batch`) and `not_sent` (`not_attempted`, `no_connection`,
+            `rate_limit_wait`).
+        request_id: Intercom's request id.
+        message: Details: validation errors, Intercom's message, why the item was skipped.
+        attempts: How many times it was sent in this run (0 when it never was).
+    """
+
+    index: int
+    outcome: Outcome
+    phone: str | None = None
+    status: int | None = None
+    error_code: str | None = None
+    request_id: str | None = None
+    message: str | None = None
+    attempts: int = 0
+
+    def row(self) -> dict[str, Any]:
+        """The result as a table row (message cut to 200 characters)."""
+        return {
+            "item": self.index,
+            "outcome": self.outcome.value,
+            "phone": self.phone or "",
+            "status": "" if self.status is None else self.status,
+            "error_code": self.error_code or "",
+            "request_id": self.request_id or "",
+            "attempts": self.attempts,
+            "message": (self.message or "")[:200],
+        }
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+@dataclass
+class BatchReport:
+    """The report of one batch run: every input item in exactly one outcome.
+
+    Attributes:
+        batch_key: The batch key (what a re-run must pass to skip what this run sent).
+        run: The run number of this batch key (0 for the first).
+        counts: Items per outcome (every `Outcome` value is present).
+        reasons: Items per `outcome status error_code` (e.g. `not_sent 400 invalid_phone_number`).
+        retries: Attempts beyond the first, over all items.
+        rate_limited: 429 answers that were retried (a 429 beyond the retry budget is a
+            `not_sent` item with status 429).
+        stopped: Why the batch stopped sending early, if it did (remaining items are `not_sent`).
+        expected_total: How many items the caller announced, if it did (for progress).
+        elapsed: Seconds from start to end.
+        concurrency: Requests in flight at most, as finally chosen (adaptive by default).
+        results_path: The JSON Lines file holding every item's result (`items()` reads it);
+            a temporary file, removed with the report, unless the caller named one.
+        max_table_rows: Rows kept for the table artifact (problems first).
+    """
+
+    batch_key: str
+    run: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: {outcome.value: 0 for outcome in Outcome})
+    reasons: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    rate_limited: int = 0
+    stopped: str | None = None
+    expected_total: int | None = None
+    elapsed: float = 0.0
+    concurrency: int = 0
+    results_path: str | None = None
+    max_table_rows: int = DEFAULT_TABLE_ROWS
+    _total: int = field(default=0, repr=False)
+    _table: list[tuple[int, int, BatchItemResult]] = field(default_factory=list, repr=False)
+    _file: IO[str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.results_path is None:
+            handle, path = tempfile.mkstemp(prefix="prefect-intercom-batch-", suffix=".jsonl")
+            os.close(handle)
+            self.results_path = path
+            weakref.finalize(self, _remove, path)
+        self._file = open(self.results_path, "w", encoding="utf-8")
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.flush()
+        return {**self.__dict__, "_file": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def total(self) -> int:
+        """Items with an outcome so far."""
+        return self._total
+
+    @property
+    def sent(self) -> int:
+        """Items Intercom accepted in this run."""
+        return self.counts[Outcome.SENT.value]
+
+    def add(self, result: BatchItemResult) -> None:
+        """Record the outcome of one item (counted, written to the results file, kept for the table if it ranks)."""
+        self._total += 1
+        self.counts[result.outcome.value] += 1
+        if result.outcome is not Outcome.SENT:
+            self.reasons[
+                " ".join(
+                    str(part) for part in (result.outcome.value, result.status, result.error_code) if part is not None
+                )
+            ] += 1
+        if self._file is not None:
+            self._file.write(
+                json.dumps(
+                    [
+                        result.index,
+                        result.outcome.value,
+                        result.phone,
+                        result.status,
+                        result.error_code,
+                        result.request_id,
+                        result.message,
+                        result.attempts,
+                    ],
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+        # Keep the `max_table_rows` first rows by (problem order, index): a bounded max-heap.
+        rank = (-_PROBLEM_ORDER[result.outcome], -result.index, result)
+        if len(self._table) < self.max_table_rows:
+            heapq.heappush(self._table, rank)
+        elif rank[:2] > self._table[0][:2]:
+            heapq.heapreplace(self._table, rank)
+
+    def flush(self) -> None:
+        """Write buffered results to the results file."""
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the results file (the report stays readable)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def iter_items(self, outcome: Outcome | str | None = None) -> Iterator[BatchItemResult]:
+        """Every item's result in the order outcomes were reached (or only those with `outcome`), streamed."""
+        wanted = Outcome(outcome) if outcome is not None else None
+        self.flush()
+        if self.results_path is None or not Path(self.results_path).exists():
+            raise FileNotFoundError(f"the batch's results file {self.results_path} is gone")
+        with open(self.results_path, encoding="utf-8") as handle:
+            for line in handle:
+                index, value, phone, status, code, request_id, message, attempts = json.loads(line)
+                result = BatchItemResult(index, Outcome(value), phone, status, code, request_id, message, attempts)
+                if wanted is None or result.outcome is wanted:
+                    yield result
+
+    def items(self, outcome: Outcome | str | None = None) -> list[BatchItemResult]:
+        """Every item's result in input order (or only those with `outcome`); read from the results file."""
+        return sorted(self.iter_items(outcome), key=lambda result: result.index)
+
+    def table_rows(self, max_rows: int | None = None) -> list[dict[str, Any]]:
+        """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""
+        kept = sorted(self._table, key=lambda rank: (-rank[0], -rank[1]))
+        return [rank[2].row() for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
+
+    def summary_markdown(self, max_rows: int | None = None) -> str:
+        """A Markdown summary: counts, reasons, rate, and what a re-run would do."""
+        rate = self.total / self.elapsed if self.elapsed > 0 else 0.0
+        lines = [
+            f"**Batch** `{self.batch_key}` (run {self.run}): {self.total:,} items in {self.elapsed:.1f} s "
+            f"({rate:,.1f} items/s, up to {self.concurrency} in flight), {self.retries:,} retries "
+            f"({self.rate_limited:,} after a 429).",
+            "",
+            "| outcome | items |",
+            "| --- | ---: |",
+            *(f"| {name} | {count:,} |" for name, count in self.counts.items()),
+        ]
+        if self.reasons:
+            lines += ["", "| reason (outcome, status, code) | items |", "| --- | ---: |"]
+            lines += [f"| {reason} | {count:,} |" for reason, count in self.reasons.most_common(20)]
+        if self.stopped:
+            lines += ["", f"**Stopped early:** {self.stopped}. The items not attempted are `not_sent`."]
+        unknown = self.counts[Outcome.UNKNOWN.value]
+        lines += [
+            "",
+            "A re-run with the same batch key sends only the `not_sent` items"
+            + (f"; the {unknown:,} `unknown` ones only with `resend_unknown=True`." if unknown else "."),
+        ]
+        if max_rows is not None and self.total > max_rows:
+            lines.append(f"The table shows {max_rows:,} of {self.total:,} items, problems first.")
+        return "\n".join(lines)
+
+    def progress_text(self) -> str:
+        """One line for a progress artifact."""
+        total = f" of {self.expected_total:,}" if self.expected_total is not None else ""
+        parts = ", ".join(f"{count:,} {name}" for name, count in self.counts.items() if count)
+        return f"{self.total:,}{total} items: {parts or 'none yet'}"
+
+
+class BatchStoppedError(IntercomError):
+    """The batch stopped sending early (authentication refused, a window beyond the retry budget...).
+
+    Attributes:
+        report: The full report; the items not attempted are `not_sent`, so a re-run with
+            the same batch key sends them.
+    """
+
+    def __init__(self, report: BatchReport) -> None:
+        self.report = report
+        super().__init__(
+            f"batch {report.batch_key!r} stopped early: {report.stopped} "
+            f"({report.counts['sent']:,} sent, {report.counts['not_sent']:,} not sent, "
+            f"{report.counts['unknown']:,} unknown); a re-run with batch_key={report.batch_key!r} "
+            "sends the items not sent"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.report,))

@@ -1,0 +1,256 @@
+"""The batch as Prefect tasks: the credentials block, the default batch key, progress and table artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect._internal.compatibility.async_dispatch import async_dispatch
+from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.filesystems import WritableFileSystem
+from prefect.utilities.asyncutils import run_coro_as_sync
+
+from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY
+from prefect_intercom.batch.engine import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey, asend_batch
+from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport, BatchStoppedError
+from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.pacing import Pacer
+from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+
+PROGRESS_INTERVAL = 2.0
+
+_BATCH_TASK_OPTIONS: dict[str, Any] = {
+    "name": "create-phone-call-redirects",
+    "cache_policy": NO_CACHE,
+    # Prefect's retries would replay a consumed iterator; re-runs go through the ledger.
+    "retries": 0,
+    "persist_result": False,
+}
+
+# Batch calls so far in each flow run attempt: flow run id -> (id of the attempt's context, calls).
+_BATCH_CALLS: dict[str, tuple[int, int]] = {}
+
+
+def default_batch_key() -> str:
+    """The batch key of the current task run: stable across retries of its flow run.
+
+    The flow run id and the call's position among the batches the flow run has sent
+    (`flow-run-<id>/batch-0`, `.../batch-1`...), so retrying a failed flow run (same flow
+    run id, same calls in the same order) finds what the failed attempt sent. Prefect's own
+    task run keys cannot serve: they are random for each attempt. Pass `batch_key` yourself
+    when a flow starts batches concurrently, or to re-run a batch in a new flow run. Outside
+    a flow run: the task run id (every run is then a new batch).
+    """
+    task_context = TaskRunContext.get()
+    flow_context = FlowRunContext.get()
+    if flow_context is None or flow_context.flow_run is None:
+        if task_context is None:
+            raise ValueError("pass batch_key= when sending a batch outside a Prefect run")
+        return f"task-run-{task_context.task_run.id}"
+    flow_run_id = str(flow_context.flow_run.id)
+    attempt, calls = _BATCH_CALLS.get(flow_run_id, (id(flow_context), 0))
+    if attempt != id(flow_context):
+        calls = 0
+    _BATCH_CALLS.clear()  # one flow run at a time is remembered: this map never grows
+    _BATCH_CALLS[flow_run_id] = (id(flow_context), calls + 1)
+    return f"flow-run-{flow_run_id}/batch-{calls}"
+
+
+class _ProgressArtifact:
+    """A Prefect progress artifact kept up to date while the batch runs (one update every few seconds)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.artifact_id: Any = None
+
+    async def update(self, report: BatchReport) -> None:
+        expected = report.expected_total
+        percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
+        if self.artifact_id is None:
+            self.artifact_id = await acreate_progress_artifact(
+                progress=percent, key=self.key, description=report.progress_text()
+            )
+        else:
+            await aupdate_progress_artifact(self.artifact_id, progress=percent, description=report.progress_text())
+
+
+async def _arun_batch_task(
+    credentials: IntercomCredentials,
+    requests: Iterable[Any] | AsyncIterable[Any],
+    *,
+    batch_key: str | None,
+    concurrency: int | None,
+    max_concurrency: int,
+    retry: RetryPolicy | None,
+    pace: bool,
+    global_rate_limit: str | None,
+    resend_unknown: bool,
+    item_key: ItemKey | None,
+    expected_total: int | None,
+    ledger_storage: WritableFileSystem | None,
+    artifact_key: str,
+    max_table_rows: int,
+    stop_after_unknown: int | None,
+    results_path: str | None,
+    lock_wait: float,
+) -> BatchReport:
+    logger = get_run_logger()
+    key = batch_key or default_batch_key()
+    progress = _ProgressArtifact(f"{artifact_key}-progress")
+    pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
+    connections = concurrency or max_concurrency
+    logger.info(
+        "Sending batch %r: concurrency %s, pacing %s, retry %s",
+        key,
+        concurrency or f"adaptive up to {max_concurrency}",
+        "off" if pacer is None else f"headers{' + ' + repr(global_rate_limit) if global_rate_limit else ''}",
+        retry,
+    )
+    async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
+        report = await asend_batch(
+            client,
+            requests,
+            batch_key=key,
+            ledger_storage=ledger_storage,
+            concurrency=concurrency,
+            max_concurrency=max_concurrency,
+            resend_unknown=resend_unknown,
+            item_key=item_key,
+            stop_after_unknown=stop_after_unknown,
+            expected_total=expected_total,
+            on_progress=progress.update,
+            progress_interval=PROGRESS_INTERVAL,
+            results_path=results_path,
+            max_table_rows=max_table_rows,
+            lock_wait=lock_wait,
+        )
+    if report.expected_total is None:
+        report.expected_total = report.total
+    await progress.update(report)
+    await acreate_table_artifact(
+        table=report.table_rows(max_table_rows),
+        key=f"{artifact_key}-report",
+        description=report.summary_markdown(max_table_rows),
+    )
+    logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
+    if report.stopped:
+        raise BatchStoppedError(report)
+    return report
+
+
+@task(**_BATCH_TASK_OPTIONS)
+async def acreate_phone_call_redirects(
+    credentials: IntercomCredentials,
+    requests: Iterable[Any] | AsyncIterable[Any],
+    batch_key: str | None = None,
+    concurrency: int | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    pace: bool = True,
+    global_rate_limit: str | None = None,
+    resend_unknown: bool = False,
+    item_key: ItemKey | None = None,
+    expected_total: int | None = None,
+    ledger_storage: WritableFileSystem | None = None,
+    artifact_key: str = "intercom-batch",
+    max_table_rows: int = DEFAULT_TABLE_ROWS,
+    stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
+    results_path: str | None = None,
+    lock_wait: float = 0.0,
+) -> BatchReport:
+    """Deflect many callers to the Intercom Messenger in one task run.
+
+    Async version of `create_phone_call_redirects`; see there for arguments and errors.
+    """
+    return await _arun_batch_task(**locals())
+
+
+@async_dispatch(acreate_phone_call_redirects)
+@task(**_BATCH_TASK_OPTIONS)
+def create_phone_call_redirects(
+    credentials: IntercomCredentials,
+    requests: Iterable[Any] | AsyncIterable[Any],
+    batch_key: str | None = None,
+    concurrency: int | None = None,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    pace: bool = True,
+    global_rate_limit: str | None = None,
+    resend_unknown: bool = False,
+    item_key: ItemKey | None = None,
+    expected_total: int | None = None,
+    ledger_storage: WritableFileSystem | None = None,
+    artifact_key: str = "intercom-batch",
+    max_table_rows: int = DEFAULT_TABLE_ROWS,
+    stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
+    results_path: str | None = None,
+    lock_wait: float = 0.0,
+) -> BatchReport:
+    """Deflect many callers to the Intercom Messenger in one task run; each item ends in one outcome.
+
+    Items are streamed from `requests`, validated (invalid ones are `rejected`, never sent),
+    and sent through the same pipeline as `create_phone_call_redirect`: the same retry policy
+    (by default only 429s and connect failures are retried) and pacing from Intercom's
+    rate-limit headers, optionally shared with other processes through a Prefect global rate
+    limit. By default the number of requests in flight adapts to Intercom's rate and the
+    measured latency. One run of a batch key at a time: the key's lease is held for the whole
+    run. Every attempt is written to a ledger in the run's result storage before it goes out,
+    so retrying the flow run, or re-running with the same `batch_key`, never resends what was
+    sent, and a crash leaves at most the requests in flight `unknown` (see
+    `prefect_intercom.batch.ledger`). A progress artifact follows the run; a table artifact
+    (summary and up to `max_table_rows` rows, problems first) ends it.
+
+    Args:
+        credentials: The `IntercomCredentials` block to use.
+        requests: Request bodies, any iterable (e.g. `read_requests_csv("callers.csv")`):
+            `{"phone": "+14155550100", "custom_attributes": {"issue_type": "Billing"}}`.
+        batch_key: Identifies the batch across runs (default: this task call within its
+            flow run, stable across retries of the flow run).
+        concurrency: Requests in flight; default: adapted to Intercom's rate x the measured
+            latency, up to `max_concurrency`.
+        max_concurrency: The most requests (and connections) in flight when adapting.
+        retry: The retry policy (default: 429s and connect failures, bounded, `max_wait`
+            120 s: a rate-limit window further away stops the batch instead of sleeping);
+            pass `RetryPolicy(retry_unknown=True)` to also repeat what may have texted.
+        pace: Slow down from Intercom's rate-limit headers before a 429.
+        global_rate_limit: Name of a Prefect global concurrency limit with slot decay shared
+            by every sender of the same Intercom app (`prefect gcl create ...`).
+        resend_unknown: Also send items whose outcome was unknown in an earlier run.
+        item_key: The item's identity, from its body (default: the phone number; an item
+            whose key was already seen in the batch is `skipped`).
+        expected_total: The number of items, if known (for the progress artifact).
+        ledger_storage: Where the ledger lives (default: the run's result storage).
+        artifact_key: Prefix of the artifacts' keys (`-progress`, `-report`).
+        max_table_rows: Rows in the table artifact at most.
+        stop_after_unknown: Stop after this many unknown outcomes in a row (`None`: never).
+        results_path: A file for every item's result (JSON Lines); default: a temporary
+            file that `report.items()` reads, removed with the report.
+        lock_wait: Seconds to wait while another run holds the batch key (0: refuse at once).
+
+    Returns:
+        The `BatchReport`: counts per outcome; `report.items()` reads every item's result.
+
+    Raises:
+        BatchStoppedError: The batch stopped early (401/403/404, a rate-limit window beyond
+            the retry budget, a streak of unknown outcomes); `.report` holds the report, and a
+            re-run with the same batch key sends what was not attempted.
+        BatchKeyBusyError: Another run holds the batch key; nothing was sent.
+        LedgerError: The ledger could not be read or written.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_intercom import IntercomCredentials, create_phone_call_redirects
+        from prefect_intercom.batch import read_requests_csv
+
+        @flow(retries=2)
+        def deflect(path: str):
+            credentials = IntercomCredentials.load("intercom")
+            report = create_phone_call_redirects(credentials, read_requests_csv(path))
+            return report.counts
+        ```
+    """
+    return run_coro_as_sync(_arun_batch_task(**locals()))
