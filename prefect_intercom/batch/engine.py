@@ -217,6 +217,9 @@ class _BatchRun:
         outcome = outcome_of(error)
         if isinstance(error, IntercomAPIError):
             self._observe(outcome, error)
+            message = error.message
+            if isinstance(error, IntercomRateLimitError) and error.reset_at is not None:
+                message = f"{message}; the window resets at {error.reset_at.isoformat()}, beyond the retry budget"
             return BatchItemResult(
                 item.index,
                 outcome,
@@ -224,7 +227,7 @@ class _BatchRun:
                 status=error.status_code,
                 error_code=error.error_code,
                 request_id=error.request_id,
-                message=error.message,
+                message=message,
                 attempts=error.attempts,
             )
         if isinstance(error, IntercomTransportError):
