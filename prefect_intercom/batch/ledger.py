@@ -48,7 +48,7 @@ LEDGER_FOLDER = "prefect-intercom-ledger"
 LEDGER_VERSION = 2
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
-DEFAULT_LINGER = 0.05
+DEFAULT_LINGER = 0.02
 _MISSING_HINTS = ("does not exist", "not found", "notfound", "nosuchkey", "no such file", "404", "blobnotfound")
 # What a run recorded last for an item, packed with the run number in a KeyTable value.
 _CODES = {Outcome.SENT.value: 1, Outcome.UNKNOWN.value: 2}
