@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
-from prefect.cache_policies import NO_CACHE
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import IntercomError
+from prefect_intercom.idempotency import SentOncePerFlowRun, send_guard
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-
-# Each call texts a person: never cache a send by its inputs and never retry it blindly
-# (the retry policy that knows which failures are safe to repeat is `retry.RetryPolicy`,
-# applied by the client; Prefect's own task retries would repeat any failure).
-_SEND_TASK_OPTIONS: dict[str, Any] = {
-    "name": "create-phone-call-redirect",
-    "cache_policy": NO_CACHE,
-    "retries": 0,
-    "persist_result": False,
-}
 
 
 def phone_call_redirect_body(phone: str, custom_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -39,6 +30,25 @@ def mask_phone(phone: Any) -> str:
     """A phone number with its middle digits hidden, for logs: `+1415•••0100`."""
     text = str(phone)
     return text if len(text) <= 8 else f"{text[:5]}•••{text[-4:]}"
+
+
+def _body_from_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    return phone_call_redirect_body(inputs["phone"], inputs.get("custom_attributes"))
+
+
+SENT_ONCE_PER_FLOW_RUN = SentOncePerFlowRun(endpoint=PHONE_CALL_REDIRECTS, body_from_inputs=_body_from_inputs)
+"""The tasks' cache policy: a flow retry returns an earlier 2xx instead of texting again (see docs/flow-retries.md)."""
+
+# Each call texts a person: never cache a send by its inputs alone and never retry it blindly
+# (the retry policy that knows which failures are safe to repeat is `retry.RetryPolicy`,
+# applied by the client; Prefect's own task retries would repeat any failure). The only cache
+# is per flow run (`idempotency.SentOncePerFlowRun`); its result is persisted as JSON.
+_SEND_TASK_OPTIONS: dict[str, Any] = {
+    "name": "create-phone-call-redirect",
+    "cache_policy": SENT_ONCE_PER_FLOW_RUN,
+    "result_serializer": "json",
+    "retries": 0,
+}
 
 
 @task(**_SEND_TASK_OPTIONS)
@@ -56,8 +66,10 @@ async def acreate_phone_call_redirect(
     logger = get_run_logger()
     async with credentials.get_client(**_send_options(logger, retry, global_rate_limit)) as client:
         prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
-        _log_sending(logger, prepared)
-        response = await client.asend(prepared)
+        guard = send_guard(retry)
+        async with guard.asending() if guard else contextlib.nullcontext():
+            _log_sending(logger, prepared)
+            response = await client.asend(prepared)
     return _result(logger, response)
 
 
@@ -77,6 +89,11 @@ def create_phone_call_redirect(
     effect (429 rate limited, connection refused), as `retry` allows; a 5xx, a timeout or a
     dropped connection is raised as it is, since a repeated call may text the person again.
 
+    When Prefect retries the flow run, a call that got a 2xx in an earlier attempt is not
+    sent again: it returns the earlier result (state `Cached`). "The same call" is the same
+    flow run, Intercom app and body, and the same occurrence among identical calls; see
+    `docs/flow-retries.md`. Opt out with `.with_options(cache_policy=NO_CACHE)`.
+
     Args:
         credentials: The `IntercomCredentials` block to use.
         phone: The caller's number in E.164 format, e.g. `+14155550100`.
@@ -95,6 +112,8 @@ def create_phone_call_redirect(
         IntercomValidationError: The body is invalid; nothing was sent.
         IntercomAPIError: Intercom refused the call (status, error code, request id).
         IntercomTransportError: No answer came back; see its `outcome`.
+        EarlierAttemptUnknownError: On a flow retry, an earlier attempt's outcome of this
+            call is unknown (e.g. a 5xx), and `retry` does not allow repeating it; nothing was sent.
 
     Example:
         ```python
@@ -111,9 +130,18 @@ def create_phone_call_redirect(
     logger = get_run_logger()
     with credentials.get_client(**_send_options(logger, retry, global_rate_limit)) as client:
         prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
-        _log_sending(logger, prepared)
-        response = client.send(prepared)
+        guard = send_guard(retry)
+        with guard.sending() if guard else contextlib.nullcontext():
+            _log_sending(logger, prepared)
+            response = client.send(prepared)
     return _result(logger, response)
+
+
+# `create_phone_call_redirect` is a function that runs the sync or the async task by context;
+# it also carries the sync task's `submit`, `map` and `with_options` (e.g. the flow-retry
+# opt-out, `create_phone_call_redirect.with_options(cache_policy=NO_CACHE)`).
+for _method in ("submit", "map", "with_options"):
+    setattr(create_phone_call_redirect, _method, getattr(create_phone_call_redirect.__wrapped__, _method))
 
 
 def _send_options(logger: Any, retry: RetryPolicy | None, global_rate_limit: str | None) -> dict[str, Any]:
