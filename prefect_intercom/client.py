@@ -183,7 +183,7 @@ class IntercomClient:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                self.pacer.acquire()
+                self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             try:
                 response = self._send_once(prepared)
             except BaseException as error:
@@ -219,7 +219,7 @@ class IntercomClient:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                await self.pacer.aacquire()
+                await self.pacer.aacquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             if before_send is not None:
                 try:
                     await before_send()

@@ -5,6 +5,7 @@ IntercomError
 ├── IntercomValidationError        the body or headers break the schema; nothing was sent
 ├── IntercomConfigurationError     credentials or base URL refused; nothing was sent
 ├── IntercomTransportError         no HTTP answer; `outcome` says whether it may have taken effect
+├── IntercomRateLimitWaitError     the rate-limit window resets beyond the retry budget; nothing was sent
 └── IntercomAPIError               Intercom answered, but not with success
     ├── IntercomAuthenticationError    401, 403
     ├── IntercomRateLimitError         429 (with the reset time)
@@ -85,6 +86,48 @@ class IntercomTransportError(IntercomError):
         self.outcome = outcome
         self.url = url
         super().__init__(f"{message} ({url}); outcome: {outcome.value}")
+
+
+class IntercomRateLimitWaitError(IntercomError):
+    """Sending would mean waiting for the rate-limit window longer than the retry budget; nothing was sent.
+
+    Raised by the pacer instead of sleeping (e.g. `X-RateLimit-Reset` two hours away), so that
+    a batch can end the remaining items `not_sent` and a later run sends exactly those.
+
+    Attributes:
+        reset_at: When the window resets (UTC), if known.
+        wait: Seconds the send would have had to wait from now.
+        max_wait: The budget of waiting it was refused against (seconds).
+        waited: Seconds this send had already waited for the rate limit.
+        outcome: Always `Outcome.NOT_SENT`.
+    """
+
+    outcome = Outcome.NOT_SENT
+
+    def __init__(self, reset_at: dt.datetime | None, wait: float, max_wait: float, waited: float = 0.0) -> None:
+        self.reset_at = reset_at
+        self.wait = wait
+        self.max_wait = max_wait
+        self.waited = waited
+        when = (
+            f"the rate-limit window resets at {reset_at.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+            if reset_at is not None
+            else "the rate limit holds sends back"
+        )
+        already = f" ({_seconds(waited)} s of it already waited)" if waited > 0 else ""
+        super().__init__(
+            f"{when}, in {_seconds(wait)} s, beyond the retry budget of {_seconds(max_wait)} s{already}; not sent"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reset_at, self.wait, self.max_wait, self.waited)
+
+
+def _seconds(value: float) -> str:
+    """`7,200` for long waits, `2.5` for short ones, `0.02` for very short ones."""
+    if value >= 10 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
 class IntercomAPIError(IntercomError):

@@ -30,7 +30,10 @@ Rate limits, latency and faults (all optional, `Sandbox(...)` arguments or CLI f
   `X-RateLimit-Reset` (a UNIX time); the request over the limit gets `429` with an
   `error.list` whose code is `rate_limit_exceeded`. Unauthenticated answers carry none, as
   Intercom documents. `retry_after` adds a `Retry-After` header to 429s (Intercom sends none).
-- `latency` seconds before every answer.
+- `omit_rate_limit_headers`: the probability that an authenticated answer comes without the
+  three headers (Intercom says some of its answers have none), drawn per request from `seed`.
+- `latency` seconds before every answer; a range (`latency=(0.15, 0.4)`, or `latency=0.15`
+  with `latency_max=0.4`) draws each answer's latency uniformly from it, from `seed`.
 - `faults`, a probability per kind, drawn per request from `seed`, the phone and how many
   times that phone arrived (so a run is reproducible whatever the concurrency):
 
@@ -142,6 +145,8 @@ class ReceivedRequest:
         received_at: UNIX time of arrival.
         fault: The injected fault (`"503"`, `"reset"`, ...), if any.
         delivered: Whether the SMS went out; `None` means "if answered 200".
+        latency: Seconds the answer was held back (the drawn latency).
+        rate_limit_headers: Whether the answer carried the `X-RateLimit-*` headers.
     """
 
     method: str
@@ -153,6 +158,8 @@ class ReceivedRequest:
     received_at: float
     fault: str | None = None
     delivered: bool | None = None
+    latency: float = 0.0
+    rate_limit_headers: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -176,7 +183,9 @@ class SandboxState:
     response_shape: ResponseShape = "phone"
     received: list[ReceivedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    latency: float = 0.0
+    latency: float | tuple[float, float] = 0.0
+    latency_max: float | None = None
+    omit_rate_limit_headers: float = 0.0
     rate_limit: int | None = DEFAULT_RATE_LIMIT
     rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW
     retry_after: float | None = None
@@ -187,6 +196,8 @@ class SandboxState:
     server: Any = field(default=None, repr=False)
     _window: tuple[float, int] = (0.0, 0)
     _arrivals: dict[str, int] = field(default_factory=dict, repr=False)
+    _shape_arrivals: dict[str, int] = field(default_factory=dict, repr=False)
+    latency_range: tuple[float, float] = field(init=False, default=(0.0, 0.0))
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.faults) - set(FAULT_KINDS))
@@ -196,8 +207,12 @@ class SandboxState:
             raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
         if self.rate_limit is not None and (self.rate_limit < 1 or self.rate_limit_window <= 0):
             raise ValueError("rate_limit must be at least 1 and rate_limit_window positive")
-        if self.latency < 0 or self.slow_seconds < 0 or not 0 <= self.fault_effect <= 1:
+        low, high = _latency_range(self.latency, self.latency_max)
+        if low < 0 or self.slow_seconds < 0 or not 0 <= self.fault_effect <= 1:
             raise ValueError("latency and slow_seconds must not be negative; fault_effect is a probability")
+        if not 0 <= self.omit_rate_limit_headers <= 1:
+            raise ValueError("omit_rate_limit_headers is a probability")
+        self.latency_range = (low, high)
 
     def admit(self, now: float) -> tuple[bool, dict[str, str]]:
         """Count one authenticated request in its window: (within the limit?, rate-limit headers)."""
@@ -219,6 +234,25 @@ class SandboxState:
             "X-RateLimit-Reset": str(math.ceil(start + width)),
         }
         return admitted, headers
+
+    def draw_shape(self, body: Any) -> tuple[float, bool]:
+        """This request's latency and whether its answer keeps the rate-limit headers.
+
+        Drawn from `seed`, the phone and how many times that phone arrived (a count of its
+        own, so that the fault draws stay what they were), hence reproducible whatever the
+        concurrency.
+        """
+        low, high = self.latency_range
+        if low == high and not self.omit_rate_limit_headers:
+            return low, True
+        phone = body.get("phone") if isinstance(body, dict) else None
+        key = phone if isinstance(phone, str) else ""
+        with self.lock:
+            arrival = self._shape_arrivals.get(key, 0)
+            self._shape_arrivals[key] = arrival + 1
+        latency = low + (high - low) * _uniform(self.seed, key, arrival, "latency") if high > low else low
+        omit = _uniform(self.seed, key, arrival, "omit-headers") < self.omit_rate_limit_headers
+        return latency, not omit
 
     def draw_fault(self, body: Any) -> tuple[str | None, bool]:
         """The fault for this request, if any, and whether an uncertain fault still sent the SMS."""
@@ -253,6 +287,7 @@ class SandboxState:
         with self.lock:
             self.received.clear()
             self._arrivals.clear()
+            self._shape_arrivals.clear()
 
 
 def create_app(state: SandboxState) -> Starlette:
@@ -266,9 +301,11 @@ def create_app(state: SandboxState) -> Starlette:
         status, payload = _answer(state, request, body)
         headers = {"X-Request-Id": request_id}
         fault, delivered = None, status == 200
+        latency, keep_headers = state.draw_shape(body)
         if status != 401:  # Intercom counts and reports rate limits for authenticated calls only
             admitted, rate_headers = state.admit(received_at)
-            headers.update(rate_headers)
+            if keep_headers:
+                headers.update(rate_headers)
             if admitted:
                 fault, effect = state.draw_fault(body)
                 if fault is not None:
@@ -288,12 +325,14 @@ def create_app(state: SandboxState) -> Starlette:
                 received_at=received_at,
                 fault=fault,
                 delivered=delivered,
+                latency=latency,
+                rate_limit_headers="X-RateLimit-Reset" in headers,
             )
         )
         if status == 401:
             payload["request_id"] = request_id
-        if state.latency:
-            await asyncio.sleep(state.latency)
+        if latency:
+            await asyncio.sleep(latency)
         if fault == "slow":
             await asyncio.sleep(state.slow_seconds)
         elif fault == "reset":
@@ -347,6 +386,21 @@ def _answer(state: SandboxState, request: Request, body: Any) -> tuple[int, dict
     if state.response_shape == "url":
         return 200, {"type": "phone_call_redirect", "url": f"http://via.intercom.io/msgr/{uuid.uuid4()}"}
     return 200, {"type": "phone_call_redirect", "phone": phone}
+
+
+def _latency_range(latency: float | Sequence[float], latency_max: float | None) -> tuple[float, float]:
+    """`(low, high)` from `latency` (seconds, or a `(low, high)` pair) and `latency_max`."""
+    if isinstance(latency, (int, float)):
+        low = high = float(latency)
+        if latency_max is not None:
+            high = float(latency_max)
+    else:
+        if latency_max is not None:
+            raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
+        low, high = (float(value) for value in latency)
+    if not (math.isfinite(low) and math.isfinite(high)) or high < low:
+        raise ValueError(f"the latency range must be finite and low <= high, not {low:g}..{high:g}")
+    return low, high
 
 
 def _json_or_none(raw: bytes) -> Any:
@@ -406,7 +460,10 @@ class Sandbox:
         host: Address to bind (loopback only, unless you know why).
         port: Port to bind; 0 picks a free one.
         response_shape: Answer 200 with `{type, phone}` ("phone") or `{type, url}` ("url").
-        latency: Seconds to wait before every answer.
+        latency: Seconds to wait before every answer, or a `(low, high)` range drawn from
+            uniformly per request (reproducible from `seed`).
+        latency_max: With a number as `latency`, the top of the range (`latency` its bottom).
+        omit_rate_limit_headers: Probability that an answer comes without the rate-limit headers.
         rate_limit: Requests allowed per window (`None`: no limit and no rate-limit headers).
         rate_limit_window: The window's length in seconds.
         retry_after: Seconds to announce in a `Retry-After` header on 429s (default: none).
@@ -418,7 +475,7 @@ class Sandbox:
 
     Example:
         ```python
-        with Sandbox(latency=0.05, rate_limit=100, rate_limit_window=1, faults={"503": 0.02}) as sandbox:
+        with Sandbox(latency=(0.15, 0.4), rate_limit=100, rate_limit_window=1, faults={"503": 0.02}) as sandbox:
             print(sandbox.url)          # http://127.0.0.1:54321
             ...
             assert len(sandbox.accepted) == 1
@@ -432,7 +489,9 @@ class Sandbox:
         port: int = 0,
         response_shape: ResponseShape = "phone",
         *,
-        latency: float = 0.0,
+        latency: float | tuple[float, float] = 0.0,
+        latency_max: float | None = None,
+        omit_rate_limit_headers: float = 0.0,
         rate_limit: int | None = DEFAULT_RATE_LIMIT,
         rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW,
         retry_after: float | None = None,
@@ -445,6 +504,8 @@ class Sandbox:
             token=token,
             response_shape=response_shape,
             latency=latency,
+            latency_max=latency_max,
+            omit_rate_limit_headers=omit_rate_limit_headers,
             rate_limit=rate_limit,
             rate_limit_window=rate_limit_window,
             retry_after=retry_after,
@@ -533,10 +594,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind (default: 8765; 0 for any)")
     parser.add_argument("--token", default=DEFAULT_TOKEN, help=f"accepted bearer token (default: {DEFAULT_TOKEN})")
-    parser.add_argument(
-        "--response-shape", choices=["phone", "url"], default="phone", help="shape of the 200 answer"
-    )
+    parser.add_argument("--response-shape", choices=["phone", "url"], default="phone", help="shape of the 200 answer")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer (default: 0)")
+    parser.add_argument(
+        "--latency-max",
+        type=float,
+        default=None,
+        help="draw each answer's latency uniformly between --latency and this, from --seed (default: fixed)",
+    )
+    parser.add_argument(
+        "--omit-rate-limit-headers",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that an answer comes without the X-RateLimit-* headers (default: 0)",
+    )
     parser.add_argument(
         "--rate-limit",
         type=int,
@@ -577,6 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             token=args.token,
             response_shape=args.response_shape,
             latency=args.latency,
+            latency_max=args.latency_max,
+            omit_rate_limit_headers=args.omit_rate_limit_headers,
             rate_limit=args.rate_limit or None,
             rate_limit_window=args.rate_limit_window,
             retry_after=args.retry_after,

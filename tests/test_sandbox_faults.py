@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from prefect_intercom import (
     Outcome,
 )
 from prefect_intercom.client import IntercomClient
+from prefect_intercom.responses import RATE_LIMIT_HEADERS
 from prefect_intercom.sandbox import FAULT_KINDS, Sandbox, SandboxState
 from prefect_intercom.sandbox_process import sandbox_process
 
@@ -83,6 +86,56 @@ def test_latency_delays_every_answer() -> None:
     with Sandbox(token=SECRET_TOKEN, latency=0.2) as sandbox, client_for(sandbox) as client:
         response = client.request("phone_call_redirects", {"phone": "+14155550100"})
     assert response.elapsed_ms >= 200
+
+
+def _latencies(seed: int, **options: Any) -> list[float]:
+    state = SandboxState(seed=seed, **options)
+    return [state.draw_shape({"phone": f"+1415{n:07d}"})[0] for n in range(4_000)]
+
+
+def test_a_latency_range_draws_each_answers_latency_uniformly_from_the_seed() -> None:
+    drawn = _latencies(3, latency=(0.15, 0.4))
+    assert all(0.15 <= latency <= 0.4 for latency in drawn)
+    assert min(drawn) < 0.152 and max(drawn) > 0.398
+    assert statistics.mean(drawn) == pytest.approx(0.275, abs=0.005)
+    assert sum(latency < 0.2 for latency in drawn) / len(drawn) == pytest.approx(0.2, abs=0.02)
+    assert drawn == _latencies(3, latency=0.15, latency_max=0.4)  # the same range, said the other way
+    assert drawn != _latencies(4, latency=(0.15, 0.4))
+    assert set(_latencies(3, latency=0.2)) == {0.2}  # a single value stays fixed
+
+
+def test_each_answer_is_held_back_by_its_own_drawn_latency() -> None:
+    with Sandbox(token=SECRET_TOKEN, latency=(0.05, 0.15), seed=7) as sandbox, client_for(sandbox) as client:
+        elapsed = [client.request("phone_call_redirects", {"phone": f"+1415555010{n}"}).elapsed_ms for n in range(6)]
+        drawn = [entry.latency for entry in sandbox.received]
+    assert all(0.05 <= latency <= 0.15 for latency in drawn) and len(set(drawn)) == 6
+    assert all(ms >= latency * 1000 for ms, latency in zip(elapsed, drawn, strict=True))
+
+
+def test_some_answers_come_without_the_rate_limit_headers() -> None:
+    options = {"rate_limit": 10_000, "rate_limit_window": 60, "omit_rate_limit_headers": 0.3, "seed": 2}
+    with Sandbox(token=SECRET_TOKEN, **options) as sandbox, httpx.Client() as client:
+        answers = [post(sandbox.url, f"+1415555{n:04d}", client=client) for n in range(200)]
+        recorded = [entry.rate_limit_headers for entry in sandbox.received]
+    carried = [all(name in answer.headers for name in RATE_LIMIT_HEADERS) for answer in answers]
+    bare = [not any(name in answer.headers for name in RATE_LIMIT_HEADERS) for answer in answers]
+    assert all(has or none for has, none in zip(carried, bare, strict=True))  # all three, or none at all
+    assert 40 <= bare.count(True) <= 80  # about 30%
+    assert recorded == carried
+    remaining = [
+        int(answer.headers["x-ratelimit-remaining"]) for answer in answers if "x-ratelimit-remaining" in answer.headers
+    ]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] <= 10_000 - 200  # every request still counted
+
+
+def test_answers_without_headers_are_drawn_from_the_seed() -> None:
+    def bare(seed: int) -> list[bool]:
+        state = SandboxState(omit_rate_limit_headers=0.3, seed=seed)
+        return [not state.draw_shape({"phone": f"+1415{n:07d}"})[1] for n in range(2_000)]
+
+    assert bare(5) == bare(5) != bare(6)
+    assert sum(bare(5)) / 2_000 == pytest.approx(0.3, abs=0.03)
+    assert not any(not SandboxState().draw_shape({"phone": "+14155550100"})[1] for _ in range(10))
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -185,7 +238,18 @@ def test_fault_rates_are_respected() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"faults": {"teapot": 0.1}}, {"faults": {"503": 0.7, "429": 0.5}}, {"faults": {"503": -0.1}}, {"rate_limit": 0}],
+    [
+        {"faults": {"teapot": 0.1}},
+        {"faults": {"503": 0.7, "429": 0.5}},
+        {"faults": {"503": -0.1}},
+        {"rate_limit": 0},
+        {"latency": -0.1},
+        {"latency": (0.4, 0.15)},
+        {"latency": 0.4, "latency_max": 0.15},
+        {"latency": (0.1, 0.2), "latency_max": 0.3},
+        {"latency": (0.1, float("inf"))},
+        {"omit_rate_limit_headers": 1.5},
+    ],
 )
 def test_bad_settings_are_refused(options: dict) -> None:
     with pytest.raises(ValueError):
@@ -210,6 +274,17 @@ def test_command_line_flags_configure_the_same_behaviour() -> None:
     assert [record["fault"] for record in records] == ["empty", "empty", None]
     assert [record["accepted"] for record in records] == [True, True, False]
     assert all(record["headers"]["authorization"] == "Bearer [REDACTED]" for record in records)
+
+
+def test_command_line_flags_set_a_latency_range_and_answers_without_headers() -> None:
+    flags = ["--latency", "0.01", "--latency-max", "0.03", "--omit-rate-limit-headers", "1", "--seed", "9"]
+    with sandbox_process(*flags, token=SECRET_TOKEN) as sandbox:
+        answers = [post(sandbox.url, f"+1415555010{n}") for n in range(4)]
+        records = sandbox.records()
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert not any(name in answer.headers for answer in answers for name in RATE_LIMIT_HEADERS)
+    assert all(0.01 <= record["latency"] <= 0.03 for record in records)
+    assert [record["rate_limit_headers"] for record in records] == [False] * 4
 
 
 def test_command_line_refuses_unknown_faults() -> None:
