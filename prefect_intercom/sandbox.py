@@ -32,6 +32,9 @@ Rate limits, latency and faults (all optional, `Sandbox(...)` arguments or CLI f
   Intercom documents. `retry_after` adds a `Retry-After` header to 429s (Intercom sends none).
 - `omit_rate_limit_headers`: the probability that an authenticated answer comes without the
   three headers (Intercom says some of its answers have none), drawn per request from `seed`.
+- `keep_alive`: seconds an idle keep-alive connection stays open (5, uvicorn's default). A
+  client that keeps idle connections just as long races the server closing them: a request
+  sent on a connection as it closes gets no answer (an `unknown` outcome).
 - `latency` seconds before every answer; a range (`latency=(0.15, 0.4)`, or `latency=0.15`
   with `latency_max=0.4`) draws each answer's latency uniformly from it, from `seed`.
 - `faults`, a probability per kind, drawn per request from `seed`, the phone and how many
@@ -86,6 +89,8 @@ ResponseShape = Literal["phone", "url"]
 # Intercom's default: 10,000 calls a minute per app, counted in 10-second windows.
 DEFAULT_RATE_LIMIT = 1667
 DEFAULT_RATE_LIMIT_WINDOW = 10.0
+# uvicorn's default: a client that keeps idle connections as long races the server closing them.
+DEFAULT_KEEP_ALIVE = 5.0
 FAULT_KINDS = ("429", "500", "502", "503", "html", "reset", "slow", "empty")
 # Faults that may or may not have sent the SMS before failing (`fault_effect`).
 _UNCERTAIN_FAULTS = frozenset({"500", "502", "503", "html", "reset"})
@@ -472,6 +477,7 @@ class Sandbox:
         fault_effect: Probability that a 5xx, HTML or reset fault happened after the SMS went out.
         slow_seconds: How late a `slow` answer comes (set it above the client's timeout).
         seed: Seed of the fault draws.
+        keep_alive: Seconds an idle keep-alive connection stays open (uvicorn's default, 5 s).
 
     Example:
         ```python
@@ -499,6 +505,7 @@ class Sandbox:
         fault_effect: float = 0.0,
         slow_seconds: float = DEFAULT_TIMEOUT + 5,
         seed: int = 0,
+        keep_alive: float = DEFAULT_KEEP_ALIVE,
     ) -> None:
         self.state = SandboxState(
             token=token,
@@ -516,6 +523,7 @@ class Sandbox:
         )
         self.host = host
         self._requested_port = port
+        self.keep_alive = keep_alive
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
@@ -556,6 +564,7 @@ class Sandbox:
             lifespan="off",
             access_log=False,
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=self.keep_alive,
         )
         self._server = uvicorn.Server(config)
         self.state.server = self._server
@@ -637,6 +646,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws (default: 0)")
     parser.add_argument(
+        "--keep-alive",
+        type=float,
+        default=DEFAULT_KEEP_ALIVE,
+        help=f"seconds an idle keep-alive connection stays open (default: {DEFAULT_KEEP_ALIVE:g}, uvicorn's)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default="info",
@@ -668,6 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         lifespan="off",
         timeout_graceful_shutdown=2,
+        timeout_keep_alive=args.keep_alive,
     )
     server = uvicorn.Server(config)
     state.server = server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import socket
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,19 @@ def test_latency_delays_every_answer() -> None:
     with Sandbox(token=SECRET_TOKEN, latency=0.2) as sandbox, client_for(sandbox) as client:
         response = client.request("phone_call_redirects", {"phone": "+14155550100"})
     assert response.elapsed_ms >= 200
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_seconds() -> None:
+    with Sandbox(token=SECRET_TOKEN, keep_alive=0.2) as sandbox:
+        with socket.create_connection(("127.0.0.1", sandbox.port), timeout=3) as connection:
+            body = b'{"phone": "+14155550100"}'
+            head = f"POST {PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET_TOKEN}\r\n"
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            connection.sendall(head.encode() + body)
+            answer = b""
+            while b"phone_call_redirect" not in answer:
+                answer += connection.recv(65536)
+            assert connection.recv(65536) == b""  # closed by the server (the default, 5 s, would time out)
 
 
 def _latencies(seed: int, **options: Any) -> list[float]:
