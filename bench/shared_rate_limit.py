@@ -50,6 +50,7 @@ async def worker(url: str, limit_name: str, first: int, sends: int, start_at: fl
             batch_key=f"bench-{first}-{time.time_ns()}",
             ledger_storage=LocalFileSystem(basepath=ledger),
             concurrency=32,
+            lock=False,  # two batch keys: no lease to share; the limit under test is the rate limit
         )
         limiter = pacer.global_limit
     return {

@@ -28,12 +28,15 @@ from prefect_intercom.errors import (
     IntercomConfigurationError,
     IntercomError,
     IntercomRateLimitError,
+    IntercomRateLimitWaitError,
     IntercomServerError,
     IntercomTransportError,
     IntercomValidationError,
-    Outcome,
     ValidationIssue,
 )
+from prefect_intercom.idempotency import EarlierAttemptUnknownError
+from prefect_intercom.lease import BatchKeyBusyError, BatchKeyLostError, BatchLeaseError
+from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import PhoneCallRedirect
 from prefect_intercom.retry import RetryPolicy
@@ -42,14 +45,19 @@ from prefect_intercom.validation import validate_request
 
 __all__ = [
     "BatchItemResult",
+    "BatchKeyBusyError",
+    "BatchKeyLostError",
+    "BatchLeaseError",
     "BatchReport",
     "BatchStoppedError",
+    "EarlierAttemptUnknownError",
     "IntercomAPIError",
     "IntercomAuthenticationError",
     "IntercomConfigurationError",
     "IntercomCredentials",
     "IntercomError",
     "IntercomRateLimitError",
+    "IntercomRateLimitWaitError",
     "IntercomServerError",
     "IntercomTransportError",
     "IntercomValidationError",
