@@ -78,12 +78,13 @@ class IntercomClient:
         intercom_version: The `Intercom-Version` header value.
         timeout: Seconds to wait for connecting, sending and each read.
         allow_custom_base_url: Opt-in to a base URL that is neither Intercom's nor loopback.
-        transport: An httpx transport (tests, proxies); default: httpx's own.
+        transport: An httpx transport (tests, proxies); default: httpx's own for the sync
+            client, aiohttp's pool for the async one (`prefect_intercom.transport`).
         retry: When to repeat a failed send (`RetryPolicy`); default: send once, never retry.
         pacer: What holds sends back under Intercom's rate limit (`Pacer`); default: none.
         on_retry: Called as `on_retry(error, attempt, wait)` before each retry (for logging).
         max_connections: Connections kept open to Intercom (set it to the concurrency of a
-            batch); default: httpx's (100, of which 20 are kept alive).
+            batch); default: 100 (httpx's sync pool keeps 20 of them alive).
 
     Example:
         ```python
@@ -259,8 +260,10 @@ class IntercomClient:
         try:
             response = _read(client.send(request, stream=True))
         except httpx.TransportError as error:
-            raise self._transport_error(error, prepared) from None
-        return self._parse(response, started)
+            failure = self._transport_error(error, prepared)
+        else:
+            return self._parse(response, started)
+        raise failure  # outside the `except`: no `__context__` holding the request and its token
 
     async def _asend_once(self, prepared: PreparedRequest) -> IntercomResponse:
         """Async twin of `_send_once`."""
@@ -270,8 +273,10 @@ class IntercomClient:
         try:
             response = await _aread(await client.send(request, stream=True))
         except httpx.TransportError as error:
-            raise self._transport_error(error, prepared) from None
-        return self._parse(response, started)
+            failure = self._transport_error(error, prepared)
+        else:
+            return self._parse(response, started)
+        raise failure  # outside the `except`: no `__context__` holding the request and its token
 
     def request(self, endpoint: str | Endpoint, body: Any) -> IntercomResponse:
         """Prepare and send in one call."""
@@ -318,6 +323,11 @@ class IntercomClient:
         return text.replace(token, REDACTED) if token and token in text else text
 
     def _client_options(self) -> dict[str, Any]:
+        """Options both httpx clients share: no redirects, nothing from the environment, the pool size.
+
+        `limits` sizes httpx's own pool (the sync client's); the async client's transport is
+        sized by `max_connections` itself.
+        """
         options: dict[str, Any] = {"timeout": self.timeout, "follow_redirects": False, "trust_env": False}
         if self.max_connections is not None:
             options["limits"] = httpx.Limits(
@@ -334,8 +344,17 @@ class IntercomClient:
         return self._sync
 
     def _async_client(self) -> httpx.AsyncClient:
+        """The async httpx client: over aiohttp's pool (`prefect_intercom.transport`) unless given a transport.
+
+        The transport opens its pool lazily inside the running event loop and never shares it
+        with another loop; a user's `transport=` is used as given.
+        """
         if self._async is None:
             transport = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
+            if transport is None:
+                from prefect_intercom.transport import async_transport
+
+                transport = async_transport(self.max_connections)
             self._async = httpx.AsyncClient(
                 transport=transport, event_hooks={"response": [_aset_redirect_aside]}, **self._client_options()
             )

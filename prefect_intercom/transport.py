@@ -1,0 +1,235 @@
+"""How the async client's bytes move: aiohttp's connection pool behind httpx's API.
+
+httpx stays the client and the test seam (`transport=` in `IntercomClient`). Only the default
+async transport changes: httpx 0.28's own pool (httpcore 1.0) rescans every connection for
+every request and costs 4-20 ms of CPU per request at 50-100 connections (encode/httpcore#1035),
+which is most of a core at the concurrency a batch needs to reach Intercom's rate.
+`bench/transports.py` measured the candidates; `httpx_aiohttp.AiohttpTransport` won (see
+`bench/README.md`). The sync client keeps httpx's default transport.
+
+`IntercomAsyncTransport` adjusts `AiohttpTransport` where it would change what an answer
+means or what an error holds:
+
+- Errors say whether the request may have reached the server, as httpx's own transport says
+  it. `AiohttpTransport` maps every `aiohttp.ClientConnectionError`, including a server that
+  disconnects after the request went out, to `httpx.ConnectTimeout`, which would make the
+  client call an SMS that may have gone out `not_sent` and resend it. Here only a failure to
+  connect is `httpx.ConnectError` (or `httpx.ConnectTimeout`); a reset, a disconnect, a read
+  timeout or a broken answer is a read-side error (`Outcome.UNKNOWN`).
+- Every error raised is new, with no `__cause__` or `__context__`: aiohttp's errors carry the
+  request's headers (`request_info`), the access token among them.
+- The aiohttp session is made lazily, inside the running event loop, and belongs to that
+  loop only; used later from another loop (`asyncio.run` again, or Prefect's
+  `run_coro_as_sync`), the transport lets the old session go and opens a new one. It serves
+  one loop at a time: a client used from two loops at once (two threads) would close one
+  loop's connections under the other's requests, so give each thread its own client.
+- As with the httpx client it replaces: redirects are not followed, proxies and other
+  environment settings are ignored, TLS is verified with httpx's context, bodies arrive still
+  encoded (httpx decodes them, so a broken gzip body fails the same way), cookies are left to
+  httpx, and at most `max_connections` connections are open.
+- An idle connection is reused for 4 s (`KEEPALIVE_EXPIRY`), not httpx's 5 s: under the idle
+  timeout of common servers, so that a request does not go out on a connection the server is
+  closing (no answer: `unknown`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport
+
+# What httpx's own AsyncClient keeps by default (`httpx.Limits()`), when no size is given.
+DEFAULT_MAX_CONNECTIONS = 100
+# Seconds an idle connection may be reused. Below the 5 s idle timeout of common servers
+# (uvicorn, and so the sandbox; Node; Apache): a POST sent on a connection the server is
+# closing at that moment gets no answer and is `unknown`, and a 5 s expiry (httpx's) races
+# a 5 s server exactly when a batch waits about that long for the next rate-limit window.
+KEEPALIVE_EXPIRY = 4.0
+
+_CAUGHT = (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def async_transport(
+    max_connections: int | None = None, *, keepalive_expiry: float = KEEPALIVE_EXPIRY
+) -> IntercomAsyncTransport:
+    """The default transport of `IntercomClient`'s async client.
+
+    Args:
+        max_connections: Connections open at most (default: 100, as httpx's).
+        keepalive_expiry: Seconds an idle connection may be reused.
+
+    Returns:
+        A transport that opens its connection pool on first use, in the running event loop.
+
+    Raises:
+        ValueError: `max_connections` is below 1.
+    """
+    return IntercomAsyncTransport(max_connections, keepalive_expiry=keepalive_expiry)
+
+
+class IntercomAsyncTransport(AiohttpTransport):
+    """`AiohttpTransport` with httpx's error meanings, no token in errors, and one session per loop.
+
+    Args:
+        max_connections: Connections open at most (default: 100, as httpx's).
+        keepalive_expiry: Seconds an idle connection may be reused.
+
+    Raises:
+        ValueError: `max_connections` is below 1 (aiohttp would read 0 as "no limit").
+
+    Example:
+        ```python
+        transport = async_transport(max_connections=50)
+        async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+            await client.post("https://api.intercom.io/phone_call_redirects", json={"phone": "+14155550100"})
+        ```
+    """
+
+    def __init__(self, max_connections: int | None = None, *, keepalive_expiry: float = KEEPALIVE_EXPIRY) -> None:
+        size = DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections
+        if size < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=keepalive_expiry)
+        super().__init__(verify=True, trust_env=False, limits=limits, client=self._new_session)
+        self.max_connections = size
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"IntercomAsyncTransport(max_connections={self.max_connections})"
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        """A session for the running loop: our pool size, no cookie jar, nothing from the environment."""
+        connector = aiohttp.TCPConnector(
+            limit=self.max_connections, keepalive_timeout=self.limits.keepalive_expiry, ssl=self.ssl_context
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` on this loop's session; every failure becomes a fresh httpx error.
+
+        Raises:
+            httpx.ConnectError: No connection could be made (nothing was sent).
+            httpx.ConnectTimeout: Connecting, or waiting for a free connection, took too long.
+            httpx.ReadTimeout: The answer did not come in time (the request may have acted).
+            httpx.RemoteProtocolError: The server disconnected or answered with broken HTTP.
+            httpx.ReadError: The connection failed after it was made.
+            httpx.WriteError: The connection closed while the request was being written.
+        """
+        self._bind_to_running_loop()
+        try:
+            response = await super().handle_async_request(request)
+        except _CAUGHT as error:
+            failure = translate_error(error)
+        else:
+            response.stream = _TranslatedStream(response.stream)
+            return response
+        raise failure  # outside the `except`: no `__context__` back to aiohttp's error
+
+    async def aclose(self) -> None:
+        """Close this loop's connection pool (or let a pool of another loop go)."""
+        session, self.client = self.client, self._new_session
+        if not isinstance(session, aiohttp.ClientSession):
+            return
+        if self._loop is asyncio.get_running_loop():
+            await session.close()
+        else:
+            _let_go(session, self._loop)
+        self._loop = None
+
+    def _bind_to_running_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        session, self.client = self.client, self._new_session
+        if isinstance(session, aiohttp.ClientSession):
+            _let_go(session, self._loop)
+        self._loop = loop
+
+
+class _TranslatedStream(httpx.AsyncByteStream):
+    """The answer's body, with aiohttp's failures translated as `handle_async_request` does."""
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        failure: httpx.TransportError | None = None
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except _CAUGHT as error:
+            failure = translate_error(error)
+        if failure is not None:
+            # httpx does not close a response whose body failed: give the connection back here.
+            with contextlib.suppress(*_CAUGHT):
+                await self._stream.aclose()
+            raise failure
+
+    async def aclose(self) -> None:
+        failure: httpx.TransportError | None = None
+        try:
+            await self._stream.aclose()
+        except _CAUGHT as error:
+            failure = translate_error(error)
+        if failure is not None:
+            raise failure
+
+
+def translate_error(error: BaseException) -> httpx.TransportError:
+    """The httpx error that says what `error` (aiohttp's, or `AiohttpTransport`'s mapping of it) means.
+
+    Only failures before the request could leave are connect errors; anything later means the
+    request may have been acted on. The result is a new exception holding only a message: no
+    request, no cause, no headers.
+
+    Args:
+        error: What `AiohttpTransport` or aiohttp raised.
+
+    Returns:
+        A fresh httpx error.
+    """
+    origin = error
+    if isinstance(error, httpx.TransportError) and isinstance(error.__cause__, Exception):
+        origin = error.__cause__  # AiohttpTransport raises its mapping `from` aiohttp's error
+    kind = _kind(origin)
+    return kind(str(origin) or type(origin).__name__)
+
+
+def _kind(error: BaseException) -> type[httpx.TransportError]:
+    if isinstance(error, (aiohttp.ClientConnectorError, aiohttp.ServerFingerprintMismatch)):
+        return httpx.ConnectError  # refused, DNS, TLS handshake or certificate: nothing left
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout  # waiting for a connection or for connecting: nothing left
+    if isinstance(error, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
+        return httpx.UnsupportedProtocol
+    if isinstance(error, asyncio.TimeoutError):
+        return httpx.ReadTimeout  # aiohttp's socket read timeout, or any other late timeout
+    if isinstance(error, aiohttp.ClientConnectionResetError):
+        return httpx.WriteError
+    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
+        return httpx.RemoteProtocolError
+    if isinstance(error, OSError):
+        return httpx.ReadError
+    if isinstance(error, httpx.TransportError):
+        return type(error)
+    return httpx.TransportError  # an aiohttp error not listed here: may have been sent
+
+
+def _let_go(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close `session`, which belongs to `loop`, from outside that loop, without waiting.
+
+    A loop still running (in another thread) closes it itself; on a stopped or closed loop the
+    connector is closed on the spot (aiohttp skips the sockets of a closed loop).
+    """
+    if loop is not None and loop.is_running() and not loop.is_closed():
+        asyncio.run_coroutine_threadsafe(session.close(), loop)
+        return
+    connector = session.connector
+    if connector is not None and not connector.closed:
+        connector._close()  # the sync half of `connector.close()`; there is no loop to await it on
