@@ -410,7 +410,7 @@ async def asend_batch(
         finally:
             report.concurrency = limit.peak
             report.elapsed = time.monotonic() - started
-            report.flush()
+            report.close()  # every result is in the file; `report.items()` reads it back
             try:
                 await ledger.close()
             except LedgerError as error:
