@@ -61,7 +61,7 @@ def test_flow_sends_a_csv_and_a_rerun_with_the_batch_key_sends_nothing_twice(
     texted = Counter(entry.body["phone"] for entry in sandbox.accepted)
     assert len(texted) == 40 and max(texted.values()) == 1
     assert sandbox.accepted[0].body["custom_attributes"]["issue_type"] == "Billing"
-    ledger_files = list((tmp_path / "results").rglob("chunk-*"))
+    ledger_files = list((tmp_path / "results").rglob("record-*"))
     assert ledger_files  # the ledger went to the flow's result storage
 
     second = flow(csv_path=str(callers_csv), block_name=block_name, batch_key=key, concurrency=4)
@@ -75,4 +75,4 @@ def test_command_line_against_the_sandbox(prefect_server: None, callers_csv: Pat
         assert deflect.main([str(callers_csv), "--sandbox", "--concurrency", "4"]) == 0
     out = capsys.readouterr().out
     assert "'sent': 40" in out and "40 texted a phone" in out
-    assert list((tmp_path / "storage").rglob("chunk-*"))  # the default: Prefect's local result storage
+    assert list((tmp_path / "storage").rglob("record-*"))  # the default: Prefect's local result storage
