@@ -16,12 +16,22 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from prefect_intercom import __version__
+from prefect_intercom import __version__, log_filter
 from prefect_intercom.catalog import Endpoint, get_endpoint
+from prefect_intercom.deadline import Deadline, applying, bound_sync_client, deadline_for, within
 from prefect_intercom.errors import IntercomAPIError, IntercomConfigurationError, IntercomTransportError, Outcome
 from prefect_intercom.hosts import check_base_url
 from prefect_intercom.pacing import Pacer
-from prefect_intercom.responses import UNFOLLOWED_LOCATION_HEADER, IntercomResponse, RateLimit, parse_response
+from prefect_intercom.privacy import phone_masker
+from prefect_intercom.reading import aread_bounded, read_bounded, undecodable
+from prefect_intercom.redaction import Redactor, cut
+from prefect_intercom.responses import (
+    MAX_TEXT,
+    UNFOLLOWED_LOCATION_HEADER,
+    IntercomResponse,
+    RateLimit,
+    parse_response,
+)
 from prefect_intercom.retry import RetryCallback, RetryPolicy, acall_with_retry, call_with_retry
 from prefect_intercom.validation import validate_headers, validate_request
 
@@ -253,29 +263,35 @@ class IntercomClient:
             self.pacer.release(None)
 
     def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:
-        """One attempt: send and parse (never retried, never paced)."""
+        """One attempt: send and parse (never retried, never paced), within the request's deadline."""
         client = self._sync_client()
+        bound_sync_client(client)  # every read and write waits at most until the deadline
+        log_filter.protect(self, self._token.get_secret_value())
         request = self._httpx_request(client, prepared)
         started = time.perf_counter()
+        deadline = deadline_for(self.timeout)
         try:
-            response = _read(client.send(request, stream=True))
+            with applying(deadline):
+                response = _read(client.send(request, stream=True), deadline)
         except httpx.TransportError as error:
-            failure = self._transport_error(error, prepared)
+            failure = self._transport_error(error, prepared, deadline)
         else:
-            return self._parse(response, started)
+            return self._parse(response, started, prepared)
         raise failure  # outside the `except`: no `__context__` holding the request and its token
 
     async def _asend_once(self, prepared: PreparedRequest) -> IntercomResponse:
         """Async twin of `_send_once`."""
         client = self._async_client()
+        log_filter.protect(self, self._token.get_secret_value())
         request = self._httpx_request(client, prepared)
         started = time.perf_counter()
+        deadline = deadline_for(self.timeout)
         try:
-            response = await _aread(await client.send(request, stream=True))
+            response = await _aread(await within(deadline, client.send(request, stream=True)), deadline)
         except httpx.TransportError as error:
-            failure = self._transport_error(error, prepared)
+            failure = self._transport_error(error, prepared, deadline)
         else:
-            return self._parse(response, started)
+            return self._parse(response, started, prepared)
         raise failure  # outside the `except`: no `__context__` holding the request and its token
 
     def request(self, endpoint: str | Endpoint, body: Any) -> IntercomResponse:
@@ -318,9 +334,15 @@ class IntercomClient:
     # --- internals -----------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        """`text` with every occurrence of the access token replaced by `[REDACTED]`."""
-        token = self._token.get_secret_value()
-        return text.replace(token, REDACTED) if token and token in text else text
+        """`text` with every piece of the access token replaced by `[REDACTED]`.
+
+        Any run of 8 or more of its characters goes, in any form a server may echo it: as it
+        is, `Bearer `-prefixed, JSON-escaped, URL-encoded, upper-cased (see `Redactor`).
+        """
+        redactor = self.__dict__.get("_redactor")
+        if redactor is None:
+            redactor = self.__dict__["_redactor"] = Redactor(self._token.get_secret_value())
+        return redactor.redact(text)
 
     def _client_options(self) -> dict[str, Any]:
         """Options both httpx clients share: no redirects, nothing from the environment, the pool size.
@@ -364,14 +386,21 @@ class IntercomClient:
         headers = {**prepared.headers, "Authorization": f"Bearer {self._token.get_secret_value()}"}
         return client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
 
-    def _parse(self, response: httpx.Response, started: float) -> IntercomResponse:
+    def _parse(self, response: httpx.Response, started: float, prepared: PreparedRequest) -> IntercomResponse:
+        """Parse a read answer: the token redacted from all of it, the request's phone masked in errors."""
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact)
+        return parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact, mask=phone_masker(prepared.body))
 
-    def _transport_error(self, error: httpx.TransportError, prepared: PreparedRequest) -> IntercomTransportError:
+    def _transport_error(
+        self, error: httpx.TransportError, prepared: PreparedRequest, deadline: Deadline | None = None
+    ) -> IntercomTransportError:
+        """The error for no answer: its kind, its text (redacted whole, phone masked, then cut), the outcome."""
         outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
         kind = type(error).__name__
-        detail = self.redact(str(error)) or "no detail"
+        detail = str(error)
+        if deadline is not None and deadline.passed() and isinstance(error, httpx.TimeoutException):
+            detail = deadline.describe()
+        detail = cut(phone_masker(prepared.body)(self.redact(detail)), MAX_TEXT) or "no detail"
         return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
 
 
@@ -409,24 +438,17 @@ async def _aset_redirect_aside(response: httpx.Response) -> None:
     _set_redirect_aside(response)
 
 
-def _read(response: httpx.Response) -> httpx.Response:
-    """Read a streamed answer's body; one that does not decode keeps its status (`_undecodable`)."""
-    try:
-        response.read()
-    except httpx.DecodingError as error:
-        response.close()
-        return _undecodable(response, error)
-    return response
+def _read(response: httpx.Response, deadline: Deadline | None = None) -> httpx.Response:
+    """Read a streamed answer's body: at most 1 MiB, within `deadline` (`prefect_intercom.reading`).
+
+    One that does not decode keeps its status (`_undecodable`).
+    """
+    return read_bounded(response, deadline)
 
 
-async def _aread(response: httpx.Response) -> httpx.Response:
+async def _aread(response: httpx.Response, deadline: Deadline | None = None) -> httpx.Response:
     """Async twin of `_read`."""
-    try:
-        await response.aread()
-    except httpx.DecodingError as error:
-        await response.aclose()
-        return _undecodable(response, error)
-    return response
+    return await aread_bounded(response, deadline)
 
 
 def _undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.Response:
@@ -434,13 +456,6 @@ def _undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.
 
     A server that declares `Content-Encoding: gzip` (or deflate, br, zstd) and sends other
     bytes still answered: its status decides success or the `IntercomAPIError` subclass, and
-    the note says why the body is missing.
+    the note says why the body is missing (`prefect_intercom.reading.undecodable`).
     """
-    encoding = response.headers.get("content-encoding", "")
-    headers = [
-        (name, value)
-        for name, value in response.headers.raw  # bytes: a value need not be ASCII
-        if name.lower() not in (b"content-encoding", b"content-length")
-    ]
-    note = f"<the body could not be decoded (Content-Encoding: {encoding}): {error}>"
-    return httpx.Response(response.status_code, headers=headers, content=note.encode(), request=response.request)
+    return undecodable(response, error)

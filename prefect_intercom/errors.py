@@ -1,5 +1,9 @@
 """The exception family. No exception here ever holds the access token.
 
+Their messages show phone numbers masked: the validation issues quote the input masked
+(`prefect_intercom.validation`), and the texts of an answer come redacted and masked from
+the parse step (`prefect_intercom.responses`).
+
 ```
 IntercomError
 ├── IntercomValidationError        the body or headers break the schema; nothing was sent
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect_intercom.outcomes import Outcome
+from prefect_intercom.privacy import mask_phone
 
 
 class IntercomError(Exception):
@@ -38,7 +43,8 @@ class ValidationIssue:
     """One violation of a schema.
 
     Attributes:
-        path: JSON Pointer to the offending value (`""` is the whole body), e.g. `/phone`.
+        path: JSON Pointer to the offending value (`""` is the whole body), e.g. `/phone`
+            (exact; shown with its digit runs masked, since a key may be a phone number).
         message: What is wrong, in plain English.
         hint: How to fix it, when there is an obvious fix.
     """
@@ -47,8 +53,11 @@ class ValidationIssue:
     message: str
     hint: str | None = None
 
+    def __repr__(self) -> str:
+        return f"ValidationIssue(path={mask_phone(self.path)!r}, message={self.message!r}, hint={self.hint!r})"
+
     def __str__(self) -> str:
-        where = self.path or "(body)"
+        where = mask_phone(self.path) if self.path else "(body)"  # a key may be a phone number
         return f"{where}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
 
 

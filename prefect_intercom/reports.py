@@ -4,7 +4,9 @@ The `test_request` flow publishes these as Prefect artifacts and the command lin
 them; they are plain functions of plain values, so they can be tested without Prefect.
 None of them is ever given the access token: headers come from
 `PreparedRequest.display_headers()` (the token shown as `[REDACTED]`), and answers and
-errors have already been redacted by the client.
+errors have already been redacted by the client. Phone numbers are shown masked
+(`+1415•••0100`) in bodies, answers and messages, unless `PREFECT_INTERCOM_SHOW_PHONES=1`;
+a JSON block shows at most `MAX_JSON_BLOCK` characters.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from prefect_intercom.errors import (
     Outcome,
     ValidationIssue,
 )
+from prefect_intercom.privacy import mask_phone, mask_values
 from prefect_intercom.responses import RATE_LIMIT_HEADERS, IntercomResponse
 
 STEP_HTTP_TASK = "Add the HTTP task"
 STEP_FIND_API = "Find the API and load its reference"
 STEP_TEST_REQUEST = "Test request"
 STEPS = (STEP_HTTP_TASK, STEP_FIND_API, STEP_TEST_REQUEST)
+MAX_JSON_BLOCK = 20_000
 RATE_LIMIT_LABELS = {
     "x-ratelimit-limit": "X-RateLimit-Limit",
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
@@ -120,7 +124,7 @@ def reference_markdown(
         lines += _table(("Header", "Value"), [(name, f"`{_code(value)}`") for name, value in headers])
     else:
         lines.append("_Headers are prepared once the request is valid._")
-    lines += ["", "Body (JSON):", "", _json_block(body), "", "## Validation", ""]
+    lines += ["", "Body (JSON):", "", _json_block(mask_values(body)), "", "## Validation", ""]
     lines += validation_lines(error)
     return "\n".join(lines)
 
@@ -137,17 +141,14 @@ def validation_lines(error: IntercomValidationError | None) -> list[str]:
 
 def issues_table(issues: Sequence[ValidationIssue]) -> list[str]:
     """A markdown table of validation issues: field (JSON Pointer), problem, hint."""
-    rows = [
-        (f"`{_code(issue.path or '(body)')}`", _escape(issue.message), _escape(issue.hint or ""))
-        for issue in issues
-    ]
+    rows = [(f"`{_code(_field(issue.path))}`", _escape(issue.message), _escape(issue.hint or "")) for issue in issues]
     return _table(("Field", "Problem", "Hint"), rows)
 
 
 def response_markdown(prepared: PreparedRequest, response: IntercomResponse) -> str:
     """Step 3, success: status, latency, request id, rate-limit headers and the JSON body."""
     phone = response.data.get("phone") or prepared.body.get("phone")
-    sent_to = f" Intercom texted a Messenger link to `{_code(str(phone))}`." if phone else ""
+    sent_to = f" Intercom texted a Messenger link to `{_code(mask_phone(phone))}`." if phone else ""
     lines = [
         step_heading(3),
         "",
@@ -162,7 +163,9 @@ def response_markdown(prepared: PreparedRequest, response: IntercomResponse) -> 
     ]
     rows += _rate_limit_rows(response.headers)
     lines += _table(("What", "Value"), rows)
-    lines += ["", "Response body (JSON):", "", _json_block(response.data)]
+    lines += ["", "Response body (JSON):", "", _json_block(mask_values(response.data))]
+    if response.truncated is not None:
+        lines += ["", f"The answer was {_escape(response.truncated)}; the SMS was sent all the same."]
     if response.unparsed_body is not None:
         lines += ["", "The body was not a JSON object; it began:", "", "```", response.unparsed_body, "```"]
     return "\n".join(lines)
@@ -230,6 +233,11 @@ def not_found_markdown(error: Exception) -> str:
     return "\n".join([step_heading(2), "", f"**Not found**: {_escape(str(error))}"])
 
 
+def _field(path: str) -> str:
+    """A JSON Pointer as shown: `(body)` for the root, digit runs masked (a key may be a phone number)."""
+    return mask_phone(path) if path else "(body)"
+
+
 def _outcome_text(outcome: Outcome) -> str:
     if outcome is Outcome.NOT_SENT:
         return "No: Intercom did not act on it; it is safe to try again."
@@ -260,6 +268,8 @@ def _json_block(value: Any) -> str:
         text = json.dumps(value, indent=2, ensure_ascii=False, default=repr)
     except (TypeError, ValueError):
         text = repr(value)
+    if len(text) > MAX_JSON_BLOCK:  # texts in it were redacted whole before: the cut shows no secret
+        text = text[:MAX_JSON_BLOCK] + f"\n... ({len(text) - MAX_JSON_BLOCK:,} more characters not shown)"
     fence_safe = text.replace("```", "`\u200b``")
     return f"```json\n{fence_safe}\n```"
 

@@ -1,4 +1,10 @@
-"""Turn Intercom's HTTP answers into results or errors (the "parse" step of the pipeline)."""
+"""Turn Intercom's HTTP answers into results or errors (the "parse" step of the pipeline).
+
+Every text taken from an answer is redacted for the access token whole, before anything
+shortens it (`prefect_intercom.redaction`), and every text that goes into an error or a log
+has the request's phone number masked (`prefect_intercom.privacy`). Texts are then cut to
+`MAX_TEXT` characters; bodies were already bounded when read (`prefect_intercom.reading`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from prefect_intercom.errors import (
     IntercomRateLimitError,
     IntercomServerError,
 )
+from prefect_intercom.reading import CUT_EXTENSION
+from prefect_intercom.redaction import cut
 
 REQUEST_ID_HEADERS = ("x-request-id", "intercom-request-id")
 RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -27,6 +35,11 @@ KEPT_HEADERS = (*REQUEST_ID_HEADERS, *RATE_LIMIT_HEADERS, "retry-after", "conten
 _KEPT = frozenset(KEPT_HEADERS)
 MAX_TEXT = 300
 MAX_JSON_DEPTH = 64
+MAX_ERRORS = 20  # entries of an `error.list` kept in an error
+
+
+def _same(text: str) -> str:
+    return text
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,8 @@ class IntercomResponse:
         headers: The response headers worth keeping (request id, rate limits, content type).
         unparsed_body: The start of the body when it was not a JSON object (rare; logged).
         attempts: How many times the request was sent (more than 1 after retries).
+        truncated: Why the body was cut short, when it was (larger than 1 MiB, or still
+            arriving at the request's deadline); the answer is a success all the same.
     """
 
     status_code: int
@@ -83,6 +98,7 @@ class IntercomResponse:
     headers: dict[str, str] = field(default_factory=dict)
     unparsed_body: str | None = None
     attempts: int = 1
+    truncated: str | None = None
 
 
 class PhoneCallRedirect(BaseModel):
@@ -112,35 +128,43 @@ class PhoneCallRedirect(BaseModel):
 
 
 def parse_response(
-    response: httpx.Response, *, elapsed_ms: float, redact: Callable[[str], str] = lambda text: text
+    response: httpx.Response,
+    *,
+    elapsed_ms: float,
+    redact: Callable[[str], str] = _same,
+    mask: Callable[[str], str] = _same,
 ) -> IntercomResponse:
     """Return the answer if it is a success, else raise the matching `IntercomAPIError`.
 
     Args:
         response: The answer, with its body read.
         elapsed_ms: How long the call took.
-        redact: Applied to every text taken from the answer before it goes into an error
-            (the client passes a function that removes the access token).
+        redact: Applied to every text taken from the answer, whole, before anything shortens
+            it (the client passes a function that removes every form of the access token).
+        mask: Applied after `redact` to every text that goes into an error or a log (the
+            client masks the request's phone number); a success's `data` is not masked.
 
     Raises:
         IntercomAPIError: Any non-2xx answer (subclasses for 401/403, 429 and 5xx).
     """
-    body, text = _decode(response)
+    body, text = _decode(response, redact)
     # One pass over the headers (names come lower-cased, repeated ones joined with ", ").
     present = {name: value for name, value in response.headers.items() if name in _KEPT}
-    kept = {name: redact(present[name]) for name in KEPT_HEADERS if name in present}
-    request_id = _request_id(body, present)
+    kept = _redacted_headers(present, redact)
+    request_id = _request_id(body, kept)
+    truncated = response.extensions.get(CUT_EXTENSION)
     if 200 <= response.status_code < 300:
         return IntercomResponse(
             status_code=response.status_code,
             data=body if isinstance(body, dict) else {},
-            request_id=request_id,
+            request_id=cut(request_id, MAX_TEXT) if request_id else None,
             rate_limit=RateLimit.from_headers(present),
             elapsed_ms=elapsed_ms,
             headers=kept,
-            unparsed_body=None if isinstance(body, dict) or not text else redact(text[:MAX_TEXT]),
+            unparsed_body=None if isinstance(body, dict) or not text else cut(mask(text), MAX_TEXT),
+            truncated=truncated,
         )
-    raise _api_error(response, body, text, request_id, kept, redact)
+    raise _api_error(response, body, text, request_id, kept, mask, truncated)
 
 
 def _api_error(
@@ -149,17 +173,24 @@ def _api_error(
     text: str,
     request_id: str | None,
     headers: dict[str, str],
-    redact: Callable[[str], str],
+    mask: Callable[[str], str],
+    truncated: str | None,
 ) -> IntercomAPIError:
+    """The error for a non-2xx answer; `body`, `text`, `request_id` and `headers` are redacted already."""
     status = response.status_code
-    code, message, errors = _error_details(body, text, response)
+    code, message, errors = _error_details(body, text, headers.get("content-type"), mask)
+    if truncated:
+        message = f"{message or 'no message'} (the answer was {truncated})"
     fields: dict[str, Any] = {
-        "error_code": redact(code) if code else None,
-        "message": redact(message) if message else None,
-        "request_id": redact(request_id) if request_id else None,
-        "errors": [{key: redact(str(value)) for key, value in item.items()} for item in errors],
-        "body": _redact_json(body, redact),
-        "headers": headers,
+        "error_code": cut(mask(code), MAX_TEXT) if code else None,
+        "message": message,
+        "request_id": cut(mask(request_id), MAX_TEXT) if request_id else None,
+        "errors": [
+            {cut(mask(str(key)), MAX_TEXT): cut(mask(str(value)), MAX_TEXT) for key, value in item.items()}
+            for item in errors[:MAX_ERRORS]
+        ],
+        "body": _walk_strings(body, mask),
+        "headers": {name: mask(value) for name, value in headers.items()},
     }
     if status in (401, 403):
         return IntercomAuthenticationError(status, **fields)
@@ -178,7 +209,10 @@ def _api_error(
     return IntercomAPIError(status, **fields)
 
 
-def _error_details(body: Any, text: str, response: httpx.Response) -> tuple[str | None, str | None, list[dict]]:
+def _error_details(
+    body: Any, text: str, content_type: str | None, mask: Callable[[str], str]
+) -> tuple[str | None, str | None, list[dict]]:
+    """Intercom's code, a message (masked, cut) and the `error.list` entries, from a redacted body."""
     if isinstance(body, dict):
         raw_errors = body.get("errors")
         errors = [item for item in raw_errors if isinstance(item, dict)] if isinstance(raw_errors, list) else []
@@ -187,26 +221,36 @@ def _error_details(body: Any, text: str, response: httpx.Response) -> tuple[str 
         else:
             code, message = _text(body.get("error_key")), _text(body.get("message"))
         if not code and not message:  # no usable code or message (absent, null, empty): show the body
-            message = _short(json.dumps(body, ensure_ascii=False))
-        return code, message, errors
-    content_type = response.headers.get("content-type", "no content type")
+            message = json.dumps(body, ensure_ascii=False)
+        return code, cut(mask(message), MAX_TEXT) if message else None, errors
+    kind = cut(mask(content_type), 100) if content_type is not None else "no content type"
     if not text.strip():
-        return None, f"empty body ({content_type})", []
-    return None, f"non-JSON body ({content_type}): {_short(text)}", []
+        return None, f"empty body ({kind})", []
+    return None, f"non-JSON body ({kind}): {cut(mask(text), MAX_TEXT)}", []
 
 
-def _decode(response: httpx.Response) -> tuple[Any, str]:
-    try:
-        text = response.content.decode("utf-8", errors="replace")
-    except Exception:  # pragma: no cover - content is always bytes once read
-        text = ""
+def _decode(response: httpx.Response, redact: Callable[[str], str]) -> tuple[Any, str]:
+    """The body as JSON (or `None`) and as text, both redacted: the text whole, then every string in the JSON."""
+    text = redact(response.content.decode("utf-8", errors="replace"))
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
         return None, text
     # A body nested deeper than any answer Intercom documents is kept as text: walking it
     # (redaction, summaries) would risk Python's recursion limit.
-    return (None, text) if _nesting(body) > MAX_JSON_DEPTH else (body, text)
+    if _nesting(body) > MAX_JSON_DEPTH:
+        return None, text
+    # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction.
+    return (_walk_strings(body, redact) if "\\" in text else body), text
+
+
+def _redacted_headers(present: dict[str, str], redact: Callable[[str], str]) -> dict[str, str]:
+    """The kept headers in `KEPT_HEADERS` order, each redacted (one pass when none holds anything)."""
+    values = [present[name] for name in KEPT_HEADERS if name in present]
+    joined = "\n".join(values)  # no run of the token crosses a line break
+    if redact(joined) == joined:
+        return {name: present[name] for name in KEPT_HEADERS if name in present}
+    return {name: redact(present[name]) for name in KEPT_HEADERS if name in present}
 
 
 def _nesting(value: Any) -> int:
@@ -249,19 +293,15 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else _short(str(value))
+    return None if value is None else str(value)
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
-
-
-def _redact_json(value: Any, redact: Callable[[str], str]) -> Any:
+def _walk_strings(value: Any, apply: Callable[[str], str]) -> Any:
+    """A JSON value with `apply` applied to every string in it, keys included."""
     if isinstance(value, str):
-        return redact(value)
+        return apply(value)
     if isinstance(value, dict):
-        return {redact(str(key)): _redact_json(item, redact) for key, item in value.items()}
+        return {apply(str(key)): _walk_strings(item, apply) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redact_json(item, redact) for item in value]
+        return [_walk_strings(item, apply) for item in value]
     return value

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 
+from prefect_intercom import privacy
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
@@ -27,9 +28,12 @@ def phone_call_redirect_body(phone: str, custom_attributes: dict[str, Any] | Non
 
 
 def mask_phone(phone: Any) -> str:
-    """A phone number with its middle digits hidden, for logs: `+1415•••0100`."""
-    text = str(phone)
-    return text if len(text) <= 8 else f"{text[:5]}•••{text[-4:]}"
+    """A phone number with its middle digits hidden, for logs: `+1415•••0100`.
+
+    Any value is shown as text with the middle of each digit run hidden, a number too short
+    for E.164 included; `PREFECT_INTERCOM_SHOW_PHONES=1` shows it whole (`prefect_intercom.privacy`).
+    """
+    return privacy.mask_phone(phone)
 
 
 def _body_from_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +171,10 @@ def _log_sending(logger: Any, prepared: PreparedRequest) -> None:
 
 
 def _result(logger: Any, response: IntercomResponse) -> PhoneCallRedirect:
+    if response.truncated is not None:
+        logger.warning(
+            "Intercom answered %s, so the SMS was sent, but the answer was %s", response.status_code, response.truncated
+        )
     if response.unparsed_body is not None:
         logger.warning(
             "Intercom answered %s with a body that is not a JSON object: %r",

@@ -2,6 +2,10 @@
 
 Validators are compiled once per endpoint. Every violation is reported, each with its JSON
 Pointer path, a plain-English message and, where there is an obvious fix, a hint.
+
+Values quoted from the input (in messages and hints) are phone numbers as often as not: their
+digit runs are masked (`'+1 415•••0100' is not a phone number ...`, hint `remove spaces:
++1415•••0100`), unless `PREFECT_INTERCOM_SHOW_PHONES=1` (see `prefect_intercom.privacy`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
+from prefect_intercom.privacy import mask_phone
 from prefect_intercom.schemagen import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
 
 _JSON_TYPE_NAMES = {
@@ -67,7 +72,7 @@ def validate_request(endpoint: str | Endpoint, body: Any) -> None:
         try:
             validate_request("phone_call_redirects", {"phone": "+1 415 555 0100"})
         except IntercomValidationError as error:
-            print(error.errors[0].path, error.errors[0].hint)  # /phone remove spaces: +14155550100
+            print(error.errors[0].path, error.errors[0].hint)  # /phone remove spaces: +1415•••0100
         ```
     """
     issues = request_issues(endpoint, body)
@@ -217,9 +222,7 @@ def _not_json_issues(value: Any, path: tuple[Any, ...], seen: tuple[int, ...] = 
             hint = "use a list"
         elif isinstance(value, Mapping):
             hint = "use a dict"
-        yield ValidationIssue(
-            json_pointer(path), f"a {type(value).__name__} is not a JSON value", hint
-        )
+        yield ValidationIssue(json_pointer(path), f"a {type(value).__name__} is not a JSON value", hint)
 
 
 def _is_unicode(text: str) -> bool:
@@ -237,12 +240,17 @@ def _escaped(text: str) -> str:
 
 
 def _safe_repr(value: Any, limit: int = 60) -> str:
-    """A short `repr` that never fails (huge integers and broken `__repr__`s included)."""
+    """A short `repr` that never fails (huge integers and broken `__repr__`s included), digits masked."""
     try:
         text = repr(value)
     except Exception:
         text = f"<{type(value).__name__}>"
-    text = _escaped(text)
+    return _shown(_escaped(text), limit)
+
+
+def _shown(text: str, limit: int) -> str:
+    """Input quoted in a message: phone-like digit runs masked first, then cut to `limit` characters."""
+    text = mask_phone(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -270,7 +278,7 @@ def _explain(violation: SchemaViolation) -> list[ValidationIssue]:
         return [ValidationIssue(pointer, "must not contain a line break (CR or LF)", "remove the line breaks")]
     if keyword == "anyOf":
         return _any_of_issues(violation, pointer)
-    return [ValidationIssue(pointer, violation.message)]
+    return [ValidationIssue(pointer, _shown(violation.message, 300))]
 
 
 def _missing_issue(pointer: str, name: str, schema: dict[str, Any]) -> ValidationIssue:
@@ -299,20 +307,20 @@ def _phone_issue(pointer: str, value: str) -> ValidationIssue:
 
 
 def phone_hint(value: str) -> str | None:
-    """How to turn `value` into E.164, when the fix is obvious.
+    """How to turn `value` into E.164, when the fix is obvious (the number in it masked).
 
     A hint never guesses a country: a number without its country code gets advice, not a
     number that might text someone else.
     """
     e164 = _E164
     if value != value.strip() and e164.match(value.strip()):
-        return f"remove the surrounding white space or line break: {value.strip()}"
+        return f"remove the surrounding white space or line break: {mask_phone(value.strip())}"
     compact = _PHONE_PUNCTUATION.sub("", value)
     if compact != value and e164.match(compact):
         what = "spaces" if set(value) - set(compact) <= set(" \t") else "spaces and punctuation"
-        return f"remove {what}: {compact}"
+        return f"remove {what}: {mask_phone(compact)}"
     if compact.startswith("00") and e164.match("+" + compact[2:]):
-        return f"replace the international prefix 00 with '+': +{compact[2:]}"
+        return f"replace the international prefix 00 with '+': {mask_phone('+' + compact[2:])}"
     if compact.isdigit():
         return (
             "start with '+' and the country code, then the number without its national leading 0 "
@@ -333,19 +341,15 @@ def _enum_issue(pointer: str, value: Any, allowed: list[Any]) -> ValidationIssue
     close = difflib.get_close_matches(str(value), [str(item) for item in allowed], n=1, cutoff=0.6)
     listing = ", ".join(str(item) for item in allowed)
     hint = f"did you mean {close[0]!r}?" if close else None
-    return ValidationIssue(pointer, f"{value!r} is not one of the allowed values: {listing}", hint)
+    return ValidationIssue(pointer, f"{_safe_repr(value)} is not one of the allowed values: {listing}", hint)
 
 
 def _any_of_issues(violation: SchemaViolation, pointer: str) -> list[ValidationIssue]:
     """A value matching none of several shapes (e.g. a custom attribute value)."""
     options = violation.validator_value
-    object_branches = [
-        index for index, option in enumerate(options) if isinstance(option, dict) and "$ref" in option
-    ]
+    object_branches = [index for index, option in enumerate(options) if isinstance(option, dict) and "$ref" in option]
     if isinstance(violation.instance, dict) and object_branches:
-        nested = [
-            error for error in violation.context if error.schema_path and error.schema_path[0] in object_branches
-        ]
+        nested = [error for error in violation.context if error.schema_path and error.schema_path[0] in object_branches]
         issues = [issue for error in nested for issue in _explain(error)]
         if issues:
             return issues

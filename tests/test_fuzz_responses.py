@@ -2,7 +2,8 @@
 
 A 2xx becomes an `IntercomResponse`; anything else an `IntercomAPIError` (the subclass its
 status calls for) whose message names the status and says something useful. Nothing else
-comes out, and no answer can smuggle the access token into an error.
+comes out, and no answer can smuggle the access token into an error: not whole, not in
+pieces, not escaped, not across a cut. Answers of any size are read up to 1 MiB.
 """
 
 from __future__ import annotations
@@ -26,25 +27,50 @@ from prefect_intercom.errors import (
     IntercomServerError,
     IntercomTransportError,
 )
-from prefect_intercom.responses import IntercomResponse, parse_response
+from prefect_intercom.reading import CUT_TOO_LARGE, MAX_ANSWER_BYTES
+from prefect_intercom.redaction import Redactor
+from prefect_intercom.responses import MAX_TEXT, IntercomResponse, parse_response
 
 from .bounded import bounded
 from .conftest import SECRET_TOKEN
+from .leaks import exposed, reachable_texts
 
 DOCUMENTED_AND_COMMON = [200, 201, 204, 301, 302, 307, 308, 400, 401, 403, 404, 422, 429, 500, 502, 503, 504]
 STATUSES = st.one_of(st.integers(100, 599), st.sampled_from(DOCUMENTED_AND_COMMON), st.integers(0, 999))
 HEADER_NAMES = st.one_of(
-    st.sampled_from([
-        "content-type", "x-request-id", "intercom-request-id", "x-ratelimit-limit", "x-ratelimit-remaining",
-        "x-ratelimit-reset", "retry-after", "location", "set-cookie", "authorization",
-    ]),
+    st.sampled_from(
+        [
+            "content-type",
+            "x-request-id",
+            "intercom-request-id",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "retry-after",
+            "location",
+            "set-cookie",
+            "authorization",
+        ]
+    ),
     st.from_regex(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}", fullmatch=True),
 )
 HEADER_VALUES = st.one_of(
-    st.sampled_from([
-        b"application/json", b"text/html; charset=utf-8", b"-1", b"1e400", b"nan", b"inf", b"99999999999999999999",
-        b"Wed, 21 Oct 2015 07:28:00 GMT", b"0", b"", SECRET_TOKEN.encode(), f"Bearer {SECRET_TOKEN}".encode(),
-    ]),
+    st.sampled_from(
+        [
+            b"application/json",
+            b"text/html; charset=utf-8",
+            b"-1",
+            b"1e400",
+            b"nan",
+            b"inf",
+            b"99999999999999999999",
+            b"Wed, 21 Oct 2015 07:28:00 GMT",
+            b"0",
+            b"",
+            SECRET_TOKEN.encode(),
+            f"Bearer {SECRET_TOKEN}".encode(),
+        ]
+    ),
     st.binary(max_size=40).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b"")),
 )
 HEADERS = st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=6)
@@ -56,8 +82,13 @@ JSON_VALUES = st.recursive(
 INTERCOM_SHAPED = st.one_of(
     st.fixed_dictionaries({"error_key": JSON_VALUES}, optional={"message": JSON_VALUES}),
     st.fixed_dictionaries(
-        {"type": st.just("error.list"), "errors": st.lists(st.dictionaries(
-            st.sampled_from(["code", "message", "field"]), JSON_VALUES, max_size=3) | JSON_VALUES, max_size=3)},
+        {
+            "type": st.just("error.list"),
+            "errors": st.lists(
+                st.dictionaries(st.sampled_from(["code", "message", "field"]), JSON_VALUES, max_size=3) | JSON_VALUES,
+                max_size=3,
+            ),
+        },
         optional={"request_id": JSON_VALUES},
     ),
     st.fixed_dictionaries(
@@ -68,11 +99,19 @@ BODIES = st.one_of(
     st.binary(max_size=200),
     JSON_VALUES.map(lambda value: json.dumps(value).encode()),
     INTERCOM_SHAPED.map(lambda value: json.dumps(value).encode()),
-    st.sampled_from([
-        b"", b"null", b"[" * 5000 + b"]" * 5000, b'{"a":' * 900 + b"1" + b"}" * 900, b"1" * 5000,
-        b"\xff\xfe\x00", b"<html>Bad gateway</html>", json.dumps({"message": SECRET_TOKEN}).encode(),
-        json.dumps({"errors": [{"code": SECRET_TOKEN, "message": f"Bearer {SECRET_TOKEN}"}]}).encode(),
-    ]),
+    st.sampled_from(
+        [
+            b"",
+            b"null",
+            b"[" * 5000 + b"]" * 5000,
+            b'{"a":' * 900 + b"1" + b"}" * 900,
+            b"1" * 5000,
+            b"\xff\xfe\x00",
+            b"<html>Bad gateway</html>",
+            json.dumps({"message": SECRET_TOKEN}).encode(),
+            json.dumps({"errors": [{"code": SECRET_TOKEN, "message": f"Bearer {SECRET_TOKEN}"}]}).encode(),
+        ]
+    ),
 )
 
 
@@ -138,8 +177,13 @@ def _encode(body: bytes, encoding: str | None, broken: bool) -> bytes:
 
 
 @bounded(200)
-@given(status=STATUSES.filter(lambda status: status >= 100), headers=HEADERS, body=BODIES, encoding=ENCODINGS,
-       broken=st.booleans())
+@given(
+    status=STATUSES.filter(lambda status: status >= 100),
+    headers=HEADERS,
+    body=BODIES,
+    encoding=ENCODINGS,
+    broken=st.booleans(),
+)
 @example(status=401, headers=[], body=b"not gzip", encoding="gzip", broken=True)
 @example(status=200, headers=[], body=b"not gzip", encoding="gzip", broken=True)
 @example(status=302, headers=[("location", b"https://evil.example/steal")], body=b"", encoding=None, broken=False)
@@ -218,3 +262,141 @@ def test_no_answer_is_a_transport_error(failure: Exception) -> None:
         client.request(PHONE_CALL_REDIRECTS, {"phone": "+14155550100"})
     assert SECRET_TOKEN not in str(caught.value)
     assert type(failure).__name__ in str(caught.value)
+
+
+# --- a hostile server echoing the token: any form, any place, any cut ---------------------
+
+CANARY = "dG9rOkZVWlo/4c1d+8e2f6a0b=3d7c9e1f5a2b8d4c6e0f1a3b=="  # base64-like: `/+=` change when encoded
+
+
+def _escaped(text: str, how: str, draw: st.DrawFn) -> str:
+    """`text` in one of the forms a server may echo it in (each character escaped or not, at random)."""
+    if how == "url":
+        return "".join(
+            f"%{ord(char):02{draw(st.sampled_from('xX'))}}" if draw(st.booleans()) else char for char in text
+        )
+    if how == "json":
+        return "".join(f"\\u{ord(char):04x}" if draw(st.booleans()) else char for char in text).replace("/", "\\/")
+    if how == "html":
+        return "".join(f"&#{ord(char)};" if draw(st.booleans()) else char for char in text)
+    if how == "upper":
+        return text.upper()
+    return text
+
+
+@st.composite
+def _echoes(draw: st.DrawFn) -> tuple[str, str]:
+    """(where the echo goes, the echo): the whole `Bearer` header or a piece of it, in some form."""
+    header = f"Bearer {CANARY}"
+    start = draw(st.integers(0, len(header) - 10))
+    end = draw(st.integers(start + 10, len(header)))
+    piece = draw(st.sampled_from([header, CANARY, header[start:end]]))
+    return draw(st.sampled_from(["message", "code", "html", "text", "header", "data"])), _escaped(
+        piece, draw(st.sampled_from(["raw", "url", "json", "html", "upper"])), draw
+    )
+
+
+def _hostile_answer(status: int, where: str, text: str) -> httpx.Response:
+    if where == "header":
+        raw = text.encode()  # header values as bytes: a server need not send ASCII
+        return httpx.Response(status, headers=[("x-request-id", raw), ("content-type", raw), ("location", raw)])
+    if where == "html":
+        return httpx.Response(
+            status, content=f"<html><body>{text}</body></html>".encode(), headers={"content-type": "text/html"}
+        )
+    if where == "text":
+        return httpx.Response(status, content=text.encode())
+    key = {"message": "message", "code": "error_key", "data": "url"}[where]
+    return httpx.Response(status, json={"type": "x", key: text, "request_id": text[-40:]})
+
+
+@bounded(300)
+@given(
+    status=st.sampled_from([200, 201, 302, 400, 401, 403, 404, 422, 429, 500, 502, 503]),
+    echo=_echoes(),
+    padding=st.integers(0, 400),
+    filler=st.sampled_from([".", " ", "a", "\n", "é", "\\", "%"]),
+)
+@example(status=401, echo=("message", f"Bearer {CANARY}"), padding=270, filler=".")
+@example(status=500, echo=("html", f"Bearer {CANARY}"[:30]), padding=280, filler="a")
+def test_an_echoed_token_in_any_form_at_any_offset_leaves_no_piece_of_it(
+    status: int, echo: tuple[str, str], padding: int, filler: str
+) -> None:
+    where, text = echo
+    client = IntercomClient(
+        CANARY,
+        base_url="http://127.0.0.1:9",
+        intercom_version="2.12",
+        transport=httpx.MockTransport(lambda request: _hostile_answer(status, where, filler * padding + text)),
+    )
+    with client:
+        try:
+            outcome: Any = client.request(PHONE_CALL_REDIRECTS, {"phone": "+14155550100"})
+        except IntercomAPIError as error:
+            outcome = error
+    assert exposed(reachable_texts(outcome), CANARY) == []
+
+
+@bounded(300)
+@given(
+    text=st.text(max_size=200),
+    pieces_=st.lists(st.tuples(st.integers(0, len(CANARY) - 8), st.integers(8, len(CANARY))), max_size=4),
+    data=st.data(),
+)
+def test_redaction_leaves_no_8_character_piece_and_changes_nothing_else(
+    text: str, pieces_: list[tuple[int, int]], data: st.DataObject
+) -> None:
+    redactor = Redactor(CANARY)
+    assert redactor.redact(text) == text or exposed(text, CANARY, 8)  # no false alarm on texts without the token
+    hostile = text
+    for start, length in pieces_:
+        piece = CANARY[start : start + length]
+        how = data.draw(st.sampled_from(["raw", "url", "json", "html", "upper"]))
+        at = data.draw(st.integers(0, len(hostile)))
+        hostile = hostile[:at] + _escaped(piece, how, data.draw) + hostile[at:]
+    assert exposed(redactor.redact(hostile), CANARY, 8) == []
+
+
+# --- bounded answers: any size, any chunking, compressed or not ---------------------------
+
+
+@bounded(30)
+@given(
+    size=st.one_of(
+        st.integers(0, 2048),
+        st.integers(MAX_ANSWER_BYTES - 2, MAX_ANSWER_BYTES + 2),
+        st.integers(0, 3 * MAX_ANSWER_BYTES),
+    ),
+    chunk=st.integers(1, 256 * 1024),
+    encoding=st.sampled_from([None, "gzip", "deflate"]),
+    status=st.sampled_from([200, 500]),
+)
+async def test_an_answer_of_any_size_is_read_up_to_the_limit_and_says_when_it_was_cut(
+    size: int, chunk: int, encoding: str | None, status: int
+) -> None:
+    body = (b'{"type":"phone_call_redirect","url":"' + b"u" * size)[:size]
+    wire = _encode(body, encoding, broken=False)
+
+    async def stream() -> Any:
+        for start in range(0, len(wire), chunk):
+            yield wire[start : start + chunk]
+
+    headers = {"content-encoding": encoding} if encoding else {}
+    client = IntercomClient(
+        SECRET_TOKEN,
+        base_url="http://127.0.0.1:9",
+        intercom_version="2.12",
+        transport=httpx.MockTransport(lambda request: httpx.Response(status, headers=headers, content=stream())),
+    )
+    async with client:
+        try:
+            outcome: Any = await client.arequest(PHONE_CALL_REDIRECTS, {"phone": "+14155550100"})
+        except IntercomServerError as error:
+            outcome = error
+    too_large = max(len(body), len(wire)) > MAX_ANSWER_BYTES
+    if status == 200:
+        assert outcome.truncated == (CUT_TOO_LARGE if too_large else None)
+        assert outcome.unparsed_body is None or len(outcome.unparsed_body) <= MAX_TEXT
+    else:
+        assert (CUT_TOO_LARGE in str(outcome)) == too_large
+        assert len(str(outcome)) < 1000

@@ -10,6 +10,7 @@ import decimal
 import enum
 import json
 import math
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -81,10 +82,7 @@ PYTHON_ONLY = st.one_of(
 ANY_KEYS = st.text(max_size=6) | st.integers() | st.none() | st.tuples(st.integers())
 ANY_VALUES = st.recursive(
     JSON_SCALARS | PYTHON_ONLY,
-    lambda children: (
-        st.lists(children, max_size=3)
-        | st.dictionaries(ANY_KEYS, children, max_size=3)
-    ),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(ANY_KEYS, children, max_size=3),
     max_leaves=12,
 )
 PHONES = st.one_of(st.from_regex(E164_PATTERN, fullmatch=True), st.text(max_size=20), ANY_VALUES)
@@ -226,3 +224,45 @@ def test_the_task_sends_nothing_invalid(
     (arrived,) = counting_sandbox.received[received_before:]
     assert arrived.body == body
     assert result.type == "phone_call_redirect"
+
+
+# --- phone numbers in the input are never shown whole -------------------------------------
+
+SEPARATORS = st.sampled_from(["", "", "", " ", "-", ".", "(", ")", "/", "\t"])
+NUMBERS = st.from_regex(r"[0-9]{9,15}", fullmatch=True)
+
+
+@st.composite
+def _written_numbers(draw: st.DrawFn) -> tuple[str, str]:
+    """A number of 9 to 15 digits as a person might type it: a '+' or '00' or nothing, separators, text around."""
+    digits = draw(NUMBERS)
+    written = "".join(char + draw(SEPARATORS) for char in digits).rstrip(" -./\t(")
+    prefix = draw(st.sampled_from(["+", "00", "", " +", "tel:+"]))
+    suffix = draw(st.sampled_from(["", " ", "\n", "x", " ext"]))
+    return digits, prefix + written + suffix
+
+
+def _digit_runs(text: str) -> list[str]:
+    """The digits of every run of digits and phone punctuation in `text`."""
+    return ["".join(filter(str.isdigit, run)) for run in re.findall(r"\d[\d \t().\-/]*", text)]
+
+
+@bounded(300)
+@given(number=_written_numbers(), where=st.sampled_from(["phone", "key", "attribute", "integer"]))
+@example(number=("353871235678", "+353 87 123 5678"), where="phone")
+@example(number=("14155550100", "+1 (415) 555-0100"), where="phone")
+def test_no_message_or_hint_shows_a_number_of_the_input_whole(number: tuple[str, str], where: str) -> None:
+    digits, written = number
+    body: dict[str, Any] = {
+        "phone": {"phone": written, "integer": int(digits)}.get(where, "not a number"),
+        **({written: 1} if where == "key" else {}),
+        **({"custom_attributes": {"a": [written]}} if where == "attribute" else {}),
+    }
+    try:
+        validate_request(PHONE_CALL_REDIRECTS, body)
+    except IntercomValidationError as error:
+        texts = [str(error), repr(error), repr(error.errors)]
+        texts += [f"{issue.message} {issue.hint}" for issue in error.errors]
+        assert not any(digits in run for text in texts for run in _digit_runs(text)), texts
+        return
+    assert where == "phone" and written == "+" + digits  # only a plain E.164 number is valid

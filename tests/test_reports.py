@@ -65,7 +65,7 @@ def test_reference_report_has_reference_prepared_request_and_validation(prepared
     assert f"`POST {URL}/phone_call_redirects`" in markdown
     assert "| Authorization | `Bearer [REDACTED]` |" in markdown
     assert "| Intercom-Version | `2.12` |" in markdown
-    assert '```json\n{\n  "phone": "+14155550100"\n}\n```' in markdown
+    assert '```json\n{\n  "phone": "+1415•••0100"\n}\n```' in markdown  # the phone, masked
     assert "**Valid**: the body and headers match" in markdown
     assert TOKEN not in markdown
 
@@ -88,8 +88,8 @@ def test_reference_report_of_an_invalid_body_lists_every_problem_with_hints() ->
     assert "_Headers are prepared once the request is valid._" in markdown
     assert "**Invalid request body** (2 problems); nothing was sent." in markdown
     assert "| Field | Problem | Hint |" in markdown
-    assert "| `/phone` | '+1 415 555 0100' is not a phone number in E.164 format" in markdown
-    assert "| remove spaces: +14155550100 |" in markdown
+    assert "| `/phone` | '+1 415•••0100' is not a phone number in E.164 format" in markdown
+    assert "| remove spaces: +1415•••0100 |" in markdown
     assert "| `/phone_number` | unknown field 'phone_number' | did you mean 'phone'? |" in markdown
 
 
@@ -105,7 +105,7 @@ def test_response_report_has_status_latency_request_id_rate_limits_and_body(prep
     markdown = reports.response_markdown(prepared, response)
     assert markdown.startswith("# Step 3 · Test request\n")
     assert f"**200 OK** from `POST {URL}/phone_call_redirects` in 42 ms." in markdown
-    assert "Intercom texted a Messenger link to `+14155550100`." in markdown
+    assert "Intercom texted a Messenger link to `+1415•••0100`." in markdown
     assert "| Status | `200` |" in markdown
     assert "| Latency | 42 ms |" in markdown
     assert "| Request id | `req_123` |" in markdown
@@ -127,7 +127,7 @@ def test_response_report_says_when_headers_are_missing_and_shows_a_url_answer(pr
     markdown = reports.response_markdown(prepared, response)
     assert "| Request id | not sent |" in markdown
     assert "| X-RateLimit-Limit | not sent |" in markdown
-    assert "`+14155550100`" in markdown  # the phone it was sent to, from the request
+    assert "`+1415•••0100`" in markdown  # the phone it was sent to, from the request, masked
     assert "http://via.intercom.io/msgr/x" in markdown
 
 
@@ -212,3 +212,49 @@ def test_json_fences_survive_backticks_in_the_body(prepared: PreparedRequest) ->
 
 def test_status_phrases_come_from_the_standard_library(prepared: PreparedRequest) -> None:
     assert "**Refused: 429 Too Many Requests**" in reports.api_error_markdown(prepared, IntercomAPIError(429))
+
+
+def test_no_report_shows_a_full_phone_number_unless_the_switch_is_on(
+    prepared: PreparedRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = {"phone": "+14155550100", "custom_attributes": {"callback": "+44 7911 123456"}}
+    response = IntercomResponse(
+        status_code=200,
+        data={"type": "phone_call_redirect", "phone": "+14155550100"},
+        request_id="req_1",
+        rate_limit=RateLimit(),
+        elapsed_ms=1,
+    )
+
+    def every_report() -> str:
+        reference = reports.reference_markdown(
+            query="phone",
+            hits=search("phone"),
+            endpoint=get_endpoint("phone_call_redirects"),
+            method="POST",
+            url=prepared.url,
+            body=body,
+            prepared=prepared,
+        )
+        return reference + reports.response_markdown(prepared, response)
+
+    markdown = every_report()
+    assert "14155550100" not in markdown and "7911 123456" not in markdown
+    assert "+1415•••0100" in markdown and "+44 79•••3456" in markdown
+    monkeypatch.setenv("PREFECT_INTERCOM_SHOW_PHONES", "1")
+    assert "+14155550100" in every_report()
+
+
+def test_a_huge_answer_body_is_shown_cut_and_a_cut_answer_says_so(prepared: PreparedRequest) -> None:
+    response = IntercomResponse(
+        status_code=200,
+        data={"type": "phone_call_redirect", "url": "x" * 100_000},
+        request_id=None,
+        rate_limit=RateLimit(),
+        elapsed_ms=1,
+        truncated="larger than 1 MiB; the rest was not read",
+    )
+    markdown = reports.response_markdown(prepared, response)
+    assert len(markdown) < reports.MAX_JSON_BLOCK + 5_000
+    assert "more characters not shown" in markdown
+    assert "The answer was larger than 1 MiB; the rest was not read; the SMS was sent all the same." in markdown

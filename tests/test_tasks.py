@@ -86,7 +86,7 @@ def test_invalid_body_fails_the_task_and_sends_nothing(sandbox: Sandbox, credent
     with pytest.raises(IntercomValidationError) as caught:
         sync_flow(credentials, "+1 415 555 0100")
     assert caught.value.errors[0].path == "/phone"
-    assert caught.value.errors[0].hint == "remove spaces: +14155550100"
+    assert caught.value.errors[0].hint == "remove spaces: +1415•••0100"  # masked (issue 9)
     assert sandbox.received == []
 
 

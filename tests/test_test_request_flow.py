@@ -134,7 +134,7 @@ def test_a_test_request_publishes_the_three_steps_and_sends_once(sandbox: Sandbo
 
     assert step3.startswith("# Step 3 · Test request")
     assert "**200 OK**" in step3
-    assert f"`{PHONE}`" in step3
+    assert "`+1415•••0100`" in step3 and PHONE not in step3  # masked (issue 9)
     assert "| Latency |" in step3 and "| Request id | `" in step3
     assert "| X-RateLimit-Limit |" in step3 and "| X-RateLimit-Remaining |" in step3
     assert '"type": "phone_call_redirect"' in step3
@@ -160,9 +160,9 @@ def test_an_invalid_phone_fails_the_run_sends_nothing_and_says_why(sandbox: Sand
     assert sandbox.received == []
     step2, step3 = run.artifacts[STEP_KEYS[1]], run.artifacts[STEP_KEYS[2]]
     assert "**Invalid request body** (1 problem); nothing was sent." in step2
-    assert "| `/phone` | '+1 415 555 0100' is not a phone number in E.164 format" in step2
-    assert "| remove spaces: +14155550100 |" in step2
-    assert '"phone": "+1 415 555 0100"' in step2  # the body as given is still shown
+    assert "| `/phone` | '+1 415•••0100' is not a phone number in E.164 format" in step2  # masked (issue 9)
+    assert "| remove spaces: +1415•••0100 |" in step2
+    assert '"phone": "+1 415•••0100"' in step2  # the body as given is still shown, masked
     assert "**Not sent**: the request body is invalid." in step3
     assert_no_token(run)
 
@@ -351,8 +351,8 @@ def test_cli_with_an_invalid_phone_prints_the_errors_sends_nothing_and_fails(pre
     out = completed.stdout
     assert "# Step 1 · Add the HTTP task" in out
     assert "# Step 2 · Find the API and load its reference" in out
-    assert "'+1 415 555 0100' is not a phone number in E.164 format" in out
-    assert "remove spaces: +14155550100" in out
+    assert "'+1 415•••0100' is not a phone number in E.164 format" in out  # masked (issue 9)
+    assert "remove spaces: +1415•••0100" in out
     assert "**Not sent**" in out
     assert "The sandbox received 0 request(s); 0 answered 200." in out
     assert "Test request failed" in completed.stderr

@@ -17,6 +17,14 @@ same database by default: the audit proves the raw token bytes are absent, which
 encryption at rest gives; it is not a defence against someone who can read the whole database.
 A positive control (a marker sent next to the token everywhere) must be found in the same
 places, so the search cannot pass by seeing nothing.
+
+Then hostile servers (`tests/hostile_scenarios.py`): answers that echo the token (as it is,
+JSON-escaped, URL-encoded) across the 300-character cut of error texts, in headers and the
+reason phrase, while httpx, httpcore and aiohttp log at DEBUG into the same server
+(`PREFECT_LOGGING_EXTRA_LOGGERS`). No 10-character piece of that token, and no full phone
+number the tasks texted, may be in any text, log line, API view, file under PREFECT_HOME or
+the database; the controls (httpcore's DEBUG record of the echoed headers, the masked phone,
+a marker) must be.
 """
 
 from __future__ import annotations
@@ -39,6 +47,16 @@ import pytest
 
 from .audit_scenarios import MARKER
 from .conftest import PROJECT_ROOT, SECRET_TOKEN
+from .hostile_scenarios import (
+    CANARY_HEADER,
+    CANARY_TOKEN,
+    PARAMETER_PHONE,
+    SHAPES,
+    TASK_PHONE,
+    TASK_PHONE_MASKED,
+)
+from .hostile_scenarios import MARKER as HOSTILE_MARKER
+from .leaks import exposed, phone_shown
 
 pytestmark = pytest.mark.e2e
 
@@ -198,6 +216,84 @@ def test_the_api_shows_no_token(audit: dict[str, Any], audit_server: AuditServer
         assert _found(json.dumps(view).encode()) == [], name  # ... and none holds the token
 
 
+@pytest.fixture(scope="module")
+def hostile(audit_server: AuditServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the hostile scenarios against the audit server, the HTTP libraries logging into it at DEBUG."""
+    output = tmp_path_factory.mktemp("hostile-output") / "report.json"
+    env = {**audit_server.env, "PREFECT_LOGGING_EXTRA_LOGGERS": "httpx,httpcore,aiohttp"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "tests.hostile_scenarios", str(output)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=SCENARIO_SECONDS,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr.decode(errors="replace")[-5000:]
+    report = json.loads(output.read_text())
+    report["process output"] = (finished.stdout + finished.stderr).decode(errors="replace")
+    return report
+
+
+def _dump(view: Any) -> str:
+    return json.dumps(view, ensure_ascii=False)
+
+
+def test_hostile_answers_leave_no_piece_of_the_token_and_no_full_phone_in_what_a_user_sees(
+    hostile: dict[str, Any],
+) -> None:
+    assert len(hostile["flow_runs"]) == 2 * len(SHAPES) + 3
+    assert hostile["received"] == 2 * len(SHAPES) + 2  # the invalid phone sent nothing
+    texts = hostile["texts"]
+    assert any(f"remove spaces: {TASK_PHONE_MASKED}" in text for text in texts)  # the control
+    assert exposed(texts, CANARY_TOKEN) == []
+    assert not phone_shown(texts, TASK_PHONE)
+
+
+def test_debug_logs_of_the_http_libraries_hold_no_piece_of_the_token(hostile: dict[str, Any]) -> None:
+    lines = hostile["process output"].splitlines()
+    assert any(CANARY_HEADER in line and "httpcore" in line for line in lines)  # DEBUG headers were logged
+    assert any("HTTP Request: POST" in line for line in lines)  # ... and httpx's line with the reason phrase
+    assert exposed(lines, CANARY_TOKEN) == []
+    assert not phone_shown(lines, TASK_PHONE)
+
+
+def _all_logs(audit_server: AuditServer, flow_run_ids: list[str]) -> list[Any]:
+    logs: list[Any] = []
+    for page in range(100):  # bounded
+        batch = audit_server.post(
+            "/logs/filter",
+            {"logs": {"flow_run_id": {"any_": flow_run_ids}}, "limit": 200, "offset": 200 * page},
+        )
+        logs += batch
+        if len(batch) < 200:
+            break
+    return logs
+
+
+def test_the_api_shows_no_piece_of_an_echoed_token_and_phones_only_masked(
+    hostile: dict[str, Any], audit_server: AuditServer
+) -> None:
+    flow_run_ids = list(hostile["flow_runs"].values())
+    by_run = {"flow_run_id": {"any_": flow_run_ids}}
+    views = {
+        "flow runs": audit_server.post("/flow_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}}),
+        "task runs": audit_server.post("/task_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}}),
+        "logs": _all_logs(audit_server, flow_run_ids),
+        "artifacts": audit_server.post("/artifacts/filter", {"artifacts": by_run, "limit": 200}),
+        "events": audit_server.post("/events/filter", {"limit": 50}),
+    }
+    logs, artifacts = _dump(views["logs"]), _dump(views["artifacts"])
+    assert CANARY_HEADER in logs  # the control: httpcore's DEBUG records reached Prefect's API
+    assert TASK_PHONE_MASKED in logs and HOSTILE_MARKER in logs
+    assert PARAMETER_PHONE in _dump(views["flow runs"])  # parameters are stored as given (docs/security.md)
+    assert "+1415•••0123" in artifacts and PARAMETER_PHONE not in artifacts  # ... artifacts mask them
+    for name, view in views.items():
+        text = _dump(view)
+        assert exposed(text, CANARY_TOKEN) == [], name
+        assert not phone_shown(text, TASK_PHONE), name
+
+
 def test_the_database_and_every_file_of_the_server_hold_no_token(
     audit: dict[str, Any], audit_server: AuditServer
 ) -> None:
@@ -212,3 +308,22 @@ def test_the_database_and_every_file_of_the_server_hold_no_token(
     leaking = {str(path): _found(path.read_bytes()) for path in files}
     assert {path: found for path, found in leaking.items() if found} == {}
 
+
+def test_the_database_and_every_file_hold_no_piece_of_an_echoed_token_and_no_full_task_phone(
+    hostile: dict[str, Any], audit_server: AuditServer
+) -> None:
+    audit_server.stop()
+    files = [path for path in audit_server.home.rglob("*") if path.is_file()]
+    files += [path for path in audit_server.database.parent.glob(audit_server.database.name + "*")]
+    files.append(audit_server.log_path)
+    database = audit_server.database.read_bytes()
+    assert CANARY_HEADER.encode() in database  # the controls: DEBUG records of httpcore ...
+    assert TASK_PHONE_MASKED.encode() in database  # ... the masked phone of the tasks' logs
+    assert HOSTILE_MARKER.encode() in database
+    leaking = {}
+    for path in files:
+        text = path.read_bytes().decode("latin-1")
+        found = exposed(text, CANARY_TOKEN) + (["the task phone"] if phone_shown(text, TASK_PHONE) else [])
+        if found:
+            leaking[str(path)] = found
+    assert leaking == {}

@@ -83,8 +83,8 @@ INVALID_BODIES = [
     ({}, "/phone", "required field 'phone' is missing", "+14155550100"),
     ({"phone_number": "+14155550100"}, "/phone_number", "unknown field 'phone_number'", "did you mean 'phone'"),
     ({"phone": "+14155550100", "custom_atributes": {}}, "/custom_atributes", "unknown field", "custom_attributes"),
-    ({"phone": "+1 415 555 0100"}, "/phone", "E.164", "remove spaces: +14155550100"),
-    ({"phone": "+1 (415) 555-0100"}, "/phone", "E.164", "remove spaces and punctuation: +14155550100"),
+    ({"phone": "+1 415 555 0100"}, "/phone", "E.164", "remove spaces: +1415•••0100"),
+    ({"phone": "+1 (415) 555-0100"}, "/phone", "E.164", "remove spaces and punctuation: +1415•••0100"),
     ({"phone": "14155550100"}, "/phone", "E.164", "start with '+' and the country code"),
     ({"phone": "415-555-0100"}, "/phone", "E.164", "without its national leading 0"),
     ({"phone": "0014155550100"}, "/phone", "E.164", "replace the international prefix 00"),
@@ -125,8 +125,12 @@ INVALID_BODIES = [
         "expected an array",
         None,
     ),
-    ({"phone": "+14155550100", "custom_attributes": {"when": dt.date(2024, 1, 2)}}, "/custom_attributes/when",
-     "not a JSON value", "ISO 8601"),
+    (
+        {"phone": "+14155550100", "custom_attributes": {"when": dt.date(2024, 1, 2)}},
+        "/custom_attributes/when",
+        "not a JSON value",
+        "ISO 8601",
+    ),
     ({"phone": "+14155550100", "custom_attributes": {"x": float("inf")}}, "/custom_attributes/x", "JSON number", None),
     ({"phone": "+14155550100", "custom_attributes": {1: "a"}}, "/custom_attributes/1", "keys must be strings", None),
     ([], "", "expected an object, got an array", None),
@@ -203,3 +207,40 @@ def test_version_typo_gets_a_suggestion() -> None:
 def test_json_pointer_escapes_per_rfc_6901() -> None:
     assert json_pointer([]) == ""
     assert json_pointer(["a/b", "m~n", 0]) == "/a~1b/m~0n/0"
+
+
+# --- phone numbers are masked in every message and hint -----------------------------------
+
+MASKED_INPUTS = [
+    # (body, the number's digits, what the message or hint shows instead)
+    ({"phone": "+353 87 123 5678"}, "353871235678", "remove spaces: +3538•••5678"),
+    ({"phone": "+353 87 123 5678"}, "353871235678", "'+353 8•••5678' is not a phone number"),
+    ({"phone": " +353871235678"}, "353871235678", "white space or line break: +3538•••5678"),
+    ({"phone": "00353871235678"}, "353871235678", "with '+': +3538•••5678"),
+    ({"phone": "353871235678"}, "353871235678", "'3538•••5678' is not a phone number"),
+    ({"phone": 353871235678}, "353871235678", "got an integer (3538•••5678)"),
+    ({"phone": "+353871235678x"}, "353871235678", "'+3538•••5678x' is not a phone number"),
+    ({"phone": "+14155550100", "+353871235678": 1}, "353871235678", "unknown field '+3538•••5678'"),
+    ({"phone": "+14155550100", "custom_attributes": {"a": ["+353871235678"]}}, "353871235678", "got an array"),
+]
+
+
+@pytest.mark.parametrize(("body", "digits", "shown"), MASKED_INPUTS)
+def test_a_number_in_the_input_is_masked_in_messages_hints_and_the_error(body: Any, digits: str, shown: str) -> None:
+    with pytest.raises(IntercomValidationError) as caught:
+        validate_request(ENDPOINT, body)
+    text = str(caught.value) + repr(caught.value) + repr(caught.value.errors)
+    assert shown in text
+    assert digits not in text.replace(" ", "")
+
+
+def test_the_switch_shows_full_numbers_for_debugging(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_INTERCOM_SHOW_PHONES", "1")
+    [(_, message, hint)] = _errors({"phone": "+353 87 123 5678"})
+    assert hint == "remove spaces: +353871235678"
+    assert "'+353 87 123 5678'" in message
+
+
+def test_examples_in_hints_are_not_masked() -> None:
+    [(_, _, hint)] = _errors({})
+    assert hint is not None and '"+14155550100"' in hint  # our own example, not the user's number

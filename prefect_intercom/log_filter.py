@@ -1,0 +1,131 @@
+"""Keep the access token out of the HTTP libraries' log records, at every level.
+
+httpcore logs the response headers at DEBUG (a header that echoes `Authorization` among
+them), httpx logs the server's reason phrase at INFO, and aiohttp's and asyncio's records can
+quote what a server sent. Prefect ships such records to its API, and from there to its
+database, when `PREFECT_LOGGING_EXTRA_LOGGERS` names them.
+
+Every `IntercomClient` registers its token here before its first request (`protect`). While
+it exists, `SECRET_FILTER`, attached to each logger in `LOGGER_NAMES`, redacts the token
+(every form `prefect_intercom.redaction` knows) from the message, its arguments, the
+traceback text and the stack of every record those loggers emit. A filter runs only for
+records a logger emits, so it costs nothing while their level is above the record's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+from prefect_intercom.redaction import Redactor, RedactorSet
+
+# The loggers of the HTTP stack under the client (a filter sees only its own logger's records,
+# not those of its children, so each one is named).
+LOGGER_NAMES = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "hpack",
+    "hpack.hpack",
+    "hpack.table",
+    "h2",
+    "aiohttp",
+    "aiohttp.access",
+    "aiohttp.client",
+    "aiohttp.internal",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.websocket",
+    "httpx_aiohttp",
+    "asyncio",
+)
+
+
+class SecretLogFilter(logging.Filter):
+    """Redacts the tokens of every live client from each record; never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact `record` in place (message, arguments, traceback and stack text); keep it."""
+        redactors = _active
+        if redactors:
+            redact_record(record, redactors)
+        return True
+
+
+SECRET_FILTER = SecretLogFilter()
+_lock = threading.Lock()
+_counts: dict[str, int] = {}
+_redactors: dict[str, Redactor] = {}
+_active = RedactorSet(())
+_owners: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def protect(owner: Any, secret: str) -> None:
+    """Redact `secret` from the HTTP libraries' log records for as long as `owner` exists.
+
+    Cheap after the first call for the same owner. Attaches `SECRET_FILTER` to each logger of
+    `LOGGER_NAMES` that lacks it (again if logging was reconfigured since).
+
+    Args:
+        owner: The object whose lifetime bounds the protection (an `IntercomClient`).
+        secret: The token.
+    """
+    if not secret or owner in _owners:
+        return
+    global _active
+    with _lock:
+        if owner in _owners:
+            return
+        _owners.add(owner)
+        _counts[secret] = _counts.get(secret, 0) + 1
+        if secret not in _redactors:
+            _redactors[secret] = Redactor(secret)
+            _active = RedactorSet(_redactors.values())
+        weakref.finalize(owner, _release, secret)
+    install()
+
+
+def install() -> None:
+    """Attach `SECRET_FILTER` to every logger of `LOGGER_NAMES` (idempotent)."""
+    for name in LOGGER_NAMES:
+        logger = logging.getLogger(name)
+        if SECRET_FILTER not in logger.filters:
+            logger.addFilter(SECRET_FILTER)
+
+
+def redact_record(record: logging.LogRecord, redactor: Redactor | RedactorSet) -> None:
+    """Redact `record` in place: its message (formatted with its arguments), traceback and stack."""
+    try:
+        message = record.getMessage()
+    except Exception:  # arguments that do not fit the format: redact what there is
+        message = f"{record.msg} {record.args!r}"
+    clean = redactor.redact(message)
+    if clean != message:
+        record.msg, record.args = clean, None
+    if record.exc_info:
+        text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+        clean = redactor.redact(text)
+        if clean != text:  # the traceback text stands in for the exception, which holds the token
+            record.exc_text, record.exc_info = clean, None
+    elif record.exc_text:
+        record.exc_text = redactor.redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redactor.redact(record.stack_info)
+
+
+def _release(secret: str) -> None:
+    global _active
+    with _lock:
+        left = _counts.get(secret, 0) - 1
+        if left > 0:
+            _counts[secret] = left
+            return
+        _counts.pop(secret, None)
+        _redactors.pop(secret, None)
+        _active = RedactorSet(_redactors.values())

@@ -1,0 +1,151 @@
+"""Phone numbers are personal data: everything the package writes shows them masked.
+
+`mask_phone("+353871235678")` is `+3538•••5678`: the country code and the last digits stay,
+enough to tell numbers apart and to act on a hint ("remove spaces: +1 415•••0100"), the middle
+goes. Any text can be masked the same way (`mask_digits`): every run of `MIN_DIGITS` or more
+digits, spaces and phone punctuation allowed between them, keeps at most its first and last
+four digits and never shows fewer than three hidden ones. Answers from the network are masked
+for the phone of the request they answer (`mask_known_phone`), so a request id or a date in
+them stays readable.
+
+One switch shows full numbers, for debugging only: set the environment variable
+`PREFECT_INTERCOM_SHOW_PHONES=1` (read at every call, off by default).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
+MASK = "•••"
+MIN_DIGITS = 5
+_TRUE = frozenset({"1", "true", "yes", "on"})
+# A run of digits, with spaces and phone punctuation between them, optionally after a '+'.
+_PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
+_DIGIT = re.compile(r"\d")
+
+
+def show_phones() -> bool:
+    """Whether full phone numbers are shown (`PREFECT_INTERCOM_SHOW_PHONES=1`; off by default)."""
+    return os.environ.get(SHOW_PHONES_ENV, "").strip().lower() in _TRUE
+
+
+def mask_phone(phone: Any) -> str:
+    """A phone number (or any value) as text, with the middle of every digit run hidden: `+1415•••0100`.
+
+    Args:
+        phone: The number; other values are shown as `str(value)`, masked the same way.
+
+    Returns:
+        The masked text, or the full text when `PREFECT_INTERCOM_SHOW_PHONES=1`.
+    """
+    text = phone if isinstance(phone, str) else str(phone)
+    return text if show_phones() else mask_digits(text)
+
+
+def mask_digits(text: str) -> str:
+    """`text` with every phone-like run of `MIN_DIGITS` or more digits masked (ignores the switch)."""
+    if len(text) < MIN_DIGITS:
+        return text
+    return _PHONE_LIKE.sub(_mask_run, text)
+
+
+def mask_known_phone(text: str, phone: Any) -> str:
+    """`text` with the digits of `phone` masked wherever they stand alone (not inside a longer number).
+
+    Args:
+        text: Any text, e.g. a message from the server.
+        phone: The number to hide (its digits are looked for with or without `+` or `%2B`).
+
+    Returns:
+        The text, masked (unchanged when `PREFECT_INTERCOM_SHOW_PHONES=1`).
+    """
+    digits = _digits_of(phone)
+    if digits is None or digits not in text or show_phones():
+        return text
+    masked = _masked_digits(digits)
+    parts, last, start = [], 0, text.find(digits)
+    while start != -1:
+        end = start + len(digits)
+        alone = (start == 0 or not text[start - 1].isdigit()) and (end == len(text) or not text[end].isdigit())
+        if alone:
+            parts += [text[last:start], masked]
+            last = end
+        start = text.find(digits, end if alone else start + 1)
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def phone_masker(body: Any) -> Callable[[str], str]:
+    """A function that masks the phone of a request `body` (`{"phone": ...}`) in any text."""
+    phone = body.get("phone") if isinstance(body, Mapping) else None
+    return _same if phone is None else _KnownPhone(phone)
+
+
+class _KnownPhone:
+    """`mask_known_phone` for one number (its digits are worked out on first use: most answers need none)."""
+
+    __slots__ = ("_phone",)
+
+    def __init__(self, phone: Any) -> None:
+        self._phone = phone
+
+    def __call__(self, text: str) -> str:
+        return mask_known_phone(text, self._phone)
+
+
+def mask_values(value: Any, mask: Callable[[str], str] = mask_phone) -> Any:
+    """A JSON value with `mask` applied to every string in it, keys included (for showing bodies).
+
+    Args:
+        value: Any JSON value (dicts, lists, strings, numbers).
+        mask: What to apply (default: `mask_phone`, which honours the switch).
+
+    Returns:
+        A masked copy; numbers of `MIN_DIGITS` or more digits become masked strings.
+    """
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Mapping):
+        return {mask(str(key)): mask_values(item, mask) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_values(item, mask) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** (MIN_DIGITS - 1):
+        masked = mask(str(value))
+        return value if masked == str(value) else masked
+    return value
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _digits_of(phone: Any) -> str | None:
+    """The digits of `phone` when it has `MIN_DIGITS` or more (ASCII or any script), else `None`."""
+    if not isinstance(phone, str):
+        return None
+    digits = "".join(char for char in phone if char.isdigit())
+    return digits if len(digits) >= MIN_DIGITS else None
+
+
+def _kept(count: int) -> int:
+    """How many digits stay visible at each end of a run of `count` digits (3 or more are hidden)."""
+    return min(4, max(1, (count - 3) // 2))
+
+
+def _masked_digits(digits: str) -> str:
+    keep = _kept(len(digits))
+    return f"{digits[:keep]}{MASK}{digits[-keep:]}"
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    run = match.group()
+    prefix = 3 if run[:1] == "%" else 0  # `%2B`, a URL-encoded '+', holds a digit of its own
+    positions = [found.start() for found in _DIGIT.finditer(run, prefix)]
+    if len(positions) < MIN_DIGITS:
+        return run
+    keep = _kept(len(positions))
+    return f"{run[: positions[keep - 1] + 1]}{MASK}{run[positions[-keep] :]}"

@@ -1,0 +1,279 @@
+r"""Remove every piece of a secret from a text, then (and only then) shorten it.
+
+A server, a proxy or an attacker can echo the `Authorization` header back in any form: as it
+is, `Bearer `-prefixed, JSON-escaped (`\u0074ok\/...`), URL-encoded (`%2F`, `%2b`), as
+HTML character references, cut short by its own limits, or upper-cased. `Redactor.redact`
+replaces every run of at least `PIECE` characters of the token (compared case-insensitively,
+after decoding those escapes) with `[REDACTED]`, so no piece of that length survives, and
+`redact_then_cut` shortens a text only after redacting it: a cut can never leave part of the
+token visible.
+
+Redacting a text that holds no piece of the token and no escape costs three passes in C (a
+scan for escape characters, an ASCII lower-casing and one regular expression search).
+"""
+
+from __future__ import annotations
+
+import html.entities
+import re
+from bisect import bisect_right
+from collections.abc import Iterable
+
+REDACTED = "[REDACTED]"
+# No run of this many characters of the token survives redaction (shorter tokens: the token).
+PIECE = 8
+_ANCHOR = 4  # `PIECE` >= 2 * `_ANCHOR`: every piece of `PIECE` characters holds an aligned anchor
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+# Escapes a reader may decode: %XX (URL); \uXXXX, \xXX, \/ (JSON, JavaScript); character
+# references (HTML, read exactly as `html.unescape` reads them: `&#116`, `&sol;`, `&amp`).
+_URL_ESCAPE = r"%(?P<url>[0-9A-Fa-f]{2})"
+_JSON_ESCAPE = r"\\u(?P<u>[0-9A-Fa-f]{4})|\\x(?P<x>[0-9A-Fa-f]{2})|\\(?P<slash>/)"
+_HTML_ESCAPE = r"(?P<html>&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?))"
+# Each scheme on its own (what a reader of one of them sees), and all of them at once.
+_SCHEMES = (
+    ("%", re.compile(_URL_ESCAPE)),
+    ("\\", re.compile(_JSON_ESCAPE)),
+    ("&", re.compile(_HTML_ESCAPE)),
+)
+_ALL_SCHEMES = re.compile(f"{_URL_ESCAPE}|{_JSON_ESCAPE}|{_HTML_ESCAPE}")
+_ESCAPE_STARTS = frozenset("%\\&")
+_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "\ufffd")
+
+
+class Redactor:
+    """Removes a secret (an access token) from texts, whatever form it was echoed in.
+
+    Args:
+        secret: The secret; an empty one redacts nothing.
+
+    Example:
+        ```python
+        redactor = Redactor("tok_abcdefghijklmnop")
+        redactor.redact("Bearer tok_abcdefghijk")  # 'Bearer [REDACTED]'
+        redactor.redact("tok%5Fabcdefghijklmnop")  # '[REDACTED]'
+        ```
+    """
+
+    __slots__ = ("_anchor_search", "_anchors", "_lowered", "_piece")
+
+    def __init__(self, secret: str) -> None:
+        self._lowered = secret.translate(_ASCII_LOWER)
+        self._piece = min(PIECE, len(secret))
+        size = min(_ANCHOR, len(secret))
+        # Anchors at every multiple of `size`: any run of `_piece` characters of the secret holds one.
+        self._anchors: dict[str, list[int]] = {}
+        for start in range(0, len(secret) - size + 1, size if self._piece >= 2 * size else 1):
+            self._anchors.setdefault(self._lowered[start : start + size], []).append(start)
+        pattern = "|".join(re.escape(anchor) for anchor in sorted(self._anchors, key=len, reverse=True))
+        self._anchor_search = re.compile(pattern).search if secret else None
+
+    def __repr__(self) -> str:
+        return "Redactor([REDACTED])"
+
+    def redact(self, text: str) -> str:
+        """`text` with every run of `PIECE` or more characters of the secret replaced by `[REDACTED]`.
+
+        Runs are looked for in the text as it is and, when it holds escapes, as a reader of
+        each escaping scheme (and of all of them at once) would decode it.
+        """
+        if self._anchor_search is None or not text:
+            return text
+        if _ESCAPE_STARTS.isdisjoint(text):  # the common case: one view, the text as it is
+            lowered = text.translate(_ASCII_LOWER)
+            if self._anchor_search(lowered) is None:
+                return text
+            spans = self._spans(lowered)
+            return _replace(text, spans) if spans else text
+        spans = []
+        for view in _views(text):
+            lowered = view.text.translate(_ASCII_LOWER)
+            if self._anchor_search(lowered) is None:
+                continue
+            found = self._spans(lowered)
+            spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
+        return _replace(text, _whole_escapes(text, spans)) if spans else text
+
+    def _spans(self, lowered: str) -> list[tuple[int, int]]:
+        """Maximal runs of the secret's characters in `lowered`, `_piece` long or more, in order."""
+        secret, size, found = self._lowered, min(_ANCHOR, len(self._lowered)), []
+        covered_to = -1
+        position = 0
+        while True:
+            match = self._anchor_search(lowered, position)
+            if match is None:
+                break
+            at = match.start()
+            position = at + 1
+            if at + size <= covered_to:
+                continue  # inside a run already found
+            best: tuple[int, int] | None = None
+            for offset in self._anchors[match.group()]:
+                left = 0
+                while left < offset and at - left > 0 and lowered[at - left - 1] == secret[offset - left - 1]:
+                    left += 1
+                right = 0
+                end = at + size
+                while offset + size + right < len(secret) and end + right < len(lowered):
+                    if lowered[end + right] != secret[offset + size + right]:
+                        break
+                    right += 1
+                start, stop = at - left, end + right
+                if stop - start >= self._piece and (best is None or stop - start > best[1] - best[0]):
+                    best = (start, stop)
+            if best is not None:
+                found.append(best)
+                covered_to = max(covered_to, best[1])
+        return found
+
+
+class RedactorSet:
+    """Several `Redactor`s applied one after the other (e.g. the tokens of every open client).
+
+    Args:
+        redactors: The redactors.
+    """
+
+    __slots__ = ("_redactors",)
+
+    def __init__(self, redactors: Iterable[Redactor]) -> None:
+        self._redactors = tuple(redactors)
+
+    def __bool__(self) -> bool:
+        return bool(self._redactors)
+
+    def redact(self, text: str) -> str:
+        """`text` redacted by every redactor."""
+        for redactor in self._redactors:
+            text = redactor.redact(text)
+        return text
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` safe to show on one line, shortened to `limit` characters (`...` marks a cut).
+
+    White space is collapsed and control characters (a terminal's escape sequences among
+    them) become U+FFFD. Only ever give it a text that has already been redacted.
+    """
+    text = " ".join(text.split()).translate(_CONTROLS)
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
+def redact_then_cut(text: str, redact: Redactor | RedactorSet | None, limit: int) -> str:
+    """Redact `text` whole, then `cut` it: no cut can leave part of the secret visible."""
+    return cut(redact.redact(text) if redact is not None else text, limit)
+
+
+class _Decoded:
+    """A text with escapes decoded, and the way back to positions in the original.
+
+    Attributes:
+        text: The decoded text.
+    """
+
+    __slots__ = ("_cumulated", "_decoded_at", "_ends", "_lengths", "_starts", "text")
+
+    def __init__(self, original: str, pattern: re.Pattern[str] | None) -> None:
+        parts: list[str] = []
+        # For each escape: where its replacement starts in the decoded text and how long it is,
+        # where it is in the original, and the characters gained so far (original - decoded).
+        self._decoded_at: list[int] = []
+        self._lengths: list[int] = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._cumulated: list[int] = []
+        last = decoded_length = gained = 0
+        for match in pattern.finditer(original) if pattern is not None else ():
+            replacement = _unescape(match)
+            if replacement is None:
+                continue
+            parts.append(original[last : match.start()])
+            decoded_length += match.start() - last
+            parts.append(replacement)
+            gained += (match.end() - match.start()) - len(replacement)
+            self._decoded_at.append(decoded_length)
+            self._lengths.append(len(replacement))
+            self._starts.append(match.start())
+            self._ends.append(match.end())
+            self._cumulated.append(gained)
+            decoded_length += len(replacement)
+            last = match.end()
+        parts.append(original[last:])
+        self.text = "".join(parts) if self._starts else original
+
+    @property
+    def escaped(self) -> bool:
+        """Whether any escape was decoded."""
+        return bool(self._starts)
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the original holding decoded characters `start` to `end` (exclusive)."""
+        return self._position(start, before=True), self._position(end - 1, before=False)
+
+    def _position(self, index: int, *, before: bool) -> int:
+        """Where decoded character `index` starts (`before`) or ends in the original; an escape counts whole."""
+        escape = bisect_right(self._decoded_at, index) - 1
+        if escape >= 0 and index < self._decoded_at[escape] + self._lengths[escape]:
+            return self._starts[escape] if before else self._ends[escape]
+        position = index + (self._cumulated[escape] if escape >= 0 else 0)
+        return position if before else position + 1
+
+
+def _views(text: str) -> list[_Decoded]:
+    """`text` as it is, then as decoded by each escaping scheme it uses, and by all at once if several."""
+    views = [_Decoded(text, None)]
+    if _ESCAPE_STARTS.isdisjoint(text):
+        return views
+    for introducer, pattern in _SCHEMES:
+        if introducer in text:
+            view = _Decoded(text, pattern)
+            if view.escaped:
+                views.append(view)
+    if len(views) > 2:
+        views.append(_Decoded(text, _ALL_SCHEMES))
+    return views
+
+
+def _unescape(match: re.Match[str]) -> str | None:
+    """What an escape stands for (`None`: not an escape after all)."""
+    groups = match.groupdict()
+    if groups.get("html"):
+        decoded = html.unescape(match.group())
+        return None if decoded == match.group() else decoded
+    if groups.get("slash"):
+        return "/"
+    digits = groups.get("url") or groups.get("u") or groups.get("x")
+    return chr(int(digits, 16)) if digits else None
+
+
+def _whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` widened so that none cuts an escape in two (what is left of one could mean another character)."""
+    if _ESCAPE_STARTS.isdisjoint(text):
+        return spans
+    starts, ends = [], []
+    for match in _ALL_SCHEMES.finditer(text):
+        starts.append(match.start())
+        ends.append(match.end())
+    widened = []
+    for start, end in spans:
+        for edge in (start, end):
+            escape = bisect_right(starts, edge) - 1
+            if escape >= 0 and starts[escape] < edge < ends[escape]:
+                start, end = min(start, starts[escape]), max(end, ends[escape])
+        widened.append((start, end))
+    return widened
+
+
+def _replace(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each span (merged when they touch or overlap) replaced by `[REDACTED]`."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    parts, last = [], 0
+    for start, end in merged:
+        parts += [text[last:start], REDACTED]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
