@@ -374,3 +374,19 @@ async def test_the_async_task_in_an_async_flow(
 
     report = await deflect()
     assert report.counts["sent"] == 12 and report.batch_key == "async-1"
+
+
+async def test_a_failing_item_key_rejects_the_item_without_quoting_its_phone(
+    sandbox: Sandbox, storage: LocalFileSystem
+) -> None:
+    def broken(body: dict[str, Any]) -> Any:
+        if body["phone"].endswith("1"):
+            raise KeyError(f"no account for {body['phone']}")
+        return int(body["phone"][1:])  # not a string
+
+    report = await send(sandbox.url, bodies(2), storage, item_key=broken)
+    messages = [item.message or "" for item in report.items()]
+    assert [item.outcome for item in report.items()] == [ItemOutcome.REJECTED, ItemOutcome.REJECTED]
+    assert "must be a non-empty string" in messages[0] and "KeyError" in messages[1]
+    assert not any(phone(index)[1:] in message for index in range(2) for message in messages)
+    assert not sandbox.received

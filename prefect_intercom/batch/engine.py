@@ -46,8 +46,8 @@ from prefect_intercom.errors import (
     IntercomValidationError,
 )
 from prefect_intercom.outcomes import Outcome
+from prefect_intercom.privacy import mask_digits, mask_phone
 from prefect_intercom.retry import outcome_of
-from prefect_intercom.tasks import mask_phone
 
 DEFAULT_STOP_AFTER_UNKNOWN = 25
 # Answers that would be the same for every item: stop instead of failing each one.
@@ -118,7 +118,7 @@ class _BatchRun:
             self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
             return None
         except Exception as error:  # an item the schema cannot even look at, or a failing item_key
-            message = f"{type(error).__name__}: {error}"
+            message = mask_digits(f"{type(error).__name__}: {error}")
             self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
             return None
         digest = self.ledger.digest(key)
@@ -190,6 +190,7 @@ class _BatchRun:
                     item.phone,
                     status=response.status_code,
                     request_id=response.request_id,
+                    message=f"sent; the answer was cut: {response.truncated}" if response.truncated else None,
                     attempts=response.attempts,
                 )
             if announced:
