@@ -13,6 +13,7 @@ from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import IntercomError
+from prefect_intercom.events import redirect_events
 from prefect_intercom.idempotency import SentOncePerFlowRun, send_guard
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
@@ -69,11 +70,13 @@ async def acreate_phone_call_redirect(
     """
     logger = get_run_logger()
     async with credentials.get_client(**_send_options(logger, retry, global_rate_limit)) as client:
-        prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
-        guard = send_guard(retry)
-        async with guard.asending() if guard else contextlib.nullcontext():
-            _log_sending(logger, prepared)
-            response = await client.asend(prepared)
+        with redirect_events(client.base_url) as answer:
+            prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
+            guard = send_guard(retry)
+            async with guard.asending() if guard else contextlib.nullcontext():
+                _log_sending(logger, prepared)
+                response = await client.asend(prepared)
+            answer.update(status=response.status_code, request_id=response.request_id)
     return _result(logger, response)
 
 
@@ -133,11 +136,13 @@ def create_phone_call_redirect(
     """
     logger = get_run_logger()
     with credentials.get_client(**_send_options(logger, retry, global_rate_limit)) as client:
-        prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
-        guard = send_guard(retry)
-        with guard.sending() if guard else contextlib.nullcontext():
-            _log_sending(logger, prepared)
-            response = client.send(prepared)
+        with redirect_events(client.base_url) as answer:
+            prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
+            guard = send_guard(retry)
+            with guard.sending() if guard else contextlib.nullcontext():
+                _log_sending(logger, prepared)
+                response = client.send(prepared)
+            answer.update(status=response.status_code, request_id=response.request_id)
     return _result(logger, response)
 
 

@@ -17,6 +17,7 @@ from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY
 from prefect_intercom.batch.engine import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey, asend_batch
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport, BatchStoppedError
 from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.events import emit_batch_finished
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
@@ -136,6 +137,7 @@ async def _arun_batch_task(
         description=report.summary_markdown(max_table_rows),
     )
     logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
+    emit_batch_finished(report)
     if report.stopped:
         raise BatchStoppedError(report)
     return report

@@ -1,0 +1,90 @@
+"""Prefect events for Automations: what a send or a batch did, never a phone number or the token.
+
+| event | when | payload |
+| --- | --- | --- |
+| `intercom.phone_call_redirect.<outcome>` | one send: `sent`, `not_sent`, `unknown`, `rejected` | status, code, id |
+| `intercom.batch.finished` | every batch that ran, stopped early or not | `batch_key`, `run`, `counts`, `stopped` |
+| `intercom.batch.unknown` | a batch left someone `unknown` (maybe texted) | as above |
+| `intercom.batch.not_sent` | a batch left someone `not_sent` (a re-run sends them) | as above |
+
+The resource of a send is the Intercom app's host (`intercom.host.api.intercom.io`); the resource
+of a batch is its key (`intercom.batch.<hash of the key>`, named by the key). Prefect adds the
+flow run and task run as related resources. An Automation that alerts when a batch leaves anyone
+`unknown` triggers on `intercom.batch.unknown` (see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from prefect.events import emit_event
+
+from prefect_intercom.errors import IntercomError, IntercomValidationError
+from prefect_intercom.outcomes import Outcome
+from prefect_intercom.retry import outcome_of
+
+if TYPE_CHECKING:
+    from prefect_intercom.batch.report import BatchReport
+
+EVENT_PREFIX = "intercom."
+
+
+def _host_resource(base_url: str) -> dict[str, str]:
+    host = urlsplit(base_url).hostname or "unknown"
+    return {"prefect.resource.id": f"intercom.host.{host}", "prefect.resource.name": host}
+
+
+def emit_redirect_outcome(outcome: Outcome, base_url: str, **payload: Any) -> None:
+    """Emit `intercom.phone_call_redirect.<outcome>` for one single send (payload: status, code, request id)."""
+    emit_event(
+        event=f"{EVENT_PREFIX}phone_call_redirect.{outcome.value}",
+        resource=_host_resource(base_url),
+        payload={key: value for key, value in payload.items() if value is not None},
+    )
+
+
+@contextmanager
+def redirect_events(base_url: str) -> Iterator[dict[str, Any]]:
+    """Around one single send: emit its outcome's event, whatever happens (the error propagates).
+
+    Yields a dict the caller fills with the answer (`status`, `request_id`) on success.
+    """
+    answer: dict[str, Any] = {}
+    try:
+        yield answer
+    except IntercomValidationError:
+        emit_redirect_outcome(Outcome.REJECTED, base_url)
+        raise
+    except IntercomError as error:
+        emit_redirect_outcome(
+            outcome_of(error),
+            base_url,
+            status=getattr(error, "status_code", None),
+            error_code=getattr(error, "error_code", None),
+            request_id=getattr(error, "request_id", None),
+        )
+        raise
+    emit_redirect_outcome(Outcome.SENT, base_url, **answer)
+
+
+def emit_batch_finished(report: BatchReport) -> None:
+    """Emit `intercom.batch.finished`, and `intercom.batch.unknown` / `.not_sent` when it left anyone so."""
+    resource = {
+        "prefect.resource.id": f"intercom.batch.{hashlib.sha256(report.batch_key.encode()).hexdigest()[:24]}",
+        "prefect.resource.name": report.batch_key,
+    }
+    payload = {
+        "batch_key": report.batch_key,
+        "run": report.run,
+        "counts": dict(report.counts),
+        "stopped": report.stopped,
+        "elapsed_seconds": round(report.elapsed, 3),
+    }
+    emit_event(event=f"{EVENT_PREFIX}batch.finished", resource=resource, payload=payload)
+    for outcome in (Outcome.UNKNOWN, Outcome.NOT_SENT):
+        if report.counts[outcome.value]:
+            emit_event(event=f"{EVENT_PREFIX}batch.{outcome.value}", resource=resource, payload=payload)
