@@ -390,3 +390,13 @@ async def test_a_failing_item_key_rejects_the_item_without_quoting_its_phone(
     assert "must be a non-empty string" in messages[0] and "KeyError" in messages[1]
     assert not any(phone(index)[1:] in message for index in range(2) for message in messages)
     assert not sandbox.received
+
+
+async def test_by_default_the_batch_keeps_rate_times_latency_in_flight(storage: LocalFileSystem) -> None:
+    """At 300 ms a request, Intercom's 166.7 a second needs about 65 in flight: the default gets there by itself."""
+    with Sandbox(token=SECRET_TOKEN, latency=0.3) as sandbox:
+        credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url=sandbox.url)
+        async with credentials.get_client(retry=RetryPolicy(), pacer=Pacer(), max_connections=100) as client:
+            report = await asend_batch(client, bodies(400), batch_key="adaptive", ledger_storage=storage)
+    assert report.counts["sent"] == 400
+    assert 40 <= report.concurrency <= 100  # the old fixed default was 16
