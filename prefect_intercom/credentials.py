@@ -13,13 +13,10 @@ from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.hosts import REGION_HOSTS, check_base_url, region_base_url
 
 VERSION_HEADER = "Intercom-Version"
-# One source of truth: the header schema generated from the docs page (oldest first for the UI).
-INTERCOM_VERSIONS: tuple[str, ...] = tuple(
-    sorted(
-        get_endpoint(PHONE_CALL_REDIRECTS).header_enum(VERSION_HEADER),
-        key=lambda value: tuple(int(part) for part in value.split(".")) if value[:1].isdigit() else (999,),
-    )
-)
+# One source of truth: the header schema generated from the docs page and Intercom's OpenAPI
+# descriptions (`prefect_intercom.schemagen`), in its order: version numbers oldest first, then
+# "Unstable" and its new name "Preview".
+INTERCOM_VERSIONS: tuple[str, ...] = tuple(get_endpoint(PHONE_CALL_REDIRECTS).header_enum(VERSION_HEADER))
 DEFAULT_INTERCOM_VERSION: str = get_endpoint(PHONE_CALL_REDIRECTS).header_default(VERSION_HEADER) or "2.12"
 IntercomVersion = Literal[INTERCOM_VERSIONS]  # type: ignore[valid-type]
 RegionName = Literal[tuple(REGION_HOSTS)]  # type: ignore[valid-type]
@@ -53,8 +50,12 @@ class IntercomCredentials(Block):
 
     _block_type_name = "Intercom Credentials"
     _block_type_slug = "intercom-credentials"
-    _logo_url = "https://static.intercomassets.com/assets/default-avatars/fin/128.png"
-    _documentation_url = "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/switch/createphoneswitch"
+    # Intercom's brand mark: the avatar of Intercom's GitHub organisation (which publishes the
+    # OpenAPI description the schemas are checked against): square, 256 px, a stable address.
+    _logo_url = "https://github.com/intercom.png?size=256"
+    _documentation_url = (
+        "https://developers.intercom.com/docs/references/rest-api/api.intercom.io/switch/createphoneswitch"
+    )
     _description = (
         "Access token, API version and region for Intercom's REST API, used by the prefect-intercom "
         "tasks to deflect phone calls to the Intercom Messenger."
@@ -76,8 +77,8 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
     intercom_version: IntercomVersion = Field(  # type: ignore[valid-type]
         default=DEFAULT_INTERCOM_VERSION,
         title="Intercom-Version",
-        description="API version sent in the Intercom-Version header; the values are those Intercom's "
-        "documentation lists.",
+        description="API version sent in the Intercom-Version header: any version Intercom's documentation "
+        "page or its OpenAPI description lists ('Preview' is the new name of 'Unstable').",
     )
     region: RegionName = Field(  # type: ignore[valid-type]
         default="us",

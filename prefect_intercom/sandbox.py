@@ -70,12 +70,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import uvicorn
 from jsonschema import Draft202012Validator
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+
+try:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+except ImportError as missing:  # the sandbox's own dependencies are an extra
+    raise ImportError(
+        f"the Intercom sandbox needs starlette and uvicorn ({missing.name or missing} is missing): "
+        "pip install 'prefect-intercom[sandbox]'",
+        name=missing.name,
+    ) from None
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
 from prefect_intercom.client import DEFAULT_TIMEOUT

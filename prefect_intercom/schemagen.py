@@ -5,7 +5,10 @@ Run it as a module:
     python -m prefect_intercom.schemagen schemas/phone_call_redirects.txt -o schemas
     python -m prefect_intercom.schemagen schemas/ -o schemas --check   # fail on drift
 
-For each page `NAME.txt` it writes three files into the output directory:
+Its inputs are each page `NAME.txt` and, next to it, Intercom's OpenAPI descriptions of the
+same endpoint, `NAME.*.openapi.yaml` (copies of the upstream files; see
+`prefect_intercom.openapi_description`). For each page it writes three files into the output
+directory:
 
 - `NAME.request.schema.json`: the request body.
 - `NAME.headers.schema.json`: the request headers.
@@ -23,6 +26,12 @@ How the page's words become rules (the interpretation is stated here, once):
 - Every other object whose fields the page lists is closed: an unlisted key (a typo) is refused.
   An object the page lists no fields for is open. The body itself is always closed.
 - Header values are strings that never contain CR or LF.
+- A header's allowed values are those the page lists and those any OpenAPI description lists
+  (Intercom releases API versions after the page: both "Unstable" and its new name "Preview"
+  are accepted); version numbers are sorted, other values follow in the order first seen. The
+  default is the page's.
+- After the schema, `prefect_intercom.validation` checks that an E.164 number is possible in
+  its country's numbering plan (`prefect_intercom.numbering_plans`).
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prefect_intercom.docs_page import DocsPage, DocsPageError, FieldRow, read_docs_page
+from prefect_intercom.docs_page import SECTION_HEADERS, DocsPage, DocsPageError, FieldRow, read_docs_page
+from prefect_intercom.openapi_description import descriptions_for, header_values
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "urn:prefect-intercom:schemas:"
@@ -57,6 +68,7 @@ _TYPE_MAP = {
 }
 _MAP_PHRASE = re.compile(r"key-value pairs", re.IGNORECASE)
 _E164_PHRASE = re.compile(r"\bE\.164\b")
+_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 
 
 def request_schema_file(name: str) -> str:
@@ -158,11 +170,47 @@ def render(document: dict[str, Any]) -> str:
 
 
 def generate_from_files(inputs: Sequence[Path]) -> dict[str, dict[str, Any]]:
-    """Parse each page (a `.txt` file, or every `.txt` in a directory) and generate its files."""
+    """Parse each page (a `.txt` file, or every `.txt` in a directory) and generate its files.
+
+    The OpenAPI descriptions next to each page (`NAME.*.openapi.yaml`) add the header values they list.
+    """
     documents: dict[str, dict[str, Any]] = {}
     for page_path in _expand_inputs(inputs):
-        documents.update(generate(read_docs_page(page_path), page_path.stem))
+        page = with_described_values(read_docs_page(page_path), descriptions_for(page_path))
+        documents.update(generate(page, page_path.stem))
     return documents
+
+
+def with_described_values(page: DocsPage, descriptions: Sequence[Path]) -> DocsPage:
+    """The page with each header's allowed values widened by those the OpenAPI descriptions list.
+
+    Args:
+        page: The parsed documentation page.
+        descriptions: OpenAPI descriptions of the same operation (e.g. one per API version).
+
+    Returns:
+        A copy of the page whose header rows with "Possible values" also list every value a
+        description gives for that header, version numbers sorted; the page's default stays.
+    """
+    described: dict[str, list[str]] = {}
+    for path in descriptions:
+        for header, values in header_values(path, page.method, page.path).items():
+            described.setdefault(header.lower(), []).extend(values)
+    rows = []
+    for row in page.headers:
+        extra = described.get(row.name.lower(), [])
+        if row.enum and extra:
+            row = replace(row, enum=_version_order(list(dict.fromkeys([*row.enum, *extra]))))
+        rows.append(row)
+    return replace(page, tables={**page.tables, SECTION_HEADERS: rows})
+
+
+def _version_order(values: list[str]) -> list[str]:
+    """Version numbers (`1.0`, `2.16`) in numeric order, then every other value in its first-seen order."""
+    numbers = sorted(
+        (value for value in values if _VERSION.fullmatch(value)), key=lambda v: tuple(map(int, v.split(".")))
+    )
+    return numbers + [value for value in values if not _VERSION.fullmatch(value)]
 
 
 def find_drift(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[str]:
@@ -237,9 +285,7 @@ def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str,
     return _described({"type": "object"}, row)
 
 
-def _closed_object(
-    tree: dict[str | None, list[FieldRow]], parent: str | None, defs: dict[str, Any]
-) -> dict[str, Any]:
+def _closed_object(tree: dict[str | None, list[FieldRow]], parent: str | None, defs: dict[str, Any]) -> dict[str, Any]:
     rows = tree.get(parent, [])
     return {
         "type": "object",

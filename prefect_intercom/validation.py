@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
+from prefect_intercom.numbering_plans import impossible_number
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.schemagen import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
 
@@ -81,10 +82,43 @@ def validate_request(endpoint: str | Endpoint, body: Any) -> None:
 
 
 def request_issues(endpoint: str | Endpoint, body: Any) -> list[ValidationIssue]:
-    """Every violation in `body`, sorted by path; empty when the body is valid."""
+    """Every violation in `body`, sorted by path; empty when the body is valid.
+
+    After the schema, every top-level E.164 field that passed it is checked against the numbering
+    plans (`prefect_intercom.numbering_plans`; `PREFECT_INTERCOM_NUMBERING_PLANS=0` turns it off).
+    """
     if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
-        return _issues(_compile(endpoint.request_schema), body)
-    return _issues(_request_validator(_endpoint_name(endpoint)), body)
+        validator = _compile(endpoint.request_schema)
+    else:
+        validator = _request_validator(_endpoint_name(endpoint))
+    issues = _issues(validator, body)
+    if isinstance(body, dict):
+        refused = {issue.path for issue in issues}
+        for name in _e164_fields(validator.schema):
+            value = body.get(name)
+            if isinstance(value, str) and json_pointer([name]) not in refused and _E164.match(value):
+                impossible = impossible_number(value)
+                if impossible is not None:
+                    issues.append(ValidationIssue(json_pointer([name]), impossible.message, impossible.hint))
+        issues.sort(key=lambda issue: (issue.path, issue.message))
+    return issues
+
+
+def _e164_fields(schema: Any) -> tuple[str, ...]:
+    """Names of the top-level properties the schema marks as E.164 phone numbers."""
+    cached = _E164_FIELDS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
+        names = tuple(
+            name
+            for name, rule in properties.items()
+            if isinstance(rule, dict) and rule.get(FORMAT_ANNOTATION) == E164_FORMAT
+        )
+        cached = _E164_FIELDS[id(schema)] = (schema, names)
+    return cached[1]
+
+
+_E164_FIELDS: dict[int, tuple[Any, tuple[str, ...]]] = {}
 
 
 def validate_headers(endpoint: str | Endpoint, headers: Mapping[str, Any]) -> None:

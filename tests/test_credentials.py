@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from urllib.parse import urlparse
 
 import httpx
 import pydantic
 import pytest
+from prefect.blocks.core import Block
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from prefect_intercom import IntercomConfigurationError, IntercomCredentials
 from prefect_intercom.credentials import INTERCOM_VERSIONS
@@ -55,13 +58,36 @@ def test_versions_come_from_the_generated_header_schema() -> None:
     from prefect_intercom.catalog import get_endpoint
 
     documented = get_endpoint("phone_call_redirects").header_enum("Intercom-Version")
-    assert sorted(INTERCOM_VERSIONS) == sorted(documented)
-    assert INTERCOM_VERSIONS[-3:] == ("2.11", "2.12", "Unstable")
+    assert list(INTERCOM_VERSIONS) == documented
+    assert INTERCOM_VERSIONS[:2] == ("1.0", "1.1")
+    assert INTERCOM_VERSIONS[-4:] == ("2.15", "2.16", "Unstable", "Preview")
     field = IntercomCredentials.model_json_schema()["properties"]["intercom_version"]
     assert field["enum"] == list(INTERCOM_VERSIONS)  # a dropdown in the UI
     assert field["default"] == "2.12"
     with pytest.raises(pydantic.ValidationError):
         IntercomCredentials(access_token=SECRET_TOKEN, intercom_version="3.0")
+
+
+@pytest.mark.parametrize("version", ["2.13", "2.14", "2.16", "Preview", "Unstable", "2.12", "1.0"])
+def test_versions_released_after_the_docs_page_are_accepted_and_sent(version: str) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Intercom-Version"])
+        return httpx.Response(200, json={"type": "phone_call_redirect", "phone": "+14155550100"})
+
+    credentials = IntercomCredentials(access_token=SECRET_TOKEN, intercom_version=version)
+    with credentials.get_client(transport=httpx.MockTransport(handler)) as client:
+        client.request("phone_call_redirects", {"phone": "+14155550100"})
+    assert seen == [version]
+
+
+def test_every_version_of_intercoms_openapi_description_is_in_the_dropdown() -> None:
+    import yaml
+
+    for name in ("phone_call_redirects.2.12.openapi.yaml", "phone_call_redirects.preview.openapi.yaml"):
+        spec = yaml.safe_load((OPENAPI_DIR / name).read_text())
+        assert set(spec["components"]["schemas"]["intercom_version"]["enum"]) <= set(INTERCOM_VERSIONS), name
 
 
 def test_every_field_is_described() -> None:
@@ -195,3 +221,18 @@ def test_collection_entry_point() -> None:
 
     [entry] = [ep for ep in entry_points(group="prefect.collections") if ep.name == "prefect_intercom"]
     assert entry.value == "prefect_intercom"
+
+
+class TestBlockStandards(BlockStandardTestSuite):
+    """Prefect's own standards for blocks: description, documentation URL, field help, code example, logo."""
+
+    @pytest.fixture
+    def block(self) -> type[Block]:
+        return IntercomCredentials
+
+    def test_has_a_valid_image(self, block: type[Block]) -> None:
+        # Prefect's version downloads the image (with Pillow); these tests run offline, so the
+        # address is checked instead: an https URL of Intercom's brand mark, not the "Fin" avatar.
+        url = urlparse(str(block._logo_url))
+        assert url.scheme == "https" and url.netloc and url.path
+        assert "intercom" in url.path.lower() and "fin" not in url.path.lower().split("/")

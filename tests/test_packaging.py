@@ -49,17 +49,14 @@ def test_pip_install_into_a_fresh_virtualenv(tmp_path: Path) -> None:
         cwd=tmp_path,
         timeout=600,
     )
-    result = subprocess.run(
-        [str(python), "-c", CHECK], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
+    result = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
 
 
 def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path),
-         str(PROJECT_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(PROJECT_ROOT)],
         check=True,
         timeout=300,
     )
@@ -77,3 +74,50 @@ def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
         assert expected in names
     metadata = next(name for name in names if name.endswith("entry_points.txt"))
     assert "prefect.collections" in zipfile.ZipFile(wheel).read(metadata).decode()
+
+
+def _project() -> dict:
+    import tomllib
+
+    return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_requires_python_is_what_prefect_needs_and_what_is_tested() -> None:
+    from importlib.metadata import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    project = _project()
+    ours = SpecifierSet(project["requires-python"])
+    prefects = SpecifierSet(metadata("prefect")["Requires-Python"])
+    tested = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert tested in ours and tested in prefects
+    lowest = min(
+        spec.version for spec in prefects if spec.operator in (">=", ">")
+    )  # the oldest Python the installed Prefect runs on
+    assert str(ours) == f">={lowest}"
+    versions = [
+        c.rsplit(" :: ", 1)[-1] for c in project["classifiers"] if c.startswith("Programming Language :: Python :: 3.")
+    ]
+    assert versions == [tested]  # a classifier names only a Python the suite runs on
+
+
+def test_the_sandbox_dependencies_are_an_extra_the_test_extra_includes() -> None:
+    project = _project()
+    names = [dependency.split(">")[0].split("[")[0] for dependency in project["dependencies"]]
+    assert "starlette" not in names and "uvicorn" not in names
+    assert sorted(d.split(">")[0] for d in project["optional-dependencies"]["sandbox"]) == ["starlette", "uvicorn"]
+    assert "prefect-intercom[sandbox]" in project["optional-dependencies"]["test"]
+    assert any(dependency.startswith("phonenumbers>=") for dependency in project["dependencies"])
+
+
+def test_without_its_extra_the_sandbox_says_what_to_install() -> None:
+    # starlette and uvicorn come with Prefect, so their absence is simulated: once Prefect is
+    # imported, a `None` entry in sys.modules makes the sandbox's import fail as if it were missing.
+    for missing in ("uvicorn", "starlette.applications"):
+        code = f"import sys, prefect_intercom.client; sys.modules[{missing!r}] = None\nimport prefect_intercom.sandbox"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("ImportError: the Intercom sandbox needs starlette and uvicorn"), last
+        assert "pip install 'prefect-intercom[sandbox]'" in last and missing in last

@@ -25,6 +25,7 @@ from .conftest import OPENAPI_DIR, PROJECT_ROOT
 SCHEMAS = PROJECT_ROOT / "schemas"
 PAGE = SCHEMAS / "phone_call_redirects.txt"
 SHARED_PAGE = PROJECT_ROOT.parent / "shared" / "api-docs" / "phone_call_redirects.txt"
+DESCRIPTIONS = ["phone_call_redirects.2.12.openapi.yaml", "phone_call_redirects.preview.openapi.yaml"]
 
 
 def _body_schema() -> dict:
@@ -77,24 +78,57 @@ def test_generated_schemas_are_valid_draft_2020_12() -> None:
         Draft202012Validator.check_schema(schema)
 
 
-def test_headers_schema_lists_every_documented_version_with_default() -> None:
+def test_headers_schema_lists_every_version_either_source_lists_with_the_pages_default() -> None:
     version = _headers_schema()["properties"]["Intercom-Version"]
     assert version["default"] == "2.12"
-    assert set(version["enum"]) == {
+    assert version["enum"] == [
         "1.0", "1.1", "1.2", "1.3", "1.4", "2.0", "2.1", "2.2", "2.3", "2.4", "2.5", "2.6",
-        "2.7", "2.8", "2.9", "2.10", "2.11", "2.12", "Unstable",
-    }  # fmt: skip
+        "2.7", "2.8", "2.9", "2.10", "2.11", "2.12", "2.13", "2.14", "2.15", "2.16", "Unstable", "Preview",
+    ]  # fmt: skip
     assert _headers_schema()["properties"]["Content-Type"]["default"] == "application/json"
     assert _headers_schema()["required"] == ["Content-Type"]
 
 
-def test_versions_agree_with_intercoms_openapi_enum() -> None:
-    spec = yaml.safe_load((OPENAPI_DIR / "phone_call_redirects.2.12.openapi.yaml").read_text())
-    official = set(spec["components"]["schemas"]["intercom_version"]["enum"])
+def test_versions_are_the_union_of_the_page_and_intercoms_openapi_descriptions() -> None:
     documented = set(_headers_schema()["properties"]["Intercom-Version"]["enum"])
-    # The docs page also lists "Unstable" (the preview version); otherwise the two agree.
-    assert documented - official == {"Unstable"}
-    assert official <= documented
+    page = read_docs_page(PAGE)
+    from_page = set(next(row.enum for row in page.headers if row.name == "Intercom-Version"))
+    described = set()
+    for name in DESCRIPTIONS:
+        spec = yaml.safe_load((OPENAPI_DIR / name).read_text())
+        described |= set(spec["components"]["schemas"]["intercom_version"]["enum"])
+    assert documented == from_page | described
+    assert {"2.13", "2.14", "2.16", "Preview"} <= described - from_page  # released after the page
+    assert "Unstable" in from_page - described  # the page's older name for "Preview"
+
+
+@pytest.mark.parametrize(
+    "name", ["phone_call_redirects.2.12.openapi.yaml", "phone_call_redirects.preview.openapi.yaml"]
+)
+def test_project_copies_of_the_openapi_descriptions_are_the_shared_ones(name: str) -> None:
+    assert (SCHEMAS / name).read_bytes() == (OPENAPI_DIR / name).read_bytes()
+    shared = PROJECT_ROOT.parent / "shared" / "intercom-openapi" / name
+    if shared.exists():
+        assert (SCHEMAS / name).read_bytes() == shared.read_bytes()
+
+
+def test_the_openapi_descriptions_are_inputs_of_the_generator(tmp_path: Path) -> None:
+    (tmp_path / PAGE.name).write_text(PAGE.read_text())
+    assert main([str(tmp_path), "-o", str(tmp_path)]) == 0
+    page_only = json.loads((tmp_path / "phone_call_redirects.headers.schema.json").read_text())
+    assert "2.14" not in page_only["properties"]["Intercom-Version"]["enum"]
+    assert main([str(tmp_path), "-o", str(SCHEMAS), "--check"]) == 1  # the committed files need the descriptions
+    (tmp_path / DESCRIPTIONS[1]).write_bytes((SCHEMAS / DESCRIPTIONS[1]).read_bytes())
+    assert main([str(tmp_path), "-o", str(tmp_path)]) == 0
+    with_preview = json.loads((tmp_path / "phone_call_redirects.headers.schema.json").read_text())
+    assert with_preview == _headers_schema()  # the 2.12 description adds nothing the preview one lacks
+
+
+def test_a_description_of_another_operation_is_refused_with_its_name(tmp_path: Path) -> None:
+    (tmp_path / PAGE.name).write_text(PAGE.read_text())
+    (tmp_path / "phone_call_redirects.x.openapi.yaml").write_text("openapi: 3.0.1\npaths: {/other: {post: {}}}\n")
+    with pytest.raises(DocsPageError, match=r"phone_call_redirects.x.openapi.yaml: describes no operation POST"):
+        generate_from_files([tmp_path])
 
 
 def test_body_schema_interpretation() -> None:

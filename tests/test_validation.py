@@ -64,8 +64,8 @@ VALID_BODIES = [
     {"phone": "+14155550100"},
     {"phone": "+353832345678", "custom_attributes": {}},
     {"phone": "+447911123456", "custom_attributes": {"issue_type": "Billing", "priority": "High"}},
-    {"phone": "+1234567", "custom_attributes": {"count": 3, "spend": 155.5, "vip": False}},
-    {"phone": "+123456789012345"},  # 15 digits, the most E.164 allows
+    {"phone": "+2901234", "custom_attributes": {"count": 3, "spend": 155.5, "vip": False}},  # 7 digits (St Helena)
+    {"phone": "+491234567890123"},  # 15 digits, the most E.164 allows (Germany's plan allows them)
     {"phone": "+14155550100", "custom_attributes": {"orders": INSTANCE_LIST}},
     {"phone": "+14155550100", "custom_attributes": {"custom_object_instance_list": INSTANCE_LIST}},
     {"phone": "+14155550100", "custom_attributes": {"orders": {"type": "order.list", "instances": []}}},

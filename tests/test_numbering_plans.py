@@ -1,0 +1,101 @@
+"""Numbering plans: numbers in E.164 shape that no country's plan allows are refused at /phone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.filesystems import LocalFileSystem
+
+from prefect_intercom import IntercomCredentials, IntercomValidationError, ItemOutcome, Pacer, RetryPolicy
+from prefect_intercom.batch import asend_batch
+from prefect_intercom.numbering_plans import NUMBERING_PLANS_ENV, impossible_number
+from prefect_intercom.sandbox import Sandbox
+from prefect_intercom.validation import request_issues, validate_request
+
+from .conftest import SECRET_TOKEN
+
+ENDPOINT = "phone_call_redirects"
+IMPOSSIBLE = {
+    "+1415555010": ("+1 have 10 digits", "this one has 9"),  # one digit short for North America
+    "+141555501000": ("+1 have 10 digits", "this one has 11"),  # one digit too many
+    "+999123456789": ("no country uses +999", "no country uses +999"),
+}
+POSSIBLE = ["+14155550100", "+447700900123", "+353861234567", "+2901234", "+491234567890123"]
+
+
+@pytest.mark.parametrize(("phone", "words"), IMPOSSIBLE.items(), ids=list(IMPOSSIBLE))
+def test_a_number_no_plan_allows_is_refused_at_phone_with_a_hint(phone: str, words: tuple[str, str]) -> None:
+    with pytest.raises(IntercomValidationError) as caught:
+        validate_request(ENDPOINT, {"phone": phone})
+    [issue] = caught.value.errors
+    assert issue.path == "/phone"
+    assert "cannot exist" in issue.message and words[0] in issue.message + (issue.hint or "")
+    assert issue.hint and words[1] in issue.message + issue.hint
+
+
+@pytest.mark.parametrize("phone", IMPOSSIBLE)
+def test_the_refused_number_is_masked_in_the_message_and_the_hint(phone: str) -> None:
+    [issue] = request_issues(ENDPOINT, {"phone": phone})
+    assert phone not in issue.message and phone[1:] not in f"{issue.message} {issue.hint}"
+    assert "•••" in issue.message
+
+
+@pytest.mark.parametrize("phone", ["+14155550100", "+447700900123", "+353861234567", "+2901234", "+491234567890123"])
+def test_numbers_the_plans_allow_pass(phone: str) -> None:
+    validate_request(ENDPOINT, {"phone": phone})
+
+
+def test_a_number_that_fails_the_schema_gets_only_the_schema_issue() -> None:
+    [issue] = request_issues(ENDPOINT, {"phone": "+1 415 555 010"})
+    assert "E.164" in issue.message
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off", "NO"])
+def test_the_switch_turns_the_check_off(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(NUMBERING_PLANS_ENV, value)
+    for phone in IMPOSSIBLE:
+        validate_request(ENDPOINT, {"phone": phone})
+    assert impossible_number("+999123456789") is None
+
+
+def test_the_check_is_on_unless_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NUMBERING_PLANS_ENV, "1")
+    assert impossible_number("+999123456789") is not None
+    monkeypatch.delenv(NUMBERING_PLANS_ENV)
+    assert impossible_number("+999123456789") is not None
+
+
+def test_prepare_refuses_an_impossible_number_before_anything_is_sent() -> None:
+    with IntercomCredentials(access_token=SECRET_TOKEN, base_url="http://127.0.0.1:9").get_client() as client:
+        with pytest.raises(IntercomValidationError):
+            client.prepare(ENDPOINT, {"phone": "+1415555010"})
+
+
+async def test_in_a_batch_an_impossible_number_is_rejected_and_never_sent(
+    prefect_server: None, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items: list[dict[str, Any]] = [{"phone": phone} for phone in ["+14155550100", *IMPOSSIBLE, "+447700900123"]]
+    storage = LocalFileSystem(basepath=str(tmp_path / "ledger"))
+    credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url=sandbox.url)
+    async with credentials.get_client(retry=RetryPolicy(backoff=0.01), pacer=Pacer()) as client:
+        report = await asend_batch(client, iter(items), batch_key="plans", ledger_storage=storage, concurrency=4)
+    outcomes = [item.outcome for item in report.items()]
+    assert outcomes == [ItemOutcome.SENT, *[ItemOutcome.REJECTED] * 3, ItemOutcome.SENT]
+    assert sorted(request.body["phone"] for request in sandbox.received) == ["+14155550100", "+447700900123"]
+    messages = [item.message or "" for item in report.items()[1:4]]
+    assert all("cannot exist" in message for message in messages)
+
+
+async def test_with_the_check_off_a_batch_sends_them(
+    prefect_server: None, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(NUMBERING_PLANS_ENV, "0")
+    storage = LocalFileSystem(basepath=str(tmp_path / "ledger"))
+    credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url=sandbox.url)
+    async with credentials.get_client(pacer=Pacer()) as client:
+        report = await asend_batch(
+            client, iter([{"phone": phone} for phone in IMPOSSIBLE]), batch_key="off", ledger_storage=storage
+        )
+    assert [item.outcome for item in report.items()] == [ItemOutcome.SENT] * 3
