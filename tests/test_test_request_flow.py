@@ -126,7 +126,7 @@ def test_a_test_request_publishes_the_three_steps_and_sends_once(sandbox: Sandbo
     assert step2.startswith("# Step 2 · Find the API and load its reference")
     assert "found **POST /phone_call_redirects**" in step2
     assert "### Request body fields" in step2 and "| `phone` | String | Yes |" in step2
-    assert "`2.11`, `2.12`, `Unstable`. Default: `2.12`." in step2  # headers with the allowed versions
+    assert "`2.11`, `2.12`, " in step2 and "`Unstable`" in step2 and "Default: `2.12`." in step2  # allowed versions
     assert f"`POST {sandbox.url}/phone_call_redirects`" in step2
     assert "| Authorization | `Bearer [REDACTED]` |" in step2
     assert '"issue_type": "Billing"' in step2
@@ -244,7 +244,7 @@ def test_a_missing_block_names_it_and_says_how_to_create_it(prefect_server: None
     assert "No Intercom credentials block named 'no-such-block'" in message
     assert "IntercomCredentials(access_token='<your token>', region='us').save('no-such-block')" in message
     assert "Blocks > + > Intercom Credentials" in message
-    assert "python flows/test_request.py --sandbox" in message
+    assert "prefect-intercom test-request --sandbox" in message
     assert sandbox.received == []
 
 
@@ -278,17 +278,40 @@ def test_parameters_render_as_a_form_and_quick_run_needs_no_dialog() -> None:
     assert list(body["properties"]) == ["phone", "custom_attributes"]
     assert "E.164" in body["properties"]["phone"]["description"]
     version = schema["properties"]["intercom_version"]
-    assert {"enum": list(INTERCOM_VERSIONS), "type": "string"} in version["anyOf"]  # the dropdown
+    # A plain dropdown, no "str / None" toggle: the block's version, then every version of the header schema.
+    assert "anyOf" not in version and version["type"] == "string"
+    assert version["enum"] == ["the block's", *INTERCOM_VERSIONS] and version["default"] == "the block's"
     assert schema["properties"]["dry_run"]["type"] == "boolean"
     assert schema["properties"]["api"]["default"] == "POST /phone_call_redirects"
     assert schema["properties"]["block_name"]["default"] == "intercom"
-    assert "Name of your saved Intercom Credentials block." in schema["properties"]["block_name"]["description"]
+    assert "Name of your saved Intercom Credentials block" in schema["properties"]["block_name"]["description"]
+
+
+def test_every_parameter_has_a_human_title_and_help_in_the_run_form() -> None:
+    schema = parameter_schema(flows.test_request).model_dump()
+    titles = {}
+    for name, field in schema["properties"].items():
+        shown = schema["definitions"][field["$ref"].rsplit("/", 1)[1]] if "$ref" in field else field
+        titles[name] = shown["title"]
+        assert field.get("description"), name
+    assert titles == {
+        "body": "Request body",
+        "block_name": "Credentials block",
+        "intercom_version": "Intercom-Version",
+        "dry_run": "Dry run",
+        "api": "API to test",
+    }
+
+
+def test_the_block_s_version_keeps_the_block_s_and_a_chosen_one_is_sent(sandbox: Sandbox, block_name: str) -> None:
+    run = run_flow(body={"phone": PHONE}, block_name=block_name, intercom_version="the block's")
+    assert run.state.is_completed()
+    assert sandbox.received[-1].headers["intercom-version"] == "2.12"
 
 
 def test_prefect_yaml_deploys_the_flow_with_a_phone_from_the_environment() -> None:
     config = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
-    [deployment] = config["deployments"]
-    assert deployment["name"] == "test-request"
+    [deployment] = [entry for entry in config["deployments"] if entry["name"] == "test-request"]
     assert deployment["entrypoint"] == "flows/test_request.py:test_request"
     assert deployment["parameters"]["body"] == {"phone": "{{ $INTERCOM_TEST_PHONE }}"}
     flow = load_flow_from_entrypoint(str(PROJECT_ROOT / deployment["entrypoint"]))
@@ -327,6 +350,13 @@ def test_prefect_deploy_creates_the_deployment_from_prefect_yaml(prefect_server:
         {"prefect.deployments.steps.set_working_directory": {"directory": str(PROJECT_ROOT)}}
     ]
     assert not deployment.parameter_openapi_schema.get("required")  # Quick run needs no dialog
+    assert deployment.parameter_openapi_schema["properties"]["block_name"]["title"] == "Credentials block"
+    with get_client(sync_client=True) as client:
+        deflect = client.read_deployment_by_name("deflect-calls/deflect-calls")
+    properties = deflect.parameter_openapi_schema["properties"]
+    assert deflect.parameter_openapi_schema["required"] == ["csv_path"]
+    assert {name: field["title"] for name, field in properties.items()}["csv_path"] == "CSV file"
+    assert all(field["title"] != name and field.get("description") for name, field in properties.items())
 
 
 # --- the command line ----------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import fsspec
 
 
 def read_requests_csv(
@@ -21,7 +23,7 @@ def read_requests_csv(
     are left out), or only `attribute_columns` when given.
 
     Args:
-        path: The CSV file, with a header row.
+        path: The CSV file, with a header row: a path or any URL fsspec reads (`s3://...`, `memory://...`).
         phone_column: The column with the phone numbers (E.164).
         attribute_columns: The columns to send as custom attributes (default: all others).
         encoding: The file's encoding (default: UTF-8, with or without a byte-order mark).
@@ -38,7 +40,7 @@ def read_requests_csv(
         report = create_phone_call_redirects(credentials, read_requests_csv("callers.csv"))
         ```
     """
-    with open(path, newline="", encoding=encoding) as handle:
+    with _open_text(path, encoding) as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         if phone_column not in header:
@@ -57,6 +59,11 @@ def read_requests_csv(
 
 
 def count_csv_rows(path: str | Path, encoding: str = "utf-8-sig") -> int:
-    """The number of data rows of a CSV file (streamed; for progress reporting)."""
-    with open(path, newline="", encoding=encoding) as handle:
+    """The number of data rows of a CSV file or fsspec URL (streamed; for progress reporting)."""
+    with _open_text(path, encoding) as handle:
         return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+
+def _open_text(path: str | Path, encoding: str) -> IO[str]:
+    """Open a local path or any fsspec URL as text, for the csv module (`newline=""`)."""
+    return fsspec.open(str(path), "rt", newline="", encoding=encoding).open()

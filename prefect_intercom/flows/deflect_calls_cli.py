@@ -1,0 +1,236 @@
+"""The `prefect-intercom deflect-calls` command line: a CSV file in, every refused row named.
+
+Examples (`--help` for everything):
+
+    prefect-intercom deflect-calls callers.csv --block intercom --report callers.report.csv
+    prefect-intercom deflect-calls callers.csv --dry-run                # validate every row, send nothing
+    prefect-intercom deflect-calls callers.csv --sandbox                # local sandbox, no account
+    prefect-intercom deflect-calls s3://bucket/callers.csv --batch-key campaign-7
+
+Exit codes: 0 every row has an outcome; 1 the run failed (what was sent is listed, and how to
+resume); 2 the command could not start (usage, a missing file or column, a missing block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from pathlib import Path
+from typing import Any
+
+from prefect_intercom.batch.csv_input import count_csv_rows, read_requests_csv
+from prefect_intercom.batch.report import BatchItemResult
+from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.flows.deflect_calls import (
+    DRY_RUN_CODE,
+    SANDBOX_BLOCK_NAME,
+    deflect_calls,
+    read_results,
+    row_number,
+    write_report_csv,
+)
+from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
+from prefect_intercom.flows.test_request import load_credentials
+from prefect_intercom.outcomes import Outcome
+
+PROG = "prefect-intercom deflect-calls"
+_PROBLEMS = (Outcome.REJECTED, Outcome.NOT_SENT, Outcome.UNKNOWN)
+
+
+class StartError(Exception):
+    """The command cannot start (the message is one line, shown as is; exit code 2)."""
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command line.
+
+    Args:
+        prog: The command's name in usage and help.
+
+    Returns:
+        The parser.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Text every phone of a CSV file an Intercom Messenger link (POST /phone_call_redirects).",
+    )
+    parser.add_argument(
+        "csv_path", help="CSV with a header row, a phone column and custom attribute columns (a path or fsspec URL)"
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--block", help=f"IntercomCredentials block to load (default: {DEFAULT_BLOCK_NAME!r})")
+    target.add_argument("--sandbox", action="store_true", help="send to a local sandbox instead of Intercom")
+    parser.add_argument("--phone-column", default="phone", help="column with the phone numbers (default: phone)")
+    parser.add_argument("--attribute", action="append", dest="attributes", help="attribute column (repeatable)")
+    parser.add_argument("--batch-key", help="identifies the batch across runs (reuse it to resume)")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="requests in flight (default: adapted to Intercom's rate)"
+    )
+    parser.add_argument("--global-rate-limit", help="Prefect global concurrency limit (slot decay) to share")
+    parser.add_argument("--retry-unknown", action="store_true", help="also retry 5xx/timeouts (may text twice)")
+    parser.add_argument("--resend-unknown", action="store_true", help="resend items unknown in an earlier run")
+    parser.add_argument("--dry-run", action="store_true", help="validate every row and send nothing")
+    parser.add_argument(
+        "--report",
+        metavar="OUT.csv",
+        help="write one line per input row: row, outcome, status, intercom_code, request_id, message",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none when not on a terminal)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Command-line entry point.
+
+    Args:
+        argv: The arguments (default: `sys.argv[1:]`).
+        prog: The command's name in usage and help.
+
+    Returns:
+        The exit code: 0 done, 1 the run failed, 2 it could not start.
+    """
+    args = build_parser(prog).parse_args(argv)
+    # Without PREFECT_API_URL, Prefect starts a temporary server for this process; its telemetry
+    # heartbeat only prints a traceback on a machine without internet. An explicit setting wins.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    parameters: dict[str, Any] = {
+        "csv_path": args.csv_path,
+        "block_name": args.block or (SANDBOX_BLOCK_NAME if args.sandbox else DEFAULT_BLOCK_NAME),
+        "phone_column": args.phone_column,
+        "attribute_columns": args.attributes,
+        "batch_key": args.batch_key,
+        "concurrency": args.concurrency,
+        "global_rate_limit": args.global_rate_limit,
+        "retry_unknown": args.retry_unknown,
+        "resend_unknown": args.resend_unknown,
+        "dry_run": args.dry_run,
+    }
+    try:
+        total = _check_csv(args.csv_path, args.phone_column, args.attributes)
+        with ExitStack() as stack:
+            if args.sandbox and not args.dry_run:
+                from prefect_intercom.sandbox import Sandbox
+
+                sandbox = stack.enter_context(Sandbox(token=secrets.token_urlsafe(24)))
+                IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url).save(
+                    SANDBOX_BLOCK_NAME, overwrite=True
+                )
+                print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")
+            elif not args.dry_run:
+                _check_block(parameters["block_name"])
+            code = _run(parameters, total, args.report, progress=not args.no_progress and sys.stderr.isatty())
+            if args.sandbox and not args.dry_run:
+                received, accepted = len(sandbox.received), len(sandbox.accepted)
+                print(f"The sandbox received {received:,} request(s); {accepted:,} texted a phone.")
+            return code
+    except StartError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
+
+
+def _check_csv(csv_path: str, phone_column: str, attributes: list[str] | None) -> int:
+    """The file's number of data rows, or `StartError` when it cannot be read or lacks a column."""
+    try:
+        next(read_requests_csv(csv_path, phone_column=phone_column, attribute_columns=attributes), None)
+        return count_csv_rows(csv_path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise StartError(f"cannot read the CSV {csv_path}: {error}") from None
+
+
+def _check_block(block_name: str) -> None:
+    """Load the block once before the run, so a missing or wrong one is one line (and no flow retry)."""
+    try:
+        load_credentials(block_name)
+    except IntercomConfigurationError as error:
+        raise StartError(str(error)) from None
+    except Exception as error:  # e.g. a block of another type under that name, or no Prefect API
+        raise StartError(f"cannot load the Intercom credentials block {block_name!r}: {error}") from None
+
+
+def _run(parameters: dict[str, Any], total: int, report: str | None, *, progress: bool) -> int:
+    with tempfile.TemporaryDirectory(prefix="prefect-intercom-deflect-") as folder:
+        results_path = str(Path(folder) / "results.jsonl")
+        parameters = {**parameters, "results_path": results_path}
+        with _progress(results_path, total) if progress else nullcontext():
+            state = deflect_calls(**parameters, return_state=True)
+        results = sorted(read_results(results_path), key=lambda result: result.index)
+        if report:
+            write_report_csv(results, report)
+    _print_problems(results)
+    if report:
+        print(f"Report: {len(results):,} row(s) written to {report}")
+    if state.is_completed():
+        print(f"Done: {_counts(results, parameters['dry_run'])}")
+        return 0
+    message = (state.message or "failed").splitlines()[0]
+    print(f"Deflect calls failed: {message}", file=sys.stderr)
+    print(f"Rows: {_counts(results, parameters['dry_run'])}", file=sys.stderr)
+    if any(_was_sent(result) for result in results):
+        key = parameters["batch_key"] or f"flow-run-{state.state_details.flow_run_id}/batch-0"
+        print(f"Nothing sent is sent again if you resume with --batch-key {key}", file=sys.stderr)
+    return 1
+
+
+def _was_sent(result: BatchItemResult) -> bool:
+    """Whether the batch key has sent (or may have sent) this item: now, or in an earlier attempt of the run."""
+    if result.outcome is Outcome.SKIPPED:
+        return result.error_code in ("already_sent", "unknown_in_earlier_run")
+    return result.outcome in (Outcome.SENT, Outcome.UNKNOWN)
+
+
+def _print_problems(results: list[BatchItemResult]) -> None:
+    """One line per row that was refused or not sent: row number, masked phone, outcome and reason."""
+    problems = [r for r in results if r.outcome in _PROBLEMS and r.error_code != DRY_RUN_CODE]
+    for result in problems:
+        status = " ".join(str(part) for part in (result.status, result.error_code) if part)
+        reason = "; ".join(part for part in (status, result.message or "") if part)
+        print(f"row {row_number(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: {reason}")
+
+
+def _counts(results: list[BatchItemResult], dry_run: bool) -> str:
+    if dry_run:
+        refused = sum(result.outcome is Outcome.REJECTED for result in results)
+        return f"dry run, nothing sent: {len(results) - refused:,} valid, {refused:,} refused"
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for result in results:
+        counts[result.outcome.value] += 1
+    return ", ".join(f"{count:,} {name}" for name, count in counts.items())
+
+
+def _progress(results_path: str, total: int) -> AbstractContextManager[None]:
+    """A progress bar on the terminal that follows the results file (stopped on exit)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("deflect-calls"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )
+    task = bar.add_task("rows", total=total)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(0.25):
+            try:
+                with open(results_path, "rb") as handle:
+                    bar.update(task, completed=sum(1 for _ in handle))
+            except OSError:
+                continue
+
+    class _Bar(AbstractContextManager[None]):
+        def __enter__(self) -> None:
+            bar.start()
+            self.thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
+            self.thread.start()
+
+        def __exit__(self, *exc: object) -> None:
+            stop.set()
+            self.thread.join()
+            bar.stop()
+
+    return _Bar()
