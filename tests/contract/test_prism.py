@@ -155,7 +155,7 @@ def test_an_invalid_body_never_reaches_prism(prism: PrismServer, prefect_server:
         {"phone": "+40241100100", "custom_attributes": DESCRIBED_ATTRIBUTES},
         {"phone": "+447700900123", "custom_attributes": {}},
         {"phone": "+12345678", "custom_attributes": {"orders": {"type": "order.list", "instances": []}}},
-        {"phone": "+123456789012345", "custom_attributes": {"orders": {"instances": [{}]}}},
+        {"phone": "+491234567890123", "custom_attributes": {"orders": {"instances": [{}]}}},  # 15 digits (DE)
     ],
     ids=["phone-only", "docs-example", "every-described-value", "empty-attributes", "no-instances", "15-digits"],
 )
