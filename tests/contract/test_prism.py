@@ -163,7 +163,12 @@ def test_request_bodies_pass_prisms_validation(prism: PrismServer, body: dict) -
     assert _send(prism, body).type == "phone_call_redirect"
 
 
-@pytest.mark.parametrize("version", [version for version in INTERCOM_VERSIONS if version != "Unstable"])
+# Prism mocks the 2.12 description: it judges the versions that description lists. The block also
+# offers the later ones (2.13-2.16, "Preview") from the Preview description, and the page's "Unstable".
+VERSIONS_2_12 = official()["components"]["schemas"]["intercom_version"]["enum"]
+
+
+@pytest.mark.parametrize("version", [version for version in INTERCOM_VERSIONS if version in VERSIONS_2_12])
 def test_every_intercom_version_the_block_offers_passes(prism: PrismServer, version: str) -> None:
     assert _send(prism, {"phone": "+14155550100"}, intercom_version=version).type == "phone_call_redirect"
 
