@@ -24,6 +24,7 @@ from prefect_intercom.catalog import (
 )
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import IntercomValidationError
+from prefect_intercom.openapi_description import descriptions_for
 from prefect_intercom.schemagen import generate_from_files, write_outputs
 from prefect_intercom.validation import request_issues, validate_headers, validate_request
 
@@ -129,7 +130,10 @@ def test_reference_markdown_has_description_headers_with_versions_and_body_field
     assert "### Request headers" in markdown and "### Request body fields" in markdown
     # Allowed versions in version order (the docs page lists them shuffled), then the default.
     assert "`1.0`, `1.1`, `1.2`, `1.3`, `1.4`, `2.0`," in markdown
-    assert "`2.9`, `2.10`, `2.11`, `2.12`, `Unstable`. Default: `2.12`." in markdown
+    assert (
+        "`2.9`, `2.10`, `2.11`, `2.12`, `2.13`, `2.14`, `2.15`, `2.16`, `Preview`, `Unstable`. Default: `2.12`."
+        in markdown
+    )
     assert "| `phone` | String | Yes | Phone number in E.164 format" in markdown
     assert "| `custom_attributes` | Object | No |" in markdown
 
@@ -154,6 +158,8 @@ def two_endpoint_catalog(tmp_path: Path) -> TwoEndpoints:
     pages = tmp_path / "pages"
     pages.mkdir()
     shutil.copy(PHONE_PAGE, pages)
+    for description in descriptions_for(PHONE_PAGE):  # the page's second source: Intercom's OpenAPI descriptions
+        shutil.copy(description, pages)
     shutil.copy(SECOND_PAGE, pages)
     output = tmp_path / "generated"
     written = write_outputs(generate_from_files([pages]), output)
