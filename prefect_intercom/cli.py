@@ -49,8 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run(rest, prog="prefect-intercom deflect-calls")
     if command == "sandbox":
-        from prefect_intercom.sandbox import main as run
-
+        try:
+            from prefect_intercom.sandbox import main as run
+        except ImportError as missing:  # the sandbox's server is an extra: one line, no traceback
+            print(f"prefect-intercom sandbox: {missing}", file=sys.stderr)
+            return 2
         return run(rest)
     print(f"prefect-intercom: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
     return 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import os
+import re
 import subprocess
 import sys
 import venv
@@ -73,7 +76,11 @@ def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
     ):
         assert expected in names
     metadata = next(name for name in names if name.endswith("entry_points.txt"))
-    assert "prefect.collections" in zipfile.ZipFile(wheel).read(metadata).decode()
+    entry_points = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "prefect.collections" in entry_points
+    assert "[console_scripts]\nprefect-intercom = prefect_intercom.cli:main" in entry_points
+    for module in ("cli", "flows/__init__", "flows/test_request", "flows/deflect_calls", "flows/parameters"):
+        assert f"prefect_intercom/{module}.py" in names
 
 
 def _project() -> dict:
@@ -121,3 +128,61 @@ def test_without_its_extra_the_sandbox_says_what_to_install() -> None:
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("ImportError: the Intercom sandbox needs starlette and uvicorn"), last
         assert "pip install 'prefect-intercom[sandbox]'" in last and missing in last
+
+
+def _wheel_with_extras(wheel: Path) -> str:
+    """The wheel as a pip requirement, with the `sandbox` extra if the project has one (the sandbox's server)."""
+    has_extra = re.search(r"^sandbox\s*=\s*\[", (PROJECT_ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    return f"{wheel}[sandbox]" if has_extra else str(wheel)
+
+
+@pytest.mark.e2e
+def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_repository(tmp_path: Path) -> None:
+    """`prefect-intercom deflect-calls` and `test-request` from a wheel, run in an empty folder, no Prefect set up."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(PROJECT_ROOT)],
+        check=True,
+        timeout=300,
+    )
+    [wheel] = (tmp_path / "dist").glob("prefect_intercom-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    subprocess.run(
+        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", _wheel_with_extras(wheel)],
+        check=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    command = env_dir / "bin" / "prefect-intercom"
+    assert command.exists()
+    work = tmp_path / "somewhere-else"
+    work.mkdir()
+    (work / "callers.csv").write_text("phone,issue_type\n+14155550100,Billing\n+1 415 555 0199,Support\n")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PATH=f"{env_dir / 'bin'}:{env.get('PATH', '')}")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["prefect-intercom", *args], cwd=work, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    listed = run("--help")
+    assert listed.returncode == 0 and "deflect-calls" in listed.stdout and "sandbox" in listed.stdout
+
+    dry = run("deflect-calls", "callers.csv", "--dry-run", "--report", "report.csv")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "row 3: +1 415•••0199 rejected" in dry.stdout
+    assert "Done: dry run, nothing sent: 1 valid, 1 refused" in dry.stdout
+    assert "Traceback" not in dry.stderr  # no telemetry noise offline
+    with open(work / "report.csv", newline="", encoding="utf-8") as handle:
+        assert [row["outcome"] for row in csv.DictReader(handle)] == ["not_sent", "rejected"]
+
+    missing = run("deflect-calls", "callers.csv", "--block", "nope")
+    assert missing.returncode == 2 and "No Intercom credentials block named 'nope'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    sent = run("test-request", "--sandbox", "--phone", "+14155550100")
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert "**200 OK**" in sent.stdout and "Test request completed" in sent.stdout
+    assert "usage: prefect-intercom test-request" in run("test-request", "--help").stdout
+    assert "usage: python -m prefect_intercom.sandbox" in run("sandbox", "--help").stdout

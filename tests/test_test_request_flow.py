@@ -30,6 +30,7 @@ from prefect.utilities.callables import parameter_schema
 
 from prefect_intercom import IntercomCredentials
 from prefect_intercom.credentials import INTERCOM_VERSIONS
+from prefect_intercom.privacy import mask_phone
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, Sandbox
 
 from .conftest import PROJECT_ROOT, SECRET_TOKEN
@@ -439,6 +440,6 @@ def test_the_readme_command_works_from_a_fresh_prefect_home(tmp_path: Path) -> N
     assert "# Step 1 · Add the HTTP task" in out
     assert "## `POST /phone_call_redirects`" in out  # the reference
     assert "| Authorization | `Bearer [REDACTED]` |" in out  # the prepared request, token redacted
-    assert "**200 OK**" in out and f"`{PHONE}`" in out  # the response
+    assert "**200 OK**" in out and f"`{mask_phone(PHONE)}`" in out  # the response (phones masked, issue 9)
     assert "The sandbox received 1 request(s); 1 answered 200." in out
     assert "Test request completed" in out

@@ -116,8 +116,10 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         total = _check_csv(args.csv_path, args.phone_column, args.attributes)
         with ExitStack() as stack:
             if args.sandbox and not args.dry_run:
-                from prefect_intercom.sandbox import Sandbox
-
+                try:
+                    from prefect_intercom.sandbox import Sandbox
+                except ImportError as missing:  # the sandbox's server is an extra
+                    raise StartError(str(missing)) from None
                 sandbox = stack.enter_context(Sandbox(token=secrets.token_urlsafe(24)))
                 IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url).save(
                     SANDBOX_BLOCK_NAME, overwrite=True

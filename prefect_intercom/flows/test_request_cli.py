@@ -139,8 +139,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     if not args.sandbox:
         return _serve(args.name, parameters) if args.command == "serve" else _run(parameters)
 
-    from prefect_intercom.sandbox import Sandbox
-
+    try:
+        from prefect_intercom.sandbox import Sandbox
+    except ImportError as missing:  # the sandbox's server is an extra: one line, no traceback
+        print(f"{prog}: {missing}", file=sys.stderr)
+        return 2
     with Sandbox(token=secrets.token_urlsafe(24)) as sandbox:
         IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url).save(SANDBOX_BLOCK_NAME, overwrite=True)
         print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")

@@ -13,6 +13,7 @@ Screenshots of every step land in `test-output/e2e-ui/` (git-ignored) and stay t
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -28,6 +29,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+
+from prefect_intercom.privacy import mask_phone
 
 from ..conftest import PROJECT_ROOT
 
@@ -376,7 +379,7 @@ def test_quick_run_sends_one_test_request(stack: Stack, page: Any) -> None:
         camera.shot("response-artifact")
         shown = page.locator("body").inner_text()
         assert "200 OK" in shown
-        assert TEST_PHONE in shown
+        assert mask_phone(TEST_PHONE) in shown and TEST_PHONE not in shown  # phones are masked (issue 9)
         assert "phone_call_redirect" in shown
 
         received = stack.sandbox_requests()[before:]
@@ -435,3 +438,30 @@ def test_custom_run_with_an_invalid_phone_fails_and_sends_nothing(stack: Stack, 
         assert "Not sent" in artifacts["test-request-step-3-response"]
         assert_token_never_stored(stack, flow_run_id)
     print(f"\n[e2e] custom run: click to checked failure in {time.monotonic() - started:.1f} s")
+
+
+FORM_TITLES = {
+    "Request body": "The phone that receives the SMS (E.164) and optional custom attributes.",
+    "Credentials block": "Name of your saved Intercom Credentials block (Blocks > Intercom Credentials).",
+    "Intercom-Version": "The Intercom API version for this run only",
+    "Dry run": "Validate and show what would be sent, but send nothing.",
+    "API to test": 'A catalogue name, "METHOD /path" or words such as "deflect calls to messenger".',
+}
+
+
+def test_the_custom_run_form_shows_a_title_and_help_for_every_parameter(stack: Stack, page: Any) -> None:
+    """Run > Custom run: human titles and help, not `block_name` or `dry_run`; the version is one dropdown."""
+    camera = Camera(page)
+    with camera.on_failure("custom-run-form-titles"):
+        open_deployment(page, stack, camera)
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Custom run").click()
+        page.get_by_label("Phone", exact=True).wait_for()
+        for title, help_text in FORM_TITLES.items():
+            page.get_by_text(re.compile(rf"^{re.escape(title)}( \(Optional\))?$")).first.wait_for()  # the label
+            page.get_by_text(help_text).first.wait_for()
+        camera.shot("custom-run-form-titles")
+        shown = page.locator("main").inner_text() if page.locator("main").count() else page.locator("body").inner_text()
+        for raw in ("block_name", "intercom_version", "dry_run"):
+            assert raw not in shown, raw
+        assert "the block's" in shown  # the version's default, in a dropdown with no "None" toggle
