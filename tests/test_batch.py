@@ -358,7 +358,7 @@ def test_retrying_a_failed_flow_run_does_not_resend(
         return create_phone_call_redirects(credentials, _failing_once(300, 170), ledger_storage=storage)
 
     report = deflect()
-    assert len(_ATTEMPTS) == 2
+    assert len(_ATTEMPTS) == 2  # the first attempt's batch stopped (BatchStoppedError) when its input broke off
     # The first attempt sent every item it had read (170) before the input broke off.
     assert (report.run, report.counts["sent"], report.counts["skipped"]) == (1, 300 - 170, 170)
     texted = Counter(entry.body["phone"] for entry in sandbox.accepted)

@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
@@ -101,6 +101,8 @@ class _BatchRun:
         self.last_progress = time.monotonic()
         self.reporting = False
         self.ledger_failure: LedgerError | None = None
+        self.progress_failures = 0
+        self.last_progress_error: str | None = None
 
     # --- reading and sorting the input -----------------------------------------------------
 
@@ -149,6 +151,7 @@ class _BatchRun:
     async def send(self, item: _Pending) -> None:
         """Send one item (its slot already taken) and record its outcome before giving the slot back."""
         announced = False
+        uncertain = False  # an earlier attempt may have texted (only with `retry_unknown`)
         on_wire: float | None = None
 
         async def before_send() -> None:
@@ -159,15 +162,18 @@ class _BatchRun:
             if not announced:
                 await self.ledger.announce(item.index, item.digest)
                 announced = True
+                self.check_lease()  # still ours once the announcement is written: nobody else read the ledger
             if on_wire is None:
                 on_wire = time.monotonic()
 
         def on_retry(error: IntercomError, attempt: int, wait: float) -> None:
-            nonlocal announced
+            nonlocal announced, uncertain
             self.report.retries += 1
             if isinstance(error, IntercomRateLimitError):
                 self.report.rate_limited += 1
-            if announced and outcome_of(error) is Outcome.NOT_SENT:
+            if outcome_of(error) is Outcome.UNKNOWN:
+                uncertain = True
+            elif announced and not uncertain:
                 self.ledger.retract(item.index, item.digest, getattr(error, "status_code", None), _code(error))
                 announced = False
 
@@ -176,6 +182,14 @@ class _BatchRun:
                 response = await self.client.asend(item.prepared, before_send=before_send, on_retry=on_retry)
             except IntercomError as error:
                 result = self._failed(item, error, announced)
+                if (
+                    uncertain and result.outcome is Outcome.NOT_SENT
+                ):  # its last attempt was refused, an earlier one may have texted
+                    result = replace(
+                        result,
+                        outcome=Outcome.UNKNOWN,
+                        message=f"an earlier attempt may have texted; then: {result.message}",
+                    )
             except Exception as error:  # not ours to expect; still one outcome, and no more sends
                 self._stop(f"unexpected {type(error).__name__} while sending")
                 outcome = Outcome.UNKNOWN if on_wire is not None else Outcome.NOT_SENT
@@ -277,6 +291,9 @@ class _BatchRun:
             outcome = self.on_progress(self.report)
             if outcome is not None:
                 await outcome
+        except Exception as error:  # progress is for people watching: it never stops or loses the batch
+            self.progress_failures += 1
+            self.last_progress_error = f"{type(error).__name__}"
         finally:
             self.reporting = False
 
@@ -426,8 +443,19 @@ async def _feed(run: _BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) ->
     """Admit items one by one and start each send as a slot frees; wait for all of them."""
     tasks: set[asyncio.Task[None]] = set()
     probed = False
+    items = _enumerate(requests)
+    index = -1
+    broken: str | None = None  # why the input broke off: the items read still go, then the batch stops
     try:
-        async for index, body in _enumerate(requests):
+        while True:
+            try:
+                index, body = await anext(items)
+            except StopAsyncIteration:
+                break
+            except Exception as error:  # the input broke off: what was read is sent and reported
+                where = f"after item {index}" if index >= 0 else "before its first item"
+                broken = mask_digits(f"the input failed {where}: {type(error).__name__}: {error}")
+                break
             pending = run.admit(index, body)
             if pending is None:
                 continue
@@ -446,6 +474,8 @@ async def _feed(run: _BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) ->
     finally:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+    if broken is not None:
+        run._stop(broken)
 
 
 def _nothing() -> None:

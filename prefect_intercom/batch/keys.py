@@ -36,6 +36,7 @@ class KeyTable:
         self._keys = array("Q", [0]) * size
         self._values = array("I", [0]) * size
         self._mask = size - 1
+        self._shift = 64 - (size.bit_length() - 1)  # the top bits of the product pick the slot
         self._count = 0
 
     def __len__(self) -> int:
@@ -47,7 +48,7 @@ class KeyTable:
     def get(self, key: int, default: int | None = None) -> int | None:
         """The value stored for `key`, or `default`."""
         keys, mask = self._keys, self._mask
-        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> 40 & mask
+        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
         while True:
             found = keys[slot]
             if found == key:
@@ -59,7 +60,7 @@ class KeyTable:
     def setdefault(self, key: int, value: int) -> int:
         """Store `value` for `key` unless it is there; return the stored value."""
         keys, mask = self._keys, self._mask
-        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> 40 & mask
+        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
         while True:
             found = keys[slot]
             if found == key:
@@ -73,7 +74,7 @@ class KeyTable:
     def put(self, key: int, value: int) -> None:
         """Store `value` for `key`, replacing any earlier value."""
         keys, mask = self._keys, self._mask
-        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> 40 & mask
+        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
         while True:
             found = keys[slot]
             if found == key:
@@ -97,6 +98,7 @@ class KeyTable:
         self._keys = array("Q", [0]) * size
         self._values = array("I", [0]) * size
         self._mask = size - 1
+        self._shift = 64 - (size.bit_length() - 1)
         self._count = 0
         for key, value in zip(old_keys, old_values, strict=True):
             if key != _EMPTY:

@@ -21,8 +21,11 @@ A later run with the same batch key reads every record first (a torn last record
 ignored: nothing it announced was released) and does not send again what is recorded as
 `sent`, nor what is `unknown` unless the caller opts in with `resend_unknown=True`; `not_sent`
 items are sent again. Any other unreadable record stops the batch before anything is sent (fail
-closed). Runs of one batch key never overlap: the engine holds the key's lease
-(`prefect_intercom.lease`) for the whole run, and the run number is claimed in storage too.
+closed); so is a torn run claim (a crash while claiming a run number: that run announced
+nothing). What keeps two runs of one batch key from overlapping is the key's lease
+(`prefect_intercom.lease`), held by the engine for the whole run: the run-number claim in
+storage only catches runs that start apart, so with `lock=False` the caller must make sure that
+one run of a key goes at a time.
 """
 
 from __future__ import annotations
@@ -201,7 +204,8 @@ class BatchLedger:
     async def _write_loop(self) -> None:
         assert self._wake is not None
         while True:
-            await self._wake.wait()
+            if not self._closing:  # closing: write what is left and stop, never wait for another kick
+                await self._wake.wait()
             self._wake.clear()
             if not (self._sending or self._done):
                 if self._closing:
@@ -237,7 +241,7 @@ class BatchLedger:
 
     async def _load(self) -> None:
         run = 0
-        while (await self._read(self._run_key(run))) is not None:
+        while (await self._read_claim(run)) is not None:
             states: dict[int, int] = {}  # this run's last word per item key
             record = 0
             while True:
@@ -283,6 +287,13 @@ class BatchLedger:
             await _awrite(self._storage, key, json.dumps(payload, separators=(",", ":")).encode())
         except Exception as error:
             raise LedgerError(f"could not write the batch ledger record {key}: {type(error).__name__}") from error
+
+    async def _read_claim(self, run: int) -> dict[str, Any] | None:
+        """A run's claim, or `None`; a torn claim (a crash while claiming) is a claimed run that announced nothing."""
+        try:
+            return await self._read(self._run_key(run))
+        except LedgerError:
+            return {}
 
     async def _read_quietly(self, key: str) -> dict[str, Any] | None:
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -17,6 +19,7 @@ from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY
 from prefect_intercom.batch.engine import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey, asend_batch
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport, BatchStoppedError
 from prefect_intercom.credentials import IntercomCredentials
+from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.events import emit_batch_finished
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -31,19 +34,25 @@ _BATCH_TASK_OPTIONS: dict[str, Any] = {
     "persist_result": False,
 }
 
-# Batch calls so far in each flow run attempt: flow run id -> (id of the attempt's context, calls).
-_BATCH_CALLS: dict[str, tuple[int, int]] = {}
+# Default-keyed batch calls so far in each flow run attempt, (flow run id, attempt) -> calls, for
+# the most recent flow runs of this process (a parent's count survives its subflows).
+_BATCH_CALLS: OrderedDict[tuple[str, int], int] = OrderedDict()
+_REMEMBERED_FLOW_RUNS = 1024
+# Default-keyed batches running now, per flow run attempt.
+_RUNNING_DEFAULT_KEYED: dict[tuple[str, int], int] = {}
 
 
 def default_batch_key() -> str:
     """The batch key of the current task run: stable across retries of its flow run.
 
-    The flow run id and the call's position among the batches the flow run has sent
-    (`flow-run-<id>/batch-0`, `.../batch-1`...), so retrying a failed flow run (same flow
-    run id, same calls in the same order) finds what the failed attempt sent. Prefect's own
-    task run keys cannot serve: they are random for each attempt. Pass `batch_key` yourself
-    when a flow starts batches concurrently, or to re-run a batch in a new flow run. Outside
-    a flow run: the task run id (every run is then a new batch).
+    The flow run id and the call's position among the batches the flow run attempt has
+    started (`flow-run-<id>/batch-0`, `.../batch-1`...), so retrying a failed flow run (same
+    flow run id, same calls in the same order) finds what the failed attempt sent; a subflow's
+    batches count in the subflow, not in its parent. Batches started concurrently in one flow
+    run (`.submit()`, `asyncio.gather`) would number themselves in whatever order they start,
+    which a retry need not repeat: the task refuses a second default-keyed batch while one is
+    running, so pass `batch_key` to each. Outside a flow run: the task run id (every run is
+    then a new batch).
     """
     task_context = TaskRunContext.get()
     flow_context = FlowRunContext.get()
@@ -51,13 +60,45 @@ def default_batch_key() -> str:
         if task_context is None:
             raise ValueError("pass batch_key= when sending a batch outside a Prefect run")
         return f"task-run-{task_context.task_run.id}"
-    flow_run_id = str(flow_context.flow_run.id)
-    attempt, calls = _BATCH_CALLS.get(flow_run_id, (id(flow_context), 0))
-    if attempt != id(flow_context):
-        calls = 0
-    _BATCH_CALLS.clear()  # one flow run at a time is remembered: this map never grows
-    _BATCH_CALLS[flow_run_id] = (id(flow_context), calls + 1)
-    return f"flow-run-{flow_run_id}/batch-{calls}"
+    attempt = _attempt_of(flow_context)
+    calls = _BATCH_CALLS.pop(attempt, 0)
+    _BATCH_CALLS[attempt] = calls + 1
+    while len(_BATCH_CALLS) > _REMEMBERED_FLOW_RUNS:
+        _BATCH_CALLS.popitem(last=False)
+    return f"flow-run-{attempt[0]}/batch-{calls}"
+
+
+def _attempt_of(flow_context: FlowRunContext) -> tuple[str, int]:
+    """(flow run id, attempt number): the attempt is Prefect's run count, one more at each retry."""
+    flow_run = flow_context.flow_run
+    assert flow_run is not None
+    return str(flow_run.id), int(flow_run.run_count or 0)
+
+
+@contextmanager
+def _default_keyed(batch_key: str | None) -> Iterator[str]:
+    """The batch key to use; a default key is refused while another default-keyed batch of the flow run runs."""
+    if batch_key:
+        yield batch_key
+        return
+    flow_context = FlowRunContext.get()
+    attempt = _attempt_of(flow_context) if flow_context is not None and flow_context.flow_run is not None else None
+    if attempt is not None and _RUNNING_DEFAULT_KEYED.get(attempt):
+        raise IntercomConfigurationError(
+            "another batch of this flow run is running with a default batch key; batches started together "
+            "(.submit(), asyncio.gather) need batch_key= each, so that a flow retry finds what each one sent"
+        )
+    key = default_batch_key()
+    if attempt is None:
+        yield key
+        return
+    _RUNNING_DEFAULT_KEYED[attempt] = _RUNNING_DEFAULT_KEYED.get(attempt, 0) + 1
+    try:
+        yield key
+    finally:
+        _RUNNING_DEFAULT_KEYED[attempt] -= 1
+        if not _RUNNING_DEFAULT_KEYED[attempt]:
+            del _RUNNING_DEFAULT_KEYED[attempt]
 
 
 class _ProgressArtifact:
@@ -83,6 +124,17 @@ async def _arun_batch_task(
     requests: Iterable[Any] | AsyncIterable[Any],
     *,
     batch_key: str | None,
+    **options: Any,
+) -> BatchReport:
+    with _default_keyed(batch_key) as key:
+        return await _arun_keyed(credentials, requests, key=key, **options)
+
+
+async def _arun_keyed(
+    credentials: IntercomCredentials,
+    requests: Iterable[Any] | AsyncIterable[Any],
+    *,
+    key: str,
     concurrency: int | None,
     max_concurrency: int,
     retry: RetryPolicy | None,
@@ -99,7 +151,6 @@ async def _arun_batch_task(
     lock_wait: float,
 ) -> BatchReport:
     logger = get_run_logger()
-    key = batch_key or default_batch_key()
     progress = _ProgressArtifact(f"{artifact_key}-progress")
     pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
     connections = concurrency or max_concurrency
@@ -256,3 +307,9 @@ def create_phone_call_redirects(
         ```
     """
     return run_coro_as_sync(_arun_batch_task(**locals()))
+
+
+# `create_phone_call_redirects` runs the sync or the async task by context; like the single
+# task it also carries the sync task's `submit`, `map` and `with_options`.
+for _method in ("submit", "map", "with_options"):
+    setattr(create_phone_call_redirects, _method, getattr(create_phone_call_redirects.__wrapped__, _method))
