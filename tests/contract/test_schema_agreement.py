@@ -51,7 +51,7 @@ from ..bounded import bounded
 from ..conftest import PROJECT_ROOT
 from .description import PATH, json_schema, official
 
-README = PROJECT_ROOT / "README.md"
+README = PROJECT_ROOT / "docs" / "schema.md"  # where the README sends readers for what is proven
 _OFFICIAL = Draft202012Validator(json_schema(official(), "create_phone_switch_request"))
 _ATTRIBUTE = r"/custom_attributes/[^/]*"
 _INSTANCE = _ATTRIBUTE + r"/instances/\d+"
