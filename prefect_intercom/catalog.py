@@ -4,24 +4,12 @@ Everything here is read from the files `schemagen` writes into the packaged
 `prefect_intercom.schemas` folder; adding an endpoint means adding its docs page and
 regenerating, nothing else.
 
-How `Catalog.search` ranks (stated once, here):
-
-- An exact name, path or `METHOD /path` (any case) scores 100.
-- Otherwise every query word (lower-cased, stop words dropped, crudely stemmed so that
-  "calls", "caller" and "call" meet) is looked up in each endpoint's fields, weighted by
-  where it is found: name and path 4, summary 2, rest of the description 1, request field
-  names 1. A word found in several fields counts in each. A word that only matches as a
-  prefix ("redir"), a near miss ("mesenger") or a listed synonym ("text" for "sms") counts
-  half. The score is the average over the query's words, plus 0.5 when the query names the
-  endpoint's HTTP method.
-- A query of the form `METHOD /path...` only matches endpoints with that method: asking for
-  `GET /phone_call_redirects` must never find the `POST`.
-- Endpoints scoring 0 are left out; if none is left, `EndpointNotFoundError` lists what exists.
+How `Catalog.search` ranks is stated once, in `prefect_intercom.catalog_search`; endpoints
+scoring 0 are left out, and if none is left, `EndpointNotFoundError` lists what exists.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -33,29 +21,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from prefect_intercom.catalog_search import EXACT_MATCH_SCORE as EXACT_MATCH_SCORE  # re-exported
+from prefect_intercom.catalog_search import EndpointIndex, index_endpoint, score
 from prefect_intercom.errors import IntercomError
 
 SCHEMA_PACKAGE = "prefect_intercom.schemas"
 ENDPOINT_SUFFIX = ".endpoint.json"
 PHONE_CALL_REDIRECTS = "phone_call_redirects"
-HTTP_METHODS = frozenset({"get", "post", "put", "patch", "delete", "head", "options"})
-EXACT_MATCH_SCORE = 100.0
-
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP_WORDS = frozenset(
-    {"a", "an", "the", "to", "of", "for", "and", "or", "in", "on", "api", "with", "by", "from", "my", "me"}
-)
-_METHOD_AND_PATH = re.compile(r"^\s*(?P<method>[a-z]+)\s+(?P<path>/\S*)\s*$", re.IGNORECASE)
-# A handful of words people use for what the docs call something else (both ways).
-_SYNONYM_GROUPS = (
-    ("sms", "text", "txt"),
-    ("redirect", "deflect", "divert", "forward", "transfer"),
-    ("messenger", "chat"),
-    ("phone", "mobile", "cell", "number"),
-)
-_EXACT, _PARTIAL = 1.0, 0.5
-_NAME_WEIGHT, _SUMMARY_WEIGHT, _DESCRIPTION_WEIGHT, _FIELD_WEIGHT = 4.0, 2.0, 1.0, 1.0
-_METHOD_BONUS = 0.5
 
 
 class EndpointNotFoundError(IntercomError, LookupError):
@@ -161,7 +133,9 @@ class Catalog:
             if endpoint.name in self._endpoints:
                 raise ValueError(f"two catalogue entries are named {endpoint.name!r}")
             self._endpoints[endpoint.name] = endpoint
-        self._index = {name: _index(endpoint) for name, endpoint in self._endpoints.items()}
+        self._index: dict[str, EndpointIndex] = {
+            name: index_endpoint(endpoint) for name, endpoint in self._endpoints.items()
+        }
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
@@ -207,9 +181,7 @@ class Catalog:
         if not query or not query.strip():
             raise EndpointNotFoundError(f"The search query is empty. {self.listing()}")
         hits = [self._score(endpoint, query) for endpoint in self]
-        ranked = sorted(
-            (hit for hit in hits if hit.score > 0), key=lambda hit: (-hit.score, hit.endpoint.name)
-        )
+        ranked = sorted((hit for hit in hits if hit.score > 0), key=lambda hit: (-hit.score, hit.endpoint.name))
         if not ranked:
             raise EndpointNotFoundError(f"No endpoint matches {query!r}. {self.listing()}")
         return ranked
@@ -246,31 +218,8 @@ class Catalog:
         return f"Available endpoints: {entries}"
 
     def _score(self, endpoint: Endpoint, query: str) -> SearchHit:
-        normalized = " ".join(query.lower().split())
-        path = endpoint.path.lower()
-        exact = {endpoint.name.lower(), path, path.lstrip("/"), endpoint.title.lower()}
-        if normalized in exact:
-            return SearchHit(endpoint, EXACT_MATCH_SCORE, tuple(_words(query)))
-        method_and_path = _METHOD_AND_PATH.match(query)
-        if (
-            method_and_path
-            and method_and_path["method"].lower() in HTTP_METHODS
-            and method_and_path["method"].upper() != endpoint.method
-        ):
-            return SearchHit(endpoint, 0.0)
-        words = [word for word in _words(query) if word not in HTTP_METHODS]
-        bonus = _METHOD_BONUS if endpoint.method.lower() in _words(query) else 0.0
-        if not words:
-            return SearchHit(endpoint, bonus if bonus and method_and_path is None else 0.0)
-        total, matched = 0.0, []
-        for word in words:
-            word_score = sum(weight * _match(word, stems) for weight, stems in self._index[endpoint.name])
-            if word_score > 0:
-                total += word_score
-                matched.append(word)
-        if not matched:
-            return SearchHit(endpoint, 0.0)
-        return SearchHit(endpoint, total / len(words) + bonus, tuple(matched))
+        value, matched = score(endpoint, self._index[endpoint.name], query)
+        return SearchHit(endpoint, value, matched)
 
 
 def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Catalog:
@@ -361,63 +310,6 @@ def _load_endpoint(root: Traversable, entry: Traversable) -> Endpoint:
 
 def _read_json(entry: Traversable) -> dict[str, Any]:
     return json.loads(entry.read_text(encoding="utf-8"))
-
-
-def _words(text: str) -> list[str]:
-    return [word for word in _WORD.findall(text.lower()) if word not in _STOP_WORDS]
-
-
-def _stem(word: str) -> str:
-    """A crude stemmer: enough for "calls"/"caller"/"call" or "deflection"/"deflect" to meet."""
-    if len(word) > 4 and word.endswith("ies"):
-        word = word[:-3] + "y"
-    elif word.endswith("sses"):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    for suffix in ("ations", "ation", "ions", "ion", "ing", "ed", "er"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            word = word[: -len(suffix)]
-            break
-    return word[:-1] if len(word) > 4 and word.endswith("e") else word
-
-
-_SYNONYMS: dict[str, frozenset[str]] = {
-    _stem(word): frozenset(_stem(other) for other in group if other != word)
-    for group in _SYNONYM_GROUPS
-    for word in group
-}
-
-
-def _stems(text: str) -> frozenset[str]:
-    return frozenset(_stem(word) for word in _words(text))
-
-
-def _index(endpoint: Endpoint) -> list[tuple[float, frozenset[str]]]:
-    """The weighted word stems of an endpoint's searchable fields."""
-    name_and_path = f"{endpoint.name} {endpoint.path}".replace("_", " ").replace("/", " ").replace("-", " ")
-    field_names = " ".join(row["name"] for row in endpoint.body_fields).replace("_", " ").replace(".", " ")
-    summary = _stems(endpoint.summary)
-    return [
-        (_NAME_WEIGHT, _stems(name_and_path)),
-        (_SUMMARY_WEIGHT, summary),
-        (_DESCRIPTION_WEIGHT, _stems(endpoint.description) - summary),
-        (_FIELD_WEIGHT, _stems(field_names)),
-    ]
-
-
-def _match(word: str, stems: frozenset[str]) -> float:
-    """How well one query word matches a set of stems: 1 exact, 0.5 partial, 0 not at all."""
-    stem = _stem(word)
-    if stem in stems:
-        return _EXACT
-    if _SYNONYMS.get(stem, frozenset()) & stems:
-        return _PARTIAL
-    if len(word) >= 3 and any(candidate.startswith(stem) for candidate in stems):
-        return _PARTIAL
-    if len(stem) >= 5 and difflib.get_close_matches(stem, stems, n=1, cutoff=0.8):
-        return _PARTIAL
-    return 0.0
 
 
 def _markdown_table(rows: list[dict[str, Any]], *, with_values: bool) -> list[str]:
