@@ -155,7 +155,7 @@ async def _batch_row(candidate: str, url: str, sends: int, concurrency: int, led
         intercom_version="2.12",
         retry=RetryPolicy(),
         max_connections=concurrency,
-        transport=_transport(candidate, concurrency),
+        async_transport=_transport(candidate, concurrency),
     )
     options: dict[str, Any] = {}
     if "lock" in inspect.signature(asend_batch).parameters:

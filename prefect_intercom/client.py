@@ -88,8 +88,12 @@ class IntercomClient:
         intercom_version: The `Intercom-Version` header value.
         timeout: Seconds to wait for connecting, sending and each read.
         allow_custom_base_url: Opt-in to a base URL that is neither Intercom's nor loopback.
-        transport: An httpx transport (tests, proxies); default: httpx's own for the sync
-            client, aiohttp's pool for the async one (`prefect_intercom.transport`).
+        transport: The sync client's httpx transport (`httpx.BaseTransport`: tests, proxies);
+            default: httpx's own. Anything else is refused with a `TypeError`.
+        async_transport: The async client's httpx transport (`httpx.AsyncBaseTransport`);
+            default: aiohttp's pool (`prefect_intercom.transport`). Anything else is refused
+            with a `TypeError`. `httpx.MockTransport` is both kinds: pass it to the argument
+            of each client you use.
         retry: When to repeat a failed send (`RetryPolicy`); default: send once, never retry.
         pacer: What holds sends back under Intercom's rate limit (`Pacer`); default: none.
         on_retry: Called as `on_retry(error, attempt, wait)` before each retry (for logging).
@@ -114,18 +118,27 @@ class IntercomClient:
         intercom_version: str,
         timeout: float = DEFAULT_TIMEOUT,
         allow_custom_base_url: bool = False,
-        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         pacer: Pacer | None = None,
         on_retry: RetryCallback | None = None,
         max_connections: int | None = None,
     ) -> None:
+        # The wrong kind of transport is refused here, never replaced by the network's in silence.
+        for name, given, kind, hint in (
+            ("transport", transport, httpx.BaseTransport, "an async transport goes to async_transport="),
+            ("async_transport", async_transport, httpx.AsyncBaseTransport, "a sync transport goes to transport="),
+        ):
+            if given is not None and not isinstance(given, kind):
+                raise TypeError(f"{name} must be an httpx.{kind.__name__} or None, not {type(given).__name__} ({hint})")
         self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
         _check_token(self._token)
         self.base_url = check_base_url(base_url, allow_custom_host=allow_custom_base_url)
         self.intercom_version = intercom_version
         self.timeout = timeout
         self._transport = transport
+        self._async_transport = async_transport
         self.retry = retry
         self.pacer = pacer
         self.on_retry = on_retry
@@ -359,9 +372,8 @@ class IntercomClient:
 
     def _sync_client(self) -> httpx.Client:
         if self._sync is None:
-            transport = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
             self._sync = httpx.Client(
-                transport=transport, event_hooks={"response": [_set_redirect_aside]}, **self._client_options()
+                transport=self._transport, event_hooks={"response": [_set_redirect_aside]}, **self._client_options()
             )
         return self._sync
 
@@ -369,10 +381,10 @@ class IntercomClient:
         """The async httpx client: over aiohttp's pool (`prefect_intercom.transport`) unless given a transport.
 
         The transport opens its pool lazily inside the running event loop and never shares it
-        with another loop; a user's `transport=` is used as given.
+        with another loop; a user's `async_transport=` is used as given.
         """
         if self._async is None:
-            transport = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
+            transport = self._async_transport
             if transport is None:
                 from prefect_intercom.transport import async_transport
 

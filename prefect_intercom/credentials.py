@@ -142,8 +142,10 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
         """An `IntercomClient` using these credentials.
 
         Args:
-            **overrides: Any `IntercomClient` argument to change for this client only,
-                e.g. `intercom_version="2.11"` or `transport=...`.
+            **overrides: Any `IntercomClient` argument to change for this client only, passed
+                through as given, e.g. `intercom_version="2.11"`, `transport=...` (the sync
+                client's) or `async_transport=...` (the async client's). The wrong kind of
+                transport, or an argument `IntercomClient` does not take, raises `TypeError`.
 
         Returns:
             A client; use it as a context manager to close its connections.

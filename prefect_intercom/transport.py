@@ -1,6 +1,6 @@
 """How the async client's bytes move: aiohttp's connection pool behind httpx's API.
 
-httpx stays the client and the test seam (`transport=` in `IntercomClient`). Only the default
+httpx stays the client and the test seam (`async_transport=` in `IntercomClient`). Only the default
 async transport changes: httpx 0.28's own pool (httpcore 1.0) rescans every connection for
 every request and costs 4-20 ms of CPU per request at 50-100 connections (encode/httpcore#1035),
 which is most of a core at the concurrency a batch needs to reach Intercom's rate.

@@ -284,3 +284,57 @@ def test_prepared_request_never_holds_the_token() -> None:
     assert SECRET_TOKEN not in repr(prepared) + str(prepared.display_headers()) + repr(client)
     assert prepared.display_headers()["Authorization"] == "Bearer [REDACTED]"
     assert json.loads(prepared.content) == BODY
+
+
+# --- typed transports: the wrong kind is refused at construction ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("argument", "given", "expected"),
+    [
+        pytest.param("transport", httpx.AsyncHTTPTransport(), "httpx.BaseTransport", id="async as transport"),
+        pytest.param("async_transport", httpx.HTTPTransport(), "httpx.AsyncBaseTransport", id="sync as async"),
+        pytest.param("transport", "http://proxy:8080", "httpx.BaseTransport", id="a string as transport"),
+        pytest.param("async_transport", object(), "httpx.AsyncBaseTransport", id="an object as async"),
+    ],
+)
+def test_a_transport_of_the_wrong_kind_is_refused_naming_the_argument_and_the_type(
+    argument: str, given: object, expected: str
+) -> None:
+    with pytest.raises(TypeError) as caught:
+        IntercomClient(SECRET_TOKEN, base_url="https://api.intercom.io", intercom_version="2.12", **{argument: given})
+    message = str(caught.value)
+    assert message.startswith(f"{argument} must be an {expected} or None, not {type(given).__name__}")
+    assert SECRET_TOKEN not in message
+
+
+def test_a_mock_transport_is_both_kinds_and_each_client_uses_the_one_given_to_it() -> None:
+    sync_seen: list[httpx.Request] = []
+    async_seen: list[httpx.Request] = []
+
+    def sync_handler(request: httpx.Request) -> httpx.Response:
+        sync_seen.append(request)
+        return httpx.Response(200, json={"type": "phone_call_redirect", "phone": "+14155550100"})
+
+    def async_handler(request: httpx.Request) -> httpx.Response:
+        async_seen.append(request)
+        return httpx.Response(200, json={"type": "phone_call_redirect", "phone": "+14155550100"})
+
+    client = IntercomClient(
+        SECRET_TOKEN,
+        base_url="https://api.intercom.io",
+        intercom_version="2.12",
+        transport=httpx.MockTransport(sync_handler),
+        async_transport=httpx.MockTransport(async_handler),
+    )
+    with client:
+        client.request("phone_call_redirects", BODY)
+
+    async def send() -> None:
+        async with client:
+            await client.arequest("phone_call_redirects", BODY)
+
+    import asyncio
+
+    asyncio.run(send())
+    assert (len(sync_seen), len(async_seen)) == (1, 1)

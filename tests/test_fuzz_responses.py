@@ -228,7 +228,10 @@ async def test_the_async_client_raises_only_api_errors(
         return httpx.Response(status, headers=answer_headers, stream=httpx.ByteStream(body))
 
     client = IntercomClient(
-        SECRET_TOKEN, base_url="http://127.0.0.1:9", intercom_version="2.12", transport=httpx.MockTransport(answer)
+        SECRET_TOKEN,
+        base_url="http://127.0.0.1:9",
+        intercom_version="2.12",
+        async_transport=httpx.MockTransport(answer),
     )
     async with client:
         try:
@@ -386,7 +389,7 @@ async def test_an_answer_of_any_size_is_read_up_to_the_limit_and_says_when_it_wa
         SECRET_TOKEN,
         base_url="http://127.0.0.1:9",
         intercom_version="2.12",
-        transport=httpx.MockTransport(lambda request: httpx.Response(status, headers=headers, content=stream())),
+        async_transport=httpx.MockTransport(lambda request: httpx.Response(status, headers=headers, content=stream())),
     )
     async with client:
         try:

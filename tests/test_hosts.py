@@ -272,8 +272,9 @@ async def test_a_hostile_redirect_is_still_just_an_api_error(location: str, redi
         return answer(request)
 
     for handler in (answer, async_answer):
+        mock = httpx.MockTransport(handler)
         client = IntercomClient(
-            SECRET_TOKEN, base_url="http://127.0.0.1:9", intercom_version="2.12", transport=httpx.MockTransport(handler)
+            SECRET_TOKEN, base_url="http://127.0.0.1:9", intercom_version="2.12", transport=mock, async_transport=mock
         )
         with pytest.raises(IntercomAPIError) as caught:
             if handler is async_answer:

@@ -31,7 +31,7 @@ import httpx
 import pytest
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from prefect_intercom import IntercomAPIError, IntercomTransportError, Outcome
+from prefect_intercom import IntercomAPIError, IntercomCredentials, IntercomTransportError, Outcome
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.sandbox import DEFAULT_KEEP_ALIVE, Sandbox
 from prefect_intercom.transport import KEEPALIVE_EXPIRY, IntercomAsyncTransport, async_transport, translate_error
@@ -416,7 +416,7 @@ def test_the_sync_client_leaves_no_token_behind_an_error_either() -> None:
 
 
 async def test_the_request_on_the_wire_is_the_one_httpx_sent(sandbox: Sandbox) -> None:
-    async with _client(sandbox.url, transport=httpx.AsyncHTTPTransport()) as before:
+    async with _client(sandbox.url, async_transport=httpx.AsyncHTTPTransport()) as before:
         await before.arequest("phone_call_redirects", BODY)
     async with _client(sandbox.url) as now:
         await now.arequest("phone_call_redirects", BODY)
@@ -501,7 +501,7 @@ ENCODED_ANSWERS = [
 
 
 async def _outcome_of(url: str, transport: httpx.AsyncBaseTransport | None) -> tuple:
-    async with _client(url, transport=transport) as client:
+    async with _client(url, async_transport=transport) as client:
         try:
             response = await client.arequest("phone_call_redirects", BODY)
         except IntercomAPIError as error:
@@ -530,7 +530,7 @@ async def test_max_connections_bounds_the_pool_and_connections_are_reused() -> N
 async def test_an_idle_connection_is_reused_only_until_the_keepalive_expiry() -> None:
     with RawServer(answers_until_idle(1.0)) as server:
         transport = async_transport(keepalive_expiry=0.3)
-        async with _client(server.url, transport=transport) as client:
+        async with _client(server.url, async_transport=transport) as client:
             await client.arequest("phone_call_redirects", BODY)
             await asyncio.sleep(0.05)
             await client.arequest("phone_call_redirects", BODY)  # same connection
@@ -597,7 +597,30 @@ async def test_a_transport_of_ones_own_is_used_as_given() -> None:
         seen.append(request)
         return httpx.Response(200, json=json.loads(ANSWER))
 
-    async with _client("http://127.0.0.1:9", transport=httpx.MockTransport(handler)) as client:
+    async with _client("http://127.0.0.1:9", async_transport=httpx.MockTransport(handler)) as client:
         response = await client.arequest("phone_call_redirects", BODY)
     assert response.data["phone"] == "+14155550100"
     assert len(seen) == 1
+
+
+# --- typed transports through the credentials block ----------------------------------------
+
+
+async def test_the_credentials_pass_an_async_transport_through_to_the_async_client() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=json.loads(ANSWER))
+
+    credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url="http://127.0.0.1:9")
+    async with credentials.get_client(async_transport=httpx.MockTransport(handler)) as client:
+        response = await client.arequest("phone_call_redirects", BODY)
+    assert response.status_code == 200
+    assert len(seen) == 1
+
+
+def test_the_credentials_refuse_an_async_transport_given_as_the_sync_one() -> None:
+    credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url="http://127.0.0.1:9")
+    with pytest.raises(TypeError, match=r"^transport must be an httpx\.BaseTransport or None, not AsyncHTTPTransport"):
+        credentials.get_client(transport=httpx.AsyncHTTPTransport())

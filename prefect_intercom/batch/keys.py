@@ -47,43 +47,34 @@ class KeyTable:
 
     def get(self, key: int, default: int | None = None) -> int | None:
         """The value stored for `key`, or `default`."""
-        keys, mask = self._keys, self._mask
-        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
-        while True:
-            found = keys[slot]
-            if found == key:
-                return self._values[slot]
-            if found == _EMPTY:
-                return default
-            slot = (slot + 1) & mask
+        slot = self._slot(key)
+        return self._values[slot] if self._keys[slot] == key else default
 
     def setdefault(self, key: int, value: int) -> int:
         """Store `value` for `key` unless it is there; return the stored value."""
-        keys, mask = self._keys, self._mask
-        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
-        while True:
-            found = keys[slot]
-            if found == key:
-                return self._values[slot]
-            if found == _EMPTY:
-                break
-            slot = (slot + 1) & mask
+        slot = self._slot(key)
+        if self._keys[slot] == key:
+            return self._values[slot]
         self._place(slot, key, value)
         return value
 
     def put(self, key: int, value: int) -> None:
         """Store `value` for `key`, replacing any earlier value."""
+        slot = self._slot(key)
+        if self._keys[slot] == key:
+            self._values[slot] = value
+        else:
+            self._place(slot, key, value)
+
+    def _slot(self, key: int) -> int:
+        """Where `key` is, or the empty slot where it would go (linear probing from the product's top bits)."""
         keys, mask = self._keys, self._mask
         slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
         while True:
             found = keys[slot]
-            if found == key:
-                self._values[slot] = value
-                return
-            if found == _EMPTY:
-                break
+            if found == key or found == _EMPTY:
+                return slot
             slot = (slot + 1) & mask
-        self._place(slot, key, value)
 
     def _place(self, slot: int, key: int, value: int) -> None:
         self._keys[slot] = key

@@ -304,7 +304,7 @@ def test_422_error_key_without_message(prism: PrismServer) -> None:
 
 async def test_async_client_gets_the_same_answers(prism: PrismServer) -> None:
     transport = AsyncRecordingTransport("code=401")
-    async with _credentials(prism).get_client(transport=transport) as client:
+    async with _credentials(prism).get_client(async_transport=transport) as client:
         with pytest.raises(IntercomAuthenticationError) as caught:
             await client.arequest(PHONE_CALL_REDIRECTS, {"phone": "+14155550100"})
         transport.prefer = "code=200, example=successful"
