@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Callable
@@ -333,8 +334,6 @@ def test_a_mock_transport_is_both_kinds_and_each_client_uses_the_one_given_to_it
     async def send() -> None:
         async with client:
             await client.arequest("phone_call_redirects", BODY)
-
-    import asyncio
 
     asyncio.run(send())
     assert (len(sync_seen), len(async_seen)) == (1, 1)
