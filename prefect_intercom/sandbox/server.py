@@ -1,0 +1,151 @@
+"""Serving the sandbox with uvicorn: in a thread of this process (`Sandbox`) or in the foreground (`serve`)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from prefect_intercom.sandbox.app import create_app
+from prefect_intercom.sandbox.contract import ENDPOINT
+from prefect_intercom.sandbox.options import DEFAULT_HOST, DEFAULT_TOKEN, ResponseShape
+from prefect_intercom.sandbox.state import ReceivedRequest, SandboxState
+
+
+class Sandbox:
+    """Run the sandbox in a background thread of this process.
+
+    Args:
+        token: The bearer token the sandbox accepts.
+        host: Address to bind (loopback only, unless you know why).
+        port: Port to bind; 0 picks a free one.
+        response_shape: Answer 200 with `{type, phone}` ("phone") or `{type, url}` ("url").
+        **options: Any other field of `SandboxOptions` (latency, rate limit, faults, seed,
+            keep-alive, ...), each described there.
+
+    Raises:
+        ValueError: An option is out of range.
+        TypeError: An option `SandboxOptions` does not have.
+
+    Example:
+        ```python
+        with Sandbox(latency=(0.15, 0.4), rate_limit=100, rate_limit_window=1, faults={"503": 0.02}) as sandbox:
+            print(sandbox.url)          # http://127.0.0.1:54321
+            ...
+            assert len(sandbox.accepted) == 1
+        ```
+    """
+
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        response_shape: ResponseShape = "phone",
+        **options: Any,
+    ) -> None:
+        self.state = SandboxState(token=token, response_shape=response_shape, **options)
+        self.host = host
+        self._requested_port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port: int | None = None
+
+    @property
+    def token(self) -> str:
+        """The bearer token the sandbox accepts."""
+        return self.state.token
+
+    @property
+    def keep_alive(self) -> float:
+        """Seconds an idle keep-alive connection stays open."""
+        return self.state.keep_alive
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running sandbox, e.g. `http://127.0.0.1:54321`."""
+        if self.port is None:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def received(self) -> list[ReceivedRequest]:
+        """Every request received so far."""
+        return self.state.snapshot()
+
+    @property
+    def accepted(self) -> list[ReceivedRequest]:
+        """The requests answered 200, i.e. the SMS a real person would have received."""
+        return [entry for entry in self.state.snapshot() if entry.accepted]
+
+    def reset(self) -> None:
+        """Forget what was received."""
+        self.state.clear()
+
+    def start(self, timeout: float = 10.0) -> Sandbox:
+        """Start serving; returns once the port is bound."""
+        self._server = _server(self.state, self.host, self._requested_port, log_level="warning", access_log=False)
+        self._thread = threading.Thread(target=self._server.run, name="intercom-sandbox", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox did not start on {self.host}:{self._requested_port}")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+        self.port = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve(state: SandboxState, host: str, port: int, log_level: str) -> None:
+    """Serve `state` in the foreground until interrupted, announcing the endpoint's URL on stdout.
+
+    Args:
+        state: The options and records of this sandbox.
+        host: Address to bind.
+        port: Port to bind; 0 picks a free one (the announced URL has the real one).
+        log_level: uvicorn's log level.
+    """
+    server = _server(state, host, port, log_level=log_level)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it.
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        bound = sock.getsockname()[1]
+        print(f"Intercom sandbox: {ENDPOINT.method} http://{host}:{bound}{ENDPOINT.path}", flush=True)
+        server.run(sockets=[sock])
+
+
+def _server(state: SandboxState, host: str, port: int, **config: Any) -> uvicorn.Server:
+    """A uvicorn server for `state`'s application, known to `state` (the `reset` fault reaches into it)."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(state),
+            host=host,
+            port=port,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=state.keep_alive,
+            **config,
+        )
+    )
+    state.server = server
+    return server
