@@ -4,25 +4,22 @@ Deflect a waiting phone caller to the Intercom Messenger from a Prefect flow: In
 the number a Messenger link, and any custom attributes land on the user or lead.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("prefect-intercom")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
-
+from prefect_intercom._version import __version__
 from prefect_intercom.batch import (
     BatchItemResult,
     BatchReport,
-    BatchStoppedError,
     ItemOutcome,
     acreate_phone_call_redirects,
     create_phone_call_redirects,
     read_requests_csv,
 )
-from prefect_intercom.batch.ledger import LedgerError
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import (
+    BatchKeyBusyError,
+    BatchKeyLostError,
+    BatchLeaseError,
+    BatchStoppedError,
+    EarlierAttemptUnknownError,
     IntercomAPIError,
     IntercomAuthenticationError,
     IntercomConfigurationError,
@@ -32,10 +29,9 @@ from prefect_intercom.errors import (
     IntercomServerError,
     IntercomTransportError,
     IntercomValidationError,
+    LedgerError,
     ValidationIssue,
 )
-from prefect_intercom.idempotency import EarlierAttemptUnknownError
-from prefect_intercom.lease import BatchKeyBusyError, BatchKeyLostError, BatchLeaseError
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.responses import PhoneCallRedirect

@@ -23,27 +23,11 @@ from typing import Any
 
 from prefect_intercom.catalog_search import EXACT_MATCH_SCORE as EXACT_MATCH_SCORE  # re-exported
 from prefect_intercom.catalog_search import EndpointIndex, index_endpoint, score
-from prefect_intercom.errors import IntercomError
+from prefect_intercom.errors import AmbiguousQueryError, EndpointNotFoundError
 
 SCHEMA_PACKAGE = "prefect_intercom.schemas"
 ENDPOINT_SUFFIX = ".endpoint.json"
 PHONE_CALL_REDIRECTS = "phone_call_redirects"
-
-
-class EndpointNotFoundError(IntercomError, LookupError):
-    """No catalogue entry matches a name or query; the message lists what exists."""
-
-
-class AmbiguousQueryError(EndpointNotFoundError):
-    """A query matches several endpoints equally well; the message lists them.
-
-    Attributes:
-        hits: The tied best matches.
-    """
-
-    def __init__(self, message: str, hits: list[SearchHit]) -> None:
-        self.hits = hits
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

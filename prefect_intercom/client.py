@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from prefect_intercom import __version__, log_filter
+from prefect_intercom import log_filter
+from prefect_intercom._version import __version__
 from prefect_intercom.catalog import Endpoint, get_endpoint
 from prefect_intercom.deadline import Deadline, applying, bound_sync_client, deadline_for, within
 from prefect_intercom.errors import IntercomAPIError, IntercomConfigurationError, IntercomTransportError, Outcome

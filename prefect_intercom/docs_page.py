@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prefect_intercom.errors import DocsPageError
+
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 FIELD_TYPES = ("String", "Object", "Array", "Integer", "Number", "Boolean")
 TABLE_HEADER = "Name Type Required Description"
@@ -55,22 +57,6 @@ _BULLET_VALUE = re.compile(r'^\s*[•*-]\s*"(?P<value>[^"]*)"\s*$')
 _DEFAULT_VALUE = re.compile(r'^Default value: "(?P<value>[^"]*)"\s*$')
 _STEP = re.compile(r"^\s*(?P<number>\d+)\.\s+(?P<text>.+)$")
 _SUB_STEP = re.compile(r"^\s*[•*-]\s+(?P<text>.+)$")
-
-
-class DocsPageError(ValueError):
-    """A documentation page does not follow the expected format.
-
-    Attributes:
-        line: 1-based number of the offending line (0 when the whole page is at fault).
-        reason: What is wrong, without the location.
-    """
-
-    def __init__(self, line: int, reason: str, source: str = "<page>") -> None:
-        self.line = line
-        self.reason = reason
-        self.source = source
-        where = f"{source}, line {line}" if line else source
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass
@@ -222,9 +208,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
                     + ", ".join(FIELD_TYPES),
                     source,
                 )
-            current = FieldRow(
-                name=row["name"], type=row["type"], required=row["required"] == "Yes", line=number
-            )
+            current = FieldRow(name=row["name"], type=row["type"], required=row["required"] == "Yes", line=number)
             if row["rest"]:
                 row_text.append(row["rest"].strip())
             _check_new_row(page.tables[section], current, source)

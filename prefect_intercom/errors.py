@@ -1,30 +1,48 @@
-"""The exception family. No exception here ever holds the access token.
+"""The exception family: every public error of prefect-intercom is defined here.
 
-Their messages show phone numbers masked: the validation issues quote the input masked
-(`prefect_intercom.validation`), and the texts of an answer come redacted and masked from
-the parse step (`prefect_intercom.responses`).
+No exception here ever holds the access token. Their messages show phone numbers masked: the
+validation issues quote the input masked (`prefect_intercom.validation`), and the texts of an
+answer come redacted and masked from the parse step (`prefect_intercom.responses`).
 
 ```
 IntercomError
-├── IntercomValidationError        the body or headers break the schema; nothing was sent
-├── IntercomConfigurationError     credentials or base URL refused; nothing was sent
-├── IntercomTransportError         no HTTP answer; `outcome` says whether it may have taken effect
-├── IntercomRateLimitWaitError     the rate-limit window resets beyond the retry budget; nothing was sent
-└── IntercomAPIError               Intercom answered, but not with success
-    ├── IntercomAuthenticationError    401, 403
-    ├── IntercomRateLimitError         429 (with the reset time)
-    └── IntercomServerError            5xx
+├── IntercomValidationError (ValueError)   the body or headers break the schema; nothing was sent
+├── IntercomConfigurationError (ValueError) credentials or base URL refused; nothing was sent
+├── IntercomTransportError                 no HTTP answer; `outcome` says whether it may have taken effect
+├── IntercomRateLimitWaitError             the rate-limit window resets beyond the retry budget; nothing was sent
+├── IntercomAPIError                       Intercom answered, but not with success
+│   ├── IntercomAuthenticationError            401, 403
+│   ├── IntercomRateLimitError                 429 (with the reset time)
+│   └── IntercomServerError                    5xx
+├── EarlierAttemptUnknownError             a flow retry: an earlier attempt may have texted; not sent again
+├── BatchStoppedError                      a batch stopped sending early; carries the full report
+├── LedgerError                            the batch ledger cannot be read or written
+├── BatchLeaseError                        the batch key's lease could not be taken or kept
+│   └── BatchKeyBusyError                      another run holds the batch key
+│       └── BatchKeyLostError                      this run lost its lease on the batch key
+├── EndpointNotFoundError (LookupError)    no catalogue entry matches a name or query
+│   └── AmbiguousQueryError                    a query matches several endpoints equally well
+└── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
 ```
+
+The modules that raise them re-export them under their old paths (e.g.
+`prefect_intercom.batch.ledger.LedgerError`), so either import works.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.privacy import mask_phone
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from prefect_intercom.batch.report import BatchReport
+    from prefect_intercom.catalog import SearchHit
 
 
 class IntercomError(Exception):
@@ -233,6 +251,124 @@ class IntercomServerError(IntercomAPIError):
     """5xx: Intercom failed. The SMS may or may not have been sent (outcome unknown)."""
 
     outcome = Outcome.UNKNOWN
+
+
+class EarlierAttemptUnknownError(IntercomError):
+    """An earlier attempt of this flow run may have texted this person; this one did not send.
+
+    Raised on a flow retry when the same call (see `prefect_intercom.idempotency`) failed
+    in an earlier attempt in a way that may have taken effect (5xx, timeout, dropped
+    connection, or the process died while the request was in flight), and the task's
+    `RetryPolicy` does not allow repeating such failures.
+
+    Attributes:
+        outcome: Always `Outcome.UNKNOWN`: the earlier attempt's outcome is not known.
+        earlier: What the earlier attempt recorded (error type, status, request id), or
+            `in flight` when it never recorded an end.
+        flow_run_id: The flow run.
+        occurrence: Which of the identical calls in the attempt this is (1 for the first).
+    """
+
+    outcome = Outcome.UNKNOWN
+
+    def __init__(self, *, earlier: str, flow_run_id: UUID, occurrence: int) -> None:
+        self.earlier = earlier
+        self.flow_run_id = flow_run_id
+        self.occurrence = occurrence
+        super().__init__(
+            f"Not sent: an earlier attempt of flow run {flow_run_id} made this call (occurrence "
+            f"{occurrence}) and its outcome is unknown ({earlier}); the person may already have "
+            "been texted. Pass retry=RetryPolicy(retry_unknown=True) to send again anyway."
+        )
+
+
+class BatchStoppedError(IntercomError):
+    """The batch stopped sending early (authentication refused, a window beyond the retry budget...).
+
+    Attributes:
+        report: The full report; the items not attempted are `not_sent`, so a re-run with
+            the same batch key sends them.
+    """
+
+    def __init__(self, report: BatchReport) -> None:
+        self.report = report
+        super().__init__(
+            f"batch {report.batch_key!r} stopped early: {report.stopped} "
+            f"({report.counts['sent']:,} sent, {report.counts['not_sent']:,} not sent, "
+            f"{report.counts['unknown']:,} unknown); a re-run with batch_key={report.batch_key!r} "
+            "sends the items not sent"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.report,))
+
+
+class LedgerError(IntercomError):
+    """The batch ledger cannot be read or written; nothing more is sent."""
+
+
+class BatchLeaseError(IntercomError):
+    """The batch key's lease could not be taken or kept; this run sends nothing more.
+
+    Attributes:
+        batch_key: The batch key.
+        lease_name: Its global concurrency limit on the Prefect server.
+    """
+
+    def __init__(self, message: str, *, batch_key: str, lease_name: str) -> None:
+        self.batch_key = batch_key
+        self.lease_name = lease_name
+        super().__init__(message)
+
+
+class BatchKeyBusyError(BatchLeaseError):
+    """Another run holds the batch key; this run sent nothing.
+
+    Attributes:
+        batch_key: The batch key.
+        lease_name: Its global concurrency limit on the Prefect server.
+        lease_seconds: How long the holder's lease lasts after its last renewal, when known.
+    """
+
+    def __init__(self, message: str, *, batch_key: str, lease_name: str, lease_seconds: float | None) -> None:
+        self.lease_seconds = lease_seconds
+        super().__init__(message, batch_key=batch_key, lease_name=lease_name)
+
+
+class BatchKeyLostError(BatchKeyBusyError):
+    """This run lost its lease on the batch key (not renewed in time, or removed); it must send nothing more."""
+
+
+class EndpointNotFoundError(IntercomError, LookupError):
+    """No catalogue entry matches a name or query; the message lists what exists."""
+
+
+class AmbiguousQueryError(EndpointNotFoundError):
+    """A query matches several endpoints equally well; the message lists them.
+
+    Attributes:
+        hits: The tied best matches.
+    """
+
+    def __init__(self, message: str, hits: list[SearchHit]) -> None:
+        self.hits = hits
+        super().__init__(message)
+
+
+class DocsPageError(IntercomError, ValueError):
+    """A documentation page does not follow the expected format.
+
+    Attributes:
+        line: 1-based number of the offending line (0 when the whole page is at fault).
+        reason: What is wrong, without the location.
+    """
+
+    def __init__(self, line: int, reason: str, source: str = "<page>") -> None:
+        self.line = line
+        self.reason = reason
+        self.source = source
+        where = f"{source}, line {line}" if line else source
+        super().__init__(f"{where}: {reason}")
 
 
 _HINTS = {

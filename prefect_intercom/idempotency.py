@@ -49,7 +49,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.results import ResultStore
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 
-from prefect_intercom.errors import IntercomConfigurationError, IntercomError
+from prefect_intercom.errors import EarlierAttemptUnknownError, IntercomConfigurationError, IntercomError
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.retry import RetryPolicy, outcome_of
 
@@ -62,35 +62,6 @@ MAX_TRACKED_ATTEMPTS = 1024
 IN_FLIGHT = "in flight"
 
 BodyFromInputs = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class EarlierAttemptUnknownError(IntercomError):
-    """An earlier attempt of this flow run may have texted this person; this one did not send.
-
-    Raised on a flow retry when the same call (see `prefect_intercom.idempotency`) failed
-    in an earlier attempt in a way that may have taken effect (5xx, timeout, dropped
-    connection, or the process died while the request was in flight), and the task's
-    `RetryPolicy` does not allow repeating such failures.
-
-    Attributes:
-        outcome: Always `Outcome.UNKNOWN`: the earlier attempt's outcome is not known.
-        earlier: What the earlier attempt recorded (error type, status, request id), or
-            `in flight` when it never recorded an end.
-        flow_run_id: The flow run.
-        occurrence: Which of the identical calls in the attempt this is (1 for the first).
-    """
-
-    outcome = Outcome.UNKNOWN
-
-    def __init__(self, *, earlier: str, flow_run_id: UUID, occurrence: int) -> None:
-        self.earlier = earlier
-        self.flow_run_id = flow_run_id
-        self.occurrence = occurrence
-        super().__init__(
-            f"Not sent: an earlier attempt of flow run {flow_run_id} made this call (occurrence "
-            f"{occurrence}) and its outcome is unknown ({earlier}); the person may already have "
-            "been texted. Pass retry=RetryPolicy(retry_unknown=True) to send again anyway."
-        )
 
 
 @dataclass

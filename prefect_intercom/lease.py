@@ -52,7 +52,7 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
 
-from prefect_intercom.errors import IntercomError
+from prefect_intercom.errors import BatchKeyBusyError, BatchKeyLostError, BatchLeaseError
 
 LEASE_PREFIX = "intercom-batch-"
 MIN_LEASE_SECONDS = 1.0
@@ -74,38 +74,6 @@ def lease_name(batch_key: str) -> str:
         `intercom-batch-` and the first 24 hex digits of the key's SHA-256.
     """
     return LEASE_PREFIX + hashlib.sha256(batch_key.encode()).hexdigest()[:24]
-
-
-class BatchLeaseError(IntercomError):
-    """The batch key's lease could not be taken or kept; this run sends nothing more.
-
-    Attributes:
-        batch_key: The batch key.
-        lease_name: Its global concurrency limit on the Prefect server.
-    """
-
-    def __init__(self, message: str, *, batch_key: str, lease_name: str) -> None:
-        self.batch_key = batch_key
-        self.lease_name = lease_name
-        super().__init__(message)
-
-
-class BatchKeyBusyError(BatchLeaseError):
-    """Another run holds the batch key; this run sent nothing.
-
-    Attributes:
-        batch_key: The batch key.
-        lease_name: Its global concurrency limit on the Prefect server.
-        lease_seconds: How long the holder's lease lasts after its last renewal, when known.
-    """
-
-    def __init__(self, message: str, *, batch_key: str, lease_name: str, lease_seconds: float | None) -> None:
-        self.lease_seconds = lease_seconds
-        super().__init__(message, batch_key=batch_key, lease_name=lease_name)
-
-
-class BatchKeyLostError(BatchKeyBusyError):
-    """This run lost its lease on the batch key (not renewed in time, or removed); it must send nothing more."""
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,10 @@ from typing import Any
 
 from prefect_intercom.docs_page import SECTION_HEADERS, DocsPage, DocsPageError, FieldRow, read_docs_page
 from prefect_intercom.openapi_description import descriptions_for, header_values
+from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "urn:prefect-intercom:schemas:"
-# `(?![\s\S])` ends the match at the very end of the string in both Python and ECMA-262
-# regular expressions; `$` would also match before a final newline in Python.
-E164_PATTERN = r"^\+[1-9][0-9]{6,14}(?![\s\S])"
-E164_FORMAT = "e164"
-FORMAT_ANNOTATION = "x-intercom-format"
 NO_LINE_BREAKS = {"not": {"pattern": "[\\r\\n]"}}
 PLAIN_ATTRIBUTE_VALUE = {"type": ["string", "number", "boolean"]}
 

@@ -25,7 +25,7 @@ from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
 from prefect_intercom.numbering_plans import impossible_number
 from prefect_intercom.privacy import mask_phone
-from prefect_intercom.schemagen import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
+from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
 
 _JSON_TYPE_NAMES = {
     dict: "an object",

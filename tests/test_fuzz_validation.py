@@ -25,7 +25,7 @@ from prefect_intercom import IntercomCredentials, IntercomValidationError, creat
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.sandbox import Sandbox
-from prefect_intercom.schemagen import E164_PATTERN
+from prefect_intercom.schema_rules import E164_PATTERN
 from prefect_intercom.validation import MAX_NESTING, request_issues
 
 from .bounded import bounded

@@ -12,8 +12,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from prefect_intercom.docs_page import DocsPageError, parse_docs_page, read_docs_page
+from prefect_intercom.schema_rules import E164_PATTERN
 from prefect_intercom.schemagen import (
-    E164_PATTERN,
     find_drift,
     generate,
     generate_from_files,

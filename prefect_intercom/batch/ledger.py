@@ -44,7 +44,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.results import aget_default_result_storage, get_result_store
 
 from prefect_intercom.batch.keys import KeyTable, key64
-from prefect_intercom.errors import IntercomError
+from prefect_intercom.errors import LedgerError
 from prefect_intercom.outcomes import Outcome
 
 LEDGER_FOLDER = "prefect-intercom-ledger"
@@ -56,10 +56,6 @@ _MISSING_HINTS = ("does not exist", "not found", "notfound", "nosuchkey", "no su
 # What a run recorded last for an item, packed with the run number in a KeyTable value.
 _CODES = {Outcome.SENT.value: 1, Outcome.UNKNOWN.value: 2}
 _OUTCOMES = {code: Outcome(value) for value, code in _CODES.items()}
-
-
-class LedgerError(IntercomError):
-    """The batch ledger cannot be read or written; nothing more is sent."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from prefect_intercom.errors import IntercomError
+from prefect_intercom.errors import BatchStoppedError as BatchStoppedError  # its old import path
 from prefect_intercom.outcomes import Outcome
 
 ItemOutcome = Outcome
@@ -244,24 +244,3 @@ class BatchReport:
         total = f" of {self.expected_total:,}" if self.expected_total is not None else ""
         parts = ", ".join(f"{count:,} {name}" for name, count in self.counts.items() if count)
         return f"{self.total:,}{total} items: {parts or 'none yet'}"
-
-
-class BatchStoppedError(IntercomError):
-    """The batch stopped sending early (authentication refused, a window beyond the retry budget...).
-
-    Attributes:
-        report: The full report; the items not attempted are `not_sent`, so a re-run with
-            the same batch key sends them.
-    """
-
-    def __init__(self, report: BatchReport) -> None:
-        self.report = report
-        super().__init__(
-            f"batch {report.batch_key!r} stopped early: {report.stopped} "
-            f"({report.counts['sent']:,} sent, {report.counts['not_sent']:,} not sent, "
-            f"{report.counts['unknown']:,} unknown); a re-run with batch_key={report.batch_key!r} "
-            "sends the items not sent"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.report,))

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from prefect_intercom.schemagen import E164_PATTERN
+from prefect_intercom.schema_rules import E164_PATTERN
 
 from ..conftest import OPENAPI_DIR
 
