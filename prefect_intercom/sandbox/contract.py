@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
-from prefect_intercom.schemagen import E164_PATTERN
+from prefect_intercom.schema_rules import E164_PATTERN
 
 SMS_FAILS_PHONE = "+15005550001"
 UNPROCESSABLE_PHONE = "+15005550002"
