@@ -10,8 +10,10 @@ for each documented answer, and each must parse into the right result or error.
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
+import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -198,7 +200,26 @@ def test_a_boolean_attribute_is_refused_by_the_description_though_its_example_ca
     assert "custom_attributes" in transport.answers[0]["sl-violations"]
 
 
-_E164 = st.from_regex(E164_PATTERN, fullmatch=True)
+def _possible_e164(region: str, tail: int) -> str:
+    """An E.164 number its country's numbering plan allows: the region's example with other last digits."""
+    example = phonenumbers.example_number(region)
+    digits = f"+{example.country_code}{example.national_number}"
+    return digits[:-2] + f"{tail:02d}"
+
+
+def _plan_allows_its_example(region: str) -> bool:
+    """The region has an example number, and its numbering plan allows it with any last two digits."""
+    if phonenumbers.example_number(region) is None:
+        return False
+    return all(phonenumbers.is_possible_number(phonenumbers.parse(_possible_e164(region, tail))) for tail in (0, 99))
+
+
+# E.164 (the schema) and possible in its country's numbering plan (checked after the schema).
+_E164 = st.builds(
+    _possible_e164,
+    st.sampled_from(sorted(r for r in phonenumbers.SUPPORTED_REGIONS if _plan_allows_its_example(r))),
+    st.integers(0, 99),
+).filter(lambda number: re.fullmatch(E164_PATTERN, number) is not None)
 _KEYS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12)
 _INSTANCE = st.fixed_dictionaries(
     {},
