@@ -3,6 +3,7 @@
 The modules, each with one job:
 
 - `engine`: streams items through the one request pipeline (`asend_batch`, `send_batch`);
+- `run`: one run's state: admitting, sending and recording each item, stopping early;
 - `concurrency`: how many requests are in flight (adaptive to Intercom's rate and latency);
 - `ledger`: the write-ahead journal in result storage that makes re-runs and crashes safe;
 - `keys`: the compact table of item keys (flat memory at a million items);
