@@ -41,17 +41,30 @@ print("ok", prefect_intercom.__version__)
 """
 
 
-@pytest.mark.e2e
-def test_pip_install_into_a_fresh_virtualenv(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the package installed from its wheel (with the sandbox extra): built once a module."""
+    tmp_path = tmp_path_factory.mktemp("wheel-venv")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(PROJECT_ROOT)],
+        check=True,
+        timeout=300,
+    )
+    [wheel] = (tmp_path / "dist").glob("prefect_intercom-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(PROJECT_ROOT)],
+        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", _wheel_with_extras(wheel)],
         check=True,
         cwd=tmp_path,
         timeout=600,
     )
+    return env_dir
+
+
+@pytest.mark.e2e
+def test_pip_install_into_a_fresh_virtualenv(wheel_venv: Path, tmp_path: Path) -> None:
+    python = wheel_venv / "bin" / "python"
     result = subprocess.run([str(python), "-c", CHECK], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok ")
@@ -137,22 +150,11 @@ def _wheel_with_extras(wheel: Path) -> str:
 
 
 @pytest.mark.e2e
-def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_repository(tmp_path: Path) -> None:
+def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_repository(
+    wheel_venv: Path, tmp_path: Path
+) -> None:
     """`prefect-intercom deflect-calls` and `test-request` from a wheel, run in an empty folder, no Prefect set up."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(PROJECT_ROOT)],
-        check=True,
-        timeout=300,
-    )
-    [wheel] = (tmp_path / "dist").glob("prefect_intercom-*.whl")
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    subprocess.run(
-        [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", _wheel_with_extras(wheel)],
-        check=True,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    env_dir = wheel_venv
     command = env_dir / "bin" / "prefect-intercom"
     assert command.exists()
     work = tmp_path / "somewhere-else"
