@@ -449,3 +449,14 @@ async def test_a_limit_without_slot_decay_is_refused(prefect_server: None) -> No
     with pytest.raises(IntercomConfigurationError, match="slot decay"):
         await limiter.aacquire()
     await limiter.aclose()
+
+
+def test_a_pacer_s_rate_is_the_lower_of_the_headers_and_the_shared_limit() -> None:
+    pacer = Pacer(global_rate_limit="intercom-app")
+    assert pacer.rate() is None  # neither known yet
+    assert pacer.global_limit is not None and pacer.header_pacer is not None
+    pacer.global_limit.slot_decay_per_second = 95.0  # read from the Prefect server on first use
+    assert pacer.rate() == 95.0
+    pacer.header_pacer.reserve()
+    pacer.header_pacer.release(headers(remaining=80, reset=time.time() + 5, limit=100))
+    assert pacer.rate() == pytest.approx(10.0)  # 100 per 10-second window is slower than the shared limit

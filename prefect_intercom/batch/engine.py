@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
@@ -38,24 +38,6 @@ from prefect_intercom.client import IntercomClient
 from prefect_intercom.privacy import mask_digits
 
 __all__ = ["DEFAULT_STOP_AFTER_UNKNOWN", "ItemKey", "ProgressCallback", "asend_batch", "send_batch"]
-
-
-def _header_rate(client: IntercomClient) -> Callable[[], float | None]:
-    """What the client's pacer knows of Intercom's rate (requests a second), for the adaptive concurrency."""
-
-    def rate() -> float | None:
-        pacer = client.pacer
-        rates = []
-        header_pacer = getattr(pacer, "header_pacer", None)
-        learned = getattr(header_pacer, "rate", None)
-        if callable(learned):
-            rates.append(learned())
-        global_limit = getattr(pacer, "global_limit", None)
-        rates.append(getattr(global_limit, "slot_decay_per_second", None))
-        known = [value for value in rates if value]
-        return min(known) if known else None
-
-    return rate
 
 
 async def asend_batch(
@@ -124,7 +106,8 @@ async def asend_batch(
         ```
     """
     started = time.monotonic()
-    limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, rate=_header_rate(client))
+    rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
+    limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, rate=rate)
     holder: AbstractAsyncContextManager[Any]
     if lock:
         from prefect_intercom.lease import hold_batch_key

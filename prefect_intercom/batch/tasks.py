@@ -124,17 +124,6 @@ async def _arun_batch_task(
     requests: Iterable[Any] | AsyncIterable[Any],
     *,
     batch_key: str | None,
-    **options: Any,
-) -> BatchReport:
-    with _default_keyed(batch_key) as key:
-        return await _arun_keyed(credentials, requests, key=key, **options)
-
-
-async def _arun_keyed(
-    credentials: IntercomCredentials,
-    requests: Iterable[Any] | AsyncIterable[Any],
-    *,
-    key: str,
     concurrency: int | None,
     max_concurrency: int,
     retry: RetryPolicy | None,
@@ -150,48 +139,49 @@ async def _arun_keyed(
     results_path: str | None,
     lock_wait: float,
 ) -> BatchReport:
-    logger = get_run_logger()
-    progress = _ProgressArtifact(f"{artifact_key}-progress")
-    pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
-    connections = concurrency or max_concurrency
-    logger.info(
-        "Sending batch %r: concurrency %s, pacing %s, retry %s",
-        key,
-        concurrency or f"adaptive up to {max_concurrency}",
-        "off" if pacer is None else f"headers{' + ' + repr(global_rate_limit) if global_rate_limit else ''}",
-        retry,
-    )
-    async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
-        report = await asend_batch(
-            client,
-            requests,
-            batch_key=key,
-            ledger_storage=ledger_storage,
-            concurrency=concurrency,
-            max_concurrency=max_concurrency,
-            resend_unknown=resend_unknown,
-            item_key=item_key,
-            stop_after_unknown=stop_after_unknown,
-            expected_total=expected_total,
-            on_progress=progress.update,
-            progress_interval=PROGRESS_INTERVAL,
-            results_path=results_path,
-            max_table_rows=max_table_rows,
-            lock_wait=lock_wait,
+    with _default_keyed(batch_key) as key:
+        logger = get_run_logger()
+        progress = _ProgressArtifact(f"{artifact_key}-progress")
+        pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
+        connections = concurrency or max_concurrency
+        logger.info(
+            "Sending batch %r: concurrency %s, pacing %s, retry %s",
+            key,
+            concurrency or f"adaptive up to {max_concurrency}",
+            "off" if pacer is None else f"headers{' + ' + repr(global_rate_limit) if global_rate_limit else ''}",
+            retry,
         )
-    if report.expected_total is None:
-        report.expected_total = report.total
-    await progress.update(report)
-    await acreate_table_artifact(
-        table=report.table_rows(max_table_rows),
-        key=f"{artifact_key}-report",
-        description=report.summary_markdown(max_table_rows),
-    )
-    logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
-    emit_batch_finished(report)
-    if report.stopped:
-        raise BatchStoppedError(report)
-    return report
+        async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
+            report = await asend_batch(
+                client,
+                requests,
+                batch_key=key,
+                ledger_storage=ledger_storage,
+                concurrency=concurrency,
+                max_concurrency=max_concurrency,
+                resend_unknown=resend_unknown,
+                item_key=item_key,
+                stop_after_unknown=stop_after_unknown,
+                expected_total=expected_total,
+                on_progress=progress.update,
+                progress_interval=PROGRESS_INTERVAL,
+                results_path=results_path,
+                max_table_rows=max_table_rows,
+                lock_wait=lock_wait,
+            )
+        if report.expected_total is None:
+            report.expected_total = report.total
+        await progress.update(report)
+        await acreate_table_artifact(
+            table=report.table_rows(max_table_rows),
+            key=f"{artifact_key}-report",
+            description=report.summary_markdown(max_table_rows),
+        )
+        logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
+        emit_batch_finished(report)
+        if report.stopped:
+            raise BatchStoppedError(report)
+        return report
 
 
 @task(**_BATCH_TASK_OPTIONS)

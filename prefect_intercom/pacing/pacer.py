@@ -119,8 +119,19 @@ class Pacer:
         return wait, wait
 
     def rate(self) -> float | None:
-        """Requests per second Intercom allows, as the header pacer learned it (`None` until known)."""
-        return self.header_pacer.rate() if self.header_pacer is not None else None
+        """Requests per second this pacer lets out, `None` until known.
+
+        The lower of what the header pacer learned and the shared Prefect rate limit's decay.
+        """
+        known = [
+            rate
+            for rate in (
+                self.header_pacer.rate() if self.header_pacer is not None else None,
+                self.global_limit.slot_decay_per_second if self.global_limit is not None else None,
+            )
+            if rate
+        ]
+        return min(known) if known else None
 
     def release(self, rate_limit: RateLimit | None) -> None:
         """Report the answer's rate-limit headers (`None` when no answer came)."""
