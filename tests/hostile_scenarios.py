@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import sys
-import traceback
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from prefect.states import State
 
 from prefect_intercom import IntercomCredentials, acreate_phone_call_redirect, create_phone_call_redirect
 
+from .audit_scenarios import _state_texts  # one way to collect what a state shows
 from .conftest import PROJECT_ROOT
 from .hostile_server import HostileServer, Received, Reply
 
@@ -70,23 +70,6 @@ def _answer(shape: str, request: Received) -> Reply:
 
 
 SHAPES = ("401", "500", "400", "200-text", "200-headers")
-
-
-def _texts_of(value: Any) -> list[str]:
-    texts = [repr(value), str(value)]
-    if isinstance(value, BaseException):
-        texts.append("".join(traceback.format_exception(value)))
-        texts.extend(repr(getattr(value, name, None)) for name in ("errors", "body", "headers", "request_id"))
-    return texts
-
-
-def _state_texts(state: State) -> list[str]:
-    texts = [repr(state), str(state.message)]
-    try:
-        texts += _texts_of(state.result(raise_on_failure=False))
-    except Exception as error:  # a result that cannot be read is itself something to search
-        texts += _texts_of(error)
-    return texts
 
 
 @flow(name="hostile-task-sync")
