@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: a zero-latency loopback server and small timing helpers.
 
-The sandbox in its own process comes from `prefect_intercom.sandbox_process`. Everything binds
+The sandbox in its own process comes from `prefect_intercom.sandbox.process`. Everything binds
 127.0.0.1 only."""
 
 from __future__ import annotations

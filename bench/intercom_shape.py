@@ -2,7 +2,7 @@
 
 Each variant runs in a fresh process: Prefect's own test harness (`prefect_test_harness`: a
 temporary Prefect server in a child process, so its CPU is not the client's), the sandbox in a
-process of its own (`prefect_intercom.sandbox_process`) with Intercom's limit of 1,667 requests
+process of its own (`prefect_intercom.sandbox.process`) with Intercom's limit of 1,667 requests
 per wall-clock 10-second window (windows aligned on multiples of 10 s) and each answer's latency
 drawn uniformly from 150-400 ms, and a `@flow` that calls `create_phone_call_redirects` once on
 a generator of N bodies (the ledger in a temporary directory).
@@ -63,7 +63,7 @@ def run_variant(phones: int, omit: float, concurrency: int | None, seed: int, ke
     from prefect.testing.utilities import prefect_test_harness
 
     from prefect_intercom import IntercomCredentials, create_phone_call_redirects
-    from prefect_intercom.sandbox_process import sandbox_process
+    from prefect_intercom.sandbox.process import sandbox_process
 
     flags = ["--rate-limit", str(LIMIT), "--rate-limit-window", f"{WINDOW:g}", "--seed", str(seed)]
     flags += ["--keep-alive", str(keep_alive)]

@@ -27,7 +27,7 @@ from common import TOKEN
 
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
-from prefect_intercom.sandbox_process import sandbox_process
+from prefect_intercom.sandbox.process import sandbox_process
 
 
 async def run(url: str, sends: int, concurrency: int | None, ledger: str) -> tuple[float, dict[str, int]]:

@@ -30,7 +30,7 @@ from common import TOKEN
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
 from prefect_intercom.pacing import rate_limit_settings
-from prefect_intercom.sandbox_process import sandbox_process
+from prefect_intercom.sandbox.process import sandbox_process
 
 WORKERS = 2
 

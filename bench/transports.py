@@ -234,7 +234,7 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _run_row(candidate: str, concurrency: int, sends: int) -> dict[str, Any]:
-    from prefect_intercom.sandbox_process import sandbox_process
+    from prefect_intercom.sandbox.process import sandbox_process
 
     flags = ["--rate-limit", "0", "--latency", str(LATENCY)]
     with sandbox_process(*flags, token=TOKEN) as sandbox:

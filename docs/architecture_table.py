@@ -29,8 +29,6 @@ END = "<!-- end generated tables -->"
 # anything else is runtime (the strictest room).
 ROOM_STEMS: list[tuple[str, str]] = [
     ("build", "schemagen"),
-    ("build", "docs_page"),
-    ("build", "openapi_description"),
     ("build", "codegen"),
     ("build", "build"),
     ("dev", "sandbox"),
@@ -38,9 +36,7 @@ ROOM_STEMS: list[tuple[str, str]] = [
     ("dev", "testing"),
     ("flows", "flows"),
     ("flows", "cli"),
-    ("flows", "reports"),
     ("batch", "batch"),
-    ("batch", "lease"),
 ]
 
 ROOMS: dict[str, str] = {

@@ -28,7 +28,7 @@ from prefect_intercom import (
 from prefect_intercom.batch import asend_batch, count_csv_rows
 from prefect_intercom.batch.ledger import BatchLedger
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
-from prefect_intercom.sandbox_process import sandbox_process
+from prefect_intercom.sandbox.process import sandbox_process
 
 from .conftest import SECRET_TOKEN
 

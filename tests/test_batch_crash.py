@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_intercom.sandbox_process import SandboxProcess, sandbox_process
+from prefect_intercom.sandbox.process import SandboxProcess, sandbox_process
 
 from .conftest import SECRET_TOKEN
 

@@ -1,4 +1,4 @@
-"""One run per batch key (`prefect_intercom.lease`), against a real Prefect server.
+"""One run per batch key (`prefect_intercom.batch.lease`), against a real Prefect server.
 
 The races run in separate OS processes (this module is also the child program: `python -m
 tests.test_batch_lease ...`), released at the same instant by a start time written to a file;
@@ -24,14 +24,14 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from prefect_intercom.errors import IntercomError
-from prefect_intercom.lease import (
+from prefect_intercom.batch.lease import (
     BatchKeyBusyError,
     BatchKeyLostError,
     BatchLease,
     hold_batch_key,
     lease_name,
 )
+from prefect_intercom.errors import IntercomError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 6

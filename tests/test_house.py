@@ -25,10 +25,10 @@ PACKAGE = "prefect_intercom"
 # Build-time and development code that `import prefect_intercom` must not load.
 NOT_LOADED_BY_IMPORT = (
     "prefect_intercom.schemagen",
-    "prefect_intercom.docs_page",
-    "prefect_intercom.openapi_description",
+    "prefect_intercom.schemagen.docs_page",
+    "prefect_intercom.schemagen.openapi_description",
     "prefect_intercom.sandbox",
-    "prefect_intercom.sandbox_process",
+    "prefect_intercom.sandbox.process",
 )
 # The sandbox's web stack: asserted absent unless Prefect itself loads it.
 SANDBOX_LIBRARIES = ("starlette", "uvicorn")
@@ -37,13 +37,13 @@ SANDBOX_LIBRARIES = ("starlette", "uvicorn")
 OLD_IMPORT_PATHS = (
     ("prefect_intercom.catalog", "EndpointNotFoundError"),
     ("prefect_intercom.catalog", "AmbiguousQueryError"),
-    ("prefect_intercom.docs_page", "DocsPageError"),
+    ("prefect_intercom.schemagen.docs_page", "DocsPageError"),
     ("prefect_intercom.batch", "BatchStoppedError"),
     ("prefect_intercom.batch.report", "BatchStoppedError"),
     ("prefect_intercom.batch.ledger", "LedgerError"),
-    ("prefect_intercom.lease", "BatchLeaseError"),
-    ("prefect_intercom.lease", "BatchKeyBusyError"),
-    ("prefect_intercom.lease", "BatchKeyLostError"),
+    ("prefect_intercom.batch.lease", "BatchLeaseError"),
+    ("prefect_intercom.batch.lease", "BatchKeyBusyError"),
+    ("prefect_intercom.batch.lease", "BatchKeyLostError"),
     ("prefect_intercom.idempotency", "EarlierAttemptUnknownError"),
 )
 # Exceptions that may live outside `errors`: each never leaves its module.

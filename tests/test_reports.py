@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_intercom import reports
 from prefect_intercom.catalog import get_endpoint, search
 from prefect_intercom.client import IntercomClient, PreparedRequest
 from prefect_intercom.errors import (
@@ -15,6 +14,7 @@ from prefect_intercom.errors import (
     Outcome,
     ValidationIssue,
 )
+from prefect_intercom.flows import reports
 from prefect_intercom.responses import IntercomResponse, RateLimit
 
 TOKEN = "tok_REPORTS_4b1d3c2e"  # a test token the reports must never see or show

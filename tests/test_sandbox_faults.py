@@ -23,7 +23,7 @@ from prefect_intercom import (
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.responses import RATE_LIMIT_HEADERS
 from prefect_intercom.sandbox import FAULT_KINDS, Sandbox, SandboxState
-from prefect_intercom.sandbox_process import sandbox_process
+from prefect_intercom.sandbox.process import sandbox_process
 
 from .conftest import SECRET_TOKEN
 

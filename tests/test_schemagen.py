@@ -11,7 +11,6 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from prefect_intercom.docs_page import DocsPageError, parse_docs_page, read_docs_page
 from prefect_intercom.schema_rules import E164_PATTERN
 from prefect_intercom.schemagen import (
     find_drift,
@@ -19,6 +18,7 @@ from prefect_intercom.schemagen import (
     generate_from_files,
     main,
 )
+from prefect_intercom.schemagen.docs_page import DocsPageError, parse_docs_page, read_docs_page
 
 from .conftest import OPENAPI_DIR, PROJECT_ROOT
 

@@ -86,7 +86,7 @@ async def asend_batch(
         results_path: A file to write every item's result to (JSON Lines); default: a
             temporary file removed with the report.
         max_table_rows: Rows the report keeps for its table (problems first).
-        lock: Hold the batch key's lease (`prefect_intercom.lease`) for the whole run, so that
+        lock: Hold the batch key's lease (`prefect_intercom.batch.lease`) for the whole run, so that
             two runs of one key never send at the same time. Needs a Prefect API.
         lock_wait: Seconds to wait for another run of the key to finish (0: refuse at once).
 
@@ -110,7 +110,7 @@ async def asend_batch(
     limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, rate=rate)
     holder: AbstractAsyncContextManager[Any]
     if lock:
-        from prefect_intercom.lease import hold_batch_key
+        from prefect_intercom.batch.lease import hold_batch_key
 
         holder = hold_batch_key(batch_key, wait=lock_wait)
     else:

@@ -23,7 +23,7 @@ ignored: nothing it announced was released) and does not send again what is reco
 items are sent again. Any other unreadable record stops the batch before anything is sent (fail
 closed); so is a torn run claim (a crash while claiming a run number: that run announced
 nothing). What keeps two runs of one batch key from overlapping is the key's lease
-(`prefect_intercom.lease`), held by the engine for the whole run: the run-number claim in
+(`prefect_intercom.batch.lease`), held by the engine for the whole run: the run-number claim in
 storage only catches runs that start apart, so with `lock=False` the caller must make sure that
 one run of a key goes at a time.
 """

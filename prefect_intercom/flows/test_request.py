@@ -23,7 +23,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefect_intercom import reports
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, EndpointNotFoundError, default_catalog, get_endpoint
 from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
@@ -34,6 +33,7 @@ from prefect_intercom.errors import (
     IntercomValidationError,
     ValidationIssue,
 )
+from prefect_intercom.flows import reports
 from prefect_intercom.flows.parameters import (
     BLOCK_VERSION,
     DEFAULT_BLOCK_NAME,

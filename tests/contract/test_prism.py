@@ -30,7 +30,7 @@ from prefect_intercom import (
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.credentials import INTERCOM_VERSIONS
 from prefect_intercom.errors import IntercomRateLimitError, IntercomServerError
-from prefect_intercom.schemagen import E164_PATTERN
+from prefect_intercom.schema_rules import E164_PATTERN
 from prefect_intercom.validation import validate_request
 
 from ..bounded import bounded

@@ -1,37 +1,8 @@
-"""Generate JSON Schema (draft 2020-12) and catalogue records from documentation pages.
+"""The generator: documentation pages (and Intercom's OpenAPI descriptions) in, schema files out.
 
-Run it as a module:
-
-    python -m prefect_intercom.schemagen schemas/phone_call_redirects.txt -o schemas
-    python -m prefect_intercom.schemagen schemas/ -o schemas --check   # fail on drift
-
-Its inputs are each page `NAME.txt` and, next to it, Intercom's OpenAPI descriptions of the
-same endpoint, `NAME.*.openapi.yaml` (copies of the upstream files; see
-`prefect_intercom.openapi_description`). For each page it writes three files into the output
-directory:
-
-- `NAME.request.schema.json`: the request body.
-- `NAME.headers.schema.json`: the request headers.
-- `NAME.endpoint.json`: the catalogue record (method, path, summary, reference, steps).
-
-How the page's words become rules (the interpretation is stated here, once):
-
-- Types map one to one (`String` -> `string`, `Array` -> `array`, ...); `Required: Yes`
-  -> `required`; "Possible values" -> `enum`; "Default value" -> `default`.
-- A string whose description says "E.164" must be an E.164 phone number: `+`, a non-zero
-  digit, then 6 to 14 more digits; nothing else, not even a trailing newline.
-- An object whose description speaks of "key-value pairs" is a map with arbitrary keys. Its
-  values are plain attribute values (string, number, boolean) or one of the shapes its
-  dotted child rows describe; a child row names a value shape, not a key.
-- Every other object whose fields the page lists is closed: an unlisted key (a typo) is refused.
-  An object the page lists no fields for is open. The body itself is always closed.
-- Header values are strings that never contain CR or LF.
-- A header's allowed values are those the page lists and those any OpenAPI description lists
-  (Intercom releases API versions after the page: both "Unstable" and its new name "Preview"
-  are accepted); version numbers are sorted, other values follow in the order first seen. The
-  default is the page's.
-- After the schema, `prefect_intercom.validation` checks that an E.164 number is possible in
-  its country's numbering plan (`prefect_intercom.numbering_plans`).
+The rules it applies to a page's words are stated once, in the package's docstring
+(`prefect_intercom.schemagen`); `docs_page` reads the page and `openapi_description` the
+descriptions.
 """
 
 from __future__ import annotations
@@ -45,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from prefect_intercom.docs_page import SECTION_HEADERS, DocsPage, DocsPageError, FieldRow, read_docs_page
-from prefect_intercom.openapi_description import descriptions_for, header_values
 from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
+from prefect_intercom.schemagen.docs_page import SECTION_HEADERS, DocsPage, DocsPageError, FieldRow, read_docs_page
+from prefect_intercom.schemagen.openapi_description import descriptions_for, header_values
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID_BASE = "urn:prefect-intercom:schemas:"
@@ -332,7 +303,3 @@ def _row_record(row: FieldRow) -> dict[str, Any]:
     if row.default is not None:
         record["default"] = row.default
     return record
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

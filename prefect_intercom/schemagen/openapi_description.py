@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect_intercom.docs_page import DocsPageError
+from prefect_intercom.errors import DocsPageError
 
 OPENAPI_SUFFIX = ".openapi.yaml"
 
