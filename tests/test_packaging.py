@@ -96,6 +96,8 @@ def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
     sources = {f"prefect_intercom/{path.relative_to(package_dir).as_posix()}" for path in package_dir.rglob("*.py")}
     assert "prefect_intercom/schemagen/__main__.py" in sources
     assert sources - names == set(), "modules missing from the wheel: add their package to pyproject.toml"
+    shipped = {name for name in names if name.startswith("prefect_intercom/") and name.endswith(".py")}
+    assert shipped - sources == set(), "the wheel carries modules the source tree no longer has (a stale build/?)"
 
 
 def _project() -> dict:
