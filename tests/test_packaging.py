@@ -94,6 +94,7 @@ def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
     assert "[console_scripts]\nprefect-intercom = prefect_intercom.cli:main" in entry_points
     package_dir = PROJECT_ROOT / "prefect_intercom"
     sources = {f"prefect_intercom/{path.relative_to(package_dir).as_posix()}" for path in package_dir.rglob("*.py")}
+    sources |= {f"prefect_intercom/schemas/{path.name}" for path in (PROJECT_ROOT / "schemas").glob("*.py")}
     assert "prefect_intercom/schemagen/__main__.py" in sources
     assert sources - names == set(), "modules missing from the wheel: add their package to pyproject.toml"
     shipped = {name for name in names if name.startswith("prefect_intercom/") and name.endswith(".py")}
