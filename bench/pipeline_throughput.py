@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import TOKEN, median, zero_latency_server
 
 from prefect_intercom import Pacer, RetryPolicy
-from prefect_intercom.client import USER_AGENT, IntercomClient
+from prefect_intercom.client import IntercomClient
+from prefect_intercom.prepared import USER_AGENT
 
 BODY = {"phone": "+14155550100", "custom_attributes": {"issue_type": "Billing", "priority": "High"}}
 

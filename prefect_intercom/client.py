@@ -10,25 +10,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from prefect_intercom import log_filter
-from prefect_intercom._version import __version__
 from prefect_intercom.catalog import Endpoint, get_endpoint
 from prefect_intercom.deadline import Deadline, applying, bound_sync_client, deadline_for, within
-from prefect_intercom.errors import IntercomAPIError, IntercomConfigurationError, IntercomTransportError, Outcome
+from prefect_intercom.errors import IntercomAPIError, IntercomTransportError, Outcome
 from prefect_intercom.hosts import check_base_url
+from prefect_intercom.http_clients import async_client, sync_client
 from prefect_intercom.pacing import Pacer
+from prefect_intercom.prepared import USER_AGENT, PreparedRequest, check_token
 from prefect_intercom.privacy import phone_masker
-from prefect_intercom.reading import aread_bounded, read_bounded, undecodable
+from prefect_intercom.reading import aread_bounded, read_bounded
 from prefect_intercom.redaction import Redactor, cut
 from prefect_intercom.responses import (
     MAX_TEXT,
-    UNFOLLOWED_LOCATION_HEADER,
     IntercomResponse,
     RateLimit,
     parse_response,
@@ -36,48 +36,9 @@ from prefect_intercom.responses import (
 from prefect_intercom.retry import RetryCallback, RetryPolicy, acall_with_retry, call_with_retry
 from prefect_intercom.validation import validate_headers, validate_request
 
-USER_AGENT = f"prefect-intercom/{__version__} httpx/{httpx.__version__}"
-REDACTED = "[REDACTED]"
 DEFAULT_TIMEOUT = 30.0
 # Failures where the request provably never reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-
-def _check_token(token: SecretStr) -> None:
-    """Refuse tokens that cannot travel in an HTTP header (the message never quotes them)."""
-    value = token.get_secret_value()
-    if not value:
-        raise IntercomConfigurationError("the access token is empty")
-    if not value.isascii() or any(ord(char) < 33 or ord(char) == 127 for char in value):
-        raise IntercomConfigurationError(
-            "the access token contains spaces, line breaks, control or non-ASCII characters; "
-            "copy it again from Intercom's Developer Hub"
-        )
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A validated request, ready to send, without the access token.
-
-    Attributes:
-        endpoint: The catalogue entry.
-        method: HTTP method.
-        url: Full URL.
-        headers: Every header but `Authorization` (added when sending).
-        body: The JSON body as Python data.
-        content: The exact bytes that will be sent.
-    """
-
-    endpoint: Endpoint = field(repr=False)
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-    content: bytes = field(repr=False)
-
-    def display_headers(self) -> dict[str, str]:
-        """The headers as they go on the wire, with the token shown as `Bearer [REDACTED]`."""
-        return {"Authorization": f"Bearer {REDACTED}", **self.headers}
 
 
 class IntercomClient:
@@ -134,7 +95,7 @@ class IntercomClient:
             if given is not None and not isinstance(given, kind):
                 raise TypeError(f"{name} must be an httpx.{kind.__name__} or None, not {type(given).__name__} ({hint})")
         self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
-        _check_token(self._token)
+        check_token(self._token)
         self.base_url = check_base_url(base_url, allow_custom_host=allow_custom_base_url)
         self.intercom_version = intercom_version
         self.timeout = timeout
@@ -286,7 +247,7 @@ class IntercomClient:
         deadline = deadline_for(self.timeout)
         try:
             with applying(deadline):
-                response = _read(client.send(request, stream=True), deadline)
+                response = read_bounded(client.send(request, stream=True), deadline)
         except httpx.TransportError as error:
             failure = self._transport_error(error, prepared, deadline)
         else:
@@ -301,7 +262,7 @@ class IntercomClient:
         started = time.perf_counter()
         deadline = deadline_for(self.timeout)
         try:
-            response = await _aread(await within(deadline, client.send(request, stream=True)), deadline)
+            response = await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
         except httpx.TransportError as error:
             failure = self._transport_error(error, prepared, deadline)
         else:
@@ -358,40 +319,15 @@ class IntercomClient:
             redactor = self.__dict__["_redactor"] = Redactor(self._token.get_secret_value())
         return redactor.redact(text)
 
-    def _client_options(self) -> dict[str, Any]:
-        """Options both httpx clients share: no redirects, nothing from the environment, the pool size.
-
-        `limits` sizes httpx's own pool (the sync client's); the async client's transport is
-        sized by `max_connections` itself.
-        """
-        options: dict[str, Any] = {"timeout": self.timeout, "follow_redirects": False, "trust_env": False}
-        if self.max_connections is not None:
-            options["limits"] = httpx.Limits(
-                max_connections=self.max_connections, max_keepalive_connections=self.max_connections
-            )
-        return options
-
     def _sync_client(self) -> httpx.Client:
         if self._sync is None:
-            self._sync = httpx.Client(
-                transport=self._transport, event_hooks={"response": [_set_redirect_aside]}, **self._client_options()
-            )
+            self._sync = sync_client(self._transport, timeout=self.timeout, max_connections=self.max_connections)
         return self._sync
 
     def _async_client(self) -> httpx.AsyncClient:
-        """The async httpx client: over aiohttp's pool (`prefect_intercom.transport`) unless given a transport.
-
-        The transport opens its pool lazily inside the running event loop and never shares it
-        with another loop; a user's `async_transport=` is used as given.
-        """
         if self._async is None:
-            transport = self._async_transport
-            if transport is None:
-                from prefect_intercom.transport import async_transport
-
-                transport = async_transport(self.max_connections)
-            self._async = httpx.AsyncClient(
-                transport=transport, event_hooks={"response": [_aset_redirect_aside]}, **self._client_options()
+            self._async = async_client(
+                self._async_transport, timeout=self.timeout, max_connections=self.max_connections
             )
         return self._async
 
@@ -427,48 +363,3 @@ def _chain(first: RetryCallback | None, second: RetryCallback) -> RetryCallback:
         second(error, attempt, wait)
 
     return both
-
-
-def _set_redirect_aside(response: httpx.Response) -> None:
-    """Rename a redirect's `Location` so that httpx does not even build the next request.
-
-    Redirects are never followed (`follow_redirects=False`), yet httpx still parses `Location`
-    and cookies for `next_request`; a hostile value there would fail the answer with a raw
-    protocol or encoding error instead of the `IntercomAPIError` a 3xx is. The error keeps the
-    location under `UNFOLLOWED_LOCATION_HEADER`.
-    """
-    if "location" in response.headers:
-        response.headers = httpx.Headers(
-            [
-                (UNFOLLOWED_LOCATION_HEADER.encode() if name.lower() == b"location" else name, value)
-                for name, value in response.headers.raw
-            ]
-        )
-
-
-async def _aset_redirect_aside(response: httpx.Response) -> None:
-    """Async twin of `_set_redirect_aside` (an `httpx.AsyncClient` awaits its hooks)."""
-    _set_redirect_aside(response)
-
-
-def _read(response: httpx.Response, deadline: Deadline | None = None) -> httpx.Response:
-    """Read a streamed answer's body: at most 1 MiB, within `deadline` (`prefect_intercom.reading`).
-
-    One that does not decode keeps its status (`_undecodable`).
-    """
-    return read_bounded(response, deadline)
-
-
-async def _aread(response: httpx.Response, deadline: Deadline | None = None) -> httpx.Response:
-    """Async twin of `_read`."""
-    return await aread_bounded(response, deadline)
-
-
-def _undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.Response:
-    """The answer with its status and headers, and a note in place of a body that does not decode.
-
-    A server that declares `Content-Encoding: gzip` (or deflate, br, zstd) and sends other
-    bytes still answered: its status decides success or the `IntercomAPIError` subclass, and
-    the note says why the body is missing (`prefect_intercom.reading.undecodable`).
-    """
-    return undecodable(response, error)

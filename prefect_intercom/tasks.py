@@ -10,12 +10,12 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 
 from prefect_intercom import privacy
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
-from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import IntercomError
 from prefect_intercom.events import redirect_events
 from prefect_intercom.idempotency import SentOncePerFlowRun, send_guard
 from prefect_intercom.pacing import Pacer
+from prefect_intercom.prepared import PreparedRequest
 from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 

@@ -167,9 +167,7 @@ URL_PARTS = {
     "port": ["", "", ":443", ":8080", ":", ":0", ":99999", ":x"],
     "path": ["", "", "/", "/v2", "/@evil.com", "/..", "?", "#", "?x=1", "#frag", "\\@evil.com", "\r\n", "%0d%0a"],
 }  # fmt: skip
-URLS = st.builds(
-    lambda *parts: "".join(parts), *(st.sampled_from(options) for options in URL_PARTS.values())
-)
+URLS = st.builds(lambda *parts: "".join(parts), *(st.sampled_from(options) for options in URL_PARTS.values()))
 
 
 @bounded(500)
@@ -330,8 +328,14 @@ def test_the_block_offers_exactly_the_documented_versions() -> None:
 
 
 @bounded(150)
-@given(version=st.one_of(st.text(max_size=12), st.sampled_from(INTERCOM_VERSIONS).flatmap(
-    lambda version: st.sampled_from([f"{version}\r\nX-Evil: 1", f"{version}\n", f"\r{version}", version]))))
+@given(
+    version=st.one_of(
+        st.text(max_size=12),
+        st.sampled_from(INTERCOM_VERSIONS).flatmap(
+            lambda version: st.sampled_from([f"{version}\r\nX-Evil: 1", f"{version}\n", f"\r{version}", version])
+        ),
+    )
+)
 @example(version="2.12\r\nAuthorization: Bearer stolen")
 def test_a_version_override_is_validated_in_prepare(sandbox_module: Sandbox, version: str) -> None:
     credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url=sandbox_module.url)

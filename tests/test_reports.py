@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prefect_intercom.catalog import get_endpoint, search
-from prefect_intercom.client import IntercomClient, PreparedRequest
+from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import (
     IntercomAPIError,
     IntercomServerError,
@@ -15,6 +15,7 @@ from prefect_intercom.errors import (
     ValidationIssue,
 )
 from prefect_intercom.flows import reports
+from prefect_intercom.prepared import PreparedRequest
 from prefect_intercom.responses import IntercomResponse, RateLimit
 
 TOKEN = "tok_REPORTS_4b1d3c2e"  # a test token the reports must never see or show

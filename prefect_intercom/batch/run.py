@@ -17,7 +17,7 @@ from prefect_intercom.batch.keys import KeyTable, key64
 from prefect_intercom.batch.ledger import BatchLedger, LedgerError
 from prefect_intercom.batch.report import BatchItemResult, BatchReport
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
-from prefect_intercom.client import IntercomClient, PreparedRequest
+from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import (
     IntercomAPIError,
     IntercomAuthenticationError,
@@ -27,6 +27,7 @@ from prefect_intercom.errors import (
     IntercomValidationError,
 )
 from prefect_intercom.outcomes import Outcome
+from prefect_intercom.prepared import PreparedRequest
 from prefect_intercom.privacy import mask_digits, mask_phone
 from prefect_intercom.retry import outcome_of
 

@@ -17,7 +17,6 @@ from http import HTTPStatus
 from typing import Any
 
 from prefect_intercom.catalog import Endpoint, SearchHit
-from prefect_intercom.client import REDACTED, PreparedRequest
 from prefect_intercom.errors import (
     IntercomAPIError,
     IntercomTransportError,
@@ -25,6 +24,7 @@ from prefect_intercom.errors import (
     Outcome,
     ValidationIssue,
 )
+from prefect_intercom.prepared import REDACTED, PreparedRequest
 from prefect_intercom.privacy import mask_phone, mask_values
 from prefect_intercom.responses import RATE_LIMIT_HEADERS, IntercomResponse
 

@@ -24,7 +24,6 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, EndpointNotFoundError, default_catalog, get_endpoint
-from prefect_intercom.client import PreparedRequest
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import (
     IntercomAPIError,
@@ -43,6 +42,7 @@ from prefect_intercom.flows.parameters import (
     labelled,
     version_override,
 )
+from prefect_intercom.prepared import PreparedRequest
 from prefect_intercom.tasks import mask_phone, phone_call_redirect_body
 
 FLOW_NAME = "test-request"

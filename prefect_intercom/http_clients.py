@@ -1,0 +1,77 @@
+"""The two httpx clients the pipeline sends through, built alike: no redirects, nothing from the environment.
+
+`IntercomClient` keeps one of each, made on first use: the sync client over httpx's own pool
+(or the transport given), the async client over aiohttp's pool (`prefect_intercom.transport`,
+loaded only then) or the async transport given. Both set a redirect's `Location` aside before
+httpx reads it (`set_redirect_aside`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from prefect_intercom.responses import UNFOLLOWED_LOCATION_HEADER
+
+
+def client_options(*, timeout: float, max_connections: int | None) -> dict[str, Any]:
+    """Options both httpx clients share: no redirects, nothing from the environment, the pool size.
+
+    `limits` sizes httpx's own pool (the sync client's); the async client's default transport
+    is sized by `max_connections` itself.
+    """
+    options: dict[str, Any] = {"timeout": timeout, "follow_redirects": False, "trust_env": False}
+    if max_connections is not None:
+        options["limits"] = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return options
+
+
+def sync_client(transport: httpx.BaseTransport | None, *, timeout: float, max_connections: int | None) -> httpx.Client:
+    """The sync client: httpx's own pool unless given a transport."""
+    return httpx.Client(
+        transport=transport,
+        event_hooks={"response": [set_redirect_aside]},
+        **client_options(timeout=timeout, max_connections=max_connections),
+    )
+
+
+def async_client(
+    transport: httpx.AsyncBaseTransport | None, *, timeout: float, max_connections: int | None
+) -> httpx.AsyncClient:
+    """The async client: over aiohttp's pool (`prefect_intercom.transport`) unless given a transport.
+
+    The default transport opens its pool lazily inside the running event loop and never
+    shares it with another loop; a user's transport is used as given.
+    """
+    if transport is None:
+        from prefect_intercom.transport import async_transport
+
+        transport = async_transport(max_connections)
+    return httpx.AsyncClient(
+        transport=transport,
+        event_hooks={"response": [aset_redirect_aside]},
+        **client_options(timeout=timeout, max_connections=max_connections),
+    )
+
+
+def set_redirect_aside(response: httpx.Response) -> None:
+    """Rename a redirect's `Location` so that httpx does not even build the next request.
+
+    Redirects are never followed (`follow_redirects=False`), yet httpx still parses `Location`
+    and cookies for `next_request`; a hostile value there would fail the answer with a raw
+    protocol or encoding error instead of the `IntercomAPIError` a 3xx is. The error keeps the
+    location under `UNFOLLOWED_LOCATION_HEADER`.
+    """
+    if "location" in response.headers:
+        response.headers = httpx.Headers(
+            [
+                (UNFOLLOWED_LOCATION_HEADER.encode() if name.lower() == b"location" else name, value)
+                for name, value in response.headers.raw
+            ]
+        )
+
+
+async def aset_redirect_aside(response: httpx.Response) -> None:
+    """Async twin of `set_redirect_aside` (an `httpx.AsyncClient` awaits its hooks)."""
+    set_redirect_aside(response)
