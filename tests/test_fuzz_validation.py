@@ -26,7 +26,8 @@ from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.sandbox import Sandbox
 from prefect_intercom.schema_rules import E164_PATTERN
-from prefect_intercom.validation import MAX_NESTING, request_issues
+from prefect_intercom.validation import request_issues
+from prefect_intercom.violations import MAX_NESTING
 
 from .bounded import bounded
 from .conftest import SECRET_TOKEN

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
-from prefect_intercom.validation import _fast_verdict, _not_json_issues, request_issues
+from prefect_intercom.validation import _fast_verdict, request_issues
+from prefect_intercom.violations import not_json_issues
 
 ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
 REFERENCE = Draft202012Validator(ENDPOINT.request_schema)
@@ -80,7 +81,7 @@ bodies = st.one_of(
 
 
 def _json_able(value: Any) -> bool:
-    return not list(_not_json_issues(value, ()))
+    return not list(not_json_issues(value))
 
 
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
