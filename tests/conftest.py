@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +37,15 @@ def sandbox() -> Iterator[Sandbox]:
 def credentials(sandbox: Sandbox) -> IntercomCredentials:
     """Credentials pointing at the sandbox."""
     return IntercomCredentials(access_token=SECRET_TOKEN, base_url=sandbox.url)
+
+
+def clear_of_window_edge(window: float, margin: float) -> None:
+    """Wait past the next wall-clock window edge when fewer than `margin` seconds are left before it.
+
+    The sandbox aligns its rate-limit windows on multiples of their length (as Intercom's UNIX
+    reset time implies). A test that counts what one window lets through must not straddle two:
+    run at 21:59:58, a 2-hour window lets two sends through before 22:00 and two more after.
+    """
+    left = window - time.time() % window
+    if left < margin:
+        time.sleep(left + 0.05)

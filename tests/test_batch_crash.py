@@ -19,7 +19,7 @@ import pytest
 
 from prefect_intercom.sandbox.process import SandboxProcess, sandbox_process
 
-from .conftest import SECRET_TOKEN
+from .conftest import SECRET_TOKEN, clear_of_window_edge
 
 CHILD = Path(__file__).with_name("batch_child.py")
 COUNT = 1_000
@@ -84,6 +84,7 @@ def test_sigkill_while_sending_then_a_rerun_texts_everyone_once_and_only_the_in_
 def test_sigkill_while_waiting_for_a_rate_limit_window_leaves_nothing_unknown(tmp_path: Path) -> None:
     storage = tmp_path / "ledger"
     flags = ("--latency", "0.05", "--rate-limit", "60", "--rate-limit-window", "60")
+    clear_of_window_edge(60, margin=15)
     with sandbox_process(*flags, token=SECRET_TOKEN) as sandbox:
         child = start_batch(sandbox.url, storage, "window", "--concurrency", "20", "--no-lock")
 

@@ -22,7 +22,7 @@ from prefect_intercom import IntercomCredentials
 from prefect_intercom.cli import main as prefect_intercom
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, Sandbox
 
-from .conftest import PROJECT_ROOT, SECRET_TOKEN
+from .conftest import PROJECT_ROOT, SECRET_TOKEN, clear_of_window_edge
 
 
 def _load_flow_module() -> ModuleType:
@@ -175,6 +175,7 @@ def test_a_run_that_stops_after_sending_names_the_batch_key_to_resume_with(
     prefect_server: None, callers_csv: Path, capsys
 ) -> None:
     """A rate-limit window two hours away stops the batch after two sends: then, and only then, a resume hint."""
+    clear_of_window_edge(7200, margin=120)
     with Sandbox(token=SECRET_TOKEN, rate_limit=2, rate_limit_window=7200) as limited:
         name = f"deflect-{uuid.uuid4().hex[:8]}"
         IntercomCredentials(access_token=SECRET_TOKEN, base_url=limited.url).save(name)

@@ -25,7 +25,7 @@ from prefect_intercom.responses import RATE_LIMIT_HEADERS
 from prefect_intercom.sandbox import FAULT_KINDS, Sandbox, SandboxState
 from prefect_intercom.sandbox.process import sandbox_process
 
-from .conftest import SECRET_TOKEN
+from .conftest import SECRET_TOKEN, clear_of_window_edge
 
 PATH = "/phone_call_redirects"
 
@@ -62,6 +62,7 @@ def test_every_authenticated_answer_carries_the_rate_limit_headers() -> None:
 
 
 def test_a_429_is_intercoms_error_list_and_sends_nothing() -> None:
+    clear_of_window_edge(60, margin=5)
     with Sandbox(token=SECRET_TOKEN, rate_limit=1, rate_limit_window=60, retry_after=1.5) as sandbox:
         with client_for(sandbox) as client:
             client.request("phone_call_redirects", {"phone": "+14155550100"})
@@ -279,6 +280,7 @@ def test_every_documented_fault_kind_is_known() -> None:
 
 def test_command_line_flags_configure_the_same_behaviour() -> None:
     flags = ["--rate-limit", "2", "--rate-limit-window", "60", "--retry-after", "0.5", "--latency", "0.01"]
+    clear_of_window_edge(60, margin=10)
     with sandbox_process(*flags, "--fault", "empty=1", "--seed", "5", token=SECRET_TOKEN) as sandbox:
         answers = [post(sandbox.url, f"+1415555010{n}") for n in range(3)]
         records = sandbox.records()
