@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
@@ -135,34 +134,8 @@ def _is_packaged(endpoint: Endpoint) -> bool:
 
 def _issues(validator: Draft202012Validator, instance: Any) -> list[ValidationIssue]:
     issues = list(not_json_issues(instance))
-    if not issues and _fast_verdict(validator.schema, instance):
-        return []  # valid: the compiled validator agrees, no need to explain anything
     if not issues:
         for violation in validator.iter_errors(instance):
             issues.extend(explain(violation))
     unique = {(issue.path, issue.message): issue for issue in issues}
     return sorted(unique.values(), key=lambda issue: (issue.path, issue.message))
-
-
-# The same schemas compiled by jsonschema-rs: a valid body (the common case) is confirmed in
-# under a microsecond; anything it refuses goes through `jsonschema`, which explains why.
-# A test checks on generated bodies that both always give the same verdict.
-_FAST: dict[int, tuple[Any, Any]] = {}
-
-
-def _fast_verdict(schema: Any, instance: Any) -> bool:
-    """Whether the fast validator accepts `instance` (False when it cannot tell)."""
-    cached = _FAST.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        try:
-            fast = jsonschema_rs.Draft202012Validator(schema)
-        except Exception:  # a schema it cannot compile: always take the full path
-            fast = None
-        cached = _FAST[id(schema)] = (schema, fast)
-    fast = cached[1]
-    if fast is None:
-        return False
-    try:
-        return bool(fast.is_valid(instance))
-    except Exception:  # a value it cannot convert: let the full validator explain
-        return False
