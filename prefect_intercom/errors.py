@@ -1,8 +1,10 @@
 """The exception family: every public error of prefect-intercom is defined here.
 
 No exception here ever holds the access token. Their messages show phone numbers masked: the
-validation issues quote the input masked (`prefect_intercom.validation`), and the texts of an
-answer come redacted and masked from the parse step (`prefect_intercom.responses`).
+validation issues quote the input masked (`prefect_intercom.violations`), and the texts of an
+answer come redacted and masked from the parse step (`prefect_intercom.responses`). Every one
+survives pickling as it is (Prefect pickles a failed task's exception into its state and
+results), whatever its constructor takes.
 
 ```
 IntercomError
@@ -25,8 +27,8 @@ IntercomError
 └── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
 ```
 
-The modules that raise them re-export them under their old paths (e.g.
-`prefect_intercom.batch.ledger.LedgerError`), so either import works.
+The modules that raise them re-export them (e.g. `prefect_intercom.batch.ledger.LedgerError`),
+so either import works.
 """
 
 from __future__ import annotations
@@ -54,6 +56,19 @@ class IntercomError(Exception):
     """
 
     attempts: int = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # `BaseException` pickles as `cls(*args)`, which the keyword-only constructors below
+        # cannot take: rebuild from the message and the attributes instead, without `__init__`.
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuilt(cls: type[IntercomError], args: tuple[Any, ...], state: dict[str, Any]) -> IntercomError:
+    """An `IntercomError` as it was pickled: same class, same message (`args`), same attributes."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 @dataclass(frozen=True)
@@ -145,9 +160,6 @@ class IntercomRateLimitWaitError(IntercomError):
         super().__init__(
             f"{when}, in {_seconds(wait)} s, beyond the retry budget of {_seconds(max_wait)} s{already}; not sent"
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.reset_at, self.wait, self.max_wait, self.waited)
 
 
 def _seconds(value: float) -> str:
@@ -298,9 +310,6 @@ class BatchStoppedError(IntercomError):
             f"{report.counts['unknown']:,} unknown); a re-run with batch_key={report.batch_key!r} "
             "sends the items not sent"
         )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.report,))
 
 
 class LedgerError(IntercomError):
