@@ -33,7 +33,8 @@ NOT_LOADED_BY_IMPORT = (
 # The sandbox's web stack: asserted absent unless Prefect itself loads it.
 SANDBOX_LIBRARIES = ("starlette", "uvicorn")
 
-# Where each exception was defined before it moved into `prefect_intercom.errors`.
+# The modules that defined an exception before it moved into `prefect_intercom.errors`, at their
+# paths today (lease, docs_page: batch/ and schemagen/): each still re-exports it.
 OLD_IMPORT_PATHS = (
     ("prefect_intercom.catalog", "EndpointNotFoundError"),
     ("prefect_intercom.catalog", "AmbiguousQueryError"),

@@ -95,6 +95,11 @@ def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
     package_dir = PROJECT_ROOT / "prefect_intercom"
     sources = {f"prefect_intercom/{path.relative_to(package_dir).as_posix()}" for path in package_dir.rglob("*.py")}
     sources |= {f"prefect_intercom/schemas/{path.name}" for path in (PROJECT_ROOT / "schemas").glob("*.py")}
+    # The generator's inputs too (the docs page and Intercom's OpenAPI descriptions), so that
+    # `python -m prefect_intercom.schemagen` over the installed schemas gives the installed files.
+    schemas = [path for path in (PROJECT_ROOT / "schemas").iterdir() if path.is_file()]
+    inputs = {f"prefect_intercom/schemas/{path.name}" for path in schemas}
+    assert inputs - names == set()
     assert "prefect_intercom/schemagen/__main__.py" in sources
     assert sources - names == set(), "modules missing from the wheel: add their package to pyproject.toml"
     shipped = {name for name in names if name.startswith("prefect_intercom/") and name.endswith(".py")}
