@@ -131,7 +131,11 @@ def _peak_in_flight(records: list[dict[str, Any]]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phones", type=int, default=10_000)
-    parser.add_argument("--variants", default="all", help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument(
+        "--variants",
+        default="all",
+        help=f"comma-separated, of: {', '.join(VARIANTS).replace('%', '%%')} (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--keep-alive", type=float, default=5.0, help="the sandbox's keep-alive timeout (default: 5, uvicorn's)"

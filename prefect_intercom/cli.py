@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError as missing:  # the sandbox's server is an extra: one line, no traceback
             print(f"prefect-intercom sandbox: {missing}", file=sys.stderr)
             return 2
-        return run(rest)
+        return run(rest, prog="prefect-intercom sandbox")
     print(f"prefect-intercom: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
     return 2
 

@@ -228,3 +228,7 @@ def test_the_package_command_lists_its_subcommands_and_refuses_unknown_ones(caps
         prefect_intercom(["deflect-calls", "--help"])
     assert exited.value.code == 0
     assert "usage: prefect-intercom deflect-calls" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        prefect_intercom(["sandbox", "--help"])
+    assert exited.value.code == 0
+    assert "usage: prefect-intercom sandbox" in capsys.readouterr().out

@@ -197,4 +197,4 @@ def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_reposi
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert "**200 OK**" in sent.stdout and "Test request completed" in sent.stdout
     assert "usage: prefect-intercom test-request" in run("test-request", "--help").stdout
-    assert "usage: python -m prefect_intercom.sandbox" in run("sandbox", "--help").stdout
+    assert "usage: prefect-intercom sandbox" in run("sandbox", "--help").stdout

@@ -14,10 +14,10 @@ from prefect_intercom.sandbox.state import SandboxState
 DEFAULT_PORT = 8765
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m prefect_intercom.sandbox") -> argparse.ArgumentParser:
     """The command line: `--host`, `--port`, `--log-level` and one flag per `SandboxOptions` field."""
     parser = argparse.ArgumentParser(
-        prog="python -m prefect_intercom.sandbox",
+        prog=prog,
         description="A local Intercom sandbox for POST /phone_call_redirects.",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
@@ -45,16 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_intercom.sandbox") -> int:
     """Command-line entry point: serve until interrupted.
 
     Args:
         argv: The arguments (default: `sys.argv[1:]`).
+        prog: The command's name in usage and errors.
 
     Returns:
         The exit status (bad options exit 2 through argparse).
     """
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
     try:
