@@ -37,6 +37,9 @@ def check_token(token: SecretStr) -> None:
 class PreparedRequest:
     """A validated request, ready to send, without the access token.
 
+    Its `repr` shows the method, URL and headers only: the body and its bytes hold the person's
+    phone number (the reports show them masked, `prefect_intercom.privacy`).
+
     Attributes:
         endpoint: The catalogue entry.
         method: HTTP method.
@@ -50,7 +53,7 @@ class PreparedRequest:
     method: str
     url: str
     headers: dict[str, str]
-    body: dict[str, Any]
+    body: dict[str, Any] = field(repr=False)
     content: bytes = field(repr=False)
 
     def display_headers(self) -> dict[str, str]:

@@ -128,13 +128,14 @@ def test_a_request_prepared_by_a_client_holds_no_piece_of_its_token_anywhere() -
     assert prepared.headers["User-Agent"] == USER_AGENT
 
 
-def test_the_repr_shows_method_url_and_headers_but_not_the_bytes_or_the_catalogue_entry() -> None:
+def test_the_repr_shows_method_url_and_headers_but_not_the_body_the_bytes_or_the_catalogue_entry() -> None:
     prepared = _prepared(content=b'{"phone":"+14155550100","marker":"CONTENT-BYTES"}')
     text = repr(prepared)
     assert text.startswith("PreparedRequest(method='POST', url='https://api.intercom.io/phone_call_redirects'")
     assert "Intercom-Version" in text
     assert "CONTENT-BYTES" not in text
-    assert "endpoint=" not in text and "content=" not in text
+    assert "endpoint=" not in text and "content=" not in text and "body=" not in text
+    assert "4155550100" not in text  # the person's phone number
 
 
 def test_a_prepared_request_cannot_be_changed_after_it_is_built() -> None:
