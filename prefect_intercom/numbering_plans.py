@@ -7,6 +7,12 @@ North America), `+141555501000` (one too many) and `+999123456789` (no country u
 refused. `is_valid_number` is deliberately not used: it also checks number ranges, and would
 refuse ranges a country opened after the installed metadata was published.
 
+A number written with its national (trunk) prefix after the country code, as people copy it
+from `+44 (0)20 7946 0958`, is refused too: `+4402079460958` has E.164's shape, but E.164 leaves
+the prefix out, and the message and hint give the number as libphonenumber writes it
+(`+442079460958`). Every example number libphonenumber's metadata holds, of every region and
+type, is written the same way back, so this refuses no number in its E.164 form.
+
 The check is on by default; set `PREFECT_INTERCOM_NUMBERING_PLANS=0` (or `false`, `no`, `off`)
 to turn it off, e.g. for test numbers a carrier accepts although no plan lists them. The switch
 is read at every check, so it applies to the tasks and the batches of the process alike.
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneMetadata, ValidationResult
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat, ValidationResult
 
 from prefect_intercom.privacy import mask_phone
 
@@ -64,7 +70,14 @@ def impossible_number(e164: str) -> ImpossibleNumber | None:
         )
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason in (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY):
-        return None
+        written = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+        if written == e164:
+            return None
+        return ImpossibleNumber(
+            f"{_quoted(e164)} keeps a national prefix after the country code +{number.country_code}; "
+            "E.164 leaves it out",
+            f"remove the national prefix after +{number.country_code}: {mask_phone(written)}",
+        )
     if reason == ValidationResult.INVALID_COUNTRY_CODE:
         return _unknown_country(e164)
     code = number.country_code
@@ -112,3 +125,15 @@ def _lengths(lengths: tuple[int, ...]) -> str:
 
 def _quoted(e164: str) -> str:
     return repr(mask_phone(e164))
+
+
+def e164_written(e164: str) -> str:
+    """`e164` as libphonenumber writes it in E.164: a national prefix after the country code left out.
+
+    Returns `e164` itself when it does not parse (the numbering-plan check names that case).
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)

@@ -21,6 +21,7 @@ from typing import Any
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from prefect_intercom.errors import ValidationIssue
+from prefect_intercom.numbering_plans import e164_written
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
 
@@ -198,17 +199,18 @@ def phone_hint(value: str) -> str | None:
     """How to turn `value` into E.164, when the fix is obvious (the number in it masked).
 
     A hint never guesses a country: a number without its country code gets advice, not a
-    number that might text someone else.
+    number that might text someone else. A number it suggests is written as libphonenumber
+    writes it, so `+44 (0)20 7946 0958` becomes `+442079460958`, never `+4402079460958`.
     """
     e164 = _E164
     if value != value.strip() and e164.match(value.strip()):
-        return f"remove the surrounding white space or line break: {mask_phone(value.strip())}"
+        return _fix("remove the surrounding white space or line break", value.strip())
     compact = _PHONE_PUNCTUATION.sub("", value)
     if compact != value and e164.match(compact):
         what = "spaces" if set(value) - set(compact) <= set(" \t") else "spaces and punctuation"
-        return f"remove {what}: {mask_phone(compact)}"
+        return _fix(f"remove {what}", compact)
     if compact.startswith("00") and e164.match("+" + compact[2:]):
-        return f"replace the international prefix 00 with '+': {mask_phone('+' + compact[2:])}"
+        return _fix("replace the international prefix 00 with '+'", "+" + compact[2:])
     if compact.isdigit():
         return (
             "start with '+' and the country code, then the number without its national leading 0 "
@@ -223,6 +225,14 @@ def phone_hint(value: str) -> str | None:
         if compact[1] == "0":
             return "the country code cannot start with 0"
     return None
+
+
+def _fix(what: str, number: str) -> str:
+    """`what: number` (masked), with a national prefix after the country code left out and said."""
+    written = e164_written(number)
+    if written != number:
+        what += ", and remove the national prefix after the country code"
+    return f"{what}: {mask_phone(written)}"
 
 
 def _enum_issue(pointer: str, value: Any, allowed: list[Any]) -> ValidationIssue:

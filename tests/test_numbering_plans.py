@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
 from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom import IntercomCredentials, IntercomValidationError, ItemOutcome, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
 from prefect_intercom.numbering_plans import NUMBERING_PLANS_ENV, impossible_number
+from prefect_intercom.privacy import mask_phone
 from prefect_intercom.sandbox import Sandbox
+from prefect_intercom.schema_rules import E164_PATTERN
 from prefect_intercom.validation import request_issues, validate_request
+from prefect_intercom.violations import phone_hint
 
 from .conftest import SECRET_TOKEN
 
@@ -45,6 +50,70 @@ def test_the_refused_number_is_masked_in_the_message_and_the_hint(phone: str) ->
 @pytest.mark.parametrize("phone", ["+14155550100", "+447700900123", "+353861234567", "+2901234", "+491234567890123"])
 def test_numbers_the_plans_allow_pass(phone: str) -> None:
     validate_request(ENDPOINT, {"phone": phone})
+
+
+def _example_numbers() -> list[str]:
+    """Every example number libphonenumber's metadata holds, of every region and type, in E.164."""
+    numbers = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in range(phonenumbers.PhoneNumberType.UNKNOWN):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers.append(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    for code in sorted(phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS):
+        example = phonenumbers.example_number_for_non_geo_entity(code)
+        if example is not None:
+            numbers.append(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    return sorted(set(numbers))
+
+
+def test_every_example_number_of_every_region_and_type_passes() -> None:
+    # The schema's E.164 shape (7 to 15 digits) comes first: a 6-digit short code is refused by it.
+    numbers = [phone for phone in _example_numbers() if re.fullmatch(E164_PATTERN, phone)]
+    assert len(numbers) > 1000
+    refused = {phone: request_issues(ENDPOINT, {"phone": phone}) for phone in numbers}
+    assert {phone: issues for phone, issues in refused.items() if issues} == {}
+
+
+NATIONAL_PREFIX_KEPT = {
+    "+4402079460958": "+442079460958",  # UK: 020 7946 0958 is +44 20 7946 0958
+    "+4901701234567": "+491701234567",  # Germany: 0170 ... is +49 170 ...
+    "+330123456789": "+33123456789",  # France: 01 23 45 67 89 is +33 1 23 45 67 89
+}
+
+
+@pytest.mark.parametrize(("phone", "written"), NATIONAL_PREFIX_KEPT.items())
+def test_a_number_that_keeps_its_national_prefix_after_the_country_code_is_refused(phone: str, written: str) -> None:
+    [issue] = request_issues(ENDPOINT, {"phone": phone})
+    assert issue.path == "/phone"
+    assert "keeps a national prefix after the country code" in issue.message
+    assert issue.hint is not None and issue.hint.endswith(mask_phone(written))
+    assert phone not in issue.message + issue.hint and written not in issue.hint  # masked
+    assert request_issues(ENDPOINT, {"phone": written}) == []
+
+
+def test_italian_numbers_keep_their_leading_zero() -> None:
+    assert request_issues(ENDPOINT, {"phone": "+390612345678"}) == []  # Rome: the 0 is part of the number
+
+
+@pytest.mark.parametrize(
+    ("written_by_a_person", "number"),
+    [
+        ("+44 (0)20 7946 0958", "+442079460958"),
+        ("0044 020 7946 0958", "+442079460958"),
+        ("+49 (0)170 1234567", "+491701234567"),
+    ],
+)
+def test_a_hint_never_suggests_a_number_with_the_national_prefix_kept(written_by_a_person: str, number: str) -> None:
+    hint = phone_hint(written_by_a_person)
+    assert hint is not None and hint.endswith(mask_phone(number)) and "national prefix" in hint
+    [issue] = request_issues(ENDPOINT, {"phone": written_by_a_person})
+    assert issue.hint == hint
+
+
+def test_with_the_switch_off_a_kept_national_prefix_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NUMBERING_PLANS_ENV, "0")
+    assert request_issues(ENDPOINT, {"phone": "+4402079460958"}) == []
 
 
 def test_a_number_that_fails_the_schema_gets_only_the_schema_issue() -> None:
