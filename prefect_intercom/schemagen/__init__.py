@@ -31,7 +31,8 @@ How the page's words become rules (the interpretation is stated here, once):
   are accepted); version numbers are sorted, other values follow in the order first seen. The
   default is the page's.
 - After the schema, `prefect_intercom.validation` checks that an E.164 number is possible in
-  its country's numbering plan (`prefect_intercom.numbering_plans`).
+  its country's numbering plan and written as E.164 writes it, with no national prefix after
+  the country code (`prefect_intercom.numbering_plans`).
 """
 
 from prefect_intercom.schemagen.generator import (
