@@ -58,15 +58,13 @@ class IntercomError(Exception):
     attempts: int = 1
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # `BaseException` pickles as `cls(*args)`, which the keyword-only constructors below
-        # cannot take: rebuild from the message and the attributes instead, without `__init__`.
+        # `BaseException` pickles as `cls(*args)`, which these constructors cannot take: skip `__init__`.
         return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
 
 def _rebuilt(cls: type[IntercomError], args: tuple[Any, ...], state: dict[str, Any]) -> IntercomError:
     """An `IntercomError` as it was pickled: same class, same message (`args`), same attributes."""
-    error = cls.__new__(cls, *args)
-    error.args = args
+    error = cls.__new__(cls, *args)  # `BaseException.__new__` keeps `args`, the message
     error.__dict__.update(state)
     return error
 
