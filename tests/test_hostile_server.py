@@ -92,6 +92,15 @@ def _client(base_url: str, **options: Any) -> IntercomClient:
     return IntercomClient(CANARY_TOKEN, base_url=base_url, intercom_version="2.12", **options)
 
 
+async def _send_once(client: IntercomClient, mode: str) -> IntercomResponse:
+    """One request through the sync or the async client (`mode`), closing it after."""
+    if mode == "sync":
+        with client:
+            return client.request(PHONE_CALL_REDIRECTS, BODY)
+    async with client:
+        return await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+
+
 def _outcome(send: Callable[[], IntercomResponse]) -> Any:
     """The answer or the error a send ends with."""
     try:
@@ -198,12 +207,7 @@ async def test_a_failed_exchange_raises_an_error_with_no_token_behind_it(
     script["answer"] = TRANSPORT_FAILURES[failure]
     client = _client(server.url, timeout=0.2)
     with pytest.raises(IntercomTransportError) as caught:
-        if mode == "sync":
-            with client:
-                client.request(PHONE_CALL_REDIRECTS, BODY)
-        else:
-            async with client:
-                await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+        await _send_once(client, mode)
     error = caught.value
     assert error.__context__ is None and error.__cause__ is None
     assert error.outcome is Outcome.UNKNOWN
@@ -216,12 +220,7 @@ async def test_a_refused_connection_raises_an_error_with_no_token_behind_it(mode
         url = server.url  # the port is free again once the server is gone
     client = _client(url)
     with pytest.raises(IntercomTransportError) as caught:
-        if mode == "sync":
-            with client:
-                client.request(PHONE_CALL_REDIRECTS, BODY)
-        else:
-            async with client:
-                await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+        await _send_once(client, mode)
     assert caught.value.outcome is Outcome.NOT_SENT
     assert caught.value.__context__ is None and caught.value.__cause__ is None
     assert exposed(reachable_texts(caught.value), CANARY_TOKEN) == []
@@ -252,12 +251,7 @@ async def test_debug_logs_of_the_http_libraries_hold_no_piece_of_an_echoed_token
     for name in HTTP_LOGGERS:
         caplog.set_level(logging.DEBUG, logger=name)
     client = _client(server.url)
-    if mode == "sync":
-        with client:
-            response = client.request(PHONE_CALL_REDIRECTS, BODY)
-    else:
-        async with client:
-            response = await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+    response = await _send_once(client, mode)
     assert response.status_code == 200
     records = [record for record in caplog.records if record.name.split(".")[0] in HTTP_LOGGERS]
     texts = [caplog.handler.format(record) for record in records]
@@ -305,12 +299,7 @@ async def test_a_50_mb_success_is_read_up_to_1_mib_and_still_sent(
     tracemalloc.start()
     try:
         client = _client(server.url)
-        if mode == "sync":
-            with client:
-                response = client.request(PHONE_CALL_REDIRECTS, BODY)
-        else:
-            async with client:
-                response = await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+        response = await _send_once(client, mode)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -334,12 +323,7 @@ async def test_a_gzip_bomb_inflates_no_further_than_the_limit(
     try:
         client = _client(server.url)
         with pytest.raises(IntercomServerError) as caught:
-            if mode == "sync":
-                with client:
-                    client.request(PHONE_CALL_REDIRECTS, BODY)
-            else:
-                async with client:
-                    await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+            await _send_once(client, mode)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -355,12 +339,7 @@ async def test_a_body_trickled_past_the_deadline_is_cut_there_and_a_2xx_is_still
     # A byte every 20 ms: no read ever waits its 0.3 s timeout, the whole body would take 8 s.
     script["answer"] = lambda request: Reply(200, body=b"x" * 400, trickle=0.02, piece=1)
     client = _client(server.url, timeout=0.3)
-    if mode == "sync":
-        with client:
-            response = client.request(PHONE_CALL_REDIRECTS, BODY)
-    else:
-        async with client:
-            response = await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+    response = await _send_once(client, mode)
     assert response.status_code == 200 and response.truncated == CUT_AT_DEADLINE
     assert not server.sent[-1].finished
 
@@ -373,12 +352,7 @@ async def test_headers_trickled_past_the_deadline_end_the_request_as_unknown(
     script["answer"] = lambda request: Reply(200, body=b"{}", trickle=0.02, piece=1, trickle_head=True)
     client = _client(server.url, timeout=0.3)
     with pytest.raises(IntercomTransportError) as caught:
-        if mode == "sync":
-            with client:
-                client.request(PHONE_CALL_REDIRECTS, BODY)
-        else:
-            async with client:
-                await client.arequest(PHONE_CALL_REDIRECTS, BODY)
+        await _send_once(client, mode)
     assert caught.value.outcome is Outcome.UNKNOWN
     assert "deadline" in str(caught.value)
     assert not server.sent[-1].finished
