@@ -52,19 +52,19 @@ def read_bounded(
     response.stream = stream
     if not encoded:  # the body as it came: httpx's own read, bounded by the stream
         response.read()
-        return _marked(response, stream.cut)
+        return _marked(response, stream.bounds.cut)
     body = bytearray()
     try:
         for chunk in response.iter_bytes():
             body += chunk
             if len(body) > limit:
-                stream.cut = CUT_TOO_LARGE
+                stream.bounds.cut = CUT_TOO_LARGE
                 break
     except httpx.DecodingError as error:
         return undecodable(response, error)
     finally:
         response.close()
-    return _answer(response, bytes(body[:limit]), stream.cut)
+    return _answer(response, bytes(body[:limit]), stream.bounds.cut)
 
 
 async def aread_bounded(
@@ -76,19 +76,19 @@ async def aread_bounded(
     response.stream = stream
     if not encoded:
         await response.aread()
-        return _marked(response, stream.cut)
+        return _marked(response, stream.bounds.cut)
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) > limit:
-                stream.cut = CUT_TOO_LARGE
+                stream.bounds.cut = CUT_TOO_LARGE
                 break
     except httpx.DecodingError as error:
         return undecodable(response, error)
     finally:
         await response.aclose()
-    return _answer(response, bytes(body[:limit]), stream.cut)
+    return _answer(response, bytes(body[:limit]), stream.bounds.cut)
 
 
 def undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.Response:
@@ -154,18 +154,10 @@ class _SyncBounded(httpx.SyncByteStream):
 
     def __init__(self, stream: httpx.SyncByteStream, limit: int, deadline: Deadline | None, *, slices: bool) -> None:
         self._stream = stream
-        self._bounds = _Bounds(limit, deadline, slices)
-
-    @property
-    def cut(self) -> str | None:
-        return self._bounds.cut
-
-    @cut.setter
-    def cut(self, reason: str | None) -> None:
-        self._bounds.cut = reason
+        self.bounds = _Bounds(limit, deadline, slices)
 
     def __iter__(self) -> Iterator[bytes]:
-        bounds = self._bounds
+        bounds = self.bounds
         try:
             for chunk in self._stream:
                 yield from bounds.take(chunk)
@@ -186,18 +178,10 @@ class _AsyncBounded(httpx.AsyncByteStream):
 
     def __init__(self, stream: httpx.AsyncByteStream, limit: int, deadline: Deadline | None, *, slices: bool) -> None:
         self._stream = stream
-        self._bounds = _Bounds(limit, deadline, slices)
-
-    @property
-    def cut(self) -> str | None:
-        return self._bounds.cut
-
-    @cut.setter
-    def cut(self, reason: str | None) -> None:
-        self._bounds.cut = reason
+        self.bounds = _Bounds(limit, deadline, slices)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        bounds = self._bounds
+        bounds = self.bounds
         chunks = self._stream.__aiter__()
         while True:
             try:
