@@ -32,7 +32,6 @@ from prefect_intercom.validation import request_issues
 
 FLOW_NAME = "deflect-calls"
 DEPLOYMENT_NAME = "deflect-calls"
-SANDBOX_BLOCK_NAME = "intercom-sandbox"
 DRY_RUN_CODE = "dry_run"
 REPORT_COLUMNS = ("row", "outcome", "status", "intercom_code", "request_id", "message")
 FIRST_DATA_ROW = 2

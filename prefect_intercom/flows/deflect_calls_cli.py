@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import tempfile
 import threading
@@ -26,17 +25,16 @@ from typing import Any
 
 from prefect_intercom.batch.csv_input import count_csv_rows, read_requests_csv
 from prefect_intercom.batch.report import BatchItemResult
-from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.flows.deflect_calls import (
     DRY_RUN_CODE,
-    SANDBOX_BLOCK_NAME,
     deflect_calls,
     read_results,
     row_number,
     write_report_csv,
 )
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
+from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 
@@ -117,14 +115,10 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         with ExitStack() as stack:
             if args.sandbox and not args.dry_run:
                 try:
-                    from prefect_intercom.sandbox import Sandbox
+                    starting = sandbox_block()
                 except ImportError as missing:  # the sandbox's server is an extra
                     raise StartError(str(missing)) from None
-                sandbox = stack.enter_context(Sandbox(token=secrets.token_urlsafe(24)))
-                IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url).save(
-                    SANDBOX_BLOCK_NAME, overwrite=True
-                )
-                print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")
+                sandbox = stack.enter_context(starting)
             elif not args.dry_run:
                 _check_block(parameters["block_name"])
             code = _run(parameters, total, args.report, progress=not args.no_progress and sys.stderr.isatty())

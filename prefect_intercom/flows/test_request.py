@@ -47,7 +47,6 @@ from prefect_intercom.tasks import mask_phone, phone_call_redirect_body
 
 FLOW_NAME = "test-request"
 DEPLOYMENT_NAME = "test-request"
-SANDBOX_BLOCK_NAME = "intercom-sandbox"
 SANDBOX_TEST_PHONE = "+14155550100"
 DEFAULT_API = get_endpoint(PHONE_CALL_REDIRECTS).title
 TEST_PHONE_ENV = "INTERCOM_TEST_PHONE"

@@ -12,20 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from prefect_intercom.credentials import INTERCOM_VERSIONS, IntercomCredentials
+from prefect_intercom.credentials import INTERCOM_VERSIONS
 from prefect_intercom.flows.parameters import BLOCK_VERSION, DEFAULT_BLOCK_NAME
+from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
 from prefect_intercom.flows.test_request import (
     ARTIFACT_KEYS,
     DEFAULT_API,
     DEPLOYMENT_NAME,
     FLOW_NAME,
-    SANDBOX_BLOCK_NAME,
     SANDBOX_TEST_PHONE,
     TEST_PHONE_ENV,
     test_request,
@@ -140,13 +139,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         return _serve(args.name, parameters) if args.command == "serve" else _run(parameters)
 
     try:
-        from prefect_intercom.sandbox import Sandbox
+        starting = sandbox_block()
     except ImportError as missing:  # the sandbox's server is an extra: one line, no traceback
         print(f"{prog}: {missing}", file=sys.stderr)
         return 2
-    with Sandbox(token=secrets.token_urlsafe(24)) as sandbox:
-        IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url).save(SANDBOX_BLOCK_NAME, overwrite=True)
-        print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")
+    with starting as sandbox:
         if args.command == "serve":
             return _serve(args.name, parameters)
         code = _run(parameters)
