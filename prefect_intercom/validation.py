@@ -7,7 +7,6 @@ Pointer path, a plain-English message and, where there is an obvious fix, a hint
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -17,10 +16,8 @@ from jsonschema import Draft202012Validator
 from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
 from prefect_intercom.numbering_plans import impossible_number
-from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
+from prefect_intercom.schema_rules import E164, E164_FORMAT, FORMAT_ANNOTATION
 from prefect_intercom.violations import explain, json_pointer, not_json_issues
-
-_E164 = re.compile(E164_PATTERN)
 
 
 def validate_request(endpoint: str | Endpoint, body: Any) -> None:
@@ -66,7 +63,7 @@ def request_issues(endpoint: str | Endpoint, body: Any) -> list[ValidationIssue]
         refused = {issue.path for issue in issues}
         for name in _e164_fields(validator.schema):
             value = body.get(name)
-            if isinstance(value, str) and json_pointer([name]) not in refused and _E164.match(value):
+            if isinstance(value, str) and json_pointer([name]) not in refused and E164.match(value):
                 impossible = impossible_number(value)
                 if impossible is not None:
                     issues.append(ValidationIssue(json_pointer([name]), impossible.message, impossible.hint))

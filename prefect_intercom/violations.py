@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError as SchemaViolation
 from prefect_intercom.errors import ValidationIssue
 from prefect_intercom.numbering_plans import e164_written
 from prefect_intercom.privacy import mask_phone
-from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
+from prefect_intercom.schema_rules import E164, E164_FORMAT, FORMAT_ANNOTATION
 
 _JSON_TYPE_NAMES = {
     dict: "an object",
@@ -43,7 +43,6 @@ _SCHEMA_TYPE_NAMES = {
     "boolean": "a boolean",
     "null": "null",
 }
-_E164 = re.compile(E164_PATTERN)
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 # Deeper values are refused rather than risking Python's recursion limit (the documented
 # shapes are at most 7 levels deep), and integers must fit the 64 bits JSON APIs use.
@@ -202,7 +201,7 @@ def phone_hint(value: str) -> str | None:
     number that might text someone else. A number it suggests is written as libphonenumber
     writes it, so `+44 (0)20 7946 0958` becomes `+442079460958`, never `+4402079460958`.
     """
-    e164 = _E164
+    e164 = E164
     if value != value.strip() and e164.match(value.strip()):
         return _fix("remove the surrounding white space or line break", value.strip())
     compact = _PHONE_PUNCTUATION.sub("", value)

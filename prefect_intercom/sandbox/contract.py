@@ -8,20 +8,18 @@ and the documented `200` answer otherwise.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
-from prefect_intercom.schema_rules import E164_PATTERN
+from prefect_intercom.schema_rules import E164
 
 SMS_FAILS_PHONE = "+15005550001"
 UNPROCESSABLE_PHONE = "+15005550002"
 ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
 
-_E164 = re.compile(E164_PATTERN)
 _VERSIONS = frozenset(ENDPOINT.header_enum("Intercom-Version"))
 # What Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as custom attributes,
 # plus booleans and non-integer numbers: its own example carries them and Intercom's data
@@ -88,7 +86,7 @@ def documented_answer(
     if not isinstance(body, dict):
         return 400, {"type": "error.list", "errors": [{"code": "parameter_invalid", "message": "Invalid JSON body"}]}
     phone = body.get("phone")
-    if not isinstance(phone, str) or not _E164.match(phone):
+    if not isinstance(phone, str) or not E164.match(phone):
         return 400, {"error_key": "invalid_phone_number", "message": "Invalid phone number"}
     if phone == SMS_FAILS_PHONE:
         return 400, {"error_key": "sms_failed", "message": "SMS was not sent due to an unknown error"}
