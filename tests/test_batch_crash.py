@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -97,7 +98,8 @@ def test_sigkill_while_waiting_for_a_rate_limit_window_leaves_nothing_unknown(tm
 
         kill_when(child, waiting_for_the_window)
         first = sandbox.accepted_phones()
-    with sandbox_process("--latency", "0.05", token=SECRET_TOKEN) as fresh:
+    port = str(urlsplit(sandbox.url).port)  # the same app: the ledger is per API root
+    with sandbox_process("--latency", "0.05", "--port", port, token=SECRET_TOKEN) as fresh:
         rerun = run_batch(fresh.url, storage, "window", "--concurrency", "20", "--no-lock")
         second = fresh.accepted_phones()
     counts = rerun["counts"]

@@ -31,7 +31,8 @@ from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY, ConcurrencyLimit
-from prefect_intercom.batch.ledger import BatchLedger, LedgerError
+from prefect_intercom.batch.ledger import BatchLedger, LedgerApp, LedgerError
+from prefect_intercom.batch.ledger_location import ledger_location_note, storage_was_chosen
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
 from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, BatchRun, ItemKey, ProgressCallback
 from prefect_intercom.client import IntercomClient
@@ -116,13 +117,19 @@ async def asend_batch(
     else:
         holder = nullcontext()
     async with holder as lease:
-        ledger = await BatchLedger.open(batch_key, ledger_storage)
+        ledger = await BatchLedger.open(batch_key, ledger_storage, app=LedgerApp.of(client))
+        note = await ledger_location_note(
+            local=ledger.local, where=ledger.where, chosen=await storage_was_chosen(ledger_storage)
+        )
+        if note is not None:
+            _logger().warning(note)
         report = BatchReport(
             batch_key=batch_key,
             run=ledger.run,
             expected_total=expected_total,
             results_path=results_path,
             max_table_rows=max_table_rows,
+            ledger_note=note,
         )
         run = BatchRun(
             client,
@@ -194,6 +201,19 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
 
 def _nothing() -> None:
     return None
+
+
+def _logger() -> Any:
+    """The run's logger inside a Prefect run, else this module's."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        import logging
+
+        return logging.getLogger(__name__)
 
 
 def send_batch(client: IntercomClient, requests: Iterable[Any], **options: Any) -> BatchReport:

@@ -8,6 +8,7 @@ it doubles.
 from __future__ import annotations
 
 from array import array
+from itertools import compress
 
 _EMPTY = 0
 _MAX_LOAD = 0.7
@@ -65,6 +66,15 @@ class KeyTable:
             self._values[slot] = value
         else:
             self._place(slot, key, value)
+
+    def items(self) -> tuple[array, array]:
+        """Every key and its value, as two arrays in slot order."""
+        return array("Q", compress(self._keys, self._keys)), array("I", compress(self._values, self._keys))
+
+    def update(self, keys: array, values: array) -> None:
+        """Store each key's value (`put` for each pair)."""
+        for key, value in zip(keys, values, strict=True):
+            self.put(key, value)
 
     def _slot(self, key: int) -> int:
         """Where `key` is, or the empty slot where it would go (linear probing from the product's top bits)."""

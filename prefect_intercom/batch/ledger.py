@@ -1,61 +1,45 @@
-"""The batch ledger: a write-ahead journal of each run of a batch, kept in Prefect's result storage.
+"""The batch ledger: a write-ahead journal of each run of a batch, in result storage shared by its re-runs.
 
-A batch is identified by its *batch key*; each item by its *item key* (by default its phone
-number), stored only as a keyed hash (BLAKE2b keyed by the batch key): no phone number is
-written. Each run appends numbered records to its own folder; a record holds
-
-- `sending`: items about to go on the wire. An item is released to the network only once the
-  record naming it is written (write-ahead), so a crash can never hide a send;
-- `done`: items with their outcome (`sent`, `not_sent`, `unknown`, with status, code and
-  request id). A 429 or a refused connection that will be retried is written as `not_sent`
-  until its next attempt is announced again.
-
-Records are written by one writer that groups whatever is waiting (group commit): at most one
-write every `linger` seconds, however many items are in flight, so writes do not scale with
-items. A sender holds its slot of concurrency from its announcement until its outcome is
-written, so at any moment at most `concurrency` items are announced without an outcome: after
-a crash (even SIGKILL), only those, the requests actually in flight, are `unknown`; an item
-waiting for a rate-limit window was never announced and is sent by the next run.
-
-A later run with the same batch key reads every record first (a torn last record of a run is
-ignored: nothing it announced was released) and does not send again what is recorded as
-`sent`, nor what is `unknown` unless the caller opts in with `resend_unknown=True`; `not_sent`
-items are sent again. Any other unreadable record stops the batch before anything is sent (fail
-closed); so is a torn run claim (a crash while claiming a run number: that run announced
-nothing). What keeps two runs of one batch key from overlapping is the key's lease
-(`prefect_intercom.batch.lease`), held by the engine for the whole run: the run-number claim in
-storage only catches runs that start apart, so with `lock=False` the caller must make sure that
-one run of a key goes at a time.
+An item is released to the network only once a record announcing it is written, and its
+outcome is written before its slot is freed, so a crash leaves only the requests in flight
+`unknown`. Records are grouped (at most one write in flight), carry their run, sequence and a
+checksum, and are compacted into snapshots (periodically and when a run ends), so a re-run reads
+O(1) objects plus a bounded tail, whatever the campaign's length. A gap, a damaged object or an
+unknown word stops the batch before anything is sent. The ledger belongs to one Intercom app (its
+host, and the token that wrote it), and item digests are keyed with a secret held by the Prefect
+server. The design and its limits: docs/batches.md and docs/deployments.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
-import inspect
-import json
+import os
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 from prefect.results import aget_default_result_storage, get_result_store
 
+from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.keys import KeyTable, key64
+from prefect_intercom.batch.ledger_secret import digest_key, key_check, load_ledger_key, token_tag
+from prefect_intercom.batch.ledger_store import LedgerStore, store_for
 from prefect_intercom.errors import LedgerError
 from prefect_intercom.outcomes import Outcome
 
 LEDGER_FOLDER = "prefect-intercom-ledger"
-LEDGER_VERSION = 2
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
 DEFAULT_LINGER = 0.02
-_MISSING_HINTS = ("does not exist", "not found", "notfound", "nosuchkey", "no such file", "404", "blobnotfound")
-# What a run recorded last for an item, packed with the run number in a KeyTable value.
-_CODES = {Outcome.SENT.value: 1, Outcome.UNKNOWN.value: 2}
-_OUTCOMES = {code: Outcome(value) for value, code in _CODES.items()}
+TAIL_WINDOW = 64  # records read at once when reading a run's tail
+SNAPSHOT_EVERY = 512  # records between snapshots at least (more for large ledgers: entries / 256)
+ACCEPT_OTHER_TOKEN_ENV = "PREFECT_INTERCOM_LEDGER_ACCEPT_OTHER_TOKEN"  # noqa: S105 - a setting's name
+_OUTCOMES = {fmt.SENT: Outcome.SENT, fmt.UNKNOWN: Outcome.UNKNOWN}
+_CODES = {Outcome.SENT: fmt.SENT, Outcome.UNKNOWN: fmt.UNKNOWN, Outcome.NOT_SENT: fmt.NOT_SENT}
 
 
 @dataclass(frozen=True)
@@ -71,37 +55,70 @@ class LedgerEntry:
     run: int
 
 
-class BatchLedger:
-    """The write-ahead journal of one batch run (see the module docstring for the guarantee).
+@dataclass(frozen=True)
+class LedgerApp:
+    """The Intercom app a ledger belongs to: its API root, and the token (never stored, only a keyed tag).
 
-    Use `await BatchLedger.open(batch_key)`; `digest()` each item key and look it up with
-    `previous()`; `await announce(...)` before an item's attempt goes out, `retract(...)` when
-    an attempt provably did not take effect, `await complete(...)` with its outcome; `await
-    close()` at the end.
+    Attributes:
+        api_url: The API root requests go to (`https://api.intercom.io`, the sandbox's URL...).
+        token: The access token.
+    """
+
+    api_url: str
+    token: str = field(repr=False)
+
+    @classmethod
+    def of(cls, client: Any) -> LedgerApp:
+        """The app an `IntercomClient` sends to."""
+        return cls(api_url=client.base_url, token=client._token.get_secret_value())
+
+    @property
+    def scope(self) -> str:
+        """The API root without scheme or trailing slash: a ledger's folder is per scope."""
+        return self.api_url.split("://", 1)[-1].rstrip("/").lower()
+
+
+class BatchLedger:
+    """The write-ahead journal of one batch run.
+
+    Use `await BatchLedger.open(batch_key, storage, app=...)`; `digest()` each item key,
+    `first_seen()` it, and look it up with `previous()`; `await announce(...)` before an
+    item's attempt goes out, `retract(...)` when an attempt provably did not take effect,
+    `await complete(...)` with its outcome; `await close()` at the end.
 
     Attributes:
         batch_key: The batch key, as given.
         run: This run's number (0 for the first run of the batch key).
         records: Records this run has written.
+        snapshots: Snapshots this run has written.
+        where: Where the ledger is kept, for people.
+        local: Whether the ledger is on this machine's disk.
     """
 
-    def __init__(self, batch_key: str, storage: WritableFileSystem, *, linger: float = DEFAULT_LINGER) -> None:
+    def __init__(
+        self, batch_key: str, store: LedgerStore, *, scope: str, digest_secret: bytes, linger: float = DEFAULT_LINGER
+    ) -> None:
         if not batch_key:
             raise ValueError("the batch key must not be empty")
         self.batch_key = batch_key
-        self._salt = hashlib.sha256(batch_key.encode()).digest()
-        self.folder = f"{LEDGER_FOLDER}/{hashlib.sha256(b'folder|' + batch_key.encode()).hexdigest()[:32]}"
-        self._storage = storage
+        self.folder = f"{LEDGER_FOLDER}/{hashlib.sha256(f'ledger|{scope}|{batch_key}'.encode()).hexdigest()[:32]}"
+        self._store = store
+        self.where, self.local = store.where, store.local
+        self._digest_secret = digest_secret
         self.linger = linger
         self.run = 0
         self.records = 0
-        self._previous = KeyTable()
+        self.snapshots = 0
+        self._previous = KeyTable()  # earlier runs: key -> run << 2 | word
+        self._current = KeyTable()  # this run: key -> index << 2 | word (0: seen, nothing written)
         self._owner = uuid.uuid4().hex
-        self._sending: list[list[Any]] = []
-        self._done: list[list[Any]] = []
+        self._sending: list[bytes] = []
+        self._done: list[tuple[bytes, int]] = []
         self._commit: asyncio.Future[None] | None = None
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._snapshot: asyncio.Task[None] | None = None
+        self._snapshot_at = (0, 0.0)  # records covered by the last snapshot, and when it was taken
         self._failure: LedgerError | None = None
         self._last_write = 0.0
         self._closing = False
@@ -111,74 +128,91 @@ class BatchLedger:
 
     @classmethod
     async def open(
-        cls, batch_key: str, storage: WritableFileSystem | None = None, *, linger: float = DEFAULT_LINGER
+        cls,
+        batch_key: str,
+        storage: WritableFileSystem | None = None,
+        *,
+        app: LedgerApp | None = None,
+        linger: float = DEFAULT_LINGER,
     ) -> BatchLedger:
-        """Read every earlier run of `batch_key` and claim the next run number.
+        """Read every earlier run of `batch_key` in `app`'s scope and claim the next run number.
 
         Args:
             batch_key: Identifies the batch across runs.
             storage: Where records go; default: the current run's result storage (the
                 flow's or task's `result_storage`, else Prefect's default result storage).
+            app: The Intercom app the batch sends to; its ledger is its own. `None`: no app
+                (tests and tools that send nowhere).
             linger: Seconds the writer waits to group records (at most one write per linger).
 
         Raises:
-            LedgerError: A record exists but cannot be read, or another run claimed the same
-                run number at the same moment.
+            LedgerError: The ledger is damaged, has a gap, belongs to another token or ledger
+                key, cannot be read, or another run claimed the same run number at once.
         """
         if storage is None:
             storage = get_result_store().result_storage or await aget_default_result_storage()
-        ledger = cls(batch_key, storage, linger=linger)
-        await ledger._load()
+        secret = await load_ledger_key()
+        scope = app.scope if app is not None else ""
+        ledger = cls(batch_key, store_for(storage), scope=scope, digest_secret=digest_key(secret, scope, batch_key))
+        ledger.linger = linger
+        tag = token_tag(secret, app.token) if app is not None else ""
+        await ledger._load(key_check(secret), tag)
         return ledger
 
     def digest(self, item_key: str) -> bytes:
-        """The keyed hash that stands for `item_key` in the ledger."""
-        return hashlib.blake2b(item_key.encode(), digest_size=DIGEST_SIZE, key=self._salt).digest()
+        """The keyed hash that stands for `item_key` in the ledger (useless without the ledger key)."""
+        return hashlib.blake2b(item_key.encode(), digest_size=DIGEST_SIZE, key=self._digest_secret).digest()
+
+    def first_seen(self, digest: bytes, index: int) -> int:
+        """The index of the first item of this run with this digest (`index` itself the first time)."""
+        return self._current.setdefault(key64(digest), index << 2) >> 2
 
     def previous(self, digest: bytes) -> LedgerEntry | None:
         """What earlier runs recorded for the item (`sent` or `unknown`), or `None`."""
         packed = self._previous.get(key64(digest))
-        if packed is None:
+        if packed is None or (packed & 3) not in _OUTCOMES:
             return None
         return LedgerEntry(outcome=_OUTCOMES[packed & 3], run=packed >> 2)
 
     @property
     def previous_count(self) -> int:
-        """Items earlier runs recorded as sent or unknown."""
+        """Items earlier runs recorded as sent or unknown (or not sent after an earlier unknown)."""
         return len(self._previous)
 
     # --- the journal -----------------------------------------------------------------------
 
     async def announce(self, index: int, digest: bytes) -> None:
         """Record that the item is about to be sent; returns once that is written (write-ahead)."""
-        self._sending.append([index, digest.hex()])
+        self._sending.append(digest)
         await self._next_commit()
 
-    def retract(self, index: int, digest: bytes, status: int | None, code: str | None) -> None:
+    def retract(self, index: int, digest: bytes, status: int | None = None, code: str | None = None) -> None:
         """Record that an announced attempt provably did not take effect (429, refused connection)."""
-        self._done.append([index, digest.hex(), Outcome.NOT_SENT.value, status, code, None])
+        self._done.append((digest, fmt.NOT_SENT))
         self._kick()
 
-    async def complete(
-        self,
-        index: int,
-        digest: bytes,
-        outcome: Outcome,
-        status: int | None = None,
-        code: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
+    async def complete(self, index: int, digest: bytes, outcome: Outcome, *_details: Any) -> None:
         """Record an announced item's outcome; returns once that is written."""
-        self._done.append([index, digest.hex(), outcome.value, status, code, request_id])
+        self._done.append((digest, _CODES[outcome]))
         await self._next_commit()
 
     async def close(self) -> None:
-        """Write what is pending and stop the writer."""
+        """Write what is pending and a final snapshot, and stop the writer."""
         self._closing = True
         if self._writer is not None:
             self._kick()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
+        if self._snapshot is not None:
+            await asyncio.gather(self._snapshot, return_exceptions=True)
+        if self._failure is None:
+            try:
+                if self.records or self.snapshots:
+                    await self._write_snapshot(self._capture(), closed=True)
+                else:  # nothing written: the next run starts from the run before this one
+                    await self._write_head(0, closed=True, snapshot=False)
+            except LedgerError as error:
+                self._failure = error
         if self._failure is not None:
             raise self._failure
 
@@ -214,7 +248,9 @@ class BatchLedger:
             self._sending, self._done, self._commit = [], [], None
             self._last_write = time.monotonic()
             try:
-                await self._write(self._record_key(self.records), {"sending": sending, "done": done})
+                seq = self.records
+                record = fmt.encode_record(self.run, seq, sending, done)
+                await self._store.write(self._record_key(self.run, seq), record)
                 self.records += 1
             except LedgerError as error:
                 self._failure = error
@@ -222,110 +258,225 @@ class BatchLedger:
                     commit.set_exception(error)
                     commit.exception()  # retrieved: waiters get it; no "never retrieved" warning
                 return
+            self._apply_written(done, sending)
             if commit is not None and not commit.done():
                 commit.set_result(None)
+            self._maybe_snapshot()
             if self._sending or self._done:
                 self._wake.set()
 
-    # --- storage ---------------------------------------------------------------------------
+    def _apply_written(self, done: list[tuple[bytes, int]], sending: list[bytes]) -> None:
+        """Keep this run's last word per item in memory, as written (outcomes, then announcements)."""
+        current = self._current
+        for digest, code in done:
+            key = key64(digest)
+            current.put(key, (current.get(key, 0) & ~3) | code)
+        for digest in sending:
+            key = key64(digest)
+            current.put(key, (current.get(key, 0) & ~3) | fmt.UNKNOWN)
 
-    def _run_key(self, run: int) -> str:
-        return f"{self.folder}/run-{run:05d}/started"
+    # --- snapshots -------------------------------------------------------------------------
 
-    def _record_key(self, record: int, run: int | None = None) -> str:
-        return f"{self.folder}/run-{self.run if run is None else run:05d}/record-{record:08d}"
+    def _maybe_snapshot(self) -> None:
+        covered, taken = self._snapshot_at
+        due = max(SNAPSHOT_EVERY, (len(self._previous) + len(self._current)) // 256)
+        if self._snapshot is not None and not self._snapshot.done():
+            return
+        if self.records - covered >= due and time.monotonic() - taken >= 5.0:
+            self._snapshot = asyncio.create_task(self._snapshot_quietly(self._capture()))
 
-    async def _load(self) -> None:
-        run = 0
-        while (await self._read_claim(run)) is not None:
-            states: dict[int, int] = {}  # this run's last word per item key
-            record = 0
-            while True:
-                try:
-                    payload = await self._read(self._record_key(record, run))
-                except LedgerError:
-                    # A torn last record is harmless: what it announced was never released.
-                    if await self._read_quietly(self._record_key(record + 1, run)) is None:
-                        break
-                    raise
-                if payload is None:
-                    break
-                self._merge(payload, states)
-                record += 1
-            for key, code in states.items():
-                if code in _OUTCOMES:
-                    known = self._previous.get(key)
-                    if known is None or (known & 3 == _CODES[Outcome.UNKNOWN.value] and code == 1):
-                        self._previous.put(key, (run << 2) | code)
-            run += 1
-            if run >= MAX_RUNS:
-                raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")
-        self.run = run
-        await self._write(self._run_key(run), {"owner": self._owner})
-        claim = await self._read(self._run_key(run))
-        if not claim or claim.get("owner") != self._owner:
+    def _capture(self) -> tuple[int, bytes]:
+        """This run's state after its last written record, as a snapshot's bytes."""
+        self._snapshot_at = (self.records, time.monotonic())
+        return self.records, fmt.encode_snapshot(self.run, self.records, self._previous.items(), self._current.items())
+
+    async def _snapshot_quietly(self, captured: tuple[int, bytes]) -> None:
+        try:  # a failed snapshot costs the next run a longer tail, never an item
+            await self._write_snapshot(captured, closed=False)
+        except LedgerError:
+            pass
+
+    async def _write_snapshot(self, captured: tuple[int, bytes], *, closed: bool) -> None:
+        """Write the snapshot, then point the next head slot at it (slots alternate: never both torn)."""
+        records, content = captured
+        await self._store.write(self._snapshot_key(self.run, records), content)
+        await self._write_head(records, closed=closed, snapshot=True)
+
+    async def _write_head(self, records: int, *, closed: bool, snapshot: bool) -> None:
+        fields = {"records": records, "closed": closed, "snapshot": snapshot}
+        head = fmt.encode_json("head", self.run, self.snapshots, fields)
+        await self._store.write(f"{self.folder}/run-{self.run:05d}/head-{self.snapshots % 2}", head)
+        self.snapshots += 1
+
+    # --- reading earlier runs --------------------------------------------------------------
+
+    def _claim_key(self, run: int) -> str:
+        return f"{self.folder}/run-{run:05d}/claim"
+
+    def _record_key(self, run: int, record: int) -> str:
+        return f"{self.folder}/run-{run:05d}/record-{record:08d}"
+
+    def _snapshot_key(self, run: int, records: int) -> str:
+        return f"{self.folder}/run-{run:05d}/snapshot-{records:08d}"
+
+    async def _load(self, check: str, tag: str) -> None:
+        legacy = hashlib.sha256(b"folder|" + self.batch_key.encode()).hexdigest()[:32]
+        if await self._store.read(f"{LEDGER_FOLDER}/{legacy}/run-00000/started") is not None:
             raise LedgerError(
-                f"another run with the same batch key started at the same time ({self.folder}, run {run}); "
+                f"batch key {self.batch_key!r} has a ledger written by an earlier version of prefect-intercom "
+                "(0.1.0 before issue 14); nothing is sent. Finish the campaign with that version, or use a new key."
+            )
+        claims = await self._read_claims()
+        for run, claim in enumerate(claims):
+            if claim is None:
+                continue
+            if claim.get("key_check") != check:
+                raise LedgerError(
+                    f"the batch ledger {self.folder} (run {run}) was written with another ledger key (the Prefect "
+                    "Secret block 'prefect-intercom-ledger-key' differs: a rebuilt Prefect server, or another one); "
+                    "nothing is sent. Restore that block's value, or use a new batch key (which texts everyone again)."
+                )
+            if tag and claim.get("token") != tag and os.environ.get(ACCEPT_OTHER_TOKEN_ENV) != "1":
+                raise LedgerError(
+                    f"batch key {self.batch_key!r} was used with another access token for this Intercom host (run "
+                    f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
+                    f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
+                )
+        if claims:
+            self._previous = await self._state_after(len(claims) - 1, claims)
+        self.run = len(claims)
+        if self.run >= MAX_RUNS:
+            raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")
+        claim = fmt.encode_json("claim", self.run, 0, {"owner": self._owner, "key_check": check, "token": tag})
+        await self._store.write(self._claim_key(self.run), claim)
+        written = await self._store.read(self._claim_key(self.run))
+        owner = None
+        if written is not None:
+            try:
+                owner = fmt.decode_json(written, self._claim_key(self.run), "claim", self.run, 0).get("owner")
+            except LedgerError:
+                owner = None
+        if owner != self._owner:
+            raise LedgerError(
+                f"another run with the same batch key started at the same time ({self.folder}, run {self.run}); "
                 "runs of one batch key must not overlap"
             )
 
-    @staticmethod
-    def _merge(payload: dict[str, Any], states: dict[int, int]) -> None:
-        """Apply one record: outcomes first, then announcements (a retried item's latest word)."""
-        for _index, digest_hex, outcome, *_rest in payload.get("done", []):
-            states[key64(bytes.fromhex(digest_hex))] = _CODES.get(outcome, 0)
-        for _index, digest_hex in payload.get("sending", []):
-            states[key64(bytes.fromhex(digest_hex))] = _CODES[Outcome.UNKNOWN.value]
+    async def _read_claims(self) -> list[dict[str, Any] | None]:
+        """Every run's claim, in order (`None`: a torn claim, a run that crashed while claiming and sent nothing)."""
+        claims: list[dict[str, Any] | None] = []
+        while True:
+            names = [self._claim_key(run) for run in range(len(claims), len(claims) + 8)]
+            raws = await asyncio.gather(*(self._store.read(name) for name in names))
+            for name, raw in zip(names, raws, strict=True):
+                if raw is None:
+                    return claims
+                run = len(claims)
+                try:
+                    claims.append(fmt.decode_json(raw, name, "claim", run, 0))
+                except LedgerError:
+                    if await self._store.read(self._record_key(run, 0)) is not None:
+                        raise  # a run that wrote records had a whole claim: this one was damaged since
+                    claims.append(None)
 
-    async def _write(self, key: str, payload: dict[str, Any]) -> None:
-        payload = {"version": LEDGER_VERSION, "written_at": dt.datetime.now(dt.timezone.utc).isoformat(), **payload}
-        try:
-            await _awrite(self._storage, key, json.dumps(payload, separators=(",", ":")).encode())
-        except Exception as error:
-            raise LedgerError(f"could not write the batch ledger record {key}: {type(error).__name__}") from error
+    async def _state_after(self, run: int, claims: list[dict[str, Any] | None]) -> KeyTable:
+        """Earlier runs' merged state after `run`: its latest snapshot and the records after it."""
+        head = await self._read_head(run)
+        if head is not None and not head.get("snapshot", True):
+            if head["records"] != 0 or await self._store.read(self._record_key(run, 0)) is not None:
+                raise LedgerError(f"the batch ledger {self.folder}: run {run} ended with no record, yet has some")
+            return await self._state_after(run - 1, claims) if run > 0 else KeyTable()
+        if head is not None:
+            raw = await self._store.read(self._snapshot_key(run, head["records"]))
+            if raw is None:
+                raise LedgerError(
+                    f"the batch ledger {self.folder} is missing the snapshot of record {head['records']} of run {run} "
+                    "that its head names (deleted or not copied); nothing is sent."
+                )
+            earlier, this_run = fmt.decode_snapshot(raw, self._snapshot_key(run, head["records"]), run, head["records"])
+            del raw
+            previous, states = KeyTable(len(earlier[0])), KeyTable(len(this_run[0]))
+            previous.update(*earlier)
+            states.update(*this_run)
+            del earlier, this_run
+            start, closed = head["records"], head["closed"]
+        else:
+            previous = await self._state_after(run - 1, claims) if run > 0 else KeyTable()
+            states, start, closed = KeyTable(), 0, False
+        for items in await self._read_tail(run, start, closed, tolerate_torn=not self._store.atomic):
+            for digest, code in items:
+                key = key64(digest)
+                states.put(key, (states.get(key, 0) & ~3) | code)
+        _merge(previous, states, run)
+        return previous
 
-    async def _read_claim(self, run: int) -> dict[str, Any] | None:
-        """A run's claim, or `None`; a torn claim (a crash while claiming) is a claimed run that announced nothing."""
-        try:
-            return await self._read(self._run_key(run))
-        except LedgerError:
-            return {}
+    async def _read_head(self, run: int) -> dict[str, Any] | None:
+        """The newest whole head of the two slots (a torn slot is ignored), or `None`."""
+        names = [f"{self.folder}/run-{run:05d}/head-{slot}" for slot in (0, 1)]
+        heads = []
+        for name, raw in zip(names, await asyncio.gather(*(self._store.read(n) for n in names)), strict=True):
+            if raw is None:
+                continue
+            try:
+                heads.append(fmt.decode_json(raw, name, "head", run, None))
+            except LedgerError:
+                continue
+        return max(heads, key=lambda head: head["seq"]) if heads else None
 
-    async def _read_quietly(self, key: str) -> dict[str, Any] | None:
-        try:
-            return await self._read(key)
-        except LedgerError:
-            return {}
+    async def _read_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
+        """The records of `run` from `start` on, read `TAIL_WINDOW` at a time; a gap or damage fails closed."""
+        if closed:  # a run that ended wrote nothing after its last snapshot
+            if await self._store.read(self._record_key(run, start)) is not None:
+                raise LedgerError(
+                    f"the batch ledger {self.folder} has records after the end of run {run}; nothing is sent."
+                )
+            return []
+        records: list[Any] = []
+        end: int | None = None  # the first record that is missing (or torn)
+        torn: LedgerError | None = None
+        seq = start
+        while end is None or seq <= end + TAIL_WINDOW:
+            names = [self._record_key(run, n) for n in range(seq, seq + TAIL_WINDOW)]
+            raws = await asyncio.gather(*(self._store.read(name) for name in names))
+            for offset, raw in enumerate(raws):
+                number = seq + offset
+                if raw is None:
+                    end = number if end is None else end
+                    continue
+                if end is not None:
+                    raise self._gap(run, end, number, torn)
+                try:
+                    records.append(fmt.decode_record(raw, names[offset], run, number))
+                except LedgerError as error:
+                    if not tolerate_torn:
+                        raise
+                    end, torn = number, error  # a torn last record announced nothing that was released
+            seq += TAIL_WINDOW
+        return records
 
-    async def _read(self, key: str) -> dict[str, Any] | None:
-        try:
-            raw = await _aread(self._storage, key)
-        except Exception as error:
-            if isinstance(error, FileNotFoundError) or any(hint in str(error).lower() for hint in _MISSING_HINTS):
-                return None
-            raise LedgerError(f"the batch ledger record {key} cannot be read ({type(error).__name__})") from error
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        if not isinstance(payload, dict) or payload.get("version") != LEDGER_VERSION:
-            raise LedgerError(
-                f"the batch ledger record {key} is unreadable; nothing more is sent. "
-                "Inspect it: if its items may have been sent, keep them out of the next run."
-            )
-        return payload
+    def _gap(self, run: int, missing: int, found: int, torn: LedgerError | None) -> LedgerError:
+        what = f"damaged ({torn})" if torn is not None else "missing"
+        return LedgerError(
+            f"the batch ledger {self.folder} has a gap: record {missing} of run {run} is {what} while record {found} "
+            "exists (deleted or not copied: an object-store lifecycle rule, a partial sync); nothing is sent, since "
+            "what that record said cannot be known. Restore the folder, or keep its items out of the next run."
+        )
 
 
-async def _awrite(storage: WritableFileSystem, path: str, content: bytes) -> None:
-    """`awrite_path` where the block has it (Prefect's own file systems), else `write_path` (maybe a coroutine)."""
-    method = getattr(storage, "awrite_path", None)
-    result = method(path, content) if method is not None else storage.write_path(path, content)
-    if inspect.isawaitable(result):
-        await result
+def _merge(previous: KeyTable, states: KeyTable, run: int) -> None:
+    """Fold one run's last words into the earlier runs' state: sent wins, unknown stays unless sent."""
+    keys, values = states.items()
+    for key, value in zip(keys, values, strict=True):
+        code = value & 3
+        if code == fmt.SENT:
+            previous.put(key, (run << 2) | fmt.SENT)
+        elif code == fmt.UNKNOWN:
+            known = previous.get(key)
+            if known is None or known & 3 != fmt.SENT:
+                previous.put(key, (run << 2) | fmt.UNKNOWN)
 
 
-async def _aread(storage: WritableFileSystem, path: str) -> bytes:
-    """`aread_path` where the block has it, else `read_path` (maybe a coroutine)."""
-    method = getattr(storage, "aread_path", None)
-    result = method(path) if method is not None else storage.read_path(path)
-    return await result if inspect.isawaitable(result) else result
+def entries(ledger: BatchLedger) -> Iterable[tuple[int, int]]:
+    """Every (key, run << 2 | word) earlier runs left (for tools and tests)."""
+    keys, values = ledger._previous.items()
+    return zip(keys, values, strict=True)

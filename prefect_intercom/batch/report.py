@@ -102,6 +102,7 @@ class BatchReport:
         results_path: The JSON Lines file holding every item's result (`items()` reads it);
             a temporary file, removed with the report, unless the caller named one.
         max_table_rows: Rows kept for the table artifact (problems first).
+        ledger_note: What to know about where the ledger is (local disk), if anything.
     """
 
     batch_key: str
@@ -116,6 +117,7 @@ class BatchReport:
     concurrency: int = 0
     results_path: str | None = None
     max_table_rows: int = DEFAULT_TABLE_ROWS
+    ledger_note: str | None = None
     _total: int = field(default=0, repr=False)
     _table: list[tuple[int, int, BatchItemResult]] = field(default_factory=list, repr=False)
     _file: IO[str] | None = field(default=None, repr=False, compare=False)
@@ -227,6 +229,8 @@ class BatchReport:
         if self.reasons:
             lines += ["", "| reason (outcome, status, code) | items |", "| --- | ---: |"]
             lines += [f"| {reason} | {count:,} |" for reason, count in self.reasons.most_common(20)]
+        if self.ledger_note:
+            lines += ["", f"**Warning:** {self.ledger_note}"]
         if self.stopped:
             lines += ["", f"**Stopped early:** {self.stopped}. The items not attempted are `not_sent`."]
         unknown = self.counts[Outcome.UNKNOWN.value]

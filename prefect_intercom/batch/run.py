@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from prefect_intercom.batch.concurrency import ConcurrencyLimit
-from prefect_intercom.batch.keys import KeyTable, key64
 from prefect_intercom.batch.ledger import BatchLedger, LedgerError
 from prefect_intercom.batch.report import BatchItemResult, BatchReport
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
@@ -78,7 +77,6 @@ class BatchRun:
         self.on_progress = on_progress
         self.progress_interval = progress_interval
         self.check_lease = check_lease
-        self.seen = KeyTable()  # item key -> index of its first item in this batch
         self.unknown_streak = 0
         self.last_progress = time.monotonic()
         self.reporting = False
@@ -106,7 +104,7 @@ class BatchRun:
             self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
             return None
         digest = self.ledger.digest(key)
-        first = self.seen.setdefault(key64(digest), index)
+        first = self.ledger.first_seen(digest, index)
         if first != index:
             message = f"same item key as item {first}"
             self.report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))

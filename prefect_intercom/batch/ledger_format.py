@@ -1,0 +1,143 @@
+"""The batch ledger's objects on storage, each carrying its name and a checksum.
+
+Every object starts with a 16-hex-digit checksum (BLAKE2b-64 of the rest) and a newline, then
+its body; a JSON body names its run and sequence, so an object that was cut, flipped or copied
+under another name is refused with a sentence naming it. Snapshots are binary: the item keys
+and outcomes of the whole ledger up to one record, as two packed arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import sys
+from array import array
+from typing import Any
+
+from prefect_intercom.errors import LedgerError
+
+VERSION = 3
+# An item's word in a record: sent, not sent, unknown (an announcement is "unknown" until done).
+SENT, UNKNOWN, NOT_SENT = 1, 2, 3
+WORDS = {"s": SENT, "u": UNKNOWN, "n": NOT_SENT}
+CODE_WORDS = {code: word for word, code in WORDS.items()}
+_SNAPSHOT_MAGIC = b"PILS3\n"
+_SNAPSHOT_HEADER = struct.Struct("<IQQQ")  # run, records covered, earlier-run entries, this-run entries
+
+
+_BIG_ENDIAN = sys.byteorder == "big"  # snapshots are little-endian on every machine
+
+
+class LedgerDamageError(LedgerError):
+    """A ledger object exists but is damaged (checksum, name, version or an unknown word): fail closed."""
+
+
+def _checksum(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=8).hexdigest().encode()
+
+
+def seal(body: bytes) -> bytes:
+    """The object as stored: checksum, newline, body."""
+    return _checksum(body) + b"\n" + body
+
+
+def unseal(raw: bytes, name: str) -> bytes:
+    """The body of a stored object, or `LedgerDamageError` naming it when its checksum does not match."""
+    checksum, newline, body = raw[:16], raw[16:17], raw[17:]
+    if newline != b"\n" or _checksum(body) != checksum:
+        raise LedgerDamageError(
+            f"the batch ledger object {name} is damaged (its checksum does not match: cut short, changed or "
+            "written by another program); nothing is sent. Inspect it: if its items may have been sent, keep "
+            "them out of the next run."
+        )
+    return body
+
+
+def encode_json(kind: str, run: int, seq: int, fields: dict[str, Any]) -> bytes:
+    """A sealed JSON object of `kind` (`record`, `claim`, `head`) for run `run`, position `seq`."""
+    body = {"v": VERSION, "kind": kind, "run": run, "seq": seq, **fields}
+    return seal(json.dumps(body, separators=(",", ":")).encode())
+
+
+def decode_json(raw: bytes, name: str, kind: str, run: int, seq: int | None) -> dict[str, Any]:
+    """The fields of a sealed JSON object, checked against where it was read from (`seq=None`: any)."""
+    body = unseal(raw, name)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if (
+        not isinstance(payload, dict)
+        or payload.get("v") != VERSION
+        or payload.get("kind") != kind
+        or payload.get("run") != run
+        or not isinstance(payload.get("seq"), int)
+        or (seq is not None and payload["seq"] != seq)
+    ):
+        raise LedgerDamageError(
+            f"the batch ledger object {name} does not hold {kind} {seq} of run {run} (a copy under another name, "
+            "or another version); nothing is sent."
+        )
+    return payload
+
+
+def encode_record(run: int, seq: int, sending: list[bytes], done: list[tuple[bytes, int]]) -> bytes:
+    """A record: the item digests announced as sending, and items with their outcome word."""
+    fields = {"sending": [d.hex() for d in sending], "done": [[d.hex(), CODE_WORDS[code]] for d, code in done]}
+    return encode_json("record", run, seq, fields)
+
+
+def decode_record(raw: bytes, name: str, run: int, seq: int) -> list[tuple[bytes, int]]:
+    """A record's items in the order they apply: outcomes first, then announcements (a retry's latest word)."""
+    payload = decode_json(raw, name, "record", run, seq)
+    try:
+        items = [(bytes.fromhex(d), WORDS[word]) for d, word in payload["done"]]
+        items += [(bytes.fromhex(d), UNKNOWN) for d in payload["sending"]]
+    except (KeyError, ValueError, TypeError) as error:
+        raise LedgerDamageError(
+            f"the batch ledger object {name} holds an item this version cannot read ({type(error).__name__}: "
+            f"{str(error)[:80]}); nothing is sent."
+        ) from None
+    return items
+
+
+def encode_snapshot(run: int, records: int, earlier: tuple[array, array], this_run: tuple[array, array]) -> bytes:
+    """A snapshot after `records` records of `run`: earlier runs' (key, run<<2|word) and this run's (key, word)."""
+    header = _SNAPSHOT_HEADER.pack(run, records, len(earlier[0]), len(this_run[0]))
+    parts = [_SNAPSHOT_MAGIC, header]
+    for keys, values in (earlier, this_run):
+        parts += [_little(keys), _little(values)]
+    return seal(b"".join(parts))
+
+
+def decode_snapshot(raw: bytes, name: str, run: int, records: int) -> tuple[tuple[array, array], tuple[array, array]]:
+    """The two sections of a snapshot, checked against where it was read from."""
+    body = memoryview(unseal(raw, name))
+    start = len(_SNAPSHOT_MAGIC) + _SNAPSHOT_HEADER.size
+    if bytes(body[: len(_SNAPSHOT_MAGIC)]) != _SNAPSHOT_MAGIC:
+        raise LedgerDamageError(f"the batch ledger object {name} is not a snapshot; nothing is sent.")
+    found_run, found_records, earlier_count, this_count = _SNAPSHOT_HEADER.unpack(body[len(_SNAPSHOT_MAGIC) : start])
+    if (found_run, found_records) != (run, records) or len(body) != start + 12 * (earlier_count + this_count):
+        raise LedgerDamageError(
+            f"the batch ledger object {name} is not the snapshot of record {records} of run {run}; nothing is sent."
+        )
+    sections = []
+    for count in (earlier_count, this_count):
+        keys, values = array("Q"), array("I")
+        keys.frombytes(body[start : start + 8 * count])
+        values.frombytes(body[start + 8 * count : start + 12 * count])
+        start += 12 * count
+        if _BIG_ENDIAN:
+            keys.byteswap()
+            values.byteswap()
+        sections.append((keys, values))
+    return sections[0], sections[1]
+
+
+def _little(values: array) -> bytes:
+    if not _BIG_ENDIAN:
+        return values.tobytes()
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped.tobytes()

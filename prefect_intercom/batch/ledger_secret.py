@@ -1,0 +1,57 @@
+"""The ledger key: a secret on the Prefect server that makes the ledger's item digests irreversible.
+
+Item digests are keyed hashes of phone numbers. Keyed by the batch key alone (which events and
+logs carry), anyone who reads the ledger storage can recover the phones by trying every number
+(phone numbers have little entropy). The ledger key is a random secret kept in a Prefect
+`Secret` block on the Prefect server, not in the ledger storage: every worker that talks to the
+same server uses the same key, and rotating the Intercom access token does not change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+SECRET_BLOCK_NAME = "prefect-intercom-ledger-key"  # noqa: S105 - a block's name
+_CHECK = b"prefect-intercom ledger key check"
+
+
+async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
+    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use.
+
+    Two runs creating it at once: the second save fails on the unique name and reads the first's.
+    """
+    from prefect.blocks.system import Secret
+
+    async with get_client() as client:
+        try:
+            document = await client.read_block_document_by_name(name, block_type_slug="secret")
+        except ObjectNotFound:
+            document = None
+    if document is None:
+        try:
+            await Secret(value=secrets.token_hex(32)).asave(name, overwrite=False)
+        except ValueError:  # created by another run in the meantime
+            pass
+    secret = await Secret.aload(name)
+    value = secret.get()
+    return hashlib.sha256(str(value).encode()).digest()
+
+
+def key_check(ledger_key: bytes) -> str:
+    """A value stored with each run that tells whether a later run holds the same ledger key."""
+    return hmac.new(ledger_key, _CHECK, hashlib.sha256).hexdigest()[:16]
+
+
+def digest_key(ledger_key: bytes, scope: str, batch_key: str) -> bytes:
+    """The key of the item digests of one batch key in one Intercom app's scope."""
+    return hmac.new(ledger_key, f"digests|{scope}|{batch_key}".encode(), hashlib.sha256).digest()[:32]
+
+
+def token_tag(ledger_key: bytes, token: str) -> str:
+    """Which access token wrote a run, without revealing it (a keyed hash)."""
+    return hmac.new(ledger_key, f"token|{token}".encode(), hashlib.sha256).hexdigest()[:16]

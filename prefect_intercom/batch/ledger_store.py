@@ -1,0 +1,226 @@
+"""Where the batch ledger's objects are read and written: local disk, or any Prefect file system block.
+
+A read answers the object's bytes or `None` when the storage itself says it does not exist
+(`FileNotFoundError`, HTTP 404, S3's `NoSuchKey`), never by words in an error message. A
+refusal (HTTP 401/403, `PermissionError`) fails closed with a sentence naming the missing
+permission: without `s3:ListBucket`, S3 answers 403 for a missing object. On local disk an
+object is written to a temporary file and renamed, so it is never seen half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
+
+from prefect_intercom.errors import LedgerError
+
+_MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
+_DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "401", "AllAccessDisabled"})
+_LARGE = 1 << 16  # bytes: local reads and writes above this go to a worker thread
+
+
+class LedgerAccessDeniedError(LedgerError):
+    """The ledger storage refused a read or write: the run fails closed before sending."""
+
+
+class LedgerStore(Protocol):
+    """What the ledger needs of a storage: read (`None` when missing) and write whole objects.
+
+    Attributes:
+        local: The objects are on this machine's disk.
+        atomic: A write is seen whole or not at all (never torn by a crash).
+        where: Where the objects are, for people.
+    """
+
+    local: bool
+    atomic: bool
+    where: str
+
+    async def read(self, key: str) -> bytes | None:
+        """The object's bytes, or `None` when the storage says it does not exist."""
+        ...
+
+    async def write(self, key: str, content: bytes) -> None:
+        """Write the object whole (replacing it)."""
+        ...
+
+
+def store_for(storage: WritableFileSystem) -> LedgerStore:
+    """The ledger store over a Prefect file system block (local disk read directly)."""
+    if isinstance(storage, LocalFileSystem) and type(storage).aread_path is LocalFileSystem.aread_path:
+        return LocalStore(storage)
+    return BlockStore(storage)
+
+
+def is_local(storage: WritableFileSystem) -> bool:
+    """Whether the block keeps its files on this machine's disk."""
+    if isinstance(storage, LocalFileSystem):
+        return True
+    if isinstance(storage, RemoteFileSystem):
+        return str(storage.basepath).split("://", 1)[0].lower() in ("file", "local", str(storage.basepath))
+    return False
+
+
+def describe(storage: WritableFileSystem) -> str:
+    """Where the block keeps its files, for people: a path, a URL or the block's type and name."""
+    if isinstance(storage, LocalFileSystem):
+        return str(Path(storage.basepath or ".").expanduser().resolve())
+    if isinstance(storage, RemoteFileSystem):
+        return str(storage.basepath)
+    for field in ("bucket_name", "bucket", "container_name"):
+        value = getattr(storage, field, None)
+        if value:
+            folder = getattr(storage, "bucket_folder", "") or ""
+            return f"{type(storage).__name__} {value}/{folder}".rstrip("/")
+    name = getattr(storage, "_block_document_name", None)
+    return f"{type(storage).__name__} {name}" if name else type(storage).__name__
+
+
+class LocalStore:
+    """Ledger objects as files under a `LocalFileSystem`'s base path, each written by rename."""
+
+    local = True
+    atomic = True
+
+    def __init__(self, storage: LocalFileSystem) -> None:
+        self._storage = storage
+        self.where = describe(storage)
+
+    async def read(self, key: str) -> bytes | None:  # noqa: D102 - LedgerStore.read
+        path = Path(self._storage._resolve_path(key))
+        try:
+            if path.stat().st_size > _LARGE:
+                return await asyncio.to_thread(path.read_bytes)
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except PermissionError as error:
+            raise _denied(key, self.where, error) from None
+        except OSError as error:
+            raise LedgerError(f"the batch ledger object {key} cannot be read ({type(error).__name__})") from error
+
+    async def write(self, key: str, content: bytes) -> None:  # noqa: D102 - LedgerStore.write
+        if type(self._storage).awrite_path is not LocalFileSystem.awrite_path:  # a subclass that writes its own way
+            await self._storage.awrite_path(key, content)
+            return
+        path = Path(self._storage._resolve_path(key))
+        try:
+            if len(content) > _LARGE:
+                await asyncio.to_thread(_write_by_rename, path, content)
+            else:
+                _write_by_rename(path, content)
+        except PermissionError as error:
+            raise _denied(key, self.where, error) from None
+        except OSError as error:
+            raise LedgerError(f"could not write the batch ledger object {key}: {type(error).__name__}") from error
+
+
+def _write_by_rename(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
+
+
+class BlockStore:
+    """Ledger objects through a file system block's `aread_path`/`awrite_path` (S3, GCS, Azure, SMB...)."""
+
+    def __init__(self, storage: WritableFileSystem) -> None:
+        self._storage = storage
+        self.local = is_local(storage)
+        self.atomic = not self.local and type(storage).__name__ != "SMB"  # object stores replace whole objects
+        self.where = describe(storage)
+
+    async def read(self, key: str) -> bytes | None:  # noqa: D102 - LedgerStore.read
+        try:
+            return await _call(self._storage, "read_path", key)
+        except Exception as error:
+            verdict = classify(error)
+            if verdict == "missing":
+                return None
+            if verdict == "denied":
+                raise _denied(key, self.where, error) from None
+            raise LedgerError(
+                f"the batch ledger object {key} cannot be read from {self.where} ({type(error).__name__}); "
+                "nothing more is sent"
+            ) from error
+
+    async def write(self, key: str, content: bytes) -> None:  # noqa: D102 - LedgerStore.write
+        try:
+            await _call(self._storage, "write_path", key, content)
+        except Exception as error:
+            if classify(error) == "denied":
+                raise _denied(key, self.where, error, writing=True) from None
+            raise LedgerError(
+                f"could not write the batch ledger object {key} to {self.where}: {type(error).__name__}"
+            ) from error
+
+
+def classify(error: BaseException) -> str | None:
+    """`"missing"`, `"denied"` or `None`, from the storage's own signal anywhere in the exception's chain."""
+    for link in _chain(error):
+        if isinstance(link, FileNotFoundError):
+            return "missing"
+        if isinstance(link, PermissionError):
+            return "denied"
+        status = _status(link)
+        if status == 404:
+            return "missing"
+        if status in (401, 403):
+            return "denied"
+    return None
+
+
+def _status(error: BaseException) -> int | str | None:
+    """The HTTP status or error code a storage client attached to its exception (botocore, google, azure)."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):  # botocore's ClientError
+        code = str((response.get("Error") or {}).get("Code", ""))
+        if code in _MISSING_CODES:
+            return 404
+        if code in _DENIED_CODES:
+            return 403
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        if isinstance(status, int):
+            return status
+    for attribute in ("status_code", "code", "status"):  # azure-core, google-api-core, aiohttp
+        value = getattr(error, attribute, None)
+        if isinstance(value, int) and 100 <= value < 600:
+            return int(value)
+    return None
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _denied(key: str, where: str, error: BaseException, writing: bool = False) -> LedgerAccessDeniedError:
+    action = "write" if writing else "read"
+    hint = (
+        "S3 answers 403, not 404, for a missing object when the credentials lack s3:ListBucket on the bucket: "
+        "grant s3:ListBucket on the bucket and s3:GetObject and s3:PutObject on the ledger's prefix"
+        if isinstance(getattr(error, "response", None), dict)  # botocore's ClientError: S3 or S3-compatible
+        else "grant the storage credentials read and write access to the ledger's folder"
+    )
+    return LedgerAccessDeniedError(
+        f"The ledger storage ({where}) refused to {action} {key} ({type(error).__name__}); nothing more is "
+        f"sent, since what earlier runs sent cannot be checked. {hint}."
+    )
+
+
+async def _call(storage: WritableFileSystem, method: str, *args: Any) -> Any:
+    """`a<method>` where the block has it (Prefect's own and prefect-aws's blocks), else `<method>`."""
+    asynchronous = getattr(storage, f"a{method}", None)
+    result = asynchronous(*args) if asynchronous is not None else getattr(storage, method)(*args)
+    return await result if inspect.isawaitable(result) else result

@@ -1,0 +1,199 @@
+"""The ledger fails closed and reads O(1) objects: checksums, gaps, not-found signals, app scope, keyed digests."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.filesystems import LocalFileSystem
+
+from prefect_intercom.batch import ledger_format as fmt
+from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp, LedgerError
+from prefect_intercom.batch.ledger_store import BlockStore, LedgerAccessDeniedError, classify
+from prefect_intercom.outcomes import Outcome
+
+APP = LedgerApp("https://api.intercom.io", "tok_A")
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def phone(index: int) -> str:
+    return f"+1415{index:07d}"
+
+
+READS: list[str] = []
+
+
+class CountingStorage(LocalFileSystem):
+    """Local storage read through the block API (not the local fast path), counting reads."""
+
+    async def aread_path(self, path: str) -> bytes:
+        READS.append(path)
+        resolved = Path(self._resolve_path(path))
+        if not resolved.exists():
+            raise FileNotFoundError(path)
+        return resolved.read_bytes()
+
+    async def awrite_path(self, path: str, content: bytes) -> str:
+        return await super().awrite_path(path, content)
+
+
+async def crashed_run(storage: Any, key: str, sent: int, unknown: int = 0, app: LedgerApp = APP) -> BatchLedger:
+    """A run that sent `sent` phones, announced `unknown` more, and died without closing."""
+    ledger = await BatchLedger.open(key, storage, app=app)
+    for index in range(sent + unknown):
+        digest = ledger.digest(phone(index))
+        ledger.first_seen(digest, index)
+        await ledger.announce(index, digest)
+        if index < sent:
+            await ledger.complete(index, digest, Outcome.SENT)
+    return ledger  # never closed: SIGKILL
+
+
+async def test_a_rerun_sees_what_a_crashed_run_sent_and_announced(tmp_path: Path) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    first = await crashed_run(storage, "k", sent=5, unknown=2)
+    again = await BatchLedger.open("k", storage, app=APP)
+    assert again.run == 1
+    outcomes = [again.previous(again.digest(phone(i))) for i in range(8)]
+    assert [o.outcome for o in outcomes[:7] if o] == [Outcome.SENT] * 5 + [Outcome.UNKNOWN] * 2
+    assert outcomes[7] is None and first.records >= 7
+
+
+async def test_a_missing_middle_record_stops_the_batch_naming_it(tmp_path: Path) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    ledger = await crashed_run(storage, "gap", sent=30)
+    Path(storage._resolve_path(ledger._record_key(0, 3))).unlink()  # a lifecycle rule took record 3
+    with pytest.raises(LedgerError, match="gap: record 3 of run 0 is missing"):
+        await BatchLedger.open("gap", storage, app=APP)
+
+
+async def test_a_flipped_bit_stops_the_batch(tmp_path: Path) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    ledger = await crashed_run(storage, "flip", sent=10)
+    path = Path(storage._resolve_path(ledger._record_key(0, 9)))  # even the last record: writes are atomic here
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(LedgerError, match="record-00000009 is damaged"):
+        await BatchLedger.open("flip", storage, app=APP)
+
+
+async def test_an_unknown_word_with_a_valid_checksum_stops_the_batch(tmp_path: Path) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    ledger = await crashed_run(storage, "word", sent=3)
+    body = b'{"v":3,"kind":"record","run":0,"seq":1,"sending":[],"done":[["' + b"00" * 12 + b'","x"]]}'
+    Path(storage._resolve_path(ledger._record_key(0, 1))).write_bytes(fmt.seal(body))
+    with pytest.raises(LedgerError, match="cannot read"):
+        await BatchLedger.open("word", storage, app=APP)
+
+
+async def test_a_record_copied_under_another_name_is_refused(tmp_path: Path) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    ledger = await crashed_run(storage, "copy", sent=4)
+    source = Path(storage._resolve_path(ledger._record_key(0, 0)))
+    Path(storage._resolve_path(ledger._record_key(0, 2))).write_bytes(source.read_bytes())
+    with pytest.raises(LedgerError, match="does not hold record 2 of run 0"):
+        await BatchLedger.open("copy", storage, app=APP)
+
+
+class ClientError(Exception):
+    """Shaped like botocore's: the verdict is in `response`, never in the words."""
+
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(f"An error occurred ({code}) when calling GetObject: record-00000404 not found")
+        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def test_not_found_is_the_storage_signal_never_words() -> None:
+    assert classify(FileNotFoundError("x")) == "missing"
+    assert classify(ClientError("NoSuchKey", 404)) == "missing"
+    assert classify(ClientError("AccessDenied", 403)) == "denied"
+    assert classify(ValueError("record-00000404 not found: 404 does not exist")) is None
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = ClientError("404", 404)
+    assert classify(wrapped) == "missing"
+
+
+class DeniedStorage(LocalFileSystem):
+    """An S3 policy without s3:ListBucket: a missing object answers 403."""
+
+    async def aread_path(self, path: str) -> bytes:
+        raise ClientError("AccessDenied", 403)
+
+
+async def test_a_403_fails_closed_naming_the_permission(tmp_path: Path) -> None:
+    store = BlockStore(DeniedStorage(basepath=str(tmp_path)))
+    with pytest.raises(LedgerAccessDeniedError, match="s3:ListBucket"):
+        await store.read("prefect-intercom-ledger/x/run-00000/claim")
+
+
+class WordyStorage(LocalFileSystem):
+    """Read errors whose words say 404 / not found, but which are not the storage's not-found signal."""
+
+    async def aread_path(self, path: str) -> bytes:
+        raise ValueError(f"proxy error 404 not found while reading {path}")
+
+
+async def test_an_error_that_only_says_404_is_not_a_missing_record(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="cannot be read"):
+        await BatchLedger.open("wordy", WordyStorage(basepath=str(tmp_path)), app=APP)
+
+
+async def test_the_ledger_belongs_to_one_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    sandbox = LedgerApp("http://127.0.0.1:8090", "sandbox-token")
+    rehearsal = await crashed_run(storage, "campaign", sent=3, app=sandbox)
+    await rehearsal.close()
+    real = await BatchLedger.open("campaign", storage, app=APP)  # a rehearsal never hides a real send
+    assert real.run == 0 and real.previous(real.digest(phone(0))) is None
+    await real.close()
+    with pytest.raises(LedgerError, match="another access token"):  # another workspace in the same region
+        await BatchLedger.open("campaign", storage, app=LedgerApp(APP.api_url, "tok_B"))
+    monkeypatch.setenv("PREFECT_INTERCOM_LEDGER_ACCEPT_OTHER_TOKEN", "1")  # a rotated token of the same workspace
+    rotated = await BatchLedger.open("campaign", storage, app=LedgerApp(APP.api_url, "tok_B"))
+    assert rotated.run == 1
+
+
+async def test_digests_are_useless_without_the_ledger_key(tmp_path: Path) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    ledger = await crashed_run(storage, "secret-key", sent=3)
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    salt = hashlib.sha256(b"secret-key").digest()  # what a reader who knows the batch key could try
+    for index in range(3):
+        guess = hashlib.blake2b(phone(index).encode(), digest_size=12, key=salt).hexdigest().encode()
+        assert guess not in written and phone(index).encode() not in written
+        assert ledger.digest(phone(index)).hex().encode() in written
+
+
+async def test_another_ledger_key_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    await crashed_run(storage, "rekeyed", sent=2)
+
+    async def other_key() -> bytes:
+        return b"\x01" * 32
+
+    monkeypatch.setattr("prefect_intercom.batch.ledger.load_ledger_key", other_key)
+    with pytest.raises(LedgerError, match="another ledger key"):
+        await BatchLedger.open("rekeyed", storage, app=APP)
+
+
+async def test_resuming_reads_a_snapshot_and_a_bounded_tail_whatever_the_length(tmp_path: Path) -> None:
+    storage = CountingStorage(basepath=str(tmp_path))
+    ledger = await BatchLedger.open("long", storage, app=APP, linger=0)
+    count = SNAPSHOT_EVERY * 3
+    for index in range(count):
+        digest = ledger.digest(phone(index))
+        ledger.first_seen(digest, index)
+        await ledger.announce(index, digest)
+        await ledger.complete(index, digest, Outcome.SENT)
+    await ledger.close()
+    assert ledger.records >= 2 * count
+    READS.clear()
+    again = await BatchLedger.open("long", storage, app=APP)
+    assert all(again.previous(again.digest(phone(i))).outcome is Outcome.SENT for i in range(0, count, 97))
+    assert again.previous_count == count
+    # an older version's folder, claims, two head slots, the snapshot, the record after it, the claim read back
+    assert len(READS) <= 1 + 8 + 2 + 1 + 1 + 1, READS
