@@ -273,7 +273,8 @@ def remove_postgres_data(cluster: Cluster) -> None:
         shutil.rmtree(marker.read_text(), ignore_errors=True)
 
 
-def start_prefect_server(cluster: Cluster, database_url: str) -> None:
+def launch_prefect_server(cluster: Cluster, database_url: str) -> None:
+    """Start `prefect server start` on the database (UI and analytics off); `wait_for_prefect_server` waits."""
     port = free_port()
     cluster.api_url = f"http://127.0.0.1:{port}/api"
     home = cluster.base / "server-home"
@@ -287,18 +288,26 @@ def start_prefect_server(cluster: Cluster, database_url: str) -> None:
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     cluster.start("prefect-server", [*command, "--no-ui"], env=env)
 
+
+def wait_for_prefect_server(cluster: Cluster) -> None:
     def healthy() -> bool:
         cluster.check_alive("prefect-server")
-        return _answers(f"{cluster.api_url}/health") and httpx.get(f"{cluster.api_url}/health", timeout=2).is_success
+        try:
+            return httpx.get(f"{cluster.api_url}/health", timeout=2).is_success
+        except httpx.HTTPError:
+            return False
 
-    wait_for("the Prefect server", healthy, seconds=STARTUP_SECONDS, interval=0.5)
+    wait_for("the Prefect server", healthy, seconds=STARTUP_SECONDS, interval=0.25)
 
 
-def start_moto(cluster: Cluster) -> None:
+def launch_moto(cluster: Cluster) -> None:
+    """Start moto's S3 server; `wait_for_moto` waits for it and makes the bucket."""
     port = free_port()
     cluster.s3_url = f"http://127.0.0.1:{port}"
     cluster.start("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=clean_env())
 
+
+def wait_for_moto(cluster: Cluster) -> None:
     def answering() -> bool:
         cluster.check_alive("moto")
         return _answers(f"{cluster.s3_url}/moto-api/")
@@ -315,12 +324,15 @@ def start_moto(cluster: Cluster) -> None:
     ).create_bucket(Bucket=BUCKET)
 
 
-def start_sandbox(cluster: Cluster, token: str, *flags: str) -> None:
+def launch_sandbox(cluster: Cluster, token: str, *flags: str) -> None:
+    """Start the Intercom sandbox in its own process; `wait_for_sandbox` waits."""
     port = free_port()
     cluster.sandbox_url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "prefect_intercom.sandbox", "--host", "127.0.0.1", "--port", str(port)]
     cluster.start("sandbox", [*command, "--token", token, "--log-level", "warning", *flags], env=clean_env())
 
+
+def wait_for_sandbox(cluster: Cluster) -> None:
     def healthy() -> bool:
         cluster.check_alive("sandbox")
         return _answers(f"{cluster.sandbox_url}/sandbox/health")
@@ -328,10 +340,15 @@ def start_sandbox(cluster: Cluster, token: str, *flags: str) -> None:
     wait_for("the sandbox", healthy, seconds=60)
 
 
+def create_pool_and_queues(cluster: Cluster) -> None:
+    """The `process` work pool (its job template filled in by the first worker) and one queue per machine."""
+    cluster.api("POST", "/work_pools/", json={"name": POOL, "type": "process"})
+    for machine in MACHINES:
+        cluster.api("POST", f"/work_pools/{POOL}/queues", json={"name": machine})
+
+
 SET_UP = """
-import asyncio, json, os, sys
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import WorkPoolCreate
+import json, os
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_intercom import IntercomCredentials
 from prefect_intercom.flows.deflect_calls import deflect_calls
@@ -351,14 +368,6 @@ S3Bucket(
     ),
 ).save(config["s3_block"], overwrite=True)
 
-
-async def pool():
-    async with get_client() as client:
-        await client.create_work_pool(WorkPoolCreate(name=config["pool"], type="process"), overwrite=True)
-        for queue in config["machines"]:
-            await client.create_work_queue(name=queue, work_pool_name=config["pool"])
-
-asyncio.run(pool())
 deployment_id = deflect_calls.from_source(source=config["root"], entrypoint=config["entrypoint"]).deploy(
     name=config["deployment"], work_pool_name=config["pool"], work_queue_name=config["machines"][0],
     parameters={"block_name": config["intercom_block"]}, build=False, push=False, print_next_steps=False,
@@ -367,8 +376,8 @@ print(json.dumps({"deployment_id": str(deployment_id)}))
 """
 
 
-def set_up_blocks_pool_and_deployment(cluster: Cluster, token: str) -> None:
-    """Save the sandbox's `IntercomCredentials` and the bucket's `S3Bucket`, make the pool, deploy the flow."""
+def set_up_blocks_and_deployment(cluster: Cluster, token: str) -> None:
+    """Save the sandbox's `IntercomCredentials` and the bucket's `S3Bucket`; deploy the flow on the pool."""
     config = {
         "sandbox_url": cluster.sandbox_url,
         "s3_url": cluster.s3_url,
@@ -394,7 +403,7 @@ def set_up_blocks_pool_and_deployment(cluster: Cluster, token: str) -> None:
     )
     (cluster.logs / "set-up.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
-        raise RuntimeError(f"setting up blocks, pool and deployment failed:\n{done.stderr[-4000:]}")
+        raise RuntimeError(f"saving the blocks or deploying failed:\n{done.stderr[-4000:]}")
     cluster.deployment_id = json.loads(done.stdout.strip().splitlines()[-1])["deployment_id"]
 
 

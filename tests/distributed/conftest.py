@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -39,25 +38,38 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     started = time.monotonic()
     running = Cluster(base=tmp_path_factory.mktemp("distributed"))
     token = f"dist_{secrets.token_hex(16)}"
+    steps: list[str] = []
+
+    def step(name: str) -> None:
+        steps.append(f"{name} {time.monotonic() - started:.1f}s")
+
     try:
+        parts.launch_moto(running)  # these start while PostgreSQL and the server do
+        parts.launch_sandbox(running, token, *SANDBOX_FLAGS)
         database_url = parts.start_postgres(running)
-        parts.start_moto(running)  # while PostgreSQL and the server start
-        parts.start_sandbox(running, token, *SANDBOX_FLAGS)
-        parts.start_prefect_server(running, database_url)
-        parts.set_up_blocks_pool_and_deployment(running, token)
+        step("postgres")
+        parts.launch_prefect_server(running, database_url)
+        parts.wait_for_moto(running)
+        parts.wait_for_sandbox(running)
+        step("moto+sandbox")
+        parts.wait_for_prefect_server(running)
+        step("server")
+        parts.create_pool_and_queues(running)
         for machine in parts.MACHINES:
             parts.start_worker(running, machine)
+        parts.set_up_blocks_and_deployment(running, token)  # while the workers start
+        step("blocks+deployment")
         parts.wait_for_workers(running)
+        step("workers")
     except BaseException:
         print(running.tails())
         running.stop_all()
         parts.remove_postgres_data(running)
         raise
-    print(f"\n[distributed] cluster ready in {time.monotonic() - started:.1f} s (logs in {running.logs})")
+    print(f"\n[distributed] cluster ready ({', '.join(steps)}; logs in {running.logs})")
     yield running
     running.stop_all()
-    parts.remove_postgres_data(running)
-    shutil.rmtree(running.base, ignore_errors=True)
+    parts.remove_postgres_data(running)  # the rest stays in pytest's temp dir (its last 3 sessions are kept)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
