@@ -101,6 +101,7 @@ class Cluster:
     deployment_id: str = ""
     machines: dict[str, Path] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
+    set_up: subprocess.Popen[bytes] | None = None
 
     @property
     def logs(self) -> Path:
@@ -136,6 +137,9 @@ class Cluster:
 
     def stop_all(self) -> None:
         """Workers first, then the server, then the storage and the database."""
+        if self.set_up is not None and self.set_up.poll() is None:
+            self.set_up.kill()
+            self.set_up.wait(timeout=20)
         order = [name for name in self.processes if name.startswith("worker")]
         order += [name for name in ("prefect-server", "sandbox", "moto") if name in self.processes]
         order += [name for name in self.processes if name not in order]
@@ -213,7 +217,7 @@ class Cluster:
         try:
             states = [f"{state['type']}/{state['name']}: {state.get('message') or ''}"
                       for state in self.states(flow_run_id)]
-            logs = [f"{entry['level']:>2} {entry['message']}" for entry in self.logs_of(flow_run_id)][-log_lines:]
+            logs = [f"{entry['level']:>2} {entry['message'][:400]}" for entry in self.logs_of(flow_run_id)][-log_lines:]
         except httpx.HTTPError as error:
             return f"(flow run {flow_run_id} unreadable: {error})"
         return f"flow run {flow_run_id}\n states: {states}\n logs:\n  " + "\n  ".join(logs)
@@ -348,12 +352,24 @@ def create_pool_and_queues(cluster: Cluster) -> None:
 
 
 SET_UP = """
-import json, os
+import json, os, time
+import httpx
 from prefect_aws import AwsCredentials, S3Bucket
 from prefect_intercom import IntercomCredentials
 from prefect_intercom.flows.deflect_calls import deflect_calls
 
 config = json.loads(os.environ["DISTRIBUTED_CONFIG"])
+# Started while the server migrates its database: import first, then wait for the work pool.
+deadline = time.monotonic() + 180
+while True:
+    try:
+        if httpx.get(f"{os.environ['PREFECT_API_URL']}/work_pools/{config['pool']}", timeout=5).is_success:
+            break
+    except httpx.HTTPError:
+        pass
+    if time.monotonic() > deadline:
+        raise SystemExit("the work pool never appeared")
+    time.sleep(0.2)
 IntercomCredentials(access_token=os.environ["DISTRIBUTED_TOKEN"], base_url=config["sandbox_url"]).save(
     config["intercom_block"], overwrite=True
 )
@@ -376,8 +392,11 @@ print(json.dumps({"deployment_id": str(deployment_id)}))
 """
 
 
-def set_up_blocks_and_deployment(cluster: Cluster, token: str) -> None:
-    """Save the sandbox's `IntercomCredentials` and the bucket's `S3Bucket`; deploy the flow on the pool."""
+def launch_set_up(cluster: Cluster, token: str) -> None:
+    """Start a script that saves the sandbox's `IntercomCredentials` and the bucket's `S3Bucket` and deploys the flow.
+
+    It imports Prefect and prefect-aws while the server starts, then waits for the work pool.
+    """
     config = {
         "sandbox_url": cluster.sandbox_url,
         "s3_url": cluster.s3_url,
@@ -398,13 +417,20 @@ def set_up_blocks_and_deployment(cluster: Cluster, token: str) -> None:
         DISTRIBUTED_CONFIG=json.dumps(config),
         DISTRIBUTED_TOKEN=token,
     )
-    done = subprocess.run(
-        [sys.executable, "-c", SET_UP], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
-    (cluster.logs / "set-up.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"saving the blocks or deploying failed:\n{done.stderr[-4000:]}")
-    cluster.deployment_id = json.loads(done.stdout.strip().splitlines()[-1])["deployment_id"]
+    cluster.logs.mkdir(parents=True, exist_ok=True)
+    with (cluster.logs / "set-up.log").open("wb") as log:
+        cluster.set_up = subprocess.Popen(
+            [sys.executable, "-c", SET_UP], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=log
+        )
+
+
+def wait_for_set_up(cluster: Cluster) -> None:
+    """Wait for `launch_set_up`'s script; keep the deployment's id."""
+    assert cluster.set_up is not None
+    out, _ = cluster.set_up.communicate(timeout=240)
+    if cluster.set_up.returncode != 0:
+        raise RuntimeError(f"saving the blocks or deploying failed:\n{cluster.tail('set-up', 60)}")
+    cluster.deployment_id = json.loads(out.decode().strip().splitlines()[-1])["deployment_id"]
 
 
 def start_worker(cluster: Cluster, machine: str) -> None:

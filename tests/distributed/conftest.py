@@ -49,6 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         database_url = parts.start_postgres(running)
         step("postgres")
         parts.launch_prefect_server(running, database_url)
+        parts.launch_set_up(running, token)  # imports while the server migrates its database
         parts.wait_for_moto(running)
         parts.wait_for_sandbox(running)
         step("moto+sandbox")
@@ -57,7 +58,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         parts.create_pool_and_queues(running)
         for machine in parts.MACHINES:
             parts.start_worker(running, machine)
-        parts.set_up_blocks_and_deployment(running, token)  # while the workers start
+        parts.wait_for_set_up(running)  # while the workers start
         step("blocks+deployment")
         parts.wait_for_workers(running)
         step("workers")
