@@ -234,7 +234,9 @@ def test_c_ui_retry_of_the_crashed_run_resends_nothing_and_starts_within_15_s(cl
     offset = 3_000_000
     csv_path = write_csv(cluster, "ui-retry", offset)
     run_id = cluster.create_run("machine-a", csv_path=csv_path, concurrency=CONCURRENCY)
+    killed_at = time.time()  # within a few 100 ms of the kill (KILL_AT is polled every 0.1 s)
     texted_by_first = kill_at_fraction(cluster, run_id, await_worker_report=True)
+    reported_at = time.time()
     before = len(cluster.sandbox_records())
     retried = 0
     while True:
@@ -252,10 +254,13 @@ def test_c_ui_retry_of_the_crashed_run_resends_nothing_and_starts_within_15_s(cl
             break  # a late crash report from the worker can turn the Retry back to CRASHED: click again
     to_first_send = first_send_after(cluster, before, retry_at, run_id, seconds=90)
     run = cluster.wait_final(run_id, seconds=150)
+    started = running_since(cluster, run_id)  # the retried attempt's RUNNING: its process is up
     record(
         "c_ui_retry",
         texted_before_kill=texted_by_first,
+        seconds_from_kill_to_worker_report=round(reported_at - killed_at, 2),
         retry_clicks=retried,
+        seconds_from_retry_to_running=None if started is None else round(started - retry_at, 2),
         seconds_from_retry_to_first_new_send=None if to_first_send is None else round(to_first_send, 2),
         final_state=run["state"]["type"],
     )
