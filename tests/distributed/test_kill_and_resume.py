@@ -63,8 +63,11 @@ def accepted(records: list[dict[str, Any]]) -> Counter[str]:
     return Counter(entry["body"]["phone"] for entry in records if entry["accepted"])
 
 
-def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report: bool = False) -> int:
-    """SIGKILL the run's process (and its children) once KILL_AT of the phones were texted; returns that count.
+def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report: bool = False) -> tuple[int, float]:
+    """SIGKILL the run's process (and its children) once KILL_AT of the phones were texted.
+
+    Returns:
+        How many phones had been texted, and when (wall clock) the kill was sent.
 
     With `await_worker_report`, also wait for the worker's own crash report: the runner reports
     CRASHED at once and the worker a few seconds later, and a state set in between (a Retry)
@@ -80,6 +83,7 @@ def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report:
     wait_for(f"{KILL_AT:.0%} of the phones to be texted", far_enough, seconds=120, interval=0.1)
     pid = int(str(cluster.flow_run(flow_run_id)["infrastructure_pid"]).rsplit(":", 1)[-1])
     process = psutil.Process(pid)
+    killed_at = time.time()
     for child in [*process.children(recursive=True), process]:
         child.send_signal(signal.SIGKILL)
     psutil.wait_procs([process], timeout=30)
@@ -96,7 +100,7 @@ def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report:
             wait_for("the worker's crash report", worker_reported, seconds=20, interval=0.1)
         except TimeoutError:
             print("\n[distributed] no crash report from the worker within 20 s of the kill; going on")
-    return texted
+    return texted, killed_at
 
 
 def machine_of(cluster: Cluster, flow_run_id: str) -> str:
@@ -170,7 +174,7 @@ def test_a_default_ledger_on_a_process_pool_rerun_on_another_machine_warns_where
     offset, key = 1_000_000, "distributed-default-ledger"
     csv_path = write_csv(cluster, "default-ledger", offset)
     first = cluster.create_run("machine-a", csv_path=csv_path, batch_key=key, concurrency=CONCURRENCY)
-    texted_by_first = kill_at_fraction(cluster, first)
+    texted_by_first, _ = kill_at_fraction(cluster, first)
     release_crashed_lease(cluster, key)
     second = cluster.create_run("machine-b", csv_path=csv_path, batch_key=key, concurrency=CONCURRENCY)
     run = cluster.wait_final(second)
@@ -209,7 +213,7 @@ def test_b_ledger_in_s3_rerun_on_another_machine_texts_nobody_twice(cluster: Clu
         "ledger_storage": f"s3-bucket/{S3_BLOCK}",
     }
     first = cluster.create_run("machine-a", **parameters)
-    texted_by_first = kill_at_fraction(cluster, first)
+    texted_by_first, _ = kill_at_fraction(cluster, first)
     release_crashed_lease(cluster, key)
     before = len(cluster.sandbox_records())
     created = time.time()
@@ -234,8 +238,7 @@ def test_c_ui_retry_of_the_crashed_run_resends_nothing_and_starts_within_15_s(cl
     offset = 3_000_000
     csv_path = write_csv(cluster, "ui-retry", offset)
     run_id = cluster.create_run("machine-a", csv_path=csv_path, concurrency=CONCURRENCY)
-    killed_at = time.time()  # within a few 100 ms of the kill (KILL_AT is polled every 0.1 s)
-    texted_by_first = kill_at_fraction(cluster, run_id, await_worker_report=True)
+    texted_by_first, killed_at = kill_at_fraction(cluster, run_id, await_worker_report=True)
     reported_at = time.time()
     before = len(cluster.sandbox_records())
     retried = 0
