@@ -66,13 +66,14 @@ def accepted(records: list[dict[str, Any]]) -> Counter[str]:
 def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report: bool = False) -> tuple[int, float]:
     """SIGKILL the run's process (and its children) once KILL_AT of the phones were texted.
 
-    Returns:
-        How many phones had been texted, and when (wall clock) the kill was sent.
-
     With `await_worker_report`, also wait for the worker's own crash report: the runner reports
     CRASHED at once and the worker a few seconds later, and a state set in between (a Retry)
     may be turned back to CRASHED.
+
+    Returns:
+        How many phones had been texted, and when (wall clock) the kill was sent.
     """
+    worker_log = cluster.logs / f"worker-{machine_of(cluster, flow_run_id)}.log"
 
     def far_enough() -> bool:
         run = cluster.flow_run(flow_run_id)
@@ -83,6 +84,7 @@ def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report:
     wait_for(f"{KILL_AT:.0%} of the phones to be texted", far_enough, seconds=120, interval=0.1)
     pid = int(str(cluster.flow_run(flow_run_id)["infrastructure_pid"]).rsplit(":", 1)[-1])
     process = psutil.Process(pid)
+    seen = worker_log.read_text(errors="replace").count(WORKER_LOGGER)
     killed_at = time.time()
     for child in [*process.children(recursive=True), process]:
         child.send_signal(signal.SIGKILL)
@@ -90,8 +92,6 @@ def kill_at_fraction(cluster: Cluster, flow_run_id: str, *, await_worker_report:
     texted = sum(accepted(cluster.sandbox_records()).values())
     wait_for("CRASHED", lambda: cluster.flow_run(flow_run_id)["state"]["type"] == "CRASHED", seconds=30)
     if await_worker_report:  # watched in the worker's own output: the API gets its logs 2-3 s later
-        worker_log = cluster.logs / f"worker-{machine_of(cluster, flow_run_id)}.log"
-        seen = worker_log.read_text(errors="replace").count(WORKER_LOGGER)
 
         def worker_reported() -> bool:
             return worker_log.read_text(errors="replace").count(WORKER_LOGGER) > seen
@@ -132,7 +132,8 @@ def first_send_after(cluster: Cluster, before: int, since: float, flow_run_id: s
             return records[before]["received_at"] - since
         state = (cluster.flow_run(flow_run_id).get("state") or {}).get("type")
         if state in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
-            return -1.0
+            records = cluster.sandbox_records()  # it may have sent just before it ended
+            return records[before]["received_at"] - since if len(records) > before else -1.0
         return None
 
     try:
