@@ -149,12 +149,20 @@ def running_since(cluster: Cluster, flow_run_id: str) -> float | None:
     return timestamp(starts[-1]) if starts else None
 
 
-def assert_once_each(texted: Counter[str], offset: int, what: str) -> None:
+def assert_nobody_twice(texted: Counter[str], what: str) -> None:
     twice = {phone: count for phone, count in texted.items() if count > 1}
     assert not twice, f"{what}: {len(twice)} phones texted more than once"
+
+
+def assert_nobody_lost(texted: Counter[str], offset: int, what: str) -> None:
     never = set(phones(offset)) - set(texted)
     # Only those in flight at the kill may be unknown (and must then not be resent).
     assert len(never) <= CONCURRENCY, f"{what}: {len(never)} phones never texted (in flight at most {CONCURRENCY})"
+
+
+def assert_once_each(texted: Counter[str], offset: int, what: str) -> None:
+    assert_nobody_twice(texted, what)
+    assert_nobody_lost(texted, offset, what)
 
 
 def ledger_storage_parameter(cluster: Cluster) -> None:
@@ -268,10 +276,14 @@ def test_c_ui_retry_of_the_crashed_run_resends_nothing_and_starts_within_15_s(cl
         seconds_from_retry_to_first_new_send=None if to_first_send is None else round(to_first_send, 2),
         final_state=run["state"]["type"],
     )
-    assert run["state"]["type"] == "COMPLETED", cluster.describe(run_id)
-    assert_once_each(accepted(cluster.sandbox_records()), offset, "UI Retry")
-    assert to_first_send is not None, "no new send after the Retry"
+    texted = accepted(cluster.sandbox_records())
+    assert_nobody_twice(texted, "UI Retry")
+    assert to_first_send is not None, (
+        f"no new send after the Retry; the run ended {run['state']['type']}: {run['state'].get('message')}"
+    )
     assert to_first_send <= RETRY_GOAL_SECONDS, (
         f"the first new send came {to_first_send:.1f} s after the Retry (goal <= {RETRY_GOAL_SECONDS:.0f} s: "
         "the instant take-over of a crashed holder's lease)"
     )
+    assert run["state"]["type"] == "COMPLETED", cluster.describe(run_id)
+    assert_nobody_lost(texted, offset, "UI Retry")
