@@ -29,7 +29,7 @@ def _require(module: str) -> None:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Everything running, the deployment made, both workers online; stopped at the end of the session."""
-    for module in ("moto", "prefect_aws", "boto3"):
+    for module in ("moto", "prefect_aws", "boto3", "psutil"):
         _require(module)
     try:
         parts.postgres_bin()
