@@ -29,7 +29,10 @@ from prefect_intercom.errors import (
     IntercomServerError,
     IntercomTransportError,
     IntercomValidationError,
+    LedgerAccessDeniedError,
+    LedgerDamageError,
     LedgerError,
+    LedgerLocationError,
     ValidationIssue,
 )
 from prefect_intercom.outcomes import Outcome
@@ -58,7 +61,10 @@ __all__ = [
     "IntercomTransportError",
     "IntercomValidationError",
     "ItemOutcome",
+    "LedgerAccessDeniedError",
+    "LedgerDamageError",
     "LedgerError",
+    "LedgerLocationError",
     "Outcome",
     "Pacer",
     "PhoneCallRedirect",

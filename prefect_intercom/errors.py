@@ -1,10 +1,7 @@
 """The exception family: every public error of prefect-intercom is defined here.
 
-No exception here ever holds the access token. Their messages show phone numbers masked: the
-validation issues quote the input masked (`prefect_intercom.violations`), and the texts of an
-answer come redacted and masked from the parse step (`prefect_intercom.responses`). Every one
-survives pickling as it is (Prefect pickles a failed task's exception into its state and
-results), whatever its constructor takes.
+None holds the access token; phones in messages are masked; each survives pickling as it is
+(Prefect pickles a failed task's exception). Why and how: docs/errors.md.
 
 ```
 IntercomError
@@ -18,7 +15,8 @@ IntercomError
 │   └── IntercomServerError                    5xx
 ├── EarlierAttemptUnknownError             a flow retry: an earlier attempt may have texted; not sent again
 ├── BatchStoppedError                      a batch stopped sending early; carries the full report
-├── LedgerError                            the batch ledger cannot be read or written
+├── LedgerError                            the batch ledger cannot be read or written; nothing more is sent
+│   └── LedgerDamageError, LedgerAccessDeniedError (403), LedgerLocationError (disk no re-run reads)
 ├── BatchLeaseError                        the batch key's lease could not be taken or kept
 │   └── BatchKeyBusyError                      another run holds the batch key
 │       └── BatchKeyLostError                      this run lost its lease on the batch key
@@ -27,8 +25,7 @@ IntercomError
 └── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
 ```
 
-The modules that raise them re-export them (e.g. `prefect_intercom.batch.ledger.LedgerError`),
-so either import works.
+The modules that raise them re-export them (`prefect_intercom.batch.ledger.LedgerError`).
 """
 
 from __future__ import annotations
@@ -51,8 +48,7 @@ class IntercomError(Exception):
     """Base class of every error raised by prefect-intercom.
 
     Attributes:
-        attempts: How many times the request was sent before this error was raised (more
-            than 1 when a `RetryPolicy` retried it).
+        attempts: How many times the request was sent before this error (more after retries).
     """
 
     attempts: int = 1
@@ -131,8 +127,7 @@ class IntercomTransportError(IntercomError):
 class IntercomRateLimitWaitError(IntercomError):
     """Sending would mean waiting for the rate-limit window longer than the retry budget; nothing was sent.
 
-    Raised by the pacer instead of sleeping (e.g. `X-RateLimit-Reset` two hours away), so that
-    a batch can end the remaining items `not_sent` and a later run sends exactly those.
+    Raised by the pacer instead of sleeping, so a batch ends the rest `not_sent` for a later run.
 
     Attributes:
         reset_at: When the window resets (UTC), if known.
@@ -203,12 +198,8 @@ class IntercomAPIError(IntercomError):
         super().__init__(self._summary())
 
     def _summary(self) -> str:
-        parts = [f"Intercom answered HTTP {self.status_code}"]
-        if self.error_code:
-            parts.append(f"[{self.error_code}]")
-        if self.message:
-            parts.append(f"{self.message}")
-        text = " ".join(parts)
+        code = f"[{self.error_code}]" if self.error_code else None
+        text = " ".join(part for part in (f"Intercom answered HTTP {self.status_code}", code, self.message) if part)
         if self.request_id:
             text += f" (request_id: {self.request_id})"
         hint = self.hint
@@ -266,10 +257,8 @@ class IntercomServerError(IntercomAPIError):
 class EarlierAttemptUnknownError(IntercomError):
     """An earlier attempt of this flow run may have texted this person; this one did not send.
 
-    Raised on a flow retry when the same call (see `prefect_intercom.idempotency`) failed
-    in an earlier attempt in a way that may have taken effect (5xx, timeout, dropped
-    connection, or the process died while the request was in flight), and the task's
-    `RetryPolicy` does not allow repeating such failures.
+    Raised on a flow retry when the same call (`prefect_intercom.idempotency`) may have taken
+    effect earlier, and the task's `RetryPolicy` does not allow repeating it.
 
     Attributes:
         outcome: Always `Outcome.UNKNOWN`: the earlier attempt's outcome is not known.
@@ -312,6 +301,18 @@ class BatchStoppedError(IntercomError):
 
 class LedgerError(IntercomError):
     """The batch ledger cannot be read or written; nothing more is sent."""
+
+
+class LedgerDamageError(LedgerError):
+    """A ledger object is damaged (checksum, name, version, an unknown word) or missing amid others."""
+
+
+class LedgerAccessDeniedError(LedgerError):
+    """The ledger storage refused a read or write (401/403, `PermissionError`)."""
+
+
+class LedgerLocationError(LedgerError):
+    """The ledger would be on a disk that a re-run elsewhere never reads; nothing was sent."""
 
 
 class BatchLeaseError(IntercomError):
@@ -378,16 +379,17 @@ class DocsPageError(IntercomError, ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+_TOKEN_HINT = "Check the access token in your IntercomCredentials block."  # noqa: S105 - a hint
+_RATE_HINT = "Wait for the rate limit window to reset, or pace sends."
 _HINTS = {
     "invalid_phone_number": "Check the phone number is a reachable number in E.164 format, e.g. +14155550100.",
     "sms_failed": "Intercom could not send the SMS; the number may not accept texts. Check the number "
     "and your Intercom Switch settings.",
-    "unauthorized": "Check the access token in your IntercomCredentials block.",
-    "token_unauthorized": "Check the access token in your IntercomCredentials block.",
-    "rate_limit_exceeded": "Wait for the rate limit window to reset, or pace sends.",
+    **dict.fromkeys(("unauthorized", "token_unauthorized"), _TOKEN_HINT),
+    "rate_limit_exceeded": _RATE_HINT,
 }
 _STATUS_HINTS = {
-    401: "Check the access token in your IntercomCredentials block.",
+    401: _TOKEN_HINT,
     403: "The access token lacks the permission for this call; check the app's scopes in Intercom.",
     404: "Check the region and base URL in your IntercomCredentials block.",
     **dict.fromkeys(
@@ -395,5 +397,5 @@ _STATUS_HINTS = {
         "Redirects are never followed, so the access token stays with the configured host; check the "
         "base URL in your IntercomCredentials block.",
     ),
-    429: "Wait for the rate limit window to reset, or pace sends.",
+    429: _RATE_HINT,
 }

@@ -57,6 +57,9 @@ EXAMPLES: dict[type[IntercomError], Callable[[], IntercomError]] = {
     ),
     errors.BatchStoppedError: _stopped,
     errors.LedgerError: lambda: errors.LedgerError("cannot write the ledger"),
+    errors.LedgerDamageError: lambda: errors.LedgerDamageError("record-00000003 is damaged"),
+    errors.LedgerAccessDeniedError: lambda: errors.LedgerAccessDeniedError("refused: grant s3:ListBucket"),
+    errors.LedgerLocationError: lambda: errors.LedgerLocationError("local disk on a kubernetes pool"),
     errors.BatchLeaseError: lambda: errors.BatchLeaseError("no lease", batch_key="k", lease_name="intercom-batch-k"),
     errors.BatchKeyBusyError: lambda: errors.BatchKeyBusyError(
         "busy", batch_key="k", lease_name="intercom-batch-k", lease_seconds=60

@@ -15,7 +15,7 @@ import sys
 from array import array
 from typing import Any
 
-from prefect_intercom.errors import LedgerError
+from prefect_intercom.errors import LedgerDamageError
 
 VERSION = 3
 # An item's word in a record: sent, not sent, unknown (an announcement is "unknown" until done).
@@ -28,9 +28,6 @@ _SNAPSHOT_HEADER = struct.Struct("<IQQQ")  # run, records covered, earlier-run e
 
 _BIG_ENDIAN = sys.byteorder == "big"  # snapshots are little-endian on every machine
 
-
-class LedgerDamageError(LedgerError):
-    """A ledger object exists but is damaged (checksum, name, version or an unknown word): fail closed."""
 
 
 def _checksum(body: bytes) -> bytes:

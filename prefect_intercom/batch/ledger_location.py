@@ -13,7 +13,7 @@ from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.results import _aget_default_result_storage, _DefaultResultStorageSource, get_result_store
 
-from prefect_intercom.errors import LedgerError
+from prefect_intercom.errors import LedgerLocationError
 
 SINGLE_HOST_POOL_TYPES = frozenset({"process"})
 """Work pool types whose runs share their host's disk (every run of a worker on one machine)."""
@@ -23,9 +23,6 @@ SHARED_STORAGE_HINT = (
     "deflect-calls: --ledger-storage s3-bucket/NAME), or set PREFECT_DEFAULT_RESULT_STORAGE_BLOCK=s3-bucket/NAME"
 )
 
-
-class LedgerLocationError(LedgerError):
-    """The ledger would be on a disk that a re-run elsewhere never reads: refused before any send."""
 
 
 async def storage_was_chosen(ledger_storage: object | None) -> bool:

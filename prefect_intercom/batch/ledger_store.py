@@ -18,15 +18,12 @@ from typing import Any, Protocol
 
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
-from prefect_intercom.errors import LedgerError
+from prefect_intercom.errors import LedgerAccessDeniedError, LedgerError
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
 _DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "401", "AllAccessDisabled"})
 _LARGE = 1 << 16  # bytes: local reads and writes above this go to a worker thread
 
-
-class LedgerAccessDeniedError(LedgerError):
-    """The ledger storage refused a read or write: the run fails closed before sending."""
 
 
 class LedgerStore(Protocol):
