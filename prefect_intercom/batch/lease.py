@@ -51,7 +51,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect_intercom.batch import holder as records
 from prefect_intercom.batch.lease_state import (
     CONFIRM_EVERY_SECONDS,
-    CONFIRM_TIMEOUT_SECONDS,
+    CONFIRM_WAIT_SECONDS,
     MAX_GUARD_SECONDS,
     BatchLease,
     _logger,
@@ -59,7 +59,7 @@ from prefect_intercom.batch.lease_state import (
 from prefect_intercom.errors import BatchKeyBusyError, BatchKeyLostError, BatchLeaseError
 
 LEASE_PREFIX = "intercom-batch-"
-DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_LEASE_SECONDS = 30.0  # measured: bench/lease_length.py, docs/batch-lease.md
 MIN_LEASE_SECONDS = 1.0
 TAKEOVER_SETTLE_SECONDS = 2.0  # after taking over from a gone holder: its confirmation (every 1 s) sees 404
 RELEASE_TIMEOUT_SECONDS = 10.0
@@ -244,8 +244,8 @@ def _busy(batch_key: str, name: str, refusal: _Refusal, waited: float) -> BatchK
     expiry = (
         f"a crashed run's lease expires {refusal.lease_seconds:g} s after its last renewal"
         if refusal.lease_seconds is not None
-        else "a crashed run's lease expires after its lease_seconds (60 s by default)"
-    )
+        else f"a crashed run's lease expires after its lease_seconds ({DEFAULT_LEASE_SECONDS:g} s by default)"
+    ) + ", or at once when Prefect shows that run's flow run Crashed, Failed, Cancelled or Completed"
     after = f" after waiting {waited:.1f} s" if waited else ""
     detail = f" ({refusal.detail})" if refusal.detail else ""
     return BatchKeyBusyError(
@@ -319,7 +319,7 @@ async def _delete(client: PrefectClient, limit_id: uuid.UUID | str) -> None:
 
 __all__ = [
     "CONFIRM_EVERY_SECONDS",
-    "CONFIRM_TIMEOUT_SECONDS",
+    "CONFIRM_WAIT_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "MAX_GUARD_SECONDS",
     "BatchKeyBusyError",

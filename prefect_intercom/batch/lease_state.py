@@ -8,6 +8,7 @@ whether the lease is still its own (`confirm()`, at most one read per second).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -21,7 +22,7 @@ from prefect_intercom.errors import BatchKeyLostError
 
 MAX_GUARD_SECONDS = 10.0
 CONFIRM_EVERY_SECONDS = 1.0  # at most one confirmation (one read) per second
-CONFIRM_TIMEOUT_SECONDS = 1.0  # senders wait this long at most for an answer, then go on the local deadline
+CONFIRM_WAIT_SECONDS = 1.0  # senders wait this long at most for a read, then go on under the local deadline
 
 _fallback_logger = logging.getLogger("prefect_intercom.batch.lease")
 
@@ -55,6 +56,7 @@ class BatchLease:
         self._client = client
         self._confirm_due = sent_at + CONFIRM_EVERY_SECONDS  # the create itself confirmed it
         self._confirming: asyncio.Future[None] | None = None
+        self._confirm_started = sent_at
         self._record_id: uuid.UUID | None = None
         self.confirmations = 0  # reads that the server answered (for tests and benchmarks)
 
@@ -95,30 +97,35 @@ class BatchLease:
         """Confirm the lease with the server before a group of sends; raise if it is lost.
 
         At most once per `CONFIRM_EVERY_SECONDS` it reads the limit by its id (concurrent
-        callers share one read in progress); otherwise it only compares the clock. A server
-        that does not answer within `CONFIRM_TIMEOUT_SECONDS` (or answers 5xx) is not a loss:
-        the local deadline (`check()`) still decides.
+        callers share the one read in progress); otherwise it only compares the clock. Senders
+        wait for a read at most `CONFIRM_WAIT_SECONDS` after it started, then go on under the
+        local deadline while it stays pending; its answer counts whenever it comes. A server
+        that does not answer (a stall, a 5xx) is not a loss: the local deadline decides.
 
         Raises:
             BatchKeyLostError: The lease ran out, or the server says the limit is gone,
                 renamed, deactivated, freed, or its limit or decay changed.
         """
         self.check()
-        if time.monotonic() < self._confirm_due or self._client is None:
+        now = time.monotonic()
+        if now < self._confirm_due or self._client is None:
             return
         if self._confirming is None:
             self._confirming = asyncio.ensure_future(self._confirm_once(self._client))
-        await asyncio.shield(self._confirming)
+            self._confirm_started = now
+        wait = self._confirm_started + CONFIRM_WAIT_SECONDS - now
+        if wait > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._confirming), wait)
         self.check()
 
     # --- used by hold_batch_key -------------------------------------------------------------
 
     async def _confirm_once(self, client: PrefectClient) -> None:
         started = time.monotonic()
-        try:
+        try:  # bounded by the local deadline: past it the lease is lost whatever the answer
             row = await asyncio.wait_for(
-                client.read_global_concurrency_limit_by_name(str(self.limit_id)),
-                timeout=max(0.01, min(CONFIRM_TIMEOUT_SECONDS, self.valid_for)),
+                client.read_global_concurrency_limit_by_name(str(self.limit_id)), timeout=max(0.01, self.valid_for)
             )
         except ObjectNotFound:
             self._lose("its Prefect global concurrency limit was removed or taken over")
