@@ -18,8 +18,8 @@ IntercomError
 ├── LedgerError                            the batch ledger cannot be read or written; nothing more is sent
 │   └── LedgerDamageError, LedgerAccessDeniedError (403), LedgerLocationError (disk no re-run reads)
 ├── BatchLeaseError                        the batch key's lease could not be taken or kept
-│   └── BatchKeyBusyError                      another run holds the batch key
-│       └── BatchKeyLostError                      this run lost its lease on the batch key
+│   ├── BatchKeyBusyError                      another run holds the batch key; this run sent nothing
+│   └── BatchKeyLostError                      this run lost its lease after it may have sent; it stops
 ├── EndpointNotFoundError (LookupError)    no catalogue entry matches a name or query
 │   └── AmbiguousQueryError                    a query matches several endpoints equally well
 └── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
@@ -321,30 +321,25 @@ class BatchLeaseError(IntercomError):
     Attributes:
         batch_key: The batch key.
         lease_name: Its global concurrency limit on the Prefect server.
+        lease_seconds: How long the (holder's) lease lasts after its last renewal, when known.
     """
 
-    def __init__(self, message: str, *, batch_key: str, lease_name: str) -> None:
+    def __init__(self, message: str, *, batch_key: str, lease_name: str, lease_seconds: float | None = None) -> None:
         self.batch_key = batch_key
         self.lease_name = lease_name
+        self.lease_seconds = lease_seconds
         super().__init__(message)
 
 
 class BatchKeyBusyError(BatchLeaseError):
-    """Another run holds the batch key; this run sent nothing.
+    """Another run holds the batch key; this run sent nothing."""
 
-    Attributes:
-        batch_key: The batch key.
-        lease_name: Its global concurrency limit on the Prefect server.
-        lease_seconds: How long the holder's lease lasts after its last renewal, when known.
+
+class BatchKeyLostError(BatchLeaseError):
+    """This run lost its lease on the batch key, possibly after sending: it stops and sends nothing more.
+
+    Not a `BatchKeyBusyError`: "busy" promises that nothing was sent, "lost" does not.
     """
-
-    def __init__(self, message: str, *, batch_key: str, lease_name: str, lease_seconds: float | None) -> None:
-        self.lease_seconds = lease_seconds
-        super().__init__(message, batch_key=batch_key, lease_name=lease_name)
-
-
-class BatchKeyLostError(BatchKeyBusyError):
-    """This run lost its lease on the batch key (not renewed in time, or removed); it must send nothing more."""
 
 
 class EndpointNotFoundError(IntercomError, LookupError):

@@ -95,7 +95,8 @@ async def asend_batch(
         The report: every input item in exactly one outcome.
 
     Raises:
-        BatchKeyBusyError: Another run holds the batch key; nothing was sent.
+        BatchKeyBusyError: Another run holds the batch key; nothing was sent. (A lease lost
+            while sending is no exception: the batch stops, the rest `not_sent` as `lease_lost`.)
         LedgerError: The ledger could not be read or written (the run stops; what was in
             flight is recorded as unknown at worst).
 
@@ -141,7 +142,7 @@ async def asend_batch(
             stop_after_unknown=stop_after_unknown,
             on_progress=on_progress,
             progress_interval=progress_interval,
-            check_lease=lease.check if lease is not None else _nothing,
+            check_lease=lease.confirm if lease is not None else _nothing,
         )
         await run._progress(final=True)  # progress is visible from the start
         try:
@@ -199,7 +200,8 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
         run._stop(broken)
 
 
-def _nothing() -> None:
+async def _nothing() -> None:
+    """No lease to confirm (`lock=False`)."""
     return None
 
 

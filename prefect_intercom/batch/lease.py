@@ -1,35 +1,32 @@
-"""One run per batch key: a lease kept in the Prefect server's database.
+"""One run per batch key: a lease kept in the Prefect server's database (see `docs/batch-lease.md`).
 
 `hold_batch_key(batch_key)` is an async context manager: on entry it takes the batch key's
 lease, or refuses at once with `BatchKeyBusyError` (or polls for up to `wait` seconds), renews
 the lease in the background while the body runs, and gives it back on exit, also after an
-exception or a cancellation. Before each chunk of sends the engine calls `lease.check()`, a
-local test with no network call, which raises `BatchKeyLostError` once the lease may have
-passed to another run.
+exception or a cancellation. Before each group of sends the engine awaits `lease.confirm()`,
+which raises `BatchKeyLostError` once the lease is lost.
 
-How it works: the lease is one Prefect global concurrency limit named
-`intercom-batch-<first 24 hex digits of sha256(batch_key)>`, created with `limit=1`, one
-active slot and a slot decay of `1 / lease_seconds`, so the database itself frees the slot
-`lease_seconds` after the row was last written. Every step is a single statement in the
-database shared by every process and machine that talks to that Prefect server:
+The lease is one Prefect global concurrency limit named `intercom-batch-<first 24 hex digits
+of sha256(batch_key)>`, created with `limit=1`, one active slot and a slot decay of
+`1 / lease_seconds`, so the database itself frees the slot `lease_seconds` after the row was
+last written. Every step is a single statement in the database shared by every process and
+machine that talks to that Prefect server:
 
-- **take**: create the limit. The name is unique in the database, so of two runs that create
-  it at the same instant exactly one succeeds; the other is refused (409).
-- **renew** (every `lease_seconds / 3`): set its active slot to 1 again, by the row's id. The
-  write re-bases the decay; a row that no longer exists answers 404 and the lease is lost.
-- **expire**: nothing to do. The slot decays to 0 `lease_seconds` after the last write,
-  computed by the database with its own clock; no background service is needed (Prefect's
-  lease "repossessor" does not run in ephemeral servers nor under `prefect_test_harness`).
-- **take over an expired lease**: increment the limit's slot. The database grants it only when
-  the slot has decayed, so of several runs only one gets it; that run deletes the stale row by
-  its id and creates its own (a fresh id), so a late renewal or release from the crashed run
-  can never touch the new holder's row.
-- **release**: delete the row by its id. Nothing is left on the server after a clean exit.
+- **take**: create the limit. The name is unique, so of two runs that create it at the same
+  instant exactly one succeeds; the other is refused (409).
+- **renew** (every `lease_seconds / 3`): set its active slot to 1 again, by the row's id.
+- **confirm** (before a group of sends, at most every second): read the row by its id; gone,
+  renamed, deactivated, its limit, slot or decay changed: the lease is lost. No answer is not
+  a loss: the local deadline decides.
+- **expire**: nothing to do; the slot decays to 0 `lease_seconds` after the last write.
+- **take over**: an expired lease (increment its decayed slot: the database grants that to one
+  run only), or at once a holder that Prefect knows is gone (`prefect_intercom.batch.holder`):
+  delete the old row by its id, then create a new one (a fresh id, so a late renewal or
+  release of the old holder never touches it).
+- **release**: delete the row (and the holder record) by id.
 
 The holder counts its lease from the moment it *sent* its last successful renewal, and gives
-up a safety margin (`min(lease_seconds / 4, 10)` seconds) before `lease_seconds` has passed:
-the database's decay starts later (when the write lands), so the holder always stops believing
-it holds the key before any other run can take it.
+up a safety margin (`min(lease_seconds / 4, 10)` seconds) before `lease_seconds` has passed.
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import logging
 import random
 import time
 import uuid
@@ -50,18 +46,25 @@ import anyio
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
-from prefect.exceptions import MissingContextError, ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from prefect_intercom.batch import holder as records
+from prefect_intercom.batch.lease_state import (
+    CONFIRM_EVERY_SECONDS,
+    CONFIRM_WAIT_SECONDS,
+    MAX_GUARD_SECONDS,
+    BatchLease,
+    _logger,
+)
 from prefect_intercom.errors import BatchKeyBusyError, BatchKeyLostError, BatchLeaseError
 
 LEASE_PREFIX = "intercom-batch-"
+DEFAULT_LEASE_SECONDS = 30.0  # measured: bench/lease_length.py, docs/batch-lease.md
 MIN_LEASE_SECONDS = 1.0
-MAX_GUARD_SECONDS = 10.0
+TAKEOVER_SETTLE_SECONDS = 2.0  # after taking over from a gone holder: its confirmation (every 1 s) sees 404
 RELEASE_TIMEOUT_SECONDS = 10.0
 _LOCKED = 423
 _UNPROCESSABLE = 422
-
-_fallback_logger = logging.getLogger(__name__)
 
 
 def lease_name(batch_key: str) -> str:
@@ -84,85 +87,27 @@ class _Refusal:
     detail: str = ""
 
 
-class BatchLease:
-    """The lease on a batch key, while `hold_batch_key` holds it.
-
-    Attributes:
-        batch_key: The batch key.
-        name: Its global concurrency limit on the Prefect server.
-        lease_seconds: How long the lease outlives its last renewal on the server.
-    """
-
-    def __init__(self, batch_key: str, name: str, lease_seconds: float, limit_id: uuid.UUID, sent_at: float) -> None:
-        self.batch_key = batch_key
-        self.name = name
-        self.lease_seconds = lease_seconds
-        self.limit_id = limit_id
-        self.guard_seconds = min(lease_seconds / 4, MAX_GUARD_SECONDS)
-        self._valid_until = sent_at + lease_seconds - self.guard_seconds
-        self._lost: str | None = None
-
-    def __repr__(self) -> str:
-        return f"BatchLease(name={self.name!r}, lease_seconds={self.lease_seconds}, lost={self.lost})"
-
-    @property
-    def lost(self) -> bool:
-        """Whether the lease is lost (or about to expire without a renewal)."""
-        return self._lost is not None or time.monotonic() >= self._valid_until
-
-    @property
-    def valid_for(self) -> float:
-        """Seconds left before this run must stop sending unless a renewal succeeds (0 once lost)."""
-        return 0.0 if self._lost is not None else max(0.0, self._valid_until - time.monotonic())
-
-    def check(self) -> None:
-        """Raise if the lease is lost; cheap (no network call), meant to run before every chunk of sends.
-
-        Raises:
-            BatchKeyLostError: The lease was not renewed in time, or was removed on the server.
-        """
-        if self._lost is None and time.monotonic() >= self._valid_until:
-            self._lose("it was not renewed in time")
-        if self._lost is not None:
-            raise BatchKeyLostError(
-                f"This run lost its lease on batch key {self.batch_key!r} ({self._lost}; Prefect global "
-                f"concurrency limit {self.name!r}), so it stops before sending more: another run may take "
-                f"the key now. Items already sent are in the ledger; re-run with batch_key={self.batch_key!r} "
-                "to send the rest.",
-                batch_key=self.batch_key,
-                lease_name=self.name,
-                lease_seconds=self.lease_seconds,
-            )
-
-    # --- used by hold_batch_key -------------------------------------------------------------
-
-    def _lose(self, reason: str) -> None:
-        if self._lost is None:
-            self._lost = reason
-
-    def _renewed(self, sent_at: float) -> None:
-        self._valid_until = max(self._valid_until, sent_at + self.lease_seconds - self.guard_seconds)
-
-
 @asynccontextmanager
 async def hold_batch_key(
-    batch_key: str, *, wait: float = 0.0, lease_seconds: float = 60.0
+    batch_key: str, *, wait: float = 0.0, lease_seconds: float = DEFAULT_LEASE_SECONDS
 ) -> AsyncIterator[BatchLease]:
     """Hold the batch key's lease for the duration of the block: one run per batch key.
 
     The lease lives in the Prefect server's database, so it excludes every run that talks to
     the same Prefect server (the same `PREFECT_API_URL`, or ephemeral servers over the same
-    database file), in any process on any machine.
+    database file), in any process on any machine. Inside a flow run it also records who holds
+    it (`prefect_intercom.batch.holder`), so that a re-run takes over at once once Prefect
+    knows this run is gone (crashed, failed, cancelled, completed, or retried).
 
     Args:
         batch_key: The batch key.
         wait: Seconds to keep trying while another run holds the key; `0` refuses at once.
         lease_seconds: How long the lease outlives its last renewal, i.e. how soon after a
-            crash (SIGKILL, a lost machine) another run can take the key. Renewed every third
-            of it; at least 1 second.
+            crash that Prefect does not know of another run can take the key. Renewed every
+            third of it; at least 1 second.
 
     Yields:
-        The held `BatchLease`; call its `check()` before each chunk of sends.
+        The held `BatchLease`; await its `confirm()` before each group of sends.
 
     Raises:
         BatchKeyBusyError: Another run holds the key (past `wait`); nothing was sent.
@@ -185,7 +130,10 @@ async def hold_batch_key(
             yield lease
         finally:
             renewer.cancel()
-            await asyncio.wait({renewer})
+            pending = {renewer} | ({lease._confirming} if lease._confirming is not None else set())
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
             await _release(client, lease, logger)
 
 
@@ -194,9 +142,13 @@ async def hold_batch_key(
 
 async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float, lease_seconds: float) -> BatchLease:
     started = time.monotonic()
+    try:
+        me = await records.this_attempt(client)
+    except (httpx.HTTPError, OSError, ObjectNotFound):
+        me = None  # no record, no take-over of an earlier attempt: as outside a flow run
     while True:
         try:
-            outcome = await _try_take(client, batch_key, name, lease_seconds)
+            outcome = await _try_take(client, batch_key, name, lease_seconds, me)
         except (httpx.HTTPError, OSError) as error:
             raise BatchLeaseError(
                 f"Could not take the lease on batch key {batch_key!r}: the Prefect server did not answer "
@@ -205,6 +157,9 @@ async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float
                 lease_name=name,
             ) from error
         if isinstance(outcome, BatchLease):
+            outcome._client = client
+            if me is not None:
+                await _record(client, outcome, me)
             return outcome
         waited = time.monotonic() - started
         remaining = wait - waited
@@ -215,8 +170,11 @@ async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float
         await asyncio.sleep(min(remaining, poll * (0.5 + random.random())))
 
 
-async def _try_take(client: PrefectClient, batch_key: str, name: str, lease_seconds: float) -> BatchLease | _Refusal:
-    """One attempt: take a free key, or take over an expired lease; otherwise say why not."""
+async def _try_take(
+    client: PrefectClient, batch_key: str, name: str, lease_seconds: float, me: records.Holder | None
+) -> BatchLease | _Refusal:
+    """One attempt: take a free key, or take over an expired or abandoned lease; otherwise say why not."""
+    settle = 0.0
     try:
         row = await client.read_global_concurrency_limit_by_name(name)
     except ObjectNotFound:
@@ -230,34 +188,72 @@ async def _try_take(client: PrefectClient, batch_key: str, name: str, lease_seco
         if holder_lease is None:
             return _Refusal(None, f"the limit never expires (no slot decay); delete it: prefect gcl delete {name}")
         if row.active_slots >= 1:
-            return _Refusal(holder_lease)
-        # The holder's lease expired (its slot decayed). Increment it: the database grants that
-        # to one run only, and only while the slot is still free.
-        try:
-            response = await client.increment_concurrency_slots(names=[name], slots=1, mode="concurrency")
-        except httpx.HTTPStatusError as error:
-            if error.response.status_code in (_LOCKED, _UNPROCESSABLE):
+            why = await _holder_gone(client, name, row.id, me)
+            if why is None:
                 return _Refusal(holder_lease)
-            raise
-        for taken in response.json():
-            # Ours now until we delete it; a fresh row (new id) keeps the old holder's late
-            # renewal or release from ever touching the new lease.
-            await _delete(client, taken["id"])
+            # Prefect knows the holder is gone: delete its row by id, then create ours (of two
+            # runs doing this, one create wins and the other gets 409).
+            _logger().warning("Taking over the batch key's lease %r at once: its holder is gone (%s)", name, why)
+            await _delete(client, row.id)
+            settle = TAKEOVER_SETTLE_SECONDS
+        else:
+            # The holder's lease expired (its slot decayed). Increment it: the database grants
+            # that to one run only, and only while the slot is still free.
+            try:
+                response = await client.increment_concurrency_slots(names=[name], slots=1, mode="concurrency")
+            except httpx.HTTPStatusError as error:
+                if error.response.status_code in (_LOCKED, _UNPROCESSABLE):
+                    return _Refusal(holder_lease)
+                raise
+            for taken in response.json():
+                # Ours now until we delete it; a fresh row (new id) keeps the old holder's late
+                # renewal or release from ever touching the new lease.
+                await _delete(client, taken["id"])
     sent_at = time.monotonic()
     create = GlobalConcurrencyLimitCreate(name=name, limit=1, active_slots=1, slot_decay_per_second=1 / lease_seconds)
     try:
         limit_id = await client.create_global_concurrency_limit(create)
     except ObjectAlreadyExists:
         return _Refusal(None)
-    return BatchLease(batch_key, name, lease_seconds, limit_id, sent_at)
+    lease = BatchLease(batch_key, name, lease_seconds, limit_id, sent_at)
+    if settle:
+        # A holder marked gone while its process still runs stops at its next confirmation
+        # (at most every second); let that happen, and its last announcements land in the ledger.
+        await asyncio.sleep(settle)
+    return lease
+
+
+async def _holder_gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: records.Holder | None) -> str | None:
+    """Why the holder of the live row `limit_id` is known to be gone, or `None` (also when unsure)."""
+    try:
+        record = await records.read_record(client, name)
+        if record is None or record[1].limit_id != limit_id:
+            return None  # no record, or one of an older row: wait for the lease to expire
+        return await records.gone(client, record[1], me)
+    except (httpx.HTTPError, OSError):
+        return None
+
+
+async def _record(client: PrefectClient, lease: BatchLease, me: records.Holder) -> None:
+    """Record this attempt as the lease's holder; without a record a crash only recovers slower."""
+    holder = records.Holder(lease.limit_id, me.flow_run_id, me.run_count, me.task_run_id)
+    try:
+        lease._record_id = await records.write_record(client, lease.name, holder)
+    except (httpx.HTTPError, OSError, ObjectAlreadyExists) as error:
+        _logger().warning(
+            "Could not record the holder of the batch key's lease %r (%s): after a crash, the next run "
+            "waits for the lease to expire",
+            lease.name,
+            type(error).__name__,
+        )
 
 
 def _busy(batch_key: str, name: str, refusal: _Refusal, waited: float) -> BatchKeyBusyError:
     expiry = (
         f"a crashed run's lease expires {refusal.lease_seconds:g} s after its last renewal"
         if refusal.lease_seconds is not None
-        else "a crashed run's lease expires after its lease_seconds (60 s by default)"
-    )
+        else f"a crashed run's lease expires after its lease_seconds ({DEFAULT_LEASE_SECONDS:g} s by default)"
+    ) + ", or at once when Prefect shows that run's flow run Crashed, Failed, Cancelled or Completed"
     after = f" after waiting {waited:.1f} s" if waited else ""
     detail = f" ({refusal.detail})" if refusal.detail else ""
     return BatchKeyBusyError(
@@ -281,7 +277,7 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
         sent_at = time.monotonic()
         if lease.lost:
             lease._lose("it was not renewed in time")
-            logger.warning("Lost the batch key's lease %r: it was not renewed in time", lease.name)
+            logger.warning("Lost the batch key's lease %r: %s", lease.name, lease._lost)
             return
         try:
             await asyncio.wait_for(
@@ -311,6 +307,8 @@ async def _release(client: PrefectClient, lease: BatchLease, logger: Any) -> Non
     with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_TIMEOUT_SECONDS) as scope:
         try:
             await _delete(client, lease.limit_id)
+            if lease._record_id is not None:
+                await records.delete_record(client, lease._record_id)
         except (httpx.HTTPError, OSError) as error:
             logger.warning(
                 "Could not release the batch key's lease %r (%s); it expires %g s after its last renewal",
@@ -327,10 +325,15 @@ async def _delete(client: PrefectClient, limit_id: uuid.UUID | str) -> None:
         await client.delete_global_concurrency_limit_by_name(str(limit_id))
 
 
-def _logger() -> Any:
-    from prefect import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return _fallback_logger
+__all__ = [
+    "CONFIRM_EVERY_SECONDS",
+    "CONFIRM_WAIT_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "MAX_GUARD_SECONDS",
+    "BatchKeyBusyError",
+    "BatchKeyLostError",
+    "BatchLease",
+    "BatchLeaseError",
+    "hold_batch_key",
+    "lease_name",
+]

@@ -65,7 +65,7 @@ class BatchRun:
         stop_after_unknown: int | None,
         on_progress: ProgressCallback | None,
         progress_interval: float,
-        check_lease: Callable[[], None],
+        check_lease: Callable[[], Awaitable[None]],
     ) -> None:
         self.client = client
         self.ledger = ledger
@@ -138,11 +138,11 @@ class BatchRun:
             nonlocal announced, on_wire
             if self.report.stopped:
                 raise _NotAttempted(self.report.stopped)
-            self.check_lease()
+            await self.check_lease()
             if not announced:
                 await self.ledger.announce(item.index, item.digest)
                 announced = True
-                self.check_lease()  # still ours once the announcement is written: nobody else read the ledger
+                await self.check_lease()  # still ours once the announcement is written: nobody else read the ledger
             if on_wire is None:
                 on_wire = time.monotonic()
 

@@ -1,0 +1,177 @@
+"""Who holds a batch key's lease: a record on the Prefect server, for taking over at once.
+
+When a run inside a Prefect flow run takes a batch key's lease, it records on the server who
+holds it: a Prefect Variable with the lease's name (`intercom-batch-<hash>`) whose value holds
+only ids (the global concurrency limit's id, the holder's flow run id, its run count and task
+run id), never the batch key. A later run that finds the key held reads that record, and takes
+the key over at once when the record names the current limit (same id) and Prefect knows the
+holder is gone: its flow run is Crashed, Failed, Cancelled or Completed, or it is an earlier
+attempt (lower run count) of the taker's own flow run (a retry, also the UI's Retry button).
+
+The record only speeds recovery up. The exclusion still rests on the limit's row: the taker
+deletes the old row by its id and creates a new one (one create wins, the other gets 409), and
+the old holder's renewals, confirmations and release work by id, so they never touch the new
+row. A record that is missing, unreadable or names another limit id changes nothing: the run
+waits for the lease to expire, as without a record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate
+from prefect.client.schemas.objects import StateType
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+GONE_STATES = frozenset({StateType.CRASHED, StateType.FAILED, StateType.CANCELLED, StateType.COMPLETED})
+RECORD_TAGS = ["prefect-intercom", "batch-lease"]
+_NOT_FOUND = 404
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One attempt of a flow run holding (or about to hold) a lease.
+
+    Attributes:
+        limit_id: The id of the lease's global concurrency limit (`None` before it exists).
+        flow_run_id: The holder's flow run.
+        run_count: Its attempt: the flow run's run count when it took the lease.
+        task_run_id: The task run that took the lease, if any.
+    """
+
+    limit_id: uuid.UUID | None
+    flow_run_id: uuid.UUID
+    run_count: int
+    task_run_id: uuid.UUID | None = None
+
+    def value(self) -> dict[str, Any]:
+        """The record's value: ids and a count, nothing personal."""
+        return {
+            "limit_id": str(self.limit_id),
+            "flow_run_id": str(self.flow_run_id),
+            "run_count": self.run_count,
+            "task_run_id": str(self.task_run_id) if self.task_run_id else None,
+        }
+
+    @classmethod
+    def from_value(cls, value: Any) -> Holder | None:
+        """Read a record's value back; `None` when it is not one (edited by hand, another format)."""
+        try:
+            task_run_id = value.get("task_run_id")
+            return cls(
+                limit_id=uuid.UUID(value["limit_id"]),
+                flow_run_id=uuid.UUID(value["flow_run_id"]),
+                run_count=int(value["run_count"]),
+                task_run_id=uuid.UUID(task_run_id) if task_run_id else None,
+            )
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+
+
+async def this_attempt(client: PrefectClient) -> Holder | None:
+    """The flow run attempt this code runs in, as the server counts it; `None` outside a flow run.
+
+    The run count is read from the server: the flow run in the context was read before this
+    attempt moved it to Running, so its count can be one behind.
+
+    Args:
+        client: A Prefect client.
+
+    Returns:
+        The attempt (without a limit id), or `None` outside a flow run.
+    """
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None
+    flow_run = await client.read_flow_run(context.flow_run.id)
+    task_context = TaskRunContext.get()
+    task_run_id = task_context.task_run.id if task_context is not None else None
+    return Holder(None, flow_run.id, flow_run.run_count, task_run_id)
+
+
+async def write_record(client: PrefectClient, name: str, holder: Holder) -> uuid.UUID:
+    """Record the new holder of lease `name`; a leftover record (of an older limit id) is replaced.
+
+    Only the run that has just created the limit writes its record, so a leftover names another
+    limit id: it is deleted by its own id (never a newer record written meanwhile), then the
+    record is created again, once.
+
+    Args:
+        client: A Prefect client.
+        name: The lease's name (also the record's).
+        holder: The holder, with its limit id.
+
+    Returns:
+        The record's id (to delete it by id on release).
+
+    Raises:
+        ObjectAlreadyExists: A record was written again in between (the run keeps its lease
+            without a record: a crash then waits for the lease to expire).
+    """
+    create = VariableCreate(name=name, value=holder.value(), tags=RECORD_TAGS)
+    try:
+        return (await client.create_variable(create)).id
+    except ObjectAlreadyExists:
+        leftover = await client.read_variable_by_name(name)
+        if leftover is not None:
+            await delete_record(client, leftover.id)
+        return (await client.create_variable(create)).id
+
+
+async def read_record(client: PrefectClient, name: str) -> tuple[uuid.UUID, Holder] | None:
+    """The record of lease `name`: its id and the holder it names; `None` if there is none.
+
+    Args:
+        client: A Prefect client.
+        name: The lease's name.
+
+    Returns:
+        The record's id and holder, or `None` when missing or not a record.
+    """
+    variable = await client.read_variable_by_name(name)
+    if variable is None:
+        return None
+    holder = Holder.from_value(variable.value)
+    return (variable.id, holder) if holder is not None else None
+
+
+async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:
+    """Delete a record by its id; one already gone is fine.
+
+    Args:
+        client: A Prefect client.
+        record_id: The record's id.
+    """
+    try:
+        await client.request("DELETE", "/variables/{id}", path_params={"id": str(record_id)})
+    except httpx.HTTPStatusError as error:
+        if error.response.status_code != _NOT_FOUND:
+            raise
+
+
+async def gone(client: PrefectClient, holder: Holder, me: Holder | None) -> str | None:
+    """Why Prefect knows `holder` no longer runs, or `None` if it may still be sending.
+
+    Args:
+        client: A Prefect client.
+        holder: The holder named by the lease's record.
+        me: This run's attempt, when it runs in a flow run.
+
+    Returns:
+        A reason (for the log), or `None`: the holder may be alive, wait for its lease to expire.
+    """
+    if me is not None and holder.flow_run_id == me.flow_run_id:
+        if holder.run_count < me.run_count:
+            return f"it is an earlier attempt (run {holder.run_count}) of this flow run (run {me.run_count})"
+        return None  # this very attempt holds it (or a later one does)
+    with contextlib.suppress(ObjectNotFound):
+        flow_run = await client.read_flow_run(holder.flow_run_id)
+        if flow_run.state_type in GONE_STATES:
+            return f"its flow run {holder.flow_run_id} is {flow_run.state_name or flow_run.state_type.value}"
+    return None
