@@ -26,7 +26,7 @@ CHILD = Path(__file__).with_name("batch_child.py")
 COUNT = 1_000
 CONCURRENCY = 50
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 
 
 def phone(index: int) -> str:
@@ -34,8 +34,11 @@ def phone(index: int) -> str:
 
 
 def start_batch(url: str, storage: Path, key: str, *extra: str) -> subprocess.Popen[str]:
+    from prefect.settings import get_current_settings
+
     command = [sys.executable, str(CHILD), url, str(storage), key, str(COUNT), "--token", SECRET_TOKEN, *extra]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url)}  # the ledger key lives there
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def run_batch(url: str, storage: Path, key: str, *extra: str) -> dict:

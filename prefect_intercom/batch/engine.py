@@ -65,7 +65,7 @@ async def asend_batch(
     Items are read lazily, validated (invalid ones are `rejected` and never sent), checked
     against the batch ledger (what earlier runs of `batch_key` sent is `skipped`), and sent
     through `client.asend`, so through its retry policy and pacer. Each attempt is written to
-    the ledger before it goes on the wire and each outcome before its slot is given back (see
+    the ledger before it goes on the wire and each outcome no later than the next attempt (see
     `prefect_intercom.batch.ledger`), so a crash leaves at most the requests in flight `unknown`.
 
     Args:

@@ -1,8 +1,8 @@
 """The batch ledger: a write-ahead journal of each run of a batch, in result storage shared by its re-runs.
 
 An item is released to the network only once a record announcing it is written, and its
-outcome is written before its slot is freed, so a crash leaves only the requests in flight
-`unknown`. Records are grouped (at most one write in flight), carry their run, sequence and a
+outcome is queued before its slot is freed (written no later than the next announcement), so a
+crash leaves at most the requests in flight `unknown`. Records are grouped (at most one write in flight), carry their run, sequence and a
 checksum, and are compacted into snapshots (periodically and when a run ends), so a re-run reads
 O(1) objects plus a bounded tail, whatever the campaign's length. A gap, a damaged object or an
 unknown word stops the batch before anything is sent. The ledger belongs to one Intercom app (its
@@ -193,8 +193,23 @@ class BatchLedger:
 
     async def complete(self, index: int, digest: bytes, outcome: Outcome, *_details: Any) -> None:
         """Record an announced item's outcome; returns once that is written."""
-        self._done.append((digest, _CODES[outcome]))
+        self.record_outcome(digest, outcome)
         await self._next_commit()
+
+    def record_outcome(self, digest: bytes, outcome: Outcome) -> None:
+        """Queue an announced item's outcome for the next record, without waiting for it to be written.
+
+        The batch frees the item's slot at once: the next announcement (of the item that takes the
+        slot) is queued after this outcome, so it lands in the same record or a later one, and at
+        any written state at most `concurrency` items are announced without an outcome.
+
+        Raises:
+            LedgerError: An earlier write failed (the batch must stop).
+        """
+        if self._failure is not None:
+            raise self._failure
+        self._done.append((digest, _CODES[outcome]))
+        self._kick()
 
     async def close(self) -> None:
         """Write what is pending and a final snapshot, and stop the writer."""

@@ -29,7 +29,6 @@ _SNAPSHOT_HEADER = struct.Struct("<IQQQ")  # run, records covered, earlier-run e
 _BIG_ENDIAN = sys.byteorder == "big"  # snapshots are little-endian on every machine
 
 
-
 def _checksum(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=8).hexdigest().encode()
 

@@ -24,7 +24,6 @@ SHARED_STORAGE_HINT = (
 )
 
 
-
 async def storage_was_chosen(ledger_storage: object | None) -> bool:
     """Whether the ledger's storage was chosen on purpose (an argument, the flow's, a setting, the server's)."""
     if ledger_storage is not None or get_result_store().result_storage is not None:

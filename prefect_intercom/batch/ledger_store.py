@@ -25,7 +25,6 @@ _DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "401", "AllAccess
 _LARGE = 1 << 16  # bytes: local reads and writes above this go to a worker thread
 
 
-
 class LedgerStore(Protocol):
     """What the ledger needs of a storage: read (`None` when missing) and write whole objects.
 

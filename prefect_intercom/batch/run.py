@@ -187,11 +187,9 @@ class BatchRun:
                     message=f"sent; the answer was cut: {response.truncated}" if response.truncated else None,
                     attempts=response.attempts,
                 )
-            if announced:
+            if announced:  # written no later than the announcement of the item that takes this slot
                 try:
-                    await self.ledger.complete(
-                        item.index, item.digest, result.outcome, result.status, result.error_code, result.request_id
-                    )
+                    self.ledger.record_outcome(item.digest, result.outcome)
                 except LedgerError as error:
                     self._ledger_failed(error)
             self.report.add(result)

@@ -215,8 +215,9 @@ class Cluster:
     def describe(self, flow_run_id: str, log_lines: int = 30) -> str:
         """The run's states and its last log lines, as stored by the API (for failure messages)."""
         try:
-            states = [f"{state['type']}/{state['name']}: {state.get('message') or ''}"
-                      for state in self.states(flow_run_id)]
+            states = [
+                f"{state['type']}/{state['name']}: {state.get('message') or ''}" for state in self.states(flow_run_id)
+            ]
             logs = [f"{entry['level']:>2} {entry['message'][:400]}" for entry in self.logs_of(flow_run_id)][-log_lines:]
         except httpx.HTTPError as error:
             return f"(flow run {flow_run_id} unreadable: {error})"
