@@ -111,7 +111,7 @@ async def test_a_run_claim_torn_by_a_crash_does_not_block_the_batch_key(tmp_path
         await _send(url, 3, tmp_path)
         storage = LocalFileSystem(basepath=str(tmp_path / "ledger"))
         ledger = await BatchLedger.open("edges", storage, app=LedgerApp(url, SECRET_TOKEN))
-        await storage.awrite_path(ledger._claim_key(2), b"")  # torn
+        await storage.awrite_path(ledger.paths.claim(2), b"")  # torn
         rerun = await _send(url, 5, tmp_path)
     assert (rerun.run, rerun.counts["skipped"], rerun.counts["sent"]) == (3, 3, 2)
     assert sorted(Counter(received).values()) == [1] * 5

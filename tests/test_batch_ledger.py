@@ -12,6 +12,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp, LedgerError
 from prefect_intercom.batch.ledger_store import BlockStore, LedgerAccessDeniedError, classify
+from prefect_intercom.errors import LedgerLocationError
 from prefect_intercom.outcomes import Outcome
 
 APP = LedgerApp("https://api.intercom.io", "tok_A")
@@ -65,7 +66,7 @@ async def test_a_rerun_sees_what_a_crashed_run_sent_and_announced(tmp_path: Path
 async def test_a_missing_middle_record_stops_the_batch_naming_it(tmp_path: Path) -> None:
     storage = LocalFileSystem(basepath=str(tmp_path))
     ledger = await crashed_run(storage, "gap", sent=30)
-    Path(storage._resolve_path(ledger._record_key(0, 3))).unlink()  # a lifecycle rule took record 3
+    Path(storage._resolve_path(ledger.paths.record(0, 3))).unlink()  # a lifecycle rule took record 3
     with pytest.raises(LedgerError, match="gap: record 3 of run 0 is missing"):
         await BatchLedger.open("gap", storage, app=APP)
 
@@ -73,7 +74,7 @@ async def test_a_missing_middle_record_stops_the_batch_naming_it(tmp_path: Path)
 async def test_a_flipped_bit_stops_the_batch(tmp_path: Path) -> None:
     storage = LocalFileSystem(basepath=str(tmp_path))
     ledger = await crashed_run(storage, "flip", sent=10)
-    path = Path(storage._resolve_path(ledger._record_key(0, 9)))  # even the last record: writes are atomic here
+    path = Path(storage._resolve_path(ledger.paths.record(0, 9)))  # even the last record: writes are atomic here
     raw = bytearray(path.read_bytes())
     raw[-5] ^= 0x01
     path.write_bytes(bytes(raw))
@@ -85,7 +86,7 @@ async def test_an_unknown_word_with_a_valid_checksum_stops_the_batch(tmp_path: P
     storage = LocalFileSystem(basepath=str(tmp_path))
     ledger = await crashed_run(storage, "word", sent=3)
     body = b'{"v":3,"kind":"record","run":0,"seq":1,"sending":[],"done":[["' + b"00" * 12 + b'","x"]]}'
-    Path(storage._resolve_path(ledger._record_key(0, 1))).write_bytes(fmt.seal(body))
+    Path(storage._resolve_path(ledger.paths.record(0, 1))).write_bytes(fmt.seal(body))
     with pytest.raises(LedgerError, match="cannot read"):
         await BatchLedger.open("word", storage, app=APP)
 
@@ -93,8 +94,8 @@ async def test_an_unknown_word_with_a_valid_checksum_stops_the_batch(tmp_path: P
 async def test_a_record_copied_under_another_name_is_refused(tmp_path: Path) -> None:
     storage = LocalFileSystem(basepath=str(tmp_path))
     ledger = await crashed_run(storage, "copy", sent=4)
-    source = Path(storage._resolve_path(ledger._record_key(0, 0)))
-    Path(storage._resolve_path(ledger._record_key(0, 2))).write_bytes(source.read_bytes())
+    source = Path(storage._resolve_path(ledger.paths.record(0, 0)))
+    Path(storage._resolve_path(ledger.paths.record(0, 2))).write_bytes(source.read_bytes())
     with pytest.raises(LedgerError, match="does not hold record 2 of run 0"):
         await BatchLedger.open("copy", storage, app=APP)
 
@@ -251,3 +252,12 @@ async def test_a_batch_with_a_local_ledger_warns_once_in_the_logs_and_the_report
     ]
     assert len(warnings) == 1 and str(tmp_path) in warnings[0]
     assert "another machine" in report.summary_markdown() and report.counts["sent"] == 3
+
+
+async def test_a_rerun_reading_another_disk_than_the_ledgers_is_refused_naming_where_it_is(tmp_path: Path) -> None:
+    machine_a, machine_b = LocalFileSystem(basepath=str(tmp_path / "a")), LocalFileSystem(basepath=str(tmp_path / "b"))
+    await crashed_run(machine_a, "two-machines", sent=3)
+    with pytest.raises(LedgerLocationError, match=r"1 earlier run\(s\).*holds 0.*last kept at [^ ]+:.*/a\b"):
+        await BatchLedger.open("two-machines", machine_b, app=APP)  # a fresh container, another worker's disk
+    again = await BatchLedger.open("two-machines", machine_a, app=APP)  # where the ledger is: it resumes
+    assert again.run == 1 and again.previous(again.digest(phone(0))) is not None

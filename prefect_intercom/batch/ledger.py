@@ -1,13 +1,12 @@
-"""The batch ledger: a write-ahead journal of each run of a batch, in result storage shared by its re-runs.
+"""The batch ledger: a write-ahead journal of each run of a batch, in storage its re-runs read.
 
-An item is released to the network only once a record announcing it is written, and its
-outcome is queued before its slot is freed (written no later than the next announcement), so a
-crash leaves at most the requests in flight `unknown`. Records are grouped (at most one write in flight), carry their run, sequence and a
-checksum, and are compacted into snapshots (periodically and when a run ends), so a re-run reads
-O(1) objects plus a bounded tail, whatever the campaign's length. A gap, a damaged object or an
-unknown word stops the batch before anything is sent. The ledger belongs to one Intercom app (its
-host, and the token that wrote it), and item digests are keyed with a secret held by the Prefect
-server. The design and its limits: docs/batches.md and docs/deployments.md.
+An item is released to the network only once a record announcing it is written; its outcome is
+written no later than the next announcement, so a crash leaves at most the requests in flight
+`unknown`. Records are grouped, checksummed and compacted into snapshots, so a re-run reads O(1)
+objects plus a bounded tail (`ledger_history`); damage, a gap, or a storage holding fewer runs
+than the Prefect server has on record (`ledger_marker`) stops the batch before it sends. Each
+ledger belongs to one Intercom app; digests are keyed with a secret on the Prefect server
+(`ledger_secret`). Design and limits: docs/batches.md, docs/deployments.md.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ from prefect.results import aget_default_result_storage, get_result_store
 
 from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.keys import KeyTable, key64
+from prefect_intercom.batch.ledger_history import LedgerHistory, LedgerPaths
+from prefect_intercom.batch.ledger_marker import check_marker, record_marker
 from prefect_intercom.batch.ledger_secret import digest_key, key_check, load_ledger_key, token_tag
 from prefect_intercom.batch.ledger_store import LedgerStore, store_for
 from prefect_intercom.errors import LedgerError
@@ -35,7 +36,6 @@ LEDGER_FOLDER = "prefect-intercom-ledger"
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
 DEFAULT_LINGER = 0.02
-TAIL_WINDOW = 64  # records read at once when reading a run's tail
 SNAPSHOT_EVERY = 512  # records between snapshots at least (more for large ledgers: entries / 256)
 ACCEPT_OTHER_TOKEN_ENV = "PREFECT_INTERCOM_LEDGER_ACCEPT_OTHER_TOKEN"  # noqa: S105 - a setting's name
 _OUTCOMES = {fmt.SENT: Outcome.SENT, fmt.UNKNOWN: Outcome.UNKNOWN}
@@ -103,6 +103,8 @@ class BatchLedger:
         self.batch_key = batch_key
         self.folder = f"{LEDGER_FOLDER}/{hashlib.sha256(f'ledger|{scope}|{batch_key}'.encode()).hexdigest()[:32]}"
         self._store = store
+        self.paths = LedgerPaths(self.folder)
+        self._history = LedgerHistory(store, self.paths)
         self.where, self.local = store.where, store.local
         self._digest_secret = digest_secret
         self.linger = linger
@@ -265,7 +267,7 @@ class BatchLedger:
             try:
                 seq = self.records
                 record = fmt.encode_record(self.run, seq, sending, done)
-                await self._store.write(self._record_key(self.run, seq), record)
+                await self._store.write(self.paths.record(self.run, seq), record)
                 self.records += 1
             except LedgerError as error:
                 self._failure = error
@@ -314,25 +316,16 @@ class BatchLedger:
     async def _write_snapshot(self, captured: tuple[int, bytes], *, closed: bool) -> None:
         """Write the snapshot, then point the next head slot at it (slots alternate: never both torn)."""
         records, content = captured
-        await self._store.write(self._snapshot_key(self.run, records), content)
+        await self._store.write(self.paths.snapshot(self.run, records), content)
         await self._write_head(records, closed=closed, snapshot=True)
 
     async def _write_head(self, records: int, *, closed: bool, snapshot: bool) -> None:
         fields = {"records": records, "closed": closed, "snapshot": snapshot}
         head = fmt.encode_json("head", self.run, self.snapshots, fields)
-        await self._store.write(f"{self.folder}/run-{self.run:05d}/head-{self.snapshots % 2}", head)
+        await self._store.write(self.paths.head(self.run, self.snapshots % 2), head)
         self.snapshots += 1
 
     # --- reading earlier runs --------------------------------------------------------------
-
-    def _claim_key(self, run: int) -> str:
-        return f"{self.folder}/run-{run:05d}/claim"
-
-    def _record_key(self, run: int, record: int) -> str:
-        return f"{self.folder}/run-{run:05d}/record-{record:08d}"
-
-    def _snapshot_key(self, run: int, records: int) -> str:
-        return f"{self.folder}/run-{run:05d}/snapshot-{records:08d}"
 
     async def _load(self, check: str, tag: str) -> None:
         legacy = hashlib.sha256(b"folder|" + self.batch_key.encode()).hexdigest()[:32]
@@ -341,7 +334,7 @@ class BatchLedger:
                 f"batch key {self.batch_key!r} has a ledger written by an earlier version of prefect-intercom "
                 "(0.1.0 before issue 14); nothing is sent. Finish the campaign with that version, or use a new key."
             )
-        claims = await self._read_claims()
+        claims = await self._history.read_claims()
         for run, claim in enumerate(claims):
             if claim is None:
                 continue
@@ -357,18 +350,19 @@ class BatchLedger:
                     f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
                     f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
                 )
+        await check_marker(self.folder, len(claims), self.where)
         if claims:
-            self._previous = await self._state_after(len(claims) - 1, claims)
+            self._previous = await self._history.state_after(len(claims) - 1, claims)
         self.run = len(claims)
         if self.run >= MAX_RUNS:
             raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")
         claim = fmt.encode_json("claim", self.run, 0, {"owner": self._owner, "key_check": check, "token": tag})
-        await self._store.write(self._claim_key(self.run), claim)
-        written = await self._store.read(self._claim_key(self.run))
+        await self._store.write(self.paths.claim(self.run), claim)
+        written = await self._store.read(self.paths.claim(self.run))
         owner = None
         if written is not None:
             try:
-                owner = fmt.decode_json(written, self._claim_key(self.run), "claim", self.run, 0).get("owner")
+                owner = fmt.decode_json(written, self.paths.claim(self.run), "claim", self.run, 0).get("owner")
             except LedgerError:
                 owner = None
         if owner != self._owner:
@@ -376,119 +370,7 @@ class BatchLedger:
                 f"another run with the same batch key started at the same time ({self.folder}, run {self.run}); "
                 "runs of one batch key must not overlap"
             )
-
-    async def _read_claims(self) -> list[dict[str, Any] | None]:
-        """Every run's claim, in order (`None`: a torn claim, a run that crashed while claiming and sent nothing)."""
-        claims: list[dict[str, Any] | None] = []
-        while True:
-            names = [self._claim_key(run) for run in range(len(claims), len(claims) + 8)]
-            raws = await asyncio.gather(*(self._store.read(name) for name in names))
-            for name, raw in zip(names, raws, strict=True):
-                if raw is None:
-                    return claims
-                run = len(claims)
-                try:
-                    claims.append(fmt.decode_json(raw, name, "claim", run, 0))
-                except LedgerError:
-                    if await self._store.read(self._record_key(run, 0)) is not None:
-                        raise  # a run that wrote records had a whole claim: this one was damaged since
-                    claims.append(None)
-
-    async def _state_after(self, run: int, claims: list[dict[str, Any] | None]) -> KeyTable:
-        """Earlier runs' merged state after `run`: its latest snapshot and the records after it."""
-        head = await self._read_head(run)
-        if head is not None and not head.get("snapshot", True):
-            if head["records"] != 0 or await self._store.read(self._record_key(run, 0)) is not None:
-                raise LedgerError(f"the batch ledger {self.folder}: run {run} ended with no record, yet has some")
-            return await self._state_after(run - 1, claims) if run > 0 else KeyTable()
-        if head is not None:
-            raw = await self._store.read(self._snapshot_key(run, head["records"]))
-            if raw is None:
-                raise LedgerError(
-                    f"the batch ledger {self.folder} is missing the snapshot of record {head['records']} of run {run} "
-                    "that its head names (deleted or not copied); nothing is sent."
-                )
-            earlier, this_run = fmt.decode_snapshot(raw, self._snapshot_key(run, head["records"]), run, head["records"])
-            del raw
-            previous, states = KeyTable(len(earlier[0])), KeyTable(len(this_run[0]))
-            previous.update(*earlier)
-            states.update(*this_run)
-            del earlier, this_run
-            start, closed = head["records"], head["closed"]
-        else:
-            previous = await self._state_after(run - 1, claims) if run > 0 else KeyTable()
-            states, start, closed = KeyTable(), 0, False
-        for items in await self._read_tail(run, start, closed, tolerate_torn=not self._store.atomic):
-            for digest, code in items:
-                key = key64(digest)
-                states.put(key, (states.get(key, 0) & ~3) | code)
-        _merge(previous, states, run)
-        return previous
-
-    async def _read_head(self, run: int) -> dict[str, Any] | None:
-        """The newest whole head of the two slots (a torn slot is ignored), or `None`."""
-        names = [f"{self.folder}/run-{run:05d}/head-{slot}" for slot in (0, 1)]
-        heads = []
-        for name, raw in zip(names, await asyncio.gather(*(self._store.read(n) for n in names)), strict=True):
-            if raw is None:
-                continue
-            try:
-                heads.append(fmt.decode_json(raw, name, "head", run, None))
-            except LedgerError:
-                continue
-        return max(heads, key=lambda head: head["seq"]) if heads else None
-
-    async def _read_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
-        """The records of `run` from `start` on, read `TAIL_WINDOW` at a time; a gap or damage fails closed."""
-        if closed:  # a run that ended wrote nothing after its last snapshot
-            if await self._store.read(self._record_key(run, start)) is not None:
-                raise LedgerError(
-                    f"the batch ledger {self.folder} has records after the end of run {run}; nothing is sent."
-                )
-            return []
-        records: list[Any] = []
-        end: int | None = None  # the first record that is missing (or torn)
-        torn: LedgerError | None = None
-        seq = start
-        while end is None or seq <= end + TAIL_WINDOW:
-            names = [self._record_key(run, n) for n in range(seq, seq + TAIL_WINDOW)]
-            raws = await asyncio.gather(*(self._store.read(name) for name in names))
-            for offset, raw in enumerate(raws):
-                number = seq + offset
-                if raw is None:
-                    end = number if end is None else end
-                    continue
-                if end is not None:
-                    raise self._gap(run, end, number, torn)
-                try:
-                    records.append(fmt.decode_record(raw, names[offset], run, number))
-                except LedgerError as error:
-                    if not tolerate_torn:
-                        raise
-                    end, torn = number, error  # a torn last record announced nothing that was released
-            seq += TAIL_WINDOW
-        return records
-
-    def _gap(self, run: int, missing: int, found: int, torn: LedgerError | None) -> LedgerError:
-        what = f"damaged ({torn})" if torn is not None else "missing"
-        return LedgerError(
-            f"the batch ledger {self.folder} has a gap: record {missing} of run {run} is {what} while record {found} "
-            "exists (deleted or not copied: an object-store lifecycle rule, a partial sync); nothing is sent, since "
-            "what that record said cannot be known. Restore the folder, or keep its items out of the next run."
-        )
-
-
-def _merge(previous: KeyTable, states: KeyTable, run: int) -> None:
-    """Fold one run's last words into the earlier runs' state: sent wins, unknown stays unless sent."""
-    keys, values = states.items()
-    for key, value in zip(keys, values, strict=True):
-        code = value & 3
-        if code == fmt.SENT:
-            previous.put(key, (run << 2) | fmt.SENT)
-        elif code == fmt.UNKNOWN:
-            known = previous.get(key)
-            if known is None or known & 3 != fmt.SENT:
-                previous.put(key, (run << 2) | fmt.UNKNOWN)
+        await record_marker(self.folder, self.run + 1, self.where, local=self.local)
 
 
 def entries(ledger: BatchLedger) -> Iterable[tuple[int, int]]:

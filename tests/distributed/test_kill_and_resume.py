@@ -171,14 +171,15 @@ def ledger_storage_parameter(cluster: Cluster) -> None:
         pytest.fail("deflect_calls has no `ledger_storage` parameter yet (issue 14: being added by another engineer)")
 
 
-def test_a_default_ledger_on_a_process_pool_rerun_on_another_machine_warns_where_the_ledger_is(
+def test_a_default_ledger_on_a_process_pool_warns_and_a_rerun_on_another_machine_is_refused(
     cluster: Cluster,
 ) -> None:
-    """Default ledger (each machine's local result storage): the re-run on machine B cannot see A's ledger.
+    """Default ledger (each machine's local result storage): machine B cannot see A's ledger.
 
-    Today the re-run texts again, silently, everyone A texted. The intended behaviour: it still
-    runs, but warns once (WARNING, in the run's logs) where its ledger is and that a re-run on
-    another machine would not see it.
+    Before issue 14 the re-run on B texted again, silently, everyone A texted. Now the first run
+    says once, at WARNING in its logs, where its ledger is and that a re-run on another machine
+    would not see it; and the re-run on B, whose storage holds fewer runs than the Prefect server
+    has on record for that ledger, sends nothing and says where the ledger is (machine A).
     """
     offset, key = 1_000_000, "distributed-default-ledger"
     csv_path = write_csv(cluster, "default-ledger", offset)
@@ -190,22 +191,24 @@ def test_a_default_ledger_on_a_process_pool_rerun_on_another_machine_warns_where
     texted = accepted(cluster.sandbox_records())
     twice = sum(count > 1 for count in texted.values())
     record("a_default_ledger_other_machine", texted_before_kill=texted_by_first, texted_twice=twice)
-    assert run["state"]["type"] == "COMPLETED", cluster.describe(second)
+    assert_nobody_twice(texted, "default ledger, re-run on machine B")
+    storage_a = str(local_storage(cluster, "machine-a"))
 
-    storage_b = str(local_storage(cluster, "machine-b"))
+    def warnings_of(flow_run_id: str, words: str) -> list[dict[str, Any]]:
+        return [e for e in cluster.logs_of(flow_run_id) if e["level"] >= 30 and words in e["message"]]
 
-    def the_warning() -> list[dict[str, Any]]:
-        return [entry for entry in cluster.logs_of(second) if entry["level"] >= 30 and storage_b in entry["message"]]
-
-    try:
-        warnings = wait_for("the ledger-location warning in the run's logs", the_warning, seconds=3, interval=0.25)
-    except TimeoutError:
-        warnings = []
-    assert len(warnings) == 1, (
-        f"expected one WARNING in the flow run's logs naming its ledger's location ({storage_b}) and saying a "
-        f"re-run on another machine would not see it; found {len(warnings)}. The re-run texted {twice} phones "
-        "a second time."
+    warned = wait_for(
+        "the ledger-location warning in the first run's logs",
+        lambda: warnings_of(first, "The batch ledger is on local disk"),
+        seconds=10,
+        interval=0.25,
     )
+    assert len(warned) == 1 and storage_a in warned[0]["message"], warned
+    assert run["state"]["type"] in ("FAILED", "CRASHED"), cluster.describe(second)
+    refusal = wait_for(
+        "the refusal in the re-run's logs", lambda: warnings_of(second, "the ledger is elsewhere"), seconds=10
+    )
+    assert storage_a in refusal[0]["message"], refusal
 
 
 def test_b_ledger_in_s3_rerun_on_another_machine_texts_nobody_twice(cluster: Cluster) -> None:

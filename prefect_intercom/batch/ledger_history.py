@@ -1,0 +1,169 @@
+"""Reading a batch ledger's earlier runs: claims, the newest snapshot, and the records after it.
+
+A run's state is its newest snapshot (named by the newer of two alternating head objects) plus
+the records written after it, read `TAIL_WINDOW` at a time; with no head, the run before it plus
+all its records. A record missing while a later one exists, or a damaged object, fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from prefect_intercom.batch import ledger_format as fmt
+from prefect_intercom.batch.keys import KeyTable, key64
+from prefect_intercom.batch.ledger_store import LedgerStore
+from prefect_intercom.errors import LedgerError
+
+TAIL_WINDOW = 64  # records read at once when reading a run's tail
+
+
+@dataclass(frozen=True)
+class LedgerPaths:
+    """The names of a ledger folder's objects.
+
+    Attributes:
+        folder: The ledger's folder in the storage.
+    """
+
+    folder: str
+
+    def claim(self, run: int) -> str:
+        """A run's claim."""
+        return f"{self.folder}/run-{run:05d}/claim"
+
+    def record(self, run: int, record: int) -> str:
+        """A run's record."""
+        return f"{self.folder}/run-{run:05d}/record-{record:08d}"
+
+    def snapshot(self, run: int, records: int) -> str:
+        """A run's snapshot after `records` records."""
+        return f"{self.folder}/run-{run:05d}/snapshot-{records:08d}"
+
+    def head(self, run: int, slot: int) -> str:
+        """One of a run's two head slots."""
+        return f"{self.folder}/run-{run:05d}/head-{slot}"
+
+
+class LedgerHistory:
+    """The earlier runs of one ledger folder, read from its store."""
+
+    def __init__(self, store: LedgerStore, paths: LedgerPaths) -> None:
+        self._store = store
+        self.paths = paths
+        self.folder = paths.folder
+
+    async def read_claims(self) -> list[dict[str, Any] | None]:
+        """Every run's claim, in order (`None`: a torn claim, a run that crashed while claiming and sent nothing)."""
+        claims: list[dict[str, Any] | None] = []
+        while True:
+            names = [self.paths.claim(run) for run in range(len(claims), len(claims) + 8)]
+            raws = await asyncio.gather(*(self._store.read(name) for name in names))
+            for name, raw in zip(names, raws, strict=True):
+                if raw is None:
+                    return claims
+                run = len(claims)
+                try:
+                    claims.append(fmt.decode_json(raw, name, "claim", run, 0))
+                except LedgerError:
+                    if await self._store.read(self.paths.record(run, 0)) is not None:
+                        raise  # a run that wrote records had a whole claim: this one was damaged since
+                    claims.append(None)
+
+    async def state_after(self, run: int, claims: list[dict[str, Any] | None]) -> KeyTable:
+        """Earlier runs' merged state after `run`: its latest snapshot and the records after it."""
+        head = await self._read_head(run)
+        if head is not None and not head.get("snapshot", True):
+            if head["records"] != 0 or await self._store.read(self.paths.record(run, 0)) is not None:
+                raise LedgerError(f"the batch ledger {self.folder}: run {run} ended with no record, yet has some")
+            return await self.state_after(run - 1, claims) if run > 0 else KeyTable()
+        if head is not None:
+            raw = await self._store.read(self.paths.snapshot(run, head["records"]))
+            if raw is None:
+                raise LedgerError(
+                    f"the batch ledger {self.folder} is missing the snapshot of record {head['records']} of run {run} "
+                    "that its head names (deleted or not copied); nothing is sent."
+                )
+            name = self.paths.snapshot(run, head["records"])
+            earlier, this_run = fmt.decode_snapshot(raw, name, run, head["records"])
+            del raw
+            previous, states = KeyTable(len(earlier[0])), KeyTable(len(this_run[0]))
+            previous.update(*earlier)
+            states.update(*this_run)
+            del earlier, this_run
+            start, closed = head["records"], head["closed"]
+        else:
+            previous = await self.state_after(run - 1, claims) if run > 0 else KeyTable()
+            states, start, closed = KeyTable(), 0, False
+        for items in await self._read_tail(run, start, closed, tolerate_torn=not self._store.atomic):
+            for digest, code in items:
+                key = key64(digest)
+                states.put(key, (states.get(key, 0) & ~3) | code)
+        _merge(previous, states, run)
+        return previous
+
+    async def _read_head(self, run: int) -> dict[str, Any] | None:
+        """The newest whole head of the two slots (a torn slot is ignored), or `None`."""
+        names = [self.paths.head(run, slot) for slot in (0, 1)]
+        heads = []
+        for name, raw in zip(names, await asyncio.gather(*(self._store.read(n) for n in names)), strict=True):
+            if raw is None:
+                continue
+            try:
+                heads.append(fmt.decode_json(raw, name, "head", run, None))
+            except LedgerError:
+                continue
+        return max(heads, key=lambda head: head["seq"]) if heads else None
+
+    async def _read_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
+        """The records of `run` from `start` on, read `TAIL_WINDOW` at a time; a gap or damage fails closed."""
+        if closed:  # a run that ended wrote nothing after its last snapshot
+            if await self._store.read(self.paths.record(run, start)) is not None:
+                raise LedgerError(
+                    f"the batch ledger {self.folder} has records after the end of run {run}; nothing is sent."
+                )
+            return []
+        records: list[Any] = []
+        end: int | None = None  # the first record that is missing (or torn)
+        torn: LedgerError | None = None
+        seq = start
+        while end is None or seq <= end + TAIL_WINDOW:
+            names = [self.paths.record(run, n) for n in range(seq, seq + TAIL_WINDOW)]
+            raws = await asyncio.gather(*(self._store.read(name) for name in names))
+            for offset, raw in enumerate(raws):
+                number = seq + offset
+                if raw is None:
+                    end = number if end is None else end
+                    continue
+                if end is not None:
+                    raise self._gap(run, end, number, torn)
+                try:
+                    records.append(fmt.decode_record(raw, names[offset], run, number))
+                except LedgerError as error:
+                    if not tolerate_torn:
+                        raise
+                    end, torn = number, error  # a torn last record announced nothing that was released
+            seq += TAIL_WINDOW
+        return records
+
+    def _gap(self, run: int, missing: int, found: int, torn: LedgerError | None) -> LedgerError:
+        what = f"damaged ({torn})" if torn is not None else "missing"
+        return LedgerError(
+            f"the batch ledger {self.folder} has a gap: record {missing} of run {run} is {what} while record {found} "
+            "exists (deleted or not copied: an object-store lifecycle rule, a partial sync); nothing is sent, since "
+            "what that record said cannot be known. Restore the folder, or keep its items out of the next run."
+        )
+
+
+def _merge(previous: KeyTable, states: KeyTable, run: int) -> None:
+    """Fold one run's last words into the earlier runs' state: sent wins, unknown stays unless sent."""
+    keys, values = states.items()
+    for key, value in zip(keys, values, strict=True):
+        code = value & 3
+        if code == fmt.SENT:
+            previous.put(key, (run << 2) | fmt.SENT)
+        elif code == fmt.UNKNOWN:
+            known = previous.get(key)
+            if known is None or known & 3 != fmt.SENT:
+                previous.put(key, (run << 2) | fmt.UNKNOWN)

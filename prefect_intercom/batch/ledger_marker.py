@@ -1,0 +1,62 @@
+"""How many runs a ledger has, and where it is, recorded on the Prefect server beside the storage.
+
+A ledger on one machine's disk is invisible to a re-run on another machine or in a fresh
+container: that re-run would find no earlier run and text everyone again. So every run also
+records on the Prefect server (a Variable named after the ledger folder, holding a count and a
+place, never the batch key) how many runs the ledger has and where the last one kept it. A run
+whose storage holds fewer runs than the server knows stops before sending, naming where the
+ledger is: the storage it reads is not the ledger's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import socket
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.exceptions import ObjectAlreadyExists
+
+from prefect_intercom.errors import LedgerLocationError
+
+MARKER_TAGS = ["prefect-intercom", "batch-ledger"]
+
+
+def marker_name(folder: str) -> str:
+    """The Variable's name for a ledger folder (a hash: no batch key on the server)."""
+    return f"intercom-ledger-{hashlib.sha256(folder.encode()).hexdigest()[:24]}"
+
+
+async def check_marker(folder: str, runs_in_storage: int, where: str) -> None:
+    """Refuse when the server knows of more runs of this ledger than the storage holds.
+
+    Raises:
+        LedgerLocationError: The ledger's earlier runs are somewhere this run does not read.
+    """
+    async with get_client() as client:
+        variable = await client.read_variable_by_name(marker_name(folder))
+    value: Any = variable.value if variable is not None else None
+    known = value.get("runs") if isinstance(value, dict) else None
+    if isinstance(known, int) and known > runs_in_storage:
+        elsewhere = value.get("where") or "another machine or container"
+        raise LedgerLocationError(
+            f"This batch key's ledger has {known} earlier run(s) on record at the Prefect server, but the ledger "
+            f"storage this run reads ({where}) holds {runs_in_storage}: the ledger is elsewhere (last kept at "
+            f"{elsewhere}), so this run cannot tell who was texted and sent nothing. Run it where that ledger is, "
+            "or keep the campaign's ledger in shared storage (ledger_storage=, deflect-calls --ledger-storage); "
+            "to text everyone again on purpose, use a new batch key."
+        )
+
+
+async def record_marker(folder: str, runs: int, where: str, *, local: bool) -> None:
+    """Record that the ledger now has `runs` runs, kept at `where` (on this host, when `local`)."""
+    name = marker_name(folder)
+    value = {"runs": runs, "where": f"{socket.gethostname()}:{where}" if local else where}
+    async with get_client() as client:
+        if await client.read_variable_by_name(name) is None:
+            with contextlib.suppress(ObjectAlreadyExists):  # another run of the key (lock=False) was first
+                await client.create_variable(VariableCreate(name=name, value=value, tags=MARKER_TAGS))
+                return
+        await client.update_variable(VariableUpdate(name=name, value=value, tags=MARKER_TAGS))
