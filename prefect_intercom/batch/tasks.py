@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable, Iterator
 from contextlib import contextmanager
@@ -40,6 +43,46 @@ _BATCH_CALLS: OrderedDict[tuple[str, int], int] = OrderedDict()
 _REMEMBERED_FLOW_RUNS = 1024
 # Default-keyed batches running now, per flow run attempt.
 _RUNNING_DEFAULT_KEYED: dict[tuple[str, int], int] = {}
+# Batch tasks running now in this process: their asyncio task, its loop, and an event set when they are over.
+_RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[asyncio.AbstractEventLoop, threading.Event]] = {}
+
+
+def stop_running_batches(timeout: float = 60.0) -> bool:
+    """Cancel every batch task running in this process and wait until each has wound down.
+
+    For a command line's interrupt handling: Prefect runs a sync task's coroutine on its own
+    event loop thread, which a `KeyboardInterrupt` in the main thread does not always stop.
+    Cancelling lets the batch end the orderly way: the requests in flight get their answers
+    recorded, the ledger is closed and the batch key's lease released.
+
+    Args:
+        timeout: Seconds to wait for all of them.
+
+    Returns:
+        Whether every batch was over in time (`True` when none was running).
+    """
+    running = list(_RUNNING_BATCHES.items())
+    for batch, (loop, _) in running:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(batch.cancel)
+    deadline = time.monotonic() + timeout
+    return all(done.wait(max(0.0, deadline - time.monotonic())) for _, (_, done) in running)
+
+
+@contextmanager
+def _running() -> Iterator[None]:
+    """Register the current asyncio task as a running batch, for `stop_running_batches`."""
+    current = asyncio.current_task()
+    if current is None:
+        yield
+        return
+    done = threading.Event()
+    _RUNNING_BATCHES[current] = (asyncio.get_running_loop(), done)
+    try:
+        yield
+    finally:
+        _RUNNING_BATCHES.pop(current, None)
+        done.set()
 
 
 def default_batch_key() -> str:
@@ -139,7 +182,7 @@ async def _arun_batch_task(
     results_path: str | None,
     lock_wait: float,
 ) -> BatchReport:
-    with _default_keyed(batch_key) as key:
+    with _running(), _default_keyed(batch_key) as key:
         logger = get_run_logger()
         progress = _ProgressArtifact(f"{artifact_key}-progress")
         pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
