@@ -35,6 +35,7 @@ from prefect_intercom.batch import create_phone_call_redirects, read_requests_cs
 from prefect_intercom.batch.campaign import campaign_key
 from prefect_intercom.batch.csv_input import scan_csv
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
+from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.errors import BatchKeyBusyError, BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME, BlockName, DryRun, labelled
@@ -50,6 +51,8 @@ DRY_RUN_CODE = "dry_run"
 REPORT_COLUMNS = ("row", "outcome", "status", "intercom_code", "request_id", "message")
 FIRST_DATA_ROW = 2
 """The row number of item 0: rows are numbered as a spreadsheet shows them (the header is row 1)."""
+STOP_TIMEOUT = 60.0
+"""Seconds an interrupted run waits for its batch's orderly stop (answers in flight, ledger, lease)."""
 _KEY_LISTENERS: list[Callable[[str], None]] = []
 
 
@@ -304,6 +307,8 @@ def deflect_calls(
         except BatchKeyBusyError:
             raise  # nothing was sent; its message says who holds the key
         except BaseException as error:  # stopped, failed, cancelled, interrupted: say how it resumes
+            if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: let the batch stop the orderly way first
+                stop_running_batches(key, timeout=STOP_TIMEOUT)
             sent = _sent_so_far(error, results)
             logger.warning(resume_sentence("The batch ended early", sent, key, how))
             raise

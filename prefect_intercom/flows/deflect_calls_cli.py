@@ -33,6 +33,7 @@ from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.flows.deflect_calls import (
     DRY_RUN_CODE,
+    STOP_TIMEOUT,
     deflect_calls,
     load_ledger_storage,
     on_batch_key,
@@ -50,8 +51,6 @@ PROG = "prefect-intercom deflect-calls"
 _PROBLEMS = (Outcome.REJECTED, Outcome.NOT_SENT, Outcome.UNKNOWN)
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
-STOP_TIMEOUT = 60.0
-"""Seconds an interrupted run waits for the batch's orderly stop (answers in flight, ledger, lease)."""
 
 
 class StartError(Exception):
@@ -144,6 +143,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     run = _Run(parameters)
     try:
         with _sigterm_raises(), on_batch_key(run.keys.append):
+            _start_temporary_server()
             total = _check_csv(args.csv_path, args.phone_column, args.attributes)
             with ExitStack() as stack:
                 if args.sandbox and not args.dry_run:
@@ -166,6 +166,27 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         return 2
     except (KeyboardInterrupt, TerminationSignal) as interrupt:
         return run.interrupted(interrupt)
+
+
+def _start_temporary_server() -> None:
+    """Without a Prefect API URL, start Prefect's temporary server now, deaf to Ctrl-C.
+
+    A terminal's Ctrl-C goes to its whole foreground process group, so also to the temporary
+    server Prefect starts for this process: killed, it would leave the run unable to record its
+    end or give back the batch key's lease. Started while SIGINT is blocked, the server inherits
+    the blocked signal; it stops when this process exits, as always.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextmanager
@@ -218,6 +239,14 @@ def _check_ledger_storage(slug: str) -> None:
         raise StartError(str(error)) from None
 
 
+def _stop_batches() -> bool:
+    """Wait for the batches of this process to stop the orderly way (Ctrl-C again: stop waiting)."""
+    try:
+        return stop_running_batches(timeout=STOP_TIMEOUT)
+    except KeyboardInterrupt:
+        return False
+
+
 class _Run:
     """One run of the flow from the command line, and what it prints when it ends early."""
 
@@ -225,6 +254,7 @@ class _Run:
         self.parameters = parameters
         self.keys: list[str] = []  # the batch key the flow derived (`on_batch_key`)
         self.results: list[BatchItemResult] = []
+        self.stopped = True  # whether every batch stopped in time after an interrupt
 
     @property
     def how(self) -> str:
@@ -241,7 +271,10 @@ class _Run:
             try:
                 with _progress(results_path, total) if progress else nullcontext():
                     state = deflect_calls(**parameters, return_state=True)
-            finally:  # also when interrupted: what was sent is listed
+            except BaseException:  # interrupted: the batch stops first, so that what it sent is all listed
+                self.stopped = _stop_batches()
+                raise
+            finally:
                 self.results = sorted(read_results(results_path), key=lambda result: result.index)
                 if report:
                     write_report_csv(self.results, report)
@@ -261,10 +294,7 @@ class _Run:
     def interrupted(self, interrupt: BaseException) -> int:
         """Stop the batch the orderly way, say how it resumes; 130 for Ctrl-C, 143 for SIGTERM."""
         terminated = isinstance(interrupt, Terminated | TerminationSignal)
-        try:
-            stopped = stop_running_batches(STOP_TIMEOUT)
-        except KeyboardInterrupt:  # Ctrl-C again: stop waiting
-            stopped = False
+        stopped = self.stopped and _stop_batches()
         what = "Terminated" if terminated else "Interrupted"
         if self.keys and not self.parameters["dry_run"]:
             line = resume_sentence(what, self._sent(), self.keys[-1], self.how)
