@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     }
     run = _Run(parameters)
     try:
-        with _sigterm_raises(), on_batch_key(run.keys.append):
+        with _sigterm_raises(), on_batch_key(run.key_derived):
             _start_temporary_server()
             total = _check_csv(args.csv_path, args.phone_column, args.attributes)
             with ExitStack() as stack:
@@ -256,6 +256,12 @@ class _Run:
         self.results: list[BatchItemResult] = []
         self.stopped = True  # whether every batch stopped in time after an interrupt
 
+    def key_derived(self, key: str) -> None:
+        """Remember the batch key the flow derived; a new one (`--send-again`) is printed at once."""
+        self.keys.append(key)
+        if self.parameters["send_again"]:
+            print(f"Sending everyone again as a new batch, batch key {key} (to resume it: --batch-key {key})")
+
     @property
     def how(self) -> str:
         """How to resume, as typed on the command line."""
@@ -282,7 +288,8 @@ class _Run:
         if report:
             print(f"Report: {len(self.results):,} row(s) written to {report}")
         if state.is_completed():
-            print(f"Done: {_counts(self.results, self.parameters['dry_run'])}")
+            key = f" (batch key {self.keys[-1]})" if self.keys and not self.parameters["dry_run"] else ""
+            print(f"Done: {_counts(self.results, self.parameters['dry_run'])}{key}")
             return 0
         message = (state.message or "failed").splitlines()[0]
         print(f"Deflect calls failed: {message}", file=sys.stderr)
