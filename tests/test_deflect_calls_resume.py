@@ -23,8 +23,6 @@ from prefect.filesystems import LocalFileSystem
 from prefect.settings import get_current_settings
 
 from prefect_intercom import IntercomCredentials
-from prefect_intercom.batch.campaign import campaign_key
-from prefect_intercom.batch.csv_input import count_csv_rows, scan_csv
 from prefect_intercom.cli import main as prefect_intercom
 from prefect_intercom.flows.deflect_calls import deflect_calls
 from prefect_intercom.sandbox.process import SandboxProcess, sandbox_process
@@ -104,6 +102,8 @@ def save_block(url: str) -> str:
 
 
 def test_the_campaign_key_is_the_content_and_the_app_and_nothing_else() -> None:
+    from prefect_intercom.batch.campaign import campaign_key
+
     content = hashlib.sha256(b"phone\n+14155550100\n").hexdigest()
     key = campaign_key(content, "https://api.intercom.io")
     assert re.fullmatch(r"campaign-[0-9a-f]{20}", key)
@@ -119,6 +119,8 @@ def test_the_campaign_key_is_the_content_and_the_app_and_nothing_else() -> None:
 
 
 def test_one_pass_counts_the_rows_and_hashes_the_bytes(tmp_path: Path) -> None:
+    from prefect_intercom.batch.csv_input import count_csv_rows, scan_csv
+
     data = '\ufeffphone,note\n+14155550100,"two\nlines"\n+14155550101,x'.encode()
     path = tmp_path / "callers.csv"
     path.write_bytes(data)

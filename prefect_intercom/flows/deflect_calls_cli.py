@@ -259,8 +259,10 @@ class _Run:
     def key_derived(self, key: str) -> None:
         """Remember the batch key the flow derived; a new one (`--send-again`) is printed at once."""
         self.keys.append(key)
-        if self.parameters["send_again"]:
-            print(f"Sending everyone again as a new batch, batch key {key} (to resume it: --batch-key {key})")
+        if self.parameters["send_again"]:  # called inside the flow run, whose `log_prints` would take a print
+            line = f"Sending everyone again as a new batch, batch key {key} (to resume it: --batch-key {key})"
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     @property
     def how(self) -> str:
