@@ -37,7 +37,7 @@ from prefect_intercom.batch.csv_input import scan_csv
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
-from prefect_intercom.errors import BatchKeyBusyError, BatchStoppedError, IntercomConfigurationError
+from prefect_intercom.errors import BatchKeyBusyError, IntercomConfigurationError
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME, BlockName, DryRun, labelled
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
@@ -61,7 +61,7 @@ def resume_sentence(what: str, sent: int, batch_key: str, how: str) -> str:
 
     Args:
         what: How it ended, e.g. `Interrupted`.
-        sent: Items sent by this run.
+        sent: Items the batch key has texted so far (`sent_so_far`).
         batch_key: The batch key that resumes it.
         how: What to do, e.g. `run the same command again`.
 
@@ -309,7 +309,7 @@ def deflect_calls(
         except BaseException as error:  # stopped, failed, cancelled, interrupted: say how it resumes
             if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: let the batch stop the orderly way first
                 stop_running_batches(key, timeout=STOP_TIMEOUT)
-            sent = _sent_so_far(error, results)
+            sent = _sent_so_far(results)
             logger.warning(resume_sentence("The batch ended early", sent, key, how))
             raise
         if report_path:
@@ -336,11 +336,17 @@ def _results_file(results_path: str | None) -> Iterator[str]:
         yield str(Path(folder) / "results.jsonl")
 
 
-def _sent_so_far(error: BaseException, results_path: str) -> int:
-    """Items this run sent, from the stopped batch's report or the results file."""
-    if isinstance(error, BatchStoppedError) and error.report is not None:
-        return error.report.counts[Outcome.SENT.value]
+def sent_so_far(results: Iterable[BatchItemResult]) -> int:
+    """Items the batch key has texted, as a run's results show them: sent now, or by an earlier run or attempt."""
+    return sum(
+        result.outcome is Outcome.SENT or (result.outcome is Outcome.SKIPPED and result.error_code == "already_sent")
+        for result in results
+    )
+
+
+def _sent_so_far(results_path: str) -> int:
+    """`sent_so_far` from the results file (0 if it cannot be read: the count is for the message only)."""
     try:
-        return sum(result.outcome is Outcome.SENT for result in read_results(results_path))
-    except Exception:  # the count is for the message only
+        return sent_so_far(read_results(results_path))
+    except Exception:
         return 0

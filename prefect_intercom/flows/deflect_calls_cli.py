@@ -40,6 +40,7 @@ from prefect_intercom.flows.deflect_calls import (
     read_results,
     resume_sentence,
     row_number,
+    sent_so_far,
     write_report_csv,
 )
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         prog: The command's name in usage and help.
 
     Returns:
-        The exit code: 0 done, 1 the run failed, 2 it could not start.
+        The exit code: 0 done, 1 the run failed, 2 it could not start, 130 Ctrl-C, 143 SIGTERM.
     """
     args = build_parser(prog).parse_args(argv)
     # Without PREFECT_API_URL, Prefect starts a temporary server for this process; its telemetry
@@ -315,7 +316,7 @@ class _Run:
         return EXIT_SIGTERM if terminated else EXIT_SIGINT
 
     def _sent(self) -> int:
-        return sum(result.outcome is Outcome.SENT for result in self.results)
+        return sent_so_far(self.results)
 
 
 def _was_sent(result: BatchItemResult) -> bool:
