@@ -7,6 +7,7 @@ The flow and its command line ship in the package (`prefect_intercom.flows.defle
     python flows/deflect_calls.py callers.csv --block intercom --report callers.report.csv
     python flows/deflect_calls.py callers.csv --dry-run
     python flows/deflect_calls.py callers.csv --sandbox                 # local sandbox, no account
+    python flows/deflect_calls.py callers.csv --block intercom          # again after Ctrl-C: resumes
 """
 
 from prefect_intercom.flows.deflect_calls import deflect_calls

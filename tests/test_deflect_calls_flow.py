@@ -184,7 +184,10 @@ def test_a_run_that_stops_after_sending_names_the_batch_key_to_resume_with(
     captured = capsys.readouterr()
     assert code == 1
     assert len(limited.accepted) == 2
-    assert f"Nothing sent is sent again if you resume with --batch-key {key}" in captured.err
+    assert (
+        f"Failed after 2 sent; run the same command again to resume (batch key {key}): nobody is texted twice."
+        in captured.err
+    )
     assert "Deflect calls failed:" in captured.err
 
 

@@ -50,6 +50,7 @@ OLD_IMPORT_PATHS = (
 # Exceptions that may live outside `errors`: each never leaves its module.
 LOCAL_EXCEPTIONS = {
     ("prefect_intercom.flows.deflect_calls_cli", "StartError"),  # the command line turns it into one line, exit 2
+    ("prefect_intercom.flows.deflect_calls_cli", "Terminated"),  # SIGTERM as Ctrl-C; main turns it into exit 143
 }
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,10 +61,60 @@ def read_requests_csv(
             yield body
 
 
+@dataclass(frozen=True)
+class CsvScan:
+    """What one streaming pass over a CSV file found.
+
+    Attributes:
+        rows: The number of data rows (the header row not counted).
+        sha256: The SHA-256 of the file's bytes, in hex (what `campaign_key` is derived from).
+    """
+
+    rows: int
+    sha256: str
+
+
+def scan_csv(path: str | Path, encoding: str = "utf-8-sig") -> CsvScan:
+    """Count the data rows of a CSV file or fsspec URL and hash its bytes, in one streamed pass.
+
+    Args:
+        path: The CSV file: a path or any URL fsspec reads.
+        encoding: The file's encoding (default: UTF-8, with or without a byte-order mark).
+
+    Returns:
+        The number of data rows and the SHA-256 of the bytes read.
+    """
+    digest = hashlib.sha256()
+    with fsspec.open(str(path), "rb") as raw:
+        text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest)), encoding=encoding, newline="")
+        rows = max(0, sum(1 for _ in csv.reader(text)) - 1)
+        while text.buffer.read(1 << 16):  # the bytes after the last row the csv module needed, if any
+            pass
+    return CsvScan(rows=rows, sha256=digest.hexdigest())
+
+
 def count_csv_rows(path: str | Path, encoding: str = "utf-8-sig") -> int:
     """The number of data rows of a CSV file or fsspec URL (streamed; for progress reporting)."""
     with _open_text(path, encoding) as handle:
         return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+
+class _Hashing(io.RawIOBase):
+    """A readable binary stream that feeds every byte it reads to a hash."""
+
+    def __init__(self, raw: IO[bytes], digest: Any) -> None:
+        self._raw = raw
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self._digest.update(data)
+        return size
 
 
 def _open_text(path: str | Path, encoding: str) -> IO[str]:

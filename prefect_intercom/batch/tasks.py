@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
@@ -40,6 +44,72 @@ _BATCH_CALLS: OrderedDict[tuple[str, int], int] = OrderedDict()
 _REMEMBERED_FLOW_RUNS = 1024
 # Default-keyed batches running now, per flow run attempt.
 _RUNNING_DEFAULT_KEYED: dict[tuple[str, int], int] = {}
+# Batch bodies running now in this process: their asyncio task -> (its loop, its batch key, set when over).
+_RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[asyncio.AbstractEventLoop, str | None, threading.Event]] = {}
+
+
+def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) -> bool:
+    """Cancel the batches running in this process and wait until each has wound down.
+
+    For interrupts (Ctrl-C, SIGTERM): Prefect runs a sync task's coroutine on its own event
+    loop thread, which goes on while the main thread handles the signal. Cancelled here, a
+    batch ends the orderly way: the requests in flight get their answers recorded, the ledger
+    is closed and the batch key's lease released, so the same run started again at once resumes.
+
+    Args:
+        batch_key: Only the batches sent with this key (default: every batch).
+        timeout: Seconds to wait for them.
+
+    Returns:
+        Whether each was over in time (`True` when none was running).
+    """
+    running = [(body, *entry) for body, entry in list(_RUNNING_BATCHES.items()) if batch_key in (None, entry[1])]
+    for body, loop, _, _ in running:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_cancel_once, body)
+    try:
+        current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        current = None
+    deadline = time.monotonic() + timeout
+    return all(
+        done.wait(max(0.0, deadline - time.monotonic()))
+        for _, loop, _, done in running
+        if loop is not current  # never block the loop the batch needs to finish on
+    )
+
+
+def _cancel_once(body: asyncio.Task[Any]) -> None:
+    """Cancel a batch body unless it was already: a second cancellation would cut its cleanup short."""
+    if not body.done() and not body.cancelling():
+        body.cancel()
+
+
+async def _arun_batch_task(**options: Any) -> BatchReport:
+    """Run the batch in an asyncio task of its own, which a cancellation reaches once.
+
+    Prefect cancels a sync task's coroutine (on Ctrl-C) through an anyio cancel scope, which
+    cancels again at every `await`, also those of the batch's cleanup (answers in flight, the
+    ledger's last record, the lease). The batch body is cancelled once instead and awaited
+    to its end, shielded.
+    """
+    loop = asyncio.get_running_loop()
+    body = asyncio.ensure_future(_abatch(**options))
+    done = threading.Event()
+    _RUNNING_BATCHES[body] = (loop, options.get("batch_key"), done)
+
+    def over(_: object) -> None:
+        _RUNNING_BATCHES.pop(body, None)
+        done.set()
+
+    body.add_done_callback(over)
+    try:
+        return await asyncio.shield(body)
+    except asyncio.CancelledError:
+        _cancel_once(body)
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait({body})
+        raise
 
 
 def default_batch_key() -> str:
@@ -119,7 +189,7 @@ class _ProgressArtifact:
             await aupdate_progress_artifact(self.artifact_id, progress=percent, description=report.progress_text())
 
 
-async def _arun_batch_task(
+async def _abatch(
     credentials: IntercomCredentials,
     requests: Iterable[Any] | AsyncIterable[Any],
     *,

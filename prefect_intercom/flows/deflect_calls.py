@@ -6,23 +6,38 @@ The CSV (a path or any URL fsspec reads, e.g. `s3://bucket/callers.csv`) has a h
 rejected, not_sent, unknown, skipped); the run publishes a progress artifact while it sends and a
 table artifact at the end, and `report_path` receives one CSV line per input row.
 
-Retrying the flow run (it retries once by itself) or running it again with the same
-`batch_key` does not text anyone twice: the batch ledger remembers what was sent.
+The same file sent to the same Intercom app is the same campaign: without a `batch_key`, the
+key is derived from the file's bytes and the app's API host (`prefect_intercom.batch.campaign`),
+so retrying the flow run (it retries once by itself), or running the same deployment or command
+again after an interruption, resumes the batch and texts nobody twice: the batch ledger
+remembers what was sent. Texting the same people again takes an explicit `send_again` (a fresh
+key, kept by the flow run's retries) or a new `batch_key`. A batch that ends early logs, at
+WARNING, how to resume it.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import fsspec
 from prefect import flow, get_run_logger
+from prefect.blocks.core import Block
+from prefect.context import FlowRunContext
+from prefect.filesystems import WritableFileSystem
 
-from prefect_intercom.batch import count_csv_rows, create_phone_call_redirects, read_requests_csv
+from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
+from prefect_intercom.batch.campaign import campaign_key
+from prefect_intercom.batch.csv_input import scan_csv
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
+from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
+from prefect_intercom.errors import BatchKeyBusyError, IntercomConfigurationError
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME, BlockName, DryRun, labelled
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
@@ -36,6 +51,67 @@ DRY_RUN_CODE = "dry_run"
 REPORT_COLUMNS = ("row", "outcome", "status", "intercom_code", "request_id", "message")
 FIRST_DATA_ROW = 2
 """The row number of item 0: rows are numbered as a spreadsheet shows them (the header is row 1)."""
+STOP_TIMEOUT = 60.0
+"""Seconds an interrupted run waits for its batch's orderly stop (answers in flight, ledger, lease)."""
+_KEY_LISTENERS: list[Callable[[str], None]] = []
+
+
+def resume_sentence(what: str, sent: int, batch_key: str, how: str) -> str:
+    """The one line that says how a batch that ended early resumes (command line and flow log).
+
+    Args:
+        what: How it ended, e.g. `Interrupted`.
+        sent: Items the batch key has texted so far (`sent_so_far`).
+        batch_key: The batch key that resumes it.
+        how: What to do, e.g. `run the same command again`.
+
+    Returns:
+        E.g. `Interrupted after 61 sent; run the same command again to resume (batch key
+        campaign-...): nobody is texted twice.`
+    """
+    return f"{what} after {sent:,} sent; {how} to resume (batch key {batch_key}): nobody is texted twice."
+
+
+@contextmanager
+def on_batch_key(callback: Callable[[str], None]) -> Iterator[None]:
+    """Call `callback` with the batch key of each `deflect_calls` run of this process, before it sends.
+
+    The command line learns the key the flow derived this way, also when the run is interrupted.
+    """
+    _KEY_LISTENERS.append(callback)
+    try:
+        yield
+    finally:
+        _KEY_LISTENERS.remove(callback)
+
+
+def load_ledger_storage(slug: str) -> WritableFileSystem:
+    """Load the block that keeps the batch ledger, e.g. `s3-bucket/intercom-ledger`.
+
+    Args:
+        slug: A block document slug, `<block type slug>/<block name>`.
+
+    Returns:
+        The block.
+
+    Raises:
+        IntercomConfigurationError: There is no such block, or it is not a writable file system;
+            the message names the slug.
+    """
+    try:
+        block = Block.load(slug.strip())
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise IntercomConfigurationError(
+            f"cannot load the ledger storage block {slug!r} (a block slug such as local-file-system/ledger "
+            f"or s3-bucket/intercom-ledger): {reason}"
+        ) from None
+    if not isinstance(block, WritableFileSystem):
+        raise IntercomConfigurationError(
+            f"the ledger storage block {slug!r} is a {type(block).__name__}, not a writable file system "
+            "(e.g. local-file-system/..., s3-bucket/...)"
+        )
+    return block
 
 
 def row_number(index: int) -> int:
@@ -119,7 +195,21 @@ def deflect_calls(
     ] = None,
     batch_key: Annotated[
         str | None,
-        labelled("Batch key", "Names the batch across runs: reuse it to resume without texting anyone twice."),
+        labelled(
+            "Batch key",
+            "Names the batch across runs; empty: derived from the file and the Intercom app, so the same file resumes.",
+        ),
+    ] = None,
+    send_again: Annotated[
+        bool,
+        labelled("Send again", "Text everyone of the file again, as a new batch (a fresh key, in the logs)."),
+    ] = False,
+    ledger_storage: Annotated[
+        str | None,
+        labelled(
+            "Ledger storage",
+            "A file system block, e.g. s3-bucket/intercom-ledger; empty: the run's result storage.",
+        ),
     ] = None,
     concurrency: Annotated[
         int | None, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
@@ -154,8 +244,13 @@ def deflect_calls(
         block_name: The `IntercomCredentials` block to load.
         phone_column: The column with the phone numbers (E.164, e.g. `+14155550100`).
         attribute_columns: Columns sent as custom attributes (default: every other column).
-        batch_key: Identifies this batch across runs (default: this flow run, so a retry of
-            the flow run skips what was sent). Reuse a key to resume a batch in a new run.
+        batch_key: Identifies this batch across runs. Default: derived from the file's bytes and
+            the Intercom app's API host (`campaign_key`), so running the same file again resumes.
+        send_again: Text everyone again as a new batch: a fresh key from the file, the app and
+            this flow run (its retries keep it). Not with `batch_key`.
+        ledger_storage: A `WritableFileSystem` block slug (`s3-bucket/intercom-ledger`) for the
+            batch ledger, shared by every machine that sends the campaign; default: the run's
+            result storage.
         concurrency: Requests in flight (default: adapted to Intercom's rate and latency).
         global_rate_limit: Name of a Prefect global concurrency limit with slot decay shared
             by every sender of the same Intercom app.
@@ -179,23 +274,79 @@ def deflect_calls(
         if report_path:
             write_report_csv(report.items(), report_path)
         return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": report.counts["rejected"]}
+    if batch_key and send_again:
+        raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
     credentials = load_credentials(block_name)
-    total = count_csv_rows(csv_path)
-    logger.info("Deflecting %s rows of %s with the block %r", f"{total:,}", csv_path, block_name)
+    storage = load_ledger_storage(ledger_storage) if ledger_storage else None
+    scan = scan_csv(csv_path)
+    key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
+    how = "run it again with the same batch key"
+    if send_again:
+        how = f"run it again with batch key {key} and without send again"
+    elif not batch_key:
+        how = "run it again with the same file and credentials block"
+    logger.info("Deflecting %s rows of %s with the block %r, batch key %s", f"{scan.rows:,}", csv_path, block_name, key)
+    for listener in list(_KEY_LISTENERS):
+        listener(key)
     retry: RetryPolicy = RetryPolicy(retry_unknown=True) if retry_unknown else DEFAULT_RETRY_POLICY
-    report = create_phone_call_redirects(
-        credentials,
-        read_requests_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns),
-        batch_key=batch_key,
-        concurrency=concurrency,
-        retry=retry,
-        global_rate_limit=global_rate_limit,
-        resend_unknown=resend_unknown,
-        expected_total=total,
-        max_table_rows=max_table_rows,
-        results_path=results_path,
-    )
-    if report_path:
-        write_report_csv(report.items(), report_path)
-        logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
+    with _results_file(results_path) as results:
+        try:
+            report = create_phone_call_redirects(
+                credentials,
+                read_requests_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns),
+                batch_key=key,
+                concurrency=concurrency,
+                retry=retry,
+                global_rate_limit=global_rate_limit,
+                resend_unknown=resend_unknown,
+                expected_total=scan.rows,
+                ledger_storage=storage,
+                max_table_rows=max_table_rows,
+                results_path=results,
+            )
+        except BatchKeyBusyError:
+            raise  # nothing was sent; its message says who holds the key
+        except BaseException as error:  # stopped, failed, cancelled, interrupted: say how it resumes
+            if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: let the batch stop the orderly way first
+                stop_running_batches(key, timeout=STOP_TIMEOUT)
+            sent = _sent_so_far(results)
+            logger.warning(resume_sentence("The batch ended early", sent, key, how))
+            raise
+        if report_path:
+            write_report_csv(report.items(), report_path)
+            logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
     return {"batch_key": report.batch_key, **report.counts}
+
+
+def _flow_run_id() -> str:
+    """The current flow run's id (the same for its retries), or a random one outside a flow run."""
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        return str(context.flow_run.id)
+    return uuid.uuid4().hex
+
+
+@contextmanager
+def _results_file(results_path: str | None) -> Iterator[str]:
+    """`results_path`, or a temporary file for the flow's duration (to count what was sent if it ends early)."""
+    if results_path:
+        yield results_path
+        return
+    with tempfile.TemporaryDirectory(prefix="prefect-intercom-results-") as folder:
+        yield str(Path(folder) / "results.jsonl")
+
+
+def sent_so_far(results: Iterable[BatchItemResult]) -> int:
+    """Items the batch key has texted, as a run's results show them: sent now, or by an earlier run or attempt."""
+    return sum(
+        result.outcome is Outcome.SENT or (result.outcome is Outcome.SKIPPED and result.error_code == "already_sent")
+        for result in results
+    )
+
+
+def _sent_so_far(results_path: str) -> int:
+    """`sent_so_far` from the results file (0 if it cannot be read: the count is for the message only)."""
+    try:
+        return sent_so_far(read_results(results_path))
+    except Exception:
+        return 0

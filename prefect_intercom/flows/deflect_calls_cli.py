@@ -15,22 +15,32 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+from prefect.exceptions import TerminationSignal
 
 from prefect_intercom.batch.csv_input import count_csv_rows, read_requests_csv
 from prefect_intercom.batch.report import BatchItemResult
+from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.flows.deflect_calls import (
     DRY_RUN_CODE,
+    STOP_TIMEOUT,
     deflect_calls,
+    load_ledger_storage,
+    on_batch_key,
     read_results,
+    resume_sentence,
     row_number,
+    sent_so_far,
     write_report_csv,
 )
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
@@ -40,10 +50,16 @@ from prefect_intercom.outcomes import Outcome
 
 PROG = "prefect-intercom deflect-calls"
 _PROBLEMS = (Outcome.REJECTED, Outcome.NOT_SENT, Outcome.UNKNOWN)
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 class StartError(Exception):
     """The command cannot start (the message is one line, shown as is; exit code 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's `KeyboardInterrupt` so that the run stops the same orderly way."""
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -67,7 +83,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     target.add_argument("--sandbox", action="store_true", help="send to a local sandbox instead of Intercom")
     parser.add_argument("--phone-column", default="phone", help="column with the phone numbers (default: phone)")
     parser.add_argument("--attribute", action="append", dest="attributes", help="attribute column (repeatable)")
-    parser.add_argument("--batch-key", help="identifies the batch across runs (reuse it to resume)")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--batch-key",
+        help="identifies the batch across runs (default: derived from the file's content and the Intercom app, "
+        "so the same command resumes)",
+    )
+    again.add_argument(
+        "--send-again", action="store_true", help="text everyone of the file again, as a new batch (a new key)"
+    )
+    parser.add_argument(
+        "--ledger-storage",
+        metavar="SLUG",
+        help="file system block for the batch ledger, e.g. s3-bucket/intercom-ledger (default: result storage)",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=None, help="requests in flight (default: adapted to Intercom's rate)"
     )
@@ -92,7 +121,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         prog: The command's name in usage and help.
 
     Returns:
-        The exit code: 0 done, 1 the run failed, 2 it could not start.
+        The exit code: 0 done, 1 the run failed, 2 it could not start, 130 Ctrl-C, 143 SIGTERM.
     """
     args = build_parser(prog).parse_args(argv)
     # Without PREFECT_API_URL, Prefect starts a temporary server for this process; its telemetry
@@ -104,31 +133,84 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         "phone_column": args.phone_column,
         "attribute_columns": args.attributes,
         "batch_key": args.batch_key,
+        "send_again": args.send_again,
+        "ledger_storage": args.ledger_storage,
         "concurrency": args.concurrency,
         "global_rate_limit": args.global_rate_limit,
         "retry_unknown": args.retry_unknown,
         "resend_unknown": args.resend_unknown,
         "dry_run": args.dry_run,
     }
+    run = _Run(parameters)
     try:
-        total = _check_csv(args.csv_path, args.phone_column, args.attributes)
-        with ExitStack() as stack:
-            if args.sandbox and not args.dry_run:
-                try:
-                    starting = sandbox_block()
-                except ImportError as missing:  # the sandbox's server is an extra
-                    raise StartError(str(missing)) from None
-                sandbox = stack.enter_context(starting)
-            elif not args.dry_run:
-                _check_block(parameters["block_name"])
-            code = _run(parameters, total, args.report, progress=not args.no_progress and sys.stderr.isatty())
-            if args.sandbox and not args.dry_run:
-                received, accepted = len(sandbox.received), len(sandbox.accepted)
-                print(f"The sandbox received {received:,} request(s); {accepted:,} texted a phone.")
-            return code
+        with _sigterm_raises(), on_batch_key(run.key_derived):
+            _start_temporary_server()
+            total = _check_csv(args.csv_path, args.phone_column, args.attributes)
+            with ExitStack() as stack:
+                if args.sandbox and not args.dry_run:
+                    try:
+                        starting = sandbox_block()
+                    except ImportError as missing:  # the sandbox's server is an extra
+                        raise StartError(str(missing)) from None
+                    sandbox = stack.enter_context(starting)
+                elif not args.dry_run:
+                    _check_block(parameters["block_name"])
+                if args.ledger_storage and not args.dry_run:
+                    _check_ledger_storage(args.ledger_storage)
+                code = run.run(total, args.report, progress=not args.no_progress and sys.stderr.isatty())
+                if args.sandbox and not args.dry_run:
+                    received, accepted = len(sandbox.received), len(sandbox.accepted)
+                    print(f"The sandbox received {received:,} request(s); {accepted:,} texted a phone.")
+                return code
     except StartError as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, TerminationSignal) as interrupt:
+        return run.interrupted(interrupt)
+
+
+def _start_temporary_server() -> None:
+    """Without a Prefect API URL, start Prefect's temporary server now, deaf to Ctrl-C.
+
+    A terminal's Ctrl-C goes to its whole foreground process group, so also to the temporary
+    server Prefect starts for this process: killed, it would leave the run unable to record its
+    end or give back the batch key's lease. Started while SIGINT is blocked, the server inherits
+    the blocked signal; it stops when this process exits, as always.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        SubprocessASGIServer().start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the command runs, SIGTERM raises `Terminated` (a `KeyboardInterrupt`), like Ctrl-C.
+
+    Prefect's engine swaps in its own SIGTERM handler while the flow runs (it raises
+    `TerminationSignal`) and, once the run is recorded as crashed, sends the signal again to the
+    handler it found: this one.
+    """
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_csv(csv_path: str, phone_column: str, attributes: list[str] | None) -> int:
@@ -150,28 +232,91 @@ def _check_block(block_name: str) -> None:
         raise StartError(f"cannot load the Intercom credentials block {block_name!r}: {error}") from None
 
 
-def _run(parameters: dict[str, Any], total: int, report: str | None, *, progress: bool) -> int:
-    with tempfile.TemporaryDirectory(prefix="prefect-intercom-deflect-") as folder:
-        results_path = str(Path(folder) / "results.jsonl")
-        parameters = {**parameters, "results_path": results_path}
-        with _progress(results_path, total) if progress else nullcontext():
-            state = deflect_calls(**parameters, return_state=True)
-        results = sorted(read_results(results_path), key=lambda result: result.index)
+def _check_ledger_storage(slug: str) -> None:
+    """Load the ledger storage block once before the run, so a missing or wrong one is one line."""
+    try:
+        load_ledger_storage(slug)
+    except IntercomConfigurationError as error:
+        raise StartError(str(error)) from None
+
+
+def _stop_batches() -> bool:
+    """Wait for the batches of this process to stop the orderly way (Ctrl-C again: stop waiting)."""
+    try:
+        return stop_running_batches(timeout=STOP_TIMEOUT)
+    except KeyboardInterrupt:
+        return False
+
+
+class _Run:
+    """One run of the flow from the command line, and what it prints when it ends early."""
+
+    def __init__(self, parameters: dict[str, Any]) -> None:
+        self.parameters = parameters
+        self.keys: list[str] = []  # the batch key the flow derived (`on_batch_key`)
+        self.results: list[BatchItemResult] = []
+        self.stopped = True  # whether every batch stopped in time after an interrupt
+
+    def key_derived(self, key: str) -> None:
+        """Remember the batch key the flow derived; a new one (`--send-again`) is printed at once."""
+        self.keys.append(key)
+        if self.parameters["send_again"]:  # called inside the flow run, whose `log_prints` would take a print
+            line = f"Sending everyone again as a new batch, batch key {key} (to resume it: --batch-key {key})"
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+    @property
+    def how(self) -> str:
+        """How to resume, as typed on the command line."""
+        if self.parameters["send_again"] and self.keys:
+            return f"run it again with --batch-key {self.keys[-1]} instead of --send-again"
+        return "run the same command again"
+
+    def run(self, total: int, report: str | None, *, progress: bool) -> int:
+        """Run the flow; print the refused rows, the counts, and how to resume a failed run."""
+        with tempfile.TemporaryDirectory(prefix="prefect-intercom-deflect-") as folder:
+            results_path = str(Path(folder) / "results.jsonl")
+            parameters = {**self.parameters, "results_path": results_path}
+            try:
+                with _progress(results_path, total) if progress else nullcontext():
+                    state = deflect_calls(**parameters, return_state=True)
+            except BaseException:  # interrupted: the batch stops first, so that what it sent is all listed
+                self.stopped = _stop_batches()
+                raise
+            finally:
+                self.results = sorted(read_results(results_path), key=lambda result: result.index)
+                if report:
+                    write_report_csv(self.results, report)
+        _print_problems(self.results)
         if report:
-            write_report_csv(results, report)
-    _print_problems(results)
-    if report:
-        print(f"Report: {len(results):,} row(s) written to {report}")
-    if state.is_completed():
-        print(f"Done: {_counts(results, parameters['dry_run'])}")
-        return 0
-    message = (state.message or "failed").splitlines()[0]
-    print(f"Deflect calls failed: {message}", file=sys.stderr)
-    print(f"Rows: {_counts(results, parameters['dry_run'])}", file=sys.stderr)
-    if any(_was_sent(result) for result in results):
-        key = parameters["batch_key"] or f"flow-run-{state.state_details.flow_run_id}/batch-0"
-        print(f"Nothing sent is sent again if you resume with --batch-key {key}", file=sys.stderr)
-    return 1
+            print(f"Report: {len(self.results):,} row(s) written to {report}")
+        if state.is_completed():
+            key = f" (batch key {self.keys[-1]})" if self.keys and not self.parameters["dry_run"] else ""
+            print(f"Done: {_counts(self.results, self.parameters['dry_run'])}{key}")
+            return 0
+        message = (state.message or "failed").splitlines()[0]
+        print(f"Deflect calls failed: {message}", file=sys.stderr)
+        print(f"Rows: {_counts(self.results, self.parameters['dry_run'])}", file=sys.stderr)
+        if self.keys and any(_was_sent(result) for result in self.results):
+            print(resume_sentence("Failed", self._sent(), self.keys[-1], self.how), file=sys.stderr)
+        return 1
+
+    def interrupted(self, interrupt: BaseException) -> int:
+        """Stop the batch the orderly way, say how it resumes; 130 for Ctrl-C, 143 for SIGTERM."""
+        terminated = isinstance(interrupt, Terminated | TerminationSignal)
+        stopped = self.stopped and _stop_batches()
+        what = "Terminated" if terminated else "Interrupted"
+        if self.keys and not self.parameters["dry_run"]:
+            line = resume_sentence(what, self._sent(), self.keys[-1], self.how)
+        else:
+            line = f"{what} before anything was sent."
+        if not stopped:
+            line += " (The batch did not stop in time: the answers in flight may show as unknown.)"
+        print(line, file=sys.stderr)
+        return EXIT_SIGTERM if terminated else EXIT_SIGINT
+
+    def _sent(self) -> int:
+        return sent_so_far(self.results)
 
 
 def _was_sent(result: BatchItemResult) -> bool:
