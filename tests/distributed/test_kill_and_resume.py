@@ -282,11 +282,19 @@ def test_c_ui_retry_of_the_crashed_run_takes_the_lease_at_once_and_resends_nothi
     assert to_first_send is not None, (
         f"no new send after the Retry; the run ended {run['state']['type']}: {run['state'].get('message')}"
     )
-    # The retried attempt took the crashed holder's lease at once (Prefect knows it CRASHED, and it is an
-    # earlier attempt of the same flow run), instead of waiting the lease out. The time from the Retry to
-    # the first send is recorded above (goal <= 15 s; most of it is the worker starting a new process).
-    takeovers = [entry for entry in cluster.logs_of(run_id) if "Taking over the batch key's lease" in entry["message"]]
-    assert takeovers, f"the retried run did not take the crashed holder's lease at once: {cluster.describe(run_id)}"
+    # The retried attempt never waits the crashed holder's lease out: when it reaches its batch while
+    # that lease would still be live (30 s after the holder's last renewal, at most 30 s before the
+    # kill), it takes it over at once (Prefect knows the holder CRASHED, and it is an earlier attempt
+    # of the same flow run). On a slow machine the worker's start-up alone may outlast the lease; then
+    # the lease has expired by itself and there is nothing to take over. The time from the Retry to the
+    # first send is recorded above (goal <= 15 s; most of it is the worker starting a new process).
+    logs = cluster.logs_of(run_id)
+    holds = [timestamp(e["timestamp"]) for e in logs if "Holding the batch key's lease" in e["message"]]
+    assert len(holds) == 2, holds  # the crashed attempt, then the retried one
+    if holds[1] - killed_at < 25:
+        takeovers = [e for e in logs if "Taking over the batch key's lease" in e["message"]]
+        assert takeovers, f"the retried run did not take the crashed holder's lease at once: {cluster.describe(run_id)}"
+    record("c_ui_retry_lease", seconds_from_kill_to_retried_lease=round(holds[1] - killed_at, 2))
     assert "BatchKeyBusyError" not in str(run["state"].get("message")), run["state"]
     assert run["state"]["type"] == "COMPLETED", cluster.describe(run_id)
     assert_nobody_lost(texted, offset, "UI Retry")
