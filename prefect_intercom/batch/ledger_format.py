@@ -29,18 +29,22 @@ _SNAPSHOT_HEADER = struct.Struct("<IQQQ")  # run, records covered, earlier-run e
 _BIG_ENDIAN = sys.byteorder == "big"  # snapshots are little-endian on every machine
 
 
-def _checksum(body: bytes) -> bytes:
-    return hashlib.blake2b(body, digest_size=8).hexdigest().encode()
+def _checksum(*parts: Any) -> bytes:
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest().encode()
 
 
-def seal(body: bytes) -> bytes:
-    """The object as stored: checksum, newline, body."""
-    return _checksum(body) + b"\n" + body
+def seal(*parts: Any) -> bytes:
+    """The object as stored: checksum, newline, body (its bytes-like parts, joined once)."""
+    return b"".join([_checksum(*parts), b"\n", *parts])
 
 
-def unseal(raw: bytes, name: str) -> bytes:
-    """The body of a stored object, or `LedgerDamageError` naming it when its checksum does not match."""
-    checksum, newline, body = raw[:16], raw[16:17], raw[17:]
+def unseal(raw: bytes, name: str) -> memoryview:
+    """The body of a stored object (a view, not a copy); `LedgerDamageError` naming it on a bad checksum."""
+    view = memoryview(raw)
+    checksum, newline, body = bytes(view[:16]), bytes(view[16:17]), view[17:]
     if newline != b"\n" or _checksum(body) != checksum:
         raise LedgerDamageError(
             f"the batch ledger object {name} is damaged (its checksum does not match: cut short, changed or "
@@ -60,7 +64,7 @@ def decode_json(raw: bytes, name: str, kind: str, run: int, seq: int | None) -> 
     """The fields of a sealed JSON object, checked against where it was read from (`seq=None`: any)."""
     body = unseal(raw, name)
     try:
-        payload = json.loads(body)
+        payload = json.loads(bytes(body))
     except ValueError:
         payload = None
     if (
@@ -101,15 +105,15 @@ def decode_record(raw: bytes, name: str, run: int, seq: int) -> list[tuple[bytes
 def encode_snapshot(run: int, records: int, earlier: tuple[array, array], this_run: tuple[array, array]) -> bytes:
     """A snapshot after `records` records of `run`: earlier runs' (key, run<<2|word) and this run's (key, word)."""
     header = _SNAPSHOT_HEADER.pack(run, records, len(earlier[0]), len(this_run[0]))
-    parts = [_SNAPSHOT_MAGIC, header]
+    parts: list[Any] = [_SNAPSHOT_MAGIC, header]
     for keys, values in (earlier, this_run):
         parts += [_little(keys), _little(values)]
-    return seal(b"".join(parts))
+    return seal(*parts)
 
 
 def decode_snapshot(raw: bytes, name: str, run: int, records: int) -> tuple[tuple[array, array], tuple[array, array]]:
     """The two sections of a snapshot, checked against where it was read from."""
-    body = memoryview(unseal(raw, name))
+    body = unseal(raw, name)
     start = len(_SNAPSHOT_MAGIC) + _SNAPSHOT_HEADER.size
     if bytes(body[: len(_SNAPSHOT_MAGIC)]) != _SNAPSHOT_MAGIC:
         raise LedgerDamageError(f"the batch ledger object {name} is not a snapshot; nothing is sent.")
@@ -131,9 +135,9 @@ def decode_snapshot(raw: bytes, name: str, run: int, records: int) -> tuple[tupl
     return sections[0], sections[1]
 
 
-def _little(values: array) -> bytes:
+def _little(values: array) -> memoryview:
     if not _BIG_ENDIAN:
-        return values.tobytes()
+        return memoryview(values).cast("B")
     swapped = array(values.typecode, values)
     swapped.byteswap()
-    return swapped.tobytes()
+    return memoryview(swapped).cast("B")
