@@ -133,9 +133,12 @@ class BatchRun:
         announced = False
         uncertain = False  # an earlier attempt may have texted (only with `retry_unknown`)
         on_wire: float | None = None
+        served_from: float | None = None  # after any pacing wait: the ledger's write and the request hold the slot
 
         async def before_send() -> None:
-            nonlocal announced, on_wire
+            nonlocal announced, on_wire, served_from
+            if served_from is None:
+                served_from = time.monotonic()
             if self.report.stopped:
                 raise _NotAttempted(self.report.stopped)
             await self.check_lease()
@@ -194,7 +197,7 @@ class BatchRun:
                     self._ledger_failed(error)
             self.report.add(result)
         finally:
-            self.limit.release(time.monotonic() - on_wire if on_wire is not None else None)
+            self.limit.release(time.monotonic() - served_from if on_wire is not None and served_from else None)
         await self._progress()
 
     def _failed(self, item: _Pending, error: IntercomError, announced: bool) -> BatchItemResult:
