@@ -17,9 +17,10 @@ child around the sends, over the items). Goal: the task at >= 0.8 of the best ra
 bare aiohttp row of the same run is the ceiling of this machine (the sandbox answers from one
 Python process, and other people's tests share the 2 cores).
 
-`--profile` runs the task case at 50 ms once more under cProfile and prints the functions with the
-most own time and selected cumulative costs, per item (cProfile's overhead inflates everything;
-read the shares, not the absolute times).
+`--profile` runs the task case at 50 ms once more under py-spy (`pip install py-spy`; it samples
+every thread of the child: the task's event loop runs in a thread of its own, which cProfile would
+not see) and prints the shares of on-CPU samples: per thread, the top functions by own time in the
+batch's event-loop thread, and selected inclusive costs (the ledger, validation, JSON, logging...).
 
 Run: `.venv/bin/python bench/batch_throughput.py [--latencies 0.05 0.2] [--items 10000 4000] [--profile]`
 (about 2-3 minutes; 1 more with --profile).
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import TOKEN
 
 CONCURRENCY = 100
+RATE = 200  # py-spy samples per second
 GOAL = 0.8
 
 
@@ -51,7 +53,7 @@ def bodies(items: int) -> Any:
     return ({"phone": f"+1415{n:07d}", "custom_attributes": {"row": str(n)}} for n in range(items))
 
 
-def run_task(url: str, items: int, profile: str | None) -> dict[str, Any]:
+def run_task(url: str, items: int) -> dict[str, Any]:
     """The batch through the Prefect task in a flow (this process holds the harness)."""
     from prefect import flow
     from prefect.filesystems import LocalFileSystem
@@ -63,12 +65,6 @@ def run_task(url: str, items: int, profile: str | None) -> dict[str, Any]:
     @flow(name="batch-throughput-bench")
     def deflect(ledger: str) -> None:
         credentials = IntercomCredentials(access_token=TOKEN, base_url=url)
-        profiler = None
-        if profile:
-            import cProfile
-
-            profiler = cProfile.Profile()
-            profiler.enable()
         started_cpu, started = time.process_time(), time.perf_counter()
         report = create_phone_call_redirects(
             credentials,
@@ -78,9 +74,6 @@ def run_task(url: str, items: int, profile: str | None) -> dict[str, Any]:
             ledger_storage=LocalFileSystem(basepath=ledger),
         )
         measured.update(wall=time.perf_counter() - started, cpu=time.process_time() - started_cpu)
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(profile)
         measured["counts"] = {str(key): value for key, value in report.counts.items()}
         measured["peak_concurrency"] = report.concurrency
 
@@ -111,7 +104,7 @@ async def run_aiohttp(url: str, items: int) -> dict[str, Any]:
     return {"wall": wall, "cpu": cpu, "counts": statuses}
 
 
-def one(case: str, latency: float, items: int, profile: str | None) -> dict[str, Any]:
+def one(case: str, latency: float, items: int) -> dict[str, Any]:
     """One case in this process: sandbox (and harness for the task), the sends, the measurements."""
     from prefect_intercom.sandbox.process import sandbox_process
 
@@ -121,7 +114,7 @@ def one(case: str, latency: float, items: int, profile: str | None) -> dict[str,
             from prefect.testing.utilities import prefect_test_harness
 
             with prefect_test_harness(server_startup_timeout=60):
-                result = run_task(sandbox.url, items, profile)
+                result = run_task(sandbox.url, items)
         else:
             result = asyncio.run(run_aiohttp(sandbox.url, items))
         result["received"] = len(sandbox.records())
@@ -129,55 +122,73 @@ def one(case: str, latency: float, items: int, profile: str | None) -> dict[str,
 
 
 def print_profile(path: str, items: int) -> None:
-    """The profile's top costs, per item."""
-    import pstats
+    """The py-spy profile's top costs: the batch's event-loop thread (own and inclusive) and other threads."""
+    from collections import Counter
 
-    stats = pstats.Stats(path)
-    total = stats.total_tt  # type: ignore[attr-defined]
-    print(f"\nprofile of the task at 50 ms: {total:.2f} s of CPU-in-Python (profiled) for {items:,} items")
-    entries = stats.stats  # type: ignore[attr-defined]
-    rows = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:25]
-    print("top own time: µs/item (share) function")
-    for (filename, line, name), (_, _, own, _, _) in rows:
-        where = filename.split("site-packages/")[-1].split("wt-bench/")[-1]
-        print(f"  {own * 1e6 / items:8.1f} ({own / total:5.1%}) {where}:{line}({name})")
-    print("selected cumulative time: µs/item (share)")
-    wanted = [
-        ("ledger.py", "announce"),
-        ("ledger.py", "complete"),
-        ("ledger.py", "_write_loop"),
-        ("ledger_format.py", "encode_record"),
-        ("ledger_store.py", "write"),
-        ("validation.py", None),
-        ("client.py", "prepare"),
-        ("client.py", "asend"),
-        ("report.py", "add"),
-        ("run.py", "send"),
-        ("run.py", "admit"),
-        ("logging/", None),
-        ("json/encoder.py", None),
-        ("json/decoder.py", None),
-        ("events/", None),
-        ("httpx_aiohttp", None),
-        ("aiohttp/", None),
-        ("pacing/", None),
-        ("lease.py", None),
-    ]
-    for fragment, function in wanted:
-        matches = [
-            (key, value)
-            for key, value in entries.items()
-            if fragment in key[0] and (function is None or key[2] == function)
-        ]
-        if not matches:
-            continue
-        if function is None:  # a module: its own time, summed
-            cost = sum(value[2] for _, value in matches)
-            label = f"{fragment} (own time of all its functions)"
-        else:
-            cost = max(value[3] for _, value in matches)
-            label = f"{fragment} {function} (cumulative)"
-        print(f"  {cost * 1e6 / items:8.1f} ({cost / total:5.1%}) {label}")
+    threads: dict[str, list[tuple[list[str], int]]] = {}
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        threads.setdefault(frames[0], []).append((frames[1:], int(count)))
+    total = sum(count for samples in threads.values() for _, count in samples)
+    batch = max(threads, key=lambda t: sum(c for f, c in threads[t] if any("asend_batch" in x for x in f)))
+    samples = threads[batch]
+    in_batch = sum(count for _, count in samples)
+    print(f"\nprofile (py-spy, on-CPU samples at 200/s) of the task at 50 ms, {items:,} items: {total} samples")
+    # py-spy counts a thread that could run as busy, even when a loaded machine gives it no CPU:
+    # read shares, not times (the unprofiled rows above give the CPU per item).
+    print(f"  the batch's event-loop thread: {in_batch / total:.0%}; other threads (start-up and imports included):")
+    for thread, other in sorted(threads.items(), key=lambda item: -sum(c for _, c in item[1])):
+        if thread != batch:
+            top = Counter()
+            for frames, count in other:
+                top[_short(frames[min(len(frames) - 1, 6)]) if frames else "-"] += count
+            share = sum(c for _, c in other) / total
+            example = top.most_common(1)[0][0] if top else ""
+            print(f"    {share:5.1%} {thread[:30]} e.g. {example}")
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for frames, count in samples:
+        own[_short(frames[-1])] += count
+        for frame in set(map(_short, frames)):
+            inclusive[frame] += count
+    print("  top own time in the batch's thread (share of that thread's samples):")
+    for frame, count in own.most_common(20):
+        print(f"    {count / in_batch:5.1%} {frame}")
+    print("  inclusive, selected (share of the batch's thread; a frame counts when on the stack):")
+    wanted = (
+        "announce",
+        "complete",
+        "_write_loop",
+        "encode_record",
+        "_write_by_rename",
+        "send (prefect_intercom/batch/run",
+        "admit",
+        "prepare",
+        "validate",
+        "asend",
+        "_parse",
+        "redact",
+        "record (",
+        "emit",
+        "logging",
+        "json",
+        "pacing",
+        "aiohttp",
+        "check_lease",
+    )
+    for fragment in wanted:
+        matched = [(frame, count) for frame, count in inclusive.items() if fragment in frame]
+        if matched:
+            frame, count = max(matched, key=lambda item: item[1])
+            print(f"    {count / in_batch:5.1%} {frame}")
+
+
+def _short(frame: str) -> str:
+    """`function (path:line)` with the path cut after site-packages or the repository."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").split("site-packages/")[-1].split("wt-bench/")[-1]
+    return f"{name} ({where.rsplit(':', 1)[0]})"
 
 
 def main() -> None:
@@ -189,8 +200,8 @@ def main() -> None:
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        case, latency, items, profile = args.one
-        print(json.dumps(one(case, float(latency), int(items), None if profile == "-" else profile)))
+        case, latency, items, _ = args.one
+        print(json.dumps(one(case, float(latency), int(items))))
         return
     load = os.getloadavg()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores", flush=True)
@@ -202,15 +213,18 @@ def main() -> None:
     ]
     profile_path = None
     if args.profile:
-        profile_path = f"{tempfile.gettempdir()}/batch-throughput-{os.getpid()}.prof"
+        profile_path = f"{tempfile.gettempdir()}/batch-throughput-{os.getpid()}.txt"
         runs.append(("task", 0.05, args.items[0], profile_path))
     for case, latency, items, profile in runs:
-        command = [sys.executable, __file__, "--one", case, str(latency), str(items), profile]
+        command = [sys.executable, __file__, "--one", case, str(latency), str(items), "-"]
+        if profile != "-":  # py-spy samples every thread of the child (cProfile would see one)
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "--threads", "--format", "raw", "-r", str(RATE), "-o", profile, "--", *command]
         output = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
         if output.returncode != 0:
             print(f"{case} at {latency:g} s: failed\n{output.stderr[-3000:]}")
             continue
-        result = json.loads(output.stdout.strip().splitlines()[-1])
+        result = json.loads([line for line in output.stdout.splitlines() if line.startswith("{")][-1])
         best = CONCURRENCY / latency
         rate = items / result["wall"]
         row = {
