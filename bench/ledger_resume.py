@@ -291,11 +291,10 @@ def _delete_claims(where: str, directory: str, url: str | None) -> None:
         for claim in Path(directory).glob("*/*/run-0000[1-9]/claim"):
             claim.unlink()
         return
-    client = s3_client(url)
-    listed = client.list_objects_v2(Bucket="ledger", Prefix=f"{FOLDER}/").get("Contents", [])
-    for entry in listed:
-        if entry["Key"].endswith("/claim") and "/run-00000/" not in entry["Key"]:
-            client.delete_object(Bucket="ledger", Key=entry["Key"])
+    client = s3_client(url)  # a listing stops at 1,000 keys: delete the claims by name
+    folder = next(Path(directory).glob("*/*/run-00000")).parent.relative_to(directory).as_posix()
+    for run in range(1, 10):
+        client.delete_object(Bucket="ledger", Key=f"{FOLDER}/{folder}/run-{run:05d}/claim")
 
 
 class _nothing:
@@ -453,7 +452,7 @@ def main() -> None:
     verdicts: list[str] = []
     work = tempfile.mkdtemp(prefix="ledger-resume-")
     try:
-        with prefect_test_harness(server_startup_timeout=60):
+        with prefect_test_harness(server_startup_timeout=180):
             env = {**os.environ, "PREFECT_API_URL": str(prefect.settings.PREFECT_API_URL.value())}
             if "build" in parts:
                 verdicts += part_a(env, args.items, parts, args.tracemalloc, work, args.asis_timeout)
