@@ -110,7 +110,8 @@ def run_variant(
         s3 = moto_server()
     else:
         s3 = nullcontext()
-    with prefect_test_harness(server_startup_timeout=180), sandbox_process(*flags, token=TOKEN) as sandbox, s3 as s3_url:
+    harness = prefect_test_harness(server_startup_timeout=180)  # a loaded machine starts it slowly
+    with harness, sandbox_process(*flags, token=TOKEN) as sandbox, s3 as s3_url:
         with tempfile.TemporaryDirectory() as directory:
             if storage == "s3-slow":
                 ledger: Any = s3_block(s3_url, write_delay=S3_DELAY, read_delay=S3_DELAY)
