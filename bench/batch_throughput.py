@@ -113,7 +113,7 @@ def one(case: str, latency: float, items: int) -> dict[str, Any]:
         if case == "task":
             from prefect.testing.utilities import prefect_test_harness
 
-            with prefect_test_harness(server_startup_timeout=60):
+            with prefect_test_harness(server_startup_timeout=180):
                 result = run_task(sandbox.url, items)
         else:
             result = asyncio.run(run_aiohttp(sandbox.url, items))
