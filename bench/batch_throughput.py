@@ -108,7 +108,7 @@ def one(case: str, latency: float, items: int) -> dict[str, Any]:
     """One case in this process: sandbox (and harness for the task), the sends, the measurements."""
     from prefect_intercom.sandbox.process import sandbox_process
 
-    flags = ["--latency", str(latency), "--keep-alive", "65"]
+    flags = ["--latency", str(latency), "--keep-alive", "65", "--rate-limit", "0"]  # no limit
     with sandbox_process(*flags, token=TOKEN) as sandbox:
         if case == "task":
             from prefect.testing.utilities import prefect_test_harness
