@@ -15,6 +15,9 @@ reading: the seconds `BatchLedger.open` took, and the reading process's peak mem
 baseline: `ru_maxrss` before (after imports, the Prefect client and one read of a missing object,
 so boto's models are loaded) and after, and with `--tracemalloc` the peak of Python allocations
 during `open` (a second child; tracemalloc slows it, so its time is not reported).
+Each place is read twice: by the shipped code (stopped after `--asis-timeout` seconds, 150 by
+default: its `_merge` is quadratic for a large crashed run), and with `_merge` given a presized
+table (`_presize_merge`, patched in that reading's process only: the suggested fix).
 Goals: local <= 10 s, S3 <= 60 s, memory over baseline <= 50 MB.
 
 Part (b), `--parts campaign`: 5,000 phones through `create_phone_call_redirects` in a `@flow`, in a
