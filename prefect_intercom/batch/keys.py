@@ -7,7 +7,9 @@ it doubles.
 
 from __future__ import annotations
 
+import secrets
 from array import array
+from collections.abc import Callable
 from itertools import compress
 
 _EMPTY = 0
@@ -38,6 +40,9 @@ class KeyTable:
         self._values = array("I", [0]) * size
         self._mask = size - 1
         self._shift = 64 - (size.bit_length() - 1)  # the top bits of the product pick the slot
+        # Each table its own odd multiplier: one table's slot order says nothing of another's, so
+        # copying a large table into a small one, in slot order, never piles keys into one run.
+        self._multiplier = secrets.randbits(64) | 1
         self._count = 0
 
     def __len__(self) -> int:
@@ -71,6 +76,11 @@ class KeyTable:
         """Every key and its value, as two arrays in slot order."""
         return array("Q", compress(self._keys, self._keys)), array("I", compress(self._values, self._keys))
 
+    def relabel(self, change: Callable[[int], int]) -> None:
+        """Replace every stored value by `change(value)` (the keys stay where they are)."""
+        pairs = zip(self._keys, self._values, strict=True)
+        self._values = array("I", (change(value) if key else 0 for key, value in pairs))
+
     def update(self, keys: array, values: array) -> None:
         """Store each key's value (`put` for each pair)."""
         for key, value in zip(keys, values, strict=True):
@@ -79,7 +89,7 @@ class KeyTable:
     def _slot(self, key: int) -> int:
         """Where `key` is, or the empty slot where it would go (linear probing from the product's top bits)."""
         keys, mask = self._keys, self._mask
-        slot = (key * 0x9E3779B97F4A7C15 & _MASK64) >> self._shift
+        slot = (key * self._multiplier & _MASK64) >> self._shift
         while True:
             found = keys[slot]
             if found == key or found == _EMPTY:

@@ -36,7 +36,7 @@ LEDGER_FOLDER = "prefect-intercom-ledger"
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
 DEFAULT_LINGER = 0.02
-SNAPSHOT_EVERY = 512  # records between snapshots at least (more for large ledgers: entries / 256)
+SNAPSHOT_EVERY = 512  # records between snapshots at least (more for large ledgers: entries / 2048)
 ACCEPT_OTHER_TOKEN_ENV = "PREFECT_INTERCOM_LEDGER_ACCEPT_OTHER_TOKEN"  # noqa: S105 - a setting's name
 _OUTCOMES = {fmt.SENT: Outcome.SENT, fmt.UNKNOWN: Outcome.UNKNOWN}
 _CODES = {Outcome.SENT: fmt.SENT, Outcome.UNKNOWN: fmt.UNKNOWN, Outcome.NOT_SENT: fmt.NOT_SENT}
@@ -178,8 +178,8 @@ class BatchLedger:
 
     @property
     def previous_count(self) -> int:
-        """Items earlier runs recorded as sent or unknown (or not sent after an earlier unknown)."""
-        return len(self._previous)
+        """Items earlier runs recorded as sent or unknown."""
+        return sum(1 for value in self._previous.items()[1] if value & 3 in _OUTCOMES)
 
     # --- the journal -----------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ class BatchLedger:
 
     def _maybe_snapshot(self) -> None:
         covered, taken = self._snapshot_at
-        due = max(SNAPSHOT_EVERY, (len(self._previous) + len(self._current)) // 256)
+        due = max(SNAPSHOT_EVERY, (len(self._previous) + len(self._current)) // 2048)
         if self._snapshot is not None and not self._snapshot.done():
             return
         if self.records - covered >= due and time.monotonic() - taken >= 5.0:

@@ -100,8 +100,7 @@ class LedgerHistory:
             for digest, code in items:
                 key = key64(digest)
                 states.put(key, (states.get(key, 0) & ~3) | code)
-        _merge(previous, states, run)
-        return previous
+        return _merge(previous, states, run)
 
     async def _read_head(self, run: int) -> dict[str, Any] | None:
         """The newest whole head of the two slots (a torn slot is ignored), or `None`."""
@@ -156,14 +155,24 @@ class LedgerHistory:
         )
 
 
-def _merge(previous: KeyTable, states: KeyTable, run: int) -> None:
-    """Fold one run's last words into the earlier runs' state: sent wins, unknown stays unless sent."""
-    keys, values = states.items()
-    for key, value in zip(keys, values, strict=True):
-        code = value & 3
-        if code == fmt.SENT:
-            previous.put(key, (run << 2) | fmt.SENT)
-        elif code == fmt.UNKNOWN:
+def _merge(previous: KeyTable, states: KeyTable, run: int) -> KeyTable:
+    """Fold one run's last words into the earlier runs' state (sent wins; unknown stays unless sent).
+
+    Returns whichever of the two tables was reused: the smaller is folded into the larger, so a
+    million items never need a third table.
+    """
+    states.relabel(lambda value: (run << 2) | (value & 3) if value & 3 in (fmt.SENT, fmt.UNKNOWN) else 0)
+    if len(states) >= len(previous):
+        for key, value in zip(*previous.items(), strict=True):
+            mine = states.get(key)
+            if mine is None or not mine & 3 or (mine & 3 == fmt.UNKNOWN and value & 3 == fmt.SENT):
+                states.put(key, value)
+        return states
+    for key, value in zip(*states.items(), strict=True):
+        if value & 3 == fmt.SENT:
+            previous.put(key, value)
+        elif value & 3 == fmt.UNKNOWN:
             known = previous.get(key)
             if known is None or known & 3 != fmt.SENT:
-                previous.put(key, (run << 2) | fmt.UNKNOWN)
+                previous.put(key, value)
+    return previous
