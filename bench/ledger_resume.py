@@ -15,9 +15,8 @@ reading: the seconds `BatchLedger.open` took, and the reading process's peak mem
 baseline: `ru_maxrss` before (after imports, the Prefect client and one read of a missing object,
 so boto's models are loaded) and after, and with `--tracemalloc` the peak of Python allocations
 during `open` (a second child; tracemalloc slows it, so its time is not reported).
-Each place is read twice: by the shipped code (stopped after `--asis-timeout` seconds, 150 by
-default: its `_merge` is quadratic for a large crashed run), and with `_merge` given a presized
-table (`_presize_merge`, patched in that reading's process only: the suggested fix).
+A reading is stopped after `--asis-timeout` seconds (150 by default): before the key tables had
+a hash multiplier of their own, re-reading a large crashed run was quadratic and never finished.
 Goals: local <= 10 s, S3 <= 60 s, memory over baseline <= 50 MB.
 
 Part (b), `--parts campaign`: 5,000 phones through `create_phone_call_redirects` in a `@flow`, in a
@@ -134,29 +133,6 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _presize_merge() -> None:
-    """The suggested fix, patched in this process only: `_merge` into a table already as large as both.
-
-    `_merge` inserts a run's states, in their table's slot order, into `previous`; when `previous`
-    is smaller (a fresh `KeyTable()` after one crashed run), keys in slot order of the larger table
-    all land at the start of the smaller one and linear probing walks one growing cluster:
-    quadratic. Sized for both first, the keys spread as in their own table.
-    """
-    from prefect_intercom.batch import ledger as ledger_module
-    from prefect_intercom.batch.keys import KeyTable
-
-    merge = ledger_module._merge
-
-    def presized(previous: KeyTable, states: KeyTable, run: int) -> None:
-        if len(previous) < len(states):
-            table = KeyTable(len(previous) + len(states))
-            table.update(*previous.items())
-            previous.__dict__.update(table.__dict__)
-        merge(previous, states, run)
-
-    ledger_module._merge = presized
-
-
 async def read(where: str, target: str, traced: bool, presized: bool = False) -> dict[str, Any]:
     """`BatchLedger.open` of the built ledger in this process: seconds and memory over the baseline."""
     from prefect.filesystems import LocalFileSystem
@@ -172,8 +148,6 @@ async def read(where: str, target: str, traced: bool, presized: bool = False) ->
 
         delay = DELAY if where == "s3-slow" else (0.0, 0.0)
         storage = s3_block(target, folder=FOLDER, write_delay=delay, read_delay=delay)
-    if presized:
-        _presize_merge()
     await load_ledger_key()  # the Prefect client is warm, as in a flow run
     await store_for(storage).read("prefect-intercom-ledger/warm-up")  # boto's models loaded (S3)
     Path("/proc/self/clear_refs").write_text("5")  # Linux: reset the peak RSS (VmHWM) to the current RSS
@@ -202,7 +176,7 @@ async def read(where: str, target: str, traced: bool, presized: bool = False) ->
         "traced_peak_mb": None if peak_traced is None else round(peak_traced / 2**20, 1),
         "previous": ledger.previous_count,
         "run": ledger.run,
-        "claim": ledger._claim_key(ledger.run),
+        "claim": ledger.paths.claim(ledger.run),
     }
 
 
@@ -255,11 +229,11 @@ def part_a(
             print(f"uploaded {count} objects to moto in {time.perf_counter() - started:.1f} s", flush=True)
             readings += [(part, url) for part in s3_parts]
         for where, target in readings:
-            modes = [("--read", False), ("--read", True)] + ([("--read-traced", True)] if traced else [])
+            modes = [("--read", False)] + ([("--read-traced", False)] if traced else [])
             for mode, presized in modes:
                 arguments = [mode, where, target] + (["--presized"] if presized else [])
                 try:
-                    result = child(env, *arguments, timeout=900 if presized else asis_timeout)
+                    result = child(env, *arguments, timeout=asis_timeout)
                 except subprocess.TimeoutExpired:
                     print(f"{where}, as shipped: BatchLedger.open did not finish in {asis_timeout:g} s", flush=True)
                     verdicts.append(
@@ -270,7 +244,7 @@ def part_a(
                     continue
                 _delete_claims(where, directory, url)
                 print(json.dumps({"mode": mode, **result}), flush=True)
-                label = f"{where}, {'with _merge presized (patched here)' if presized else 'as shipped'}"
+                label = where
                 if mode == "--read":
                     ok = result["open_s"] <= GOALS[where]
                     verdicts.append(
