@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from prefect_intercom.redaction import replace_spans, views, whole_escapes
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
@@ -26,6 +29,8 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 # A run of digits, with spaces and phone punctuation between them, optionally after a '+'.
 _PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
 _DIGIT = re.compile(r"\d")
+# The same run without its prefix (the digits of a known phone, looked for in every view of a text).
+_RUN = re.compile(r"\d(?:[\d \t().\-/]*\d)?")
 
 
 def show_phones() -> bool:
@@ -54,29 +59,47 @@ def mask_digits(text: str) -> str:
 
 
 def mask_known_phone(text: str, phone: Any) -> str:
-    """`text` with the digits of `phone` masked wherever they stand alone (not inside a longer number).
+    """`text` with the digits of `phone` masked wherever they appear, in any form a server may echo them.
+
+    The digits are looked for in every phone-like run (spaces and `()-./` allowed between
+    digits, after an optional `+`), alone or inside a longer number (`00353...`, a request id),
+    in the text as it is and as a reader of each escaping would decode it, as the token's
+    redaction does (`prefect_intercom.redaction`): URL-encoded (`%2B`, `%33`), JSON-escaped
+    (`\\u002b`), HTML character references. A masked escape is hidden whole. Other numbers
+    stay readable.
 
     Args:
         text: Any text, e.g. a message from the server.
-        phone: The number to hide (its digits are looked for with or without `+` or `%2B`).
+        phone: The number to hide (its digits, in any script, `MIN_DIGITS` or more).
 
     Returns:
         The text, masked (unchanged when `PREFECT_INTERCOM_SHOW_PHONES=1`).
     """
     digits = _digits_of(phone)
-    if digits is None or digits not in text or show_phones():
+    if digits is None or len(text) < len(digits) or show_phones():
         return text
-    masked = _masked_digits(digits)
-    parts, last, start = [], 0, text.find(digits)
-    while start != -1:
-        end = start + len(digits)
-        alone = (start == 0 or not text[start - 1].isdigit()) and (end == len(text) or not text[end].isdigit())
-        if alone:
-            parts += [text[last:start], masked]
-            last = end
-        start = text.find(digits, end if alone else start + 1)
-    parts.append(text[last:])
-    return "".join(parts)
+    spans: list[tuple[int, int]] = []
+    for view in views(text):
+        found = _known_spans(view.text, digits)
+        spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
+    return replace_spans(text, whole_escapes(text, spans), MASK) if spans else text
+
+
+def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
+    """The spans of `text` to hide: the middle digits of each occurrence of `digits` in a phone-like run."""
+    keep, spans = _kept(len(digits)), []
+    for match in _RUN.finditer(text):
+        run = match.group()
+        positions = [found.start() for found in _DIGIT.finditer(run)]
+        if len(positions) < len(digits):
+            continue
+        seen = "".join(_ascii_digit(run[at]) for at in positions)
+        start = seen.find(digits)
+        while start != -1:
+            first, last = positions[start + keep], positions[start + len(digits) - keep - 1]
+            spans.append((match.start() + first, match.start() + last + 1))
+            start = seen.find(digits, start + 1)
+    return spans
 
 
 def phone_masker(body: Any) -> Callable[[str], str]:
@@ -124,21 +147,21 @@ def _same(text: str) -> str:
 
 
 def _digits_of(phone: Any) -> str | None:
-    """The digits of `phone` when it has `MIN_DIGITS` or more (ASCII or any script), else `None`."""
+    """The digits of `phone` as ASCII when it has `MIN_DIGITS` or more (of any script), else `None`."""
     if not isinstance(phone, str):
         return None
-    digits = "".join(char for char in phone if char.isdigit())
+    digits = "".join(_ascii_digit(char) for char in phone if char.isdecimal())
     return digits if len(digits) >= MIN_DIGITS else None
+
+
+def _ascii_digit(char: str) -> str:
+    """A decimal digit of any script as its ASCII digit."""
+    return char if "0" <= char <= "9" else str(unicodedata.decimal(char, 0))
 
 
 def _kept(count: int) -> int:
     """How many digits stay visible at each end of a run of `count` digits (3 or more are hidden)."""
     return min(4, max(1, (count - 3) // 2))
-
-
-def _masked_digits(digits: str) -> str:
-    keep = _kept(len(digits))
-    return f"{digits[:keep]}{MASK}{digits[-keep:]}"
 
 
 def _mask_run(match: re.Match[str]) -> str:
