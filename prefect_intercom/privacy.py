@@ -25,10 +25,13 @@ from prefect_intercom.redaction import replace_spans, views, whole_escapes
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
 MIN_DIGITS = 5
+E164_MIN_DIGITS = 7  # the shortest E.164 number, country code included (`+290 1234`)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 # A run of digits, with spaces and phone punctuation between them, optionally after a '+'.
 _PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
 _DIGIT = re.compile(r"\d")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 # The same run without its prefix (the digits of a known phone, looked for in every view of a text).
 _RUN = re.compile(r"\d(?:[\d \t().\-/]*\d)?")
 
@@ -58,14 +61,45 @@ def mask_digits(text: str) -> str:
     return _PHONE_LIKE.sub(_mask_run, text)
 
 
+def mask_phone_numbers(text: str) -> str:
+    """`text` with every E.164-looking run masked: `E164_MIN_DIGITS` or more digits (ignores the switch).
+
+    For texts of unknown origin where a phone may hide among other numbers (the HTTP
+    libraries' log records): a run (spaces and `()-./` allowed between digits, after an
+    optional `+` or `%2B`) is masked like `mask_digits` does when it holds at least as many
+    digits as the shortest E.164 number with its country code (7); ports, status codes, sizes
+    and dotted IPv4 addresses stay readable. Longer numbers that are not phones (a UNIX time)
+    are masked too.
+    """
+    if len(text) < E164_MIN_DIGITS:
+        return text
+    return _PHONE_LIKE.sub(_mask_e164_run, text)
+
+
+def phone_number_in(text: str) -> str | None:
+    """The first run of `text` that looks like a phone number, masked, or `None` (for refusing names).
+
+    A run (spaces and `()-./` allowed between digits) looks like a phone when it holds
+    `E164_MIN_DIGITS` or more digits after a `+` (or `%2B`), or 9 or more without one; UUIDs
+    are skipped. A date (`2026-12-03`, `20261203`) is no phone; a UNIX time is one.
+    """
+    for match in _PHONE_LIKE.finditer(_UUID.sub("-", text)):
+        run = match.group()
+        prefixed = run[:1] in "+%"
+        count = len(_DIGIT.findall(run, 3 if run[:1] == "%" else 0))
+        if count >= (E164_MIN_DIGITS if prefixed else 9) and not _IPV4.fullmatch(run):
+            return _mask_run(match)
+    return None
+
+
 def mask_known_phone(text: str, phone: Any) -> str:
-    """`text` with the digits of `phone` masked wherever they appear, in any form a server may echo them.
+    r"""`text` with the digits of `phone` masked wherever they appear, in any form a server may echo them.
 
     The digits are looked for in every phone-like run (spaces and `()-./` allowed between
     digits, after an optional `+`), alone or inside a longer number (`00353...`, a request id),
     in the text as it is and as a reader of each escaping would decode it, as the token's
     redaction does (`prefect_intercom.redaction`): URL-encoded (`%2B`, `%33`), JSON-escaped
-    (`\\u002b`), HTML character references. A masked escape is hidden whole. Other numbers
+    (`\u002b`), HTML character references. A masked escape is hidden whole. Other numbers
     stay readable.
 
     Args:
@@ -172,3 +206,10 @@ def _mask_run(match: re.Match[str]) -> str:
         return run
     keep = _kept(len(positions))
     return f"{run[: positions[keep - 1] + 1]}{MASK}{run[positions[-keep] :]}"
+
+
+def _mask_e164_run(match: re.Match[str]) -> str:
+    run = match.group()
+    if _IPV4.fullmatch(run) or len(_DIGIT.findall(run, 3 if run[:1] == "%" else 0)) < E164_MIN_DIGITS:
+        return run
+    return _mask_run(match)

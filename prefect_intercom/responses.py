@@ -149,7 +149,8 @@ def parse_response(
             id, messages): the client masks every form of the request's phone number.
 
     Raises:
-        IntercomAPIError: Any non-2xx answer (subclasses for 401/403, 429 and 5xx).
+        IntercomAPIError: Any non-2xx answer (subclasses for 401/403, 429 and 5xx), and a 2xx
+            whose body is an `error.list` (its `outcome` is unknown: the SMS may have gone).
     """
     body, text = _decode(response, redact)
     # The request's phone, masked in every text of the answer, a success's too: a server may echo
@@ -160,7 +161,8 @@ def parse_response(
     kept = {name: mask(value) for name, value in _redacted_headers(present, redact).items()}
     request_id = _request_id(body, kept)
     truncated = response.extensions.get(CUT_EXTENSION)
-    if 200 <= response.status_code < 300:
+    # A 2xx whose body is Intercom's `error.list` contradicts itself: an error whose outcome is unknown.
+    if 200 <= response.status_code < 300 and not (isinstance(body, dict) and body.get("type") == "error.list"):
         return IntercomResponse(
             status_code=response.status_code,
             data=body if isinstance(body, dict) else {},
