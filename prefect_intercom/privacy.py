@@ -31,7 +31,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
 _DIGIT = re.compile(r"\d")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 # The same run without its prefix (the digits of a known phone, looked for in every view of a text).
 _RUN = re.compile(r"\d(?:[\d \t().\-/]*\d)?")
 
@@ -62,18 +62,18 @@ def mask_digits(text: str) -> str:
 
 
 def mask_phone_numbers(text: str) -> str:
-    """`text` with every E.164-looking run masked: `E164_MIN_DIGITS` or more digits (ignores the switch).
+    """`text` with every E.164-looking run masked, in any escaping (ignores the switch).
 
     For texts of unknown origin where a phone may hide among other numbers (the HTTP
-    libraries' log records): a run (spaces and `()-./` allowed between digits, after an
-    optional `+` or `%2B`) is masked like `mask_digits` does when it holds at least as many
-    digits as the shortest E.164 number with its country code (7); ports, status codes, sizes
-    and dotted IPv4 addresses stay readable. Longer numbers that are not phones (a UNIX time)
-    are masked too.
+    libraries' log records): a run (spaces and `()-./` allowed between digits) is masked when
+    it holds at least as many digits as the shortest E.164 number with its country code (7),
+    in the text as it is and URL-, JSON- or HTML-decoded (`%2B%33...`), like `mask_known_phone`
+    looks for a known one. Ports, status codes, sizes and dotted IPv4 addresses stay readable;
+    longer numbers that are not phones (a UNIX time) are masked too.
     """
     if len(text) < E164_MIN_DIGITS:
         return text
-    return _PHONE_LIKE.sub(_mask_e164_run, text)
+    return _mask_in_views(text, _e164_spans)
 
 
 def phone_number_in(text: str) -> str | None:
@@ -112,11 +112,28 @@ def mask_known_phone(text: str, phone: Any) -> str:
     digits = _digits_of(phone)
     if digits is None or len(text) < len(digits) or show_phones():
         return text
+    return _mask_in_views(text, lambda view: _known_spans(view, digits))
+
+
+def _mask_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]]) -> str:
+    """`text` with what `spans_of` finds in it, as it is or in any decoded view, replaced by `MASK`."""
     spans: list[tuple[int, int]] = []
     for view in views(text):
-        found = _known_spans(view.text, digits)
+        found = spans_of(view.text)
         spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
     return replace_spans(text, whole_escapes(text, spans), MASK) if spans else text
+
+
+def _e164_spans(text: str) -> list[tuple[int, int]]:
+    """The middle digits of every run of `E164_MIN_DIGITS` or more digits in `text` (not IPv4)."""
+    spans = []
+    scanned = _IPV4.sub(lambda address: "#" * len(address.group()), text)  # an address breaks a run
+    for match in _RUN.finditer(scanned):
+        positions = [found.start() for found in _DIGIT.finditer(match.group())]
+        if len(positions) >= E164_MIN_DIGITS:
+            keep = _kept(len(positions))
+            spans.append((match.start() + positions[keep], match.start() + positions[-keep - 1] + 1))
+    return spans
 
 
 def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
@@ -206,10 +223,3 @@ def _mask_run(match: re.Match[str]) -> str:
         return run
     keep = _kept(len(positions))
     return f"{run[: positions[keep - 1] + 1]}{MASK}{run[positions[-keep] :]}"
-
-
-def _mask_e164_run(match: re.Match[str]) -> str:
-    run = match.group()
-    if _IPV4.fullmatch(run) or len(_DIGIT.findall(run, 3 if run[:1] == "%" else 0)) < E164_MIN_DIGITS:
-        return run
-    return _mask_run(match)
