@@ -5,8 +5,10 @@ enough to tell numbers apart and to act on a hint ("remove spaces: +1 415••�
 goes. Any text can be masked the same way (`mask_digits`): every run of `MIN_DIGITS` or more
 digits, spaces and phone punctuation allowed between them, keeps at most its first and last
 four digits and never shows fewer than three hidden ones. Answers from the network are masked
-for the phone of the request they answer (`mask_known_phone`), so a request id or a date in
-them stays readable.
+for the phone of the request they answer (`mask_known_phone`: in any spacing or escaping, even
+inside a request id), so other numbers in them stay readable. Texts of unknown origin (the HTTP
+libraries' log records) have every E.164-looking number masked (`mask_phone_numbers`), and a
+name that must hold no phone is checked with `phone_number_in`.
 
 One switch shows full numbers, for debugging only: set the environment variable
 `PREFECT_INTERCOM_SHOW_PHONES=1` (read at every call, off by default).

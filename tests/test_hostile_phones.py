@@ -35,6 +35,7 @@ from prefect_intercom import (
     Outcome,
     create_phone_call_redirect,
     create_phone_call_redirects,
+    log_filter,
 )
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import IntercomClient
@@ -169,10 +170,7 @@ async def test_debug_records_of_the_http_libraries_show_phones_masked(
 
 
 def test_the_log_filter_masks_phones_and_keeps_ports_addresses_and_sizes() -> None:
-    IntercomClient(TOKEN, base_url="http://127.0.0.1:9", intercom_version="2.12")._sync_client()
-    from prefect_intercom import log_filter
-
-    log_filter.install()
+    log_filter.install()  # what a client's first send does
     logger = logging.getLogger("httpcore.connection")
     args = ("127.0.0.1", 54321, "+1 (415) 555-0188", "%2B14155550188", 30)
     message = "host=%s port=%d got %s %s length=%d"
