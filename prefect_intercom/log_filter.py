@@ -73,6 +73,7 @@ class _PhonesMasked:
         self._redactors = redactors
 
     def redact(self, text: str) -> str:
+        """`text` without the tokens, its phone-like numbers masked."""
         return mask_phone_numbers(self._redactors.redact(text) if self._redactors else text)
 
 

@@ -72,6 +72,12 @@ def mask_phone_numbers(text: str) -> str:
     in the text as it is and URL-, JSON- or HTML-decoded (`%2B%33...`), like `mask_known_phone`
     looks for a known one. Ports, status codes, sizes and dotted IPv4 addresses stay readable;
     longer numbers that are not phones (a UNIX time) are masked too.
+
+    Args:
+        text: Any text, e.g. a formatted log record.
+
+    Returns:
+        The text, every such run keeping at most its first and last four digits.
     """
     if len(text) < E164_MIN_DIGITS:
         return text
@@ -84,6 +90,12 @@ def phone_number_in(text: str) -> str | None:
     A run (spaces and `()-./` allowed between digits) looks like a phone when it holds
     `E164_MIN_DIGITS` or more digits after a `+` (or `%2B`), or 9 or more without one; UUIDs
     are skipped. A date (`2026-12-03`, `20261203`) is no phone; a UNIX time is one.
+
+    Args:
+        text: A name, e.g. a batch key.
+
+    Returns:
+        The run, masked (to quote it in an error), or `None` when `text` holds no such run.
     """
     for match in _PHONE_LIKE.finditer(_UUID.sub("-", text)):
         run = match.group()
