@@ -9,7 +9,7 @@ IntercomError
 ├── IntercomConfigurationError (ValueError) credentials or base URL refused; nothing was sent
 ├── IntercomTransportError                 no HTTP answer; `outcome` says whether it may have taken effect
 ├── IntercomRateLimitWaitError             the rate-limit window resets beyond the retry budget; nothing was sent
-├── IntercomAPIError                       Intercom answered, but not with success
+├── IntercomAPIError                       Intercom answered, but not with success (a 2xx error.list: unknown)
 │   ├── IntercomAuthenticationError            401, 403
 │   ├── IntercomRateLimitError                 429 (with the reset time)
 │   └── IntercomServerError                    5xx
@@ -163,7 +163,7 @@ def _seconds(value: float) -> str:
 
 
 class IntercomAPIError(IntercomError):
-    """Intercom answered with a non-success status.
+    """Intercom answered with a non-success status, or a 2xx with an `error.list` body (outcome unknown).
 
     Attributes:
         status_code: The HTTP status.
@@ -195,6 +195,8 @@ class IntercomAPIError(IntercomError):
         self.errors = errors or []
         self.body = body
         self.headers = headers or {}
+        if 200 <= status_code < 300:  # a success status, yet an error body: the SMS may have gone
+            self.outcome = Outcome.UNKNOWN
         super().__init__(self._summary())
 
     def _summary(self) -> str:
@@ -208,6 +210,8 @@ class IntercomAPIError(IntercomError):
     @property
     def hint(self) -> str | None:
         """A suggestion for the user, when the error has an obvious next step."""
+        if 200 <= self.status_code < 300:
+            return "A success status with an error body: the SMS may have been sent (outcome unknown)."
         return _HINTS.get(self.error_code or "") or _STATUS_HINTS.get(self.status_code)
 
 
@@ -378,8 +382,7 @@ _TOKEN_HINT = "Check the access token in your IntercomCredentials block."  # noq
 _RATE_HINT = "Wait for the rate limit window to reset, or pace sends."
 _HINTS = {
     "invalid_phone_number": "Check the phone number is a reachable number in E.164 format, e.g. +14155550100.",
-    "sms_failed": "Intercom could not send the SMS; the number may not accept texts. Check the number "
-    "and your Intercom Switch settings.",
+    "sms_failed": "Intercom could not send the SMS; the number may not accept texts. Check it and your Switch setup.",
     **dict.fromkeys(("unauthorized", "token_unauthorized"), _TOKEN_HINT),
     "rate_limit_exceeded": _RATE_HINT,
 }

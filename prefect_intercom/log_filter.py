@@ -1,4 +1,4 @@
-"""Keep the access token out of the HTTP libraries' log records, at every level.
+"""Keep the access token and phone numbers out of the HTTP libraries' log records, at every level.
 
 httpcore logs the response headers at DEBUG (a header that echoes `Authorization` among
 them), httpx logs the server's reason phrase at INFO, and aiohttp's and asyncio's records can
@@ -8,7 +8,9 @@ database, when `PREFECT_LOGGING_EXTRA_LOGGERS` names them.
 Every `IntercomClient` registers its token here before its first request (`protect`). While
 it exists, `SECRET_FILTER`, attached to each logger in `LOGGER_NAMES`, redacts the token
 (every form `prefect_intercom.redaction` knows) from the message, its arguments, the
-traceback text and the stack of every record those loggers emit. A filter runs only for
+traceback text and the stack of every record those loggers emit, and masks every
+E.164-looking number in them (`privacy.mask_phone_numbers`: a server may echo the request's
+phone in a header; `PREFECT_INTERCOM_SHOW_PHONES=1` keeps them). A filter runs only for
 records a logger emits, so it costs nothing while their level is above the record's.
 """
 
@@ -19,6 +21,7 @@ import threading
 import weakref
 from typing import Any
 
+from prefect_intercom.privacy import mask_phone_numbers, show_phones
 from prefect_intercom.redaction import Redactor, RedactorSet
 
 # The loggers of the HTTP stack under the client (a filter sees only its own logger's records,
@@ -48,14 +51,30 @@ LOGGER_NAMES = (
 
 
 class SecretLogFilter(logging.Filter):
-    """Redacts the tokens of every live client from each record; never drops a record."""
+    """Redacts the tokens of every live client and masks phone numbers in each record; never drops one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact `record` in place (message, arguments, traceback and stack text); keep it."""
+        """Clean `record` in place (message, arguments, traceback and stack text); keep it."""
         redactors = _active
-        if redactors:
-            redact_record(record, redactors)
+        if show_phones():
+            if redactors:
+                redact_record(record, redactors)
+        else:
+            redact_record(record, _PhonesMasked(redactors))
         return True
+
+
+class _PhonesMasked:
+    """The tokens redacted, then every E.164-looking number masked (`privacy.mask_phone_numbers`)."""
+
+    __slots__ = ("_redactors",)
+
+    def __init__(self, redactors: RedactorSet) -> None:
+        self._redactors = redactors
+
+    def redact(self, text: str) -> str:
+        """`text` without the tokens, its phone-like numbers masked."""
+        return mask_phone_numbers(self._redactors.redact(text) if self._redactors else text)
 
 
 SECRET_FILTER = SecretLogFilter()
@@ -99,7 +118,7 @@ def install() -> None:
             logger.addFilter(SECRET_FILTER)
 
 
-def redact_record(record: logging.LogRecord, redactor: Redactor | RedactorSet) -> None:
+def redact_record(record: logging.LogRecord, redactor: Redactor | RedactorSet | _PhonesMasked) -> None:
     """Redact `record` in place: its message (formatted with its arguments), traceback and stack."""
     try:
         message = record.getMessage()

@@ -5,8 +5,10 @@ enough to tell numbers apart and to act on a hint ("remove spaces: +1 415••�
 goes. Any text can be masked the same way (`mask_digits`): every run of `MIN_DIGITS` or more
 digits, spaces and phone punctuation allowed between them, keeps at most its first and last
 four digits and never shows fewer than three hidden ones. Answers from the network are masked
-for the phone of the request they answer (`mask_known_phone`), so a request id or a date in
-them stays readable.
+for the phone of the request they answer (`mask_known_phone`: in any spacing or escaping, even
+inside a request id), so other numbers in them stay readable. Texts of unknown origin (the HTTP
+libraries' log records) have every E.164-looking number masked (`mask_phone_numbers`), and a
+name that must hold no phone is checked with `phone_number_in`.
 
 One switch shows full numbers, for debugging only: set the environment variable
 `PREFECT_INTERCOM_SHOW_PHONES=1` (read at every call, off by default).
@@ -16,16 +18,24 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from prefect_intercom.redaction import replace_spans, views, whole_escapes
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
 MIN_DIGITS = 5
+E164_MIN_DIGITS = 7  # the shortest E.164 number, country code included (`+290 1234`)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 # A run of digits, with spaces and phone punctuation between them, optionally after a '+'.
 _PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
 _DIGIT = re.compile(r"\d")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
+# The same run without its prefix (the digits of a known phone, looked for in every view of a text).
+_RUN = re.compile(r"\d(?:[\d \t().\-/]*\d)?")
 
 
 def show_phones() -> bool:
@@ -53,30 +63,108 @@ def mask_digits(text: str) -> str:
     return _PHONE_LIKE.sub(_mask_run, text)
 
 
+def mask_phone_numbers(text: str) -> str:
+    """`text` with every E.164-looking run masked, in any escaping (ignores the switch).
+
+    For texts of unknown origin where a phone may hide among other numbers (the HTTP
+    libraries' log records): a run (spaces and `()-./` allowed between digits) is masked when
+    it holds at least as many digits as the shortest E.164 number with its country code (7),
+    in the text as it is and URL-, JSON- or HTML-decoded (`%2B%33...`), like `mask_known_phone`
+    looks for a known one. Ports, status codes, sizes and dotted IPv4 addresses stay readable;
+    longer numbers that are not phones (a UNIX time) are masked too.
+
+    Args:
+        text: Any text, e.g. a formatted log record.
+
+    Returns:
+        The text, every such run keeping at most its first and last four digits.
+    """
+    if len(text) < E164_MIN_DIGITS:
+        return text
+    return _mask_in_views(text, _e164_spans)
+
+
+def phone_number_in(text: str) -> str | None:
+    """The first run of `text` that looks like a phone number, masked, or `None` (for refusing names).
+
+    A run (spaces and `()-./` allowed between digits) looks like a phone when it holds
+    `E164_MIN_DIGITS` or more digits after a `+` (or `%2B`), or 9 or more without one; UUIDs
+    are skipped. A date (`2026-12-03`, `20261203`) is no phone; a UNIX time is one.
+
+    Args:
+        text: A name, e.g. a batch key.
+
+    Returns:
+        The run, masked (to quote it in an error), or `None` when `text` holds no such run.
+    """
+    for match in _PHONE_LIKE.finditer(_UUID.sub("-", text)):
+        run = match.group()
+        prefixed = run[:1] in "+%"
+        count = len(_DIGIT.findall(run, 3 if run[:1] == "%" else 0))
+        if count >= (E164_MIN_DIGITS if prefixed else 9) and not _IPV4.fullmatch(run):
+            return _mask_run(match)
+    return None
+
+
 def mask_known_phone(text: str, phone: Any) -> str:
-    """`text` with the digits of `phone` masked wherever they stand alone (not inside a longer number).
+    r"""`text` with the digits of `phone` masked wherever they appear, in any form a server may echo them.
+
+    The digits are looked for in every phone-like run (spaces and `()-./` allowed between
+    digits, after an optional `+`), alone or inside a longer number (`00353...`, a request id),
+    in the text as it is and as a reader of each escaping would decode it, as the token's
+    redaction does (`prefect_intercom.redaction`): URL-encoded (`%2B`, `%33`), JSON-escaped
+    (`\u002b`), HTML character references. A masked escape is hidden whole. Other numbers
+    stay readable.
 
     Args:
         text: Any text, e.g. a message from the server.
-        phone: The number to hide (its digits are looked for with or without `+` or `%2B`).
+        phone: The number to hide (its digits, in any script, `MIN_DIGITS` or more).
 
     Returns:
         The text, masked (unchanged when `PREFECT_INTERCOM_SHOW_PHONES=1`).
     """
     digits = _digits_of(phone)
-    if digits is None or digits not in text or show_phones():
+    if digits is None or len(text) < len(digits) or show_phones():
         return text
-    masked = _masked_digits(digits)
-    parts, last, start = [], 0, text.find(digits)
-    while start != -1:
-        end = start + len(digits)
-        alone = (start == 0 or not text[start - 1].isdigit()) and (end == len(text) or not text[end].isdigit())
-        if alone:
-            parts += [text[last:start], masked]
-            last = end
-        start = text.find(digits, end if alone else start + 1)
-    parts.append(text[last:])
-    return "".join(parts)
+    return _mask_in_views(text, lambda view: _known_spans(view, digits))
+
+
+def _mask_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]]) -> str:
+    """`text` with what `spans_of` finds in it, as it is or in any decoded view, replaced by `MASK`."""
+    spans: list[tuple[int, int]] = []
+    for view in views(text):
+        found = spans_of(view.text)
+        spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
+    return replace_spans(text, whole_escapes(text, spans), MASK) if spans else text
+
+
+def _e164_spans(text: str) -> list[tuple[int, int]]:
+    """The middle digits of every run of `E164_MIN_DIGITS` or more digits in `text` (not IPv4)."""
+    spans = []
+    scanned = _IPV4.sub(lambda address: "#" * len(address.group()), text)  # an address breaks a run
+    for match in _RUN.finditer(scanned):
+        positions = [found.start() for found in _DIGIT.finditer(match.group())]
+        if len(positions) >= E164_MIN_DIGITS:
+            keep = _kept(len(positions))
+            spans.append((match.start() + positions[keep], match.start() + positions[-keep - 1] + 1))
+    return spans
+
+
+def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
+    """The spans of `text` to hide: the middle digits of each occurrence of `digits` in a phone-like run."""
+    keep, spans = _kept(len(digits)), []
+    for match in _RUN.finditer(text):
+        run = match.group()
+        positions = [found.start() for found in _DIGIT.finditer(run)]
+        if len(positions) < len(digits):
+            continue
+        seen = "".join(_ascii_digit(run[at]) for at in positions)
+        start = seen.find(digits)
+        while start != -1:
+            first, last = positions[start + keep], positions[start + len(digits) - keep - 1]
+            spans.append((match.start() + first, match.start() + last + 1))
+            start = seen.find(digits, start + 1)
+    return spans
 
 
 def phone_masker(body: Any) -> Callable[[str], str]:
@@ -124,21 +212,21 @@ def _same(text: str) -> str:
 
 
 def _digits_of(phone: Any) -> str | None:
-    """The digits of `phone` when it has `MIN_DIGITS` or more (ASCII or any script), else `None`."""
+    """The digits of `phone` as ASCII when it has `MIN_DIGITS` or more (of any script), else `None`."""
     if not isinstance(phone, str):
         return None
-    digits = "".join(char for char in phone if char.isdigit())
+    digits = "".join(_ascii_digit(char) for char in phone if char.isdecimal())
     return digits if len(digits) >= MIN_DIGITS else None
+
+
+def _ascii_digit(char: str) -> str:
+    """A decimal digit of any script as its ASCII digit."""
+    return char if "0" <= char <= "9" else str(unicodedata.decimal(char, 0))
 
 
 def _kept(count: int) -> int:
     """How many digits stay visible at each end of a run of `count` digits (3 or more are hidden)."""
     return min(4, max(1, (count - 3) // 2))
-
-
-def _masked_digits(digits: str) -> str:
-    keep = _kept(len(digits))
-    return f"{digits[:keep]}{MASK}{digits[-keep:]}"
 
 
 def _mask_run(match: re.Match[str]) -> str:

@@ -83,15 +83,15 @@ class Redactor:
             if self._anchor_search(lowered) is None:
                 return text
             spans = self._spans(lowered)
-            return _replace(text, spans) if spans else text
+            return replace_spans(text, spans) if spans else text
         spans = []
-        for view in _views(text):
+        for view in views(text):
             lowered = view.text.translate(_ASCII_LOWER)
             if self._anchor_search(lowered) is None:
                 continue
             found = self._spans(lowered)
             spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
-        return _replace(text, _whole_escapes(text, spans)) if spans else text
+        return replace_spans(text, whole_escapes(text, spans)) if spans else text
 
     def _spans(self, lowered: str) -> list[tuple[int, int]]:
         """Maximal runs of the secret's characters in `lowered`, `_piece` long or more, in order."""
@@ -218,7 +218,7 @@ class _Decoded:
         return position if before else position + 1
 
 
-def _views(text: str) -> list[_Decoded]:
+def views(text: str) -> list[_Decoded]:
     """`text` as it is, then as decoded by each escaping scheme it uses, and by all at once if several."""
     views = [_Decoded(text, None)]
     if _ESCAPE_STARTS.isdisjoint(text):
@@ -245,7 +245,7 @@ def _unescape(match: re.Match[str]) -> str | None:
     return chr(int(digits, 16)) if digits else None
 
 
-def _whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """`spans` widened so that none cuts an escape in two (what is left of one could mean another character)."""
     if _ESCAPE_STARTS.isdisjoint(text):
         return spans
@@ -263,8 +263,8 @@ def _whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, i
     return widened
 
 
-def _replace(text: str, spans: list[tuple[int, int]]) -> str:
-    """`text` with each span (merged when they touch or overlap) replaced by `[REDACTED]`."""
+def replace_spans(text: str, spans: list[tuple[int, int]], mark: str = REDACTED) -> str:
+    """`text` with each span (merged when they touch or overlap) replaced by `mark` (`[REDACTED]`)."""
     merged: list[list[int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
@@ -273,7 +273,7 @@ def _replace(text: str, spans: list[tuple[int, int]]) -> str:
             merged.append([start, end])
     parts, last = [], 0
     for start, end in merged:
-        parts += [text[last:start], REDACTED]
+        parts += [text[last:start], mark]
         last = end
     parts.append(text[last:])
     return "".join(parts)

@@ -1,8 +1,8 @@
 """Turn Intercom's HTTP answers into results or errors (the "parse" step of the pipeline).
 
 Every text taken from an answer is redacted for the access token whole, before anything
-shortens it (`prefect_intercom.redaction`), and every text that goes into an error or a log
-has the request's phone number masked (`prefect_intercom.privacy`). Texts are then cut to
+shortens it (`prefect_intercom.redaction`), then has the request's phone number masked in
+every form (`prefect_intercom.privacy`), a success's as an error's. Texts are then cut to
 `MAX_TEXT` characters; bodies were already bounded when read (`prefect_intercom.reading`).
 """
 
@@ -24,6 +24,7 @@ from prefect_intercom.errors import (
     IntercomRateLimitError,
     IntercomServerError,
 )
+from prefect_intercom.privacy import mask_values
 from prefect_intercom.reading import CUT_EXTENSION
 from prefect_intercom.redaction import cut
 
@@ -79,7 +80,8 @@ class IntercomResponse:
 
     Attributes:
         status_code: The HTTP status (2xx).
-        data: The JSON body (an empty dict when the body was empty or not a JSON object).
+        data: The JSON body (an empty dict when the body was empty or not a JSON object), the
+            request's phone masked wherever it echoes it (`PREFECT_INTERCOM_SHOW_PHONES=1`: as sent).
         request_id: Intercom's request id, when it sent one.
         rate_limit: The rate-limit headers.
         elapsed_ms: Time from sending the request to reading the whole answer.
@@ -109,7 +111,8 @@ class PhoneCallRedirect(BaseModel):
 
     Attributes:
         type: Normally `"phone_call_redirect"`.
-        phone: The number that received the SMS, when Intercom echoes it.
+        phone: The number that received the SMS, when Intercom echoes it (masked, like every
+            text of the answer, unless `PREFECT_INTERCOM_SHOW_PHONES=1`).
         url: The Messenger link that was sent, when Intercom returns it.
         request_id: Intercom's request id for this call, when it sent one.
     """
@@ -141,19 +144,25 @@ def parse_response(
         elapsed_ms: How long the call took.
         redact: Applied to every text taken from the answer, whole, before anything shortens
             it (the client passes a function that removes every form of the access token).
-        mask: Applied after `redact` to every text that goes into an error or a log (the
-            client masks the request's phone number); a success's `data` is not masked.
+        mask: Applied after `redact` to every text taken from the answer, successes and
+            failures alike (`data` and its keys, numbers that hold the phone, headers, request
+            id, messages): the client masks every form of the request's phone number.
 
     Raises:
-        IntercomAPIError: Any non-2xx answer (subclasses for 401/403, 429 and 5xx).
+        IntercomAPIError: Any non-2xx answer (subclasses for 401/403, 429 and 5xx), and a 2xx
+            whose body is an `error.list` (its `outcome` is unknown: the SMS may have gone).
     """
     body, text = _decode(response, redact)
+    # The request's phone, masked in every text of the answer, a success's too: a server may echo
+    # it anywhere (request id, headers, body), and these texts go to logs, events and reports.
+    body, text = mask_values(body, mask), mask(text)
     # One pass over the headers (names come lower-cased, repeated ones joined with ", ").
     present = {name: value for name, value in response.headers.items() if name in _KEPT}
-    kept = _redacted_headers(present, redact)
+    kept = {name: mask(value) for name, value in _redacted_headers(present, redact).items()}
     request_id = _request_id(body, kept)
     truncated = response.extensions.get(CUT_EXTENSION)
-    if 200 <= response.status_code < 300:
+    # A 2xx whose body is Intercom's `error.list` contradicts itself: an error whose outcome is unknown.
+    if 200 <= response.status_code < 300 and not (isinstance(body, dict) and body.get("type") == "error.list"):
         return IntercomResponse(
             status_code=response.status_code,
             data=body if isinstance(body, dict) else {},

@@ -27,6 +27,8 @@ means or what an error holds:
   environment settings are ignored, TLS is verified with httpx's context, bodies arrive still
   encoded (httpx decodes them, so a broken gzip body fails the same way), cookies are left to
   httpx, and at most `max_connections` connections are open.
+- Heads with many headers are read like httpx's own transport reads them (up to
+  `MAX_HEADERS` lines, not aiohttp's 128): a 2xx with 10,000 headers is `sent` in both clients.
 - An idle connection is reused for 4 s (`KEEPALIVE_EXPIRY`), not httpx's 5 s: under the idle
   timeout of common servers, so that a request does not go out on a connection the server is
   closing (no answer: `unknown`).
@@ -49,6 +51,10 @@ DEFAULT_MAX_CONNECTIONS = 100
 # closing at that moment gets no answer and is `unknown`, and a 5 s expiry (httpx's) races
 # a 5 s server exactly when a batch waits about that long for the next rate-limit window.
 KEEPALIVE_EXPIRY = 4.0
+# Header lines an answer may have (aiohttp's default: 128). A 2xx whose status line arrived
+# texted the person whatever its header count, so the async transport reads every head the sync
+# one (httpcore: 100 KiB of head in all) reads: 100 KiB / 4 bytes, the shortest header line.
+MAX_HEADERS = 100 * 1024 // 4
 
 _CAUGHT = (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
@@ -107,7 +113,11 @@ class IntercomAsyncTransport(AiohttpTransport):
             limit=self.max_connections, keepalive_timeout=self.limits.keepalive_expiry, ssl=self.ssl_context
         )
         return aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            auto_decompress=False,
+            max_headers=MAX_HEADERS,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

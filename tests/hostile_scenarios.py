@@ -5,7 +5,8 @@
 A hostile server (`tests/hostile_server.py`) echoes the `Authorization` header back, as it is,
 JSON-escaped and URL-encoded, straddling the 300-character cut of error texts: in a 401's
 message, a 500's HTML page, a 400 without a code, a 200's text body, and in headers and the
-reason phrase of a 200. The tasks (sync and async) and the test-request flow run against it
+reason phrase of a 200 (which also echoes the request's phone in its request id, a header and
+its body). The tasks (sync and async) and the test-request flow run against it
 with the base64-like `CANARY_TOKEN`, while httpx, httpcore and aiohttp log at DEBUG into the
 Prefect API (`PREFECT_LOGGING_EXTRA_LOGGERS`). The phone the tasks text is never a flow
 parameter (Prefect stores parameters): it may appear masked only. Every text a user could
@@ -61,11 +62,18 @@ def _answer(shape: str, request: Received) -> Reply:
         return Reply(400, headers=[("Content-Type", "application/json")], body=json.dumps({"detail": text}).encode())
     if shape == "200-text":
         return Reply(200, headers=[("Content-Type", "text/plain")], body=text.encode())
+    phone = json.loads(request.body)["phone"]  # the phone canary: echoed in the request id and a header
     return Reply(  # 200 with the echo in headers and the reason phrase
         200,
         f"OK {request.authorization}",
-        [("X-Echo", request.authorization), ("X-Echo-All", echo), ("X-Canary", CANARY_HEADER)],
-        json.dumps({"type": "phone_call_redirect", "request_id": echo}).encode(),
+        [
+            ("X-Echo", request.authorization),
+            ("X-Echo-All", echo),
+            ("X-Canary", CANARY_HEADER),
+            ("X-Request-Id", f"req-{phone}"),
+            ("X-Echo-Phone", urllib.parse.quote(phone, safe="")),
+        ],
+        json.dumps({"type": "phone_call_redirect", "phone": phone, "request_id": f"{echo} req {phone}"}).encode(),
     )
 
 

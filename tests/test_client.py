@@ -37,7 +37,7 @@ def test_exact_request_on_the_wire(sandbox: Sandbox, credentials: IntercomCreden
     with credentials.get_client() as client:
         response = client.request("phone_call_redirects", BODY)
     assert response.status_code == 200
-    assert response.data == {"type": "phone_call_redirect", "phone": "+14155550100"}
+    assert response.data == {"type": "phone_call_redirect", "phone": "+1415•••0100"}  # the echo, masked
     assert response.request_id
     [received] = sandbox.received
     assert received.method == "POST"
@@ -245,7 +245,7 @@ def test_success_keeps_unknown_fields_and_rate_limits() -> None:
     with _client(_answer(200, body, headers=headers)) as client:
         response = client.request("phone_call_redirects", BODY)
     result = PhoneCallRedirect.from_response(response)
-    assert result.phone == "+14155550100"
+    assert result.phone == "+1415•••0100"
     assert result.model_extra == {"conversation_id": "123"}
     assert (response.rate_limit.limit, response.rate_limit.remaining) == (1000, 999)
 

@@ -54,7 +54,7 @@ async def _logs(flow_run_id: UUID) -> list[str]:
 def test_sync_flow_sends_once_and_returns_a_typed_result(sandbox: Sandbox, credentials: IntercomCredentials) -> None:
     result = sync_flow(credentials, "+14155550100", {"issue_type": "Billing"})
     assert isinstance(result, PhoneCallRedirect)
-    assert (result.type, result.phone) == ("phone_call_redirect", "+14155550100")
+    assert (result.type, result.phone) == ("phone_call_redirect", "+1415•••0100")
     assert result.request_id == sandbox.accepted[0].request_id
     assert [entry.body for entry in sandbox.received] == [
         {"phone": "+14155550100", "custom_attributes": {"issue_type": "Billing"}}
@@ -64,8 +64,8 @@ def test_sync_flow_sends_once_and_returns_a_typed_result(sandbox: Sandbox, crede
 async def test_async_flows_await_the_same_task(sandbox: Sandbox, credentials: IntercomCredentials) -> None:
     first = await async_flow(credentials, "+14155550100")
     second = await explicit_async_flow(credentials, "+447911123456")
-    assert first.phone == "+14155550100"
-    assert second.phone == "+447911123456"
+    assert first.phone == "+1415•••0100"
+    assert second.phone == "+4479•••3456"
     assert [entry.body for entry in sandbox.accepted] == [
         {"phone": "+14155550100"},
         {"phone": "+447911123456", "custom_attributes": {"source": "ivr"}},
@@ -146,5 +146,5 @@ def test_a_saved_block_drives_the_task(sandbox: Sandbox) -> None:
     def from_saved_block(phone: str) -> PhoneCallRedirect:
         return create_phone_call_redirect(IntercomCredentials.load("task-test"), phone)
 
-    assert from_saved_block("+14155550100").phone == "+14155550100"
+    assert from_saved_block("+14155550100").phone == "+1415•••0100"
     assert len(sandbox.accepted) == 1

@@ -148,7 +148,7 @@ def test_a_test_request_publishes_the_three_steps_and_sends_once(sandbox: Sandbo
     result = run.state.result()
     assert result["sent"] is True and result["status_code"] == 200
     assert result["request_id"] == received.request_id
-    assert result["response"] == {"type": "phone_call_redirect", "phone": PHONE}
+    assert result["response"] == {"type": "phone_call_redirect", "phone": "+1415•••0100"}  # the echo, masked
     assert "Loaded block" in "\n".join(run.logs) and "+1415•••0100" in "\n".join(run.logs)
     assert_no_token(run)
 

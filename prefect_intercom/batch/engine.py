@@ -36,9 +36,28 @@ from prefect_intercom.batch.ledger_location import ledger_location_note, storage
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
 from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, BatchRun, ItemKey, ProgressCallback
 from prefect_intercom.client import IntercomClient
-from prefect_intercom.privacy import mask_digits
+from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.privacy import mask_digits, phone_number_in
 
-__all__ = ["DEFAULT_STOP_AFTER_UNKNOWN", "ItemKey", "ProgressCallback", "asend_batch", "send_batch"]
+__all__ = ["DEFAULT_STOP_AFTER_UNKNOWN", "ItemKey", "ProgressCallback", "asend_batch", "check_batch_key", "send_batch"]
+
+
+def check_batch_key(batch_key: str) -> None:
+    """Refuse a batch key that holds what looks like a phone number, before anything is sent.
+
+    The batch key is shown as it is wherever the batch reports (logs, events, artifacts, the
+    report's summary, error messages): a phone in it would be personal data in clear there.
+
+    Raises:
+        IntercomConfigurationError: The key holds a phone-like number (`privacy.phone_number_in`).
+    """
+    found = phone_number_in(batch_key) if isinstance(batch_key, str) else None
+    if found is not None:
+        raise IntercomConfigurationError(
+            f"the batch key holds what looks like a phone number ({found}); batch keys are shown in "
+            "logs, events and artifacts, so name the batch without personal data (a campaign and a "
+            "date: 'callbacks-2026-12-03'); nothing was sent"
+        )
 
 
 async def asend_batch(
@@ -95,6 +114,8 @@ async def asend_batch(
         The report: every input item in exactly one outcome.
 
     Raises:
+        IntercomConfigurationError: The batch key holds what looks like a phone number
+            (`check_batch_key`); nothing was sent.
         BatchKeyBusyError: Another run holds the batch key; nothing was sent. (A lease lost
             while sending is no exception: the batch stops, the rest `not_sent` as `lease_lost`.)
         LedgerError: The ledger could not be read or written (the run stops; what was in
@@ -107,6 +128,7 @@ async def asend_batch(
         print(report.counts)
         ```
     """
+    check_batch_key(batch_key)
     started = time.monotonic()
     rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
     limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, rate=rate)

@@ -214,6 +214,8 @@ class BatchRun:
         if isinstance(error, IntercomAPIError):
             self._observe(outcome, error)
             message = error.message
+            if 200 <= error.status_code < 300:  # Intercom said "success" and "error" at once
+                message = f"a success status with an error body, the SMS may have been sent: {message or 'no message'}"
             if isinstance(error, IntercomRateLimitError) and error.reset_at is not None:
                 message = f"{message}; the window resets at {error.reset_at.isoformat()}, beyond the retry budget"
             return BatchItemResult(

@@ -21,7 +21,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY
-from prefect_intercom.batch.engine import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey, asend_batch
+from prefect_intercom.batch.engine import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey, asend_batch, check_batch_key
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport, BatchStoppedError
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import IntercomConfigurationError
@@ -214,6 +214,7 @@ async def _abatch(
     lock_wait: float,
 ) -> BatchReport:
     with _default_keyed(batch_key) as key:
+        check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         async with get_client() as prefect_client:
             logger = get_run_logger()
             progress = _ProgressArtifact(f"{artifact_key}-progress", prefect_client)
@@ -326,7 +327,8 @@ def create_phone_call_redirects(
         requests: Request bodies, any iterable (e.g. `read_requests_csv("callers.csv")`):
             `{"phone": "+14155550100", "custom_attributes": {"issue_type": "Billing"}}`.
         batch_key: Identifies the batch across runs (default: this task call within its
-            flow run, stable across retries of the flow run).
+            flow run, stable across retries of the flow run). It is shown in logs, events and
+            artifacts: a key that looks like it holds a phone number is refused.
         concurrency: Requests in flight; default: adapted to Intercom's rate x the measured
             latency, up to `max_concurrency`.
         max_concurrency: The most requests (and connections) in flight when adapting.
@@ -356,6 +358,7 @@ def create_phone_call_redirects(
             the retry budget, a streak of unknown outcomes); `.report` holds the report, and a
             re-run with the same batch key sends what was not attempted.
         BatchKeyBusyError: Another run holds the batch key; nothing was sent.
+        IntercomConfigurationError: The batch key holds what looks like a phone number; nothing was sent.
         LedgerError: The ledger could not be read or written.
 
     Example:
