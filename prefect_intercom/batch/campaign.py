@@ -16,7 +16,10 @@ from __future__ import annotations
 import hashlib
 
 CAMPAIGN_PREFIX = "campaign-"
-KEY_HEX_DIGITS = 20
+KEY_LETTERS = 20
+# The hash's hex digits written as the letters a-p: a key never holds a run of digits, which the
+# batch key check (`engine.check_batch_key`) would take for a phone number and refuse.
+_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 _VERSION = b"prefect-intercom campaign v1"
 
 
@@ -31,7 +34,7 @@ def campaign_key(content_sha256: str, api_url: str, nonce: str | None = None) ->
             `None` for the default key.
 
     Returns:
-        `campaign-` and 20 hex digits.
+        `campaign-` and 20 letters (a-p: a hash with no digit in it).
 
     Raises:
         ValueError: `content_sha256` is not a SHA-256 in hex, or `api_url` is empty.
@@ -50,4 +53,4 @@ def campaign_key(content_sha256: str, api_url: str, nonce: str | None = None) ->
     parts = [_VERSION, digest.encode(), host.encode()]
     if nonce is not None:
         parts.append(b"again|" + nonce.encode())
-    return CAMPAIGN_PREFIX + hashlib.sha256(b"\n".join(parts)).hexdigest()[:KEY_HEX_DIGITS]
+    return CAMPAIGN_PREFIX + hashlib.sha256(b"\n".join(parts)).hexdigest()[:KEY_LETTERS].translate(_LETTERS)
