@@ -2,7 +2,7 @@
 
 The file is read strictly and within bounds: a header naming the phone column twice, a quoted
 field that is never closed, a field over `FIELD_LIMIT`, a line over `LINE_LIMIT` or a NUL byte
-(a binary file, `/dev/zero`) stop the reading with `CsvInputError`, one sentence naming the line.
+(a binary file, `/dev/zero`) stop the reading with a `ValueError`, one sentence naming the line.
 Rows are numbered as the file has them (the header is row 1; blank lines count).
 """
 
@@ -23,10 +23,6 @@ FIELD_LIMIT = 64 * 1024
 """Characters a field may hold at most."""
 LINE_LIMIT = 1024 * 1024
 """Characters a line (or a row spanning lines) may hold at most."""
-
-
-class CsvInputError(ValueError):
-    """The CSV file cannot be read as callers (the message is one sentence naming the line)."""
 
 
 @dataclass
@@ -78,7 +74,7 @@ def read_requests_csv(
         a row has some).
 
     Raises:
-        CsvInputError: The file has no `phone_column`, names it twice, lacks an attribute column,
+        ValueError: The file has no `phone_column`, names it twice, lacks an attribute column,
             or cannot be read within bounds (see the module).
         OSError: The file cannot be opened (`open_csv`).
 
@@ -108,7 +104,7 @@ def numbered_requests(
         `(row, body)`: the file's row number (the header is row 1) and the request body.
 
     Raises:
-        CsvInputError: See `read_requests_csv`.
+        ValueError: See `read_requests_csv`.
     """
     records = _records(handle)
     header: list[str] | None = None
@@ -118,7 +114,7 @@ def numbered_requests(
             header, header_line = fields, first
             break
     if header is None:
-        raise CsvInputError(f"{name} has no header row")
+        raise ValueError(f"{name} has no header row")
     columns = _columns(name, header, header_line, phone_column, attribute_columns)
     phone_at = header.index(phone_column) if phone_column is not None else None
     for row, _, fields in records:
@@ -135,7 +131,7 @@ def numbered_requests(
 def _columns(
     name: str, header: list[str], line: int, phone_column: str | None, attribute_columns: Iterable[str] | None
 ) -> list[tuple[str, int]]:
-    """The attribute columns and their places; `CsvInputError` when a column is missing or ambiguous."""
+    """The attribute columns and their places; `ValueError` when a column is missing or ambiguous."""
     where = f"{name}, line {line} (the header)"
     used = [] if phone_column is None else [phone_column]
     wanted = None if attribute_columns is None else list(attribute_columns)
@@ -143,15 +139,15 @@ def _columns(
     for column in used:
         same = [repr(title) for title in header if _loose(title) == _loose(column)]
         if len(same) > 1:
-            raise CsvInputError(
+            raise ValueError(
                 f"{where} has {len(same)} columns named like {column!r} ({', '.join(same)}): "
                 "which one is meant is ambiguous, so nothing was sent; rename or remove all but one"
             )
     if phone_column is not None and phone_column not in header:
-        raise CsvInputError(f"{name}: no {phone_column!r} column (columns: {', '.join(header) or 'none'})")
+        raise ValueError(f"{name}: no {phone_column!r} column (columns: {', '.join(header) or 'none'})")
     missing = [column for column in wanted or [] if column not in header]
     if missing:
-        raise CsvInputError(f"{name}: no column {', '.join(map(repr, missing))}")
+        raise ValueError(f"{name}: no column {', '.join(map(repr, missing))}")
     names = [title for title in header if title != phone_column] if wanted is None else wanted
     return [(title, header.index(title)) for title in names]
 
@@ -195,7 +191,7 @@ def scan_csv(
         The number of data rows, the SHA-256 of the bytes read and the rows' numbers.
 
     Raises:
-        CsvInputError: See `read_requests_csv`.
+        ValueError: See `read_requests_csv`.
         OSError: The file cannot be opened or read.
     """
     digest = hashlib.sha256()
@@ -276,17 +272,17 @@ def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
         yield row, first, fields
 
 
-def _record_error(reason: str, first: int, lines: _Lines) -> CsvInputError:
+def _record_error(reason: str, first: int, lines: _Lines) -> ValueError:
     """One sentence for a record the csv module (or a limit) refused, naming the line."""
     quote = _open_quote_line("".join(lines.record), first)
     if reason.startswith("field larger") or reason.startswith("unexpected end"):
         if quote is not None:
             runs = "to the end of the file" if reason.startswith("unexpected") else f"past {FIELD_LIMIT // 1024} KiB"
-            return CsvInputError(
+            return ValueError(
                 f"line {quote}: a quoted field starts there and is never closed (it runs {runs}); close its quote"
             )
-        return CsvInputError(f"line {first}: a field is longer than {FIELD_LIMIT // 1024} KiB")
-    return CsvInputError(f"line {lines.number}: not valid CSV ({reason})")
+        return ValueError(f"line {first}: a field is longer than {FIELD_LIMIT // 1024} KiB")
+    return ValueError(f"line {lines.number}: not valid CSV ({reason})")
 
 
 def _open_quote_line(text: str, first: int) -> int | None:
@@ -328,16 +324,16 @@ class _Lines:
             raise StopIteration
         self.number += 1
         if len(line) > LINE_LIMIT:
-            raise CsvInputError(f"line {self.number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
+            raise ValueError(f"line {self.number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
         if "\x00" in line:
-            raise CsvInputError(f"line {self.number} holds a NUL byte: is it a text CSV file?")
+            raise ValueError(f"line {self.number} holds a NUL byte: is it a text CSV file?")
         if not self.record:
             self._size = 0
         self._size += len(line)
         if self._size > LINE_LIMIT:
             quote = _open_quote_line("".join(self.record), self.number - len(self.record))
             where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
-            raise CsvInputError(f"line {self.number}: {where} (over {LINE_LIMIT // 1024} KiB)")
+            raise ValueError(f"line {self.number}: {where} (over {LINE_LIMIT // 1024} KiB)")
         self.record.append(line)
         return line
 
