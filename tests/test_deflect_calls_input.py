@@ -15,7 +15,7 @@ import pytest
 
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.cli import main as prefect_intercom
-from prefect_intercom.flows import deflect_calls_cli
+from prefect_intercom.flows import deflect_calls_checks
 from prefect_intercom.flows.deflect_calls import write_report_csv
 from prefect_intercom.flows.deflect_calls_checks import printable
 from prefect_intercom.outcomes import Outcome
@@ -53,8 +53,8 @@ def _refused(tmp_path: Path, csv_text: str | None, *args: str, csv_path: str | N
         ("phone,issue\n+14155550100," + "=" * 70_000 + "\n", (), r"line 2: a field is longer than 64 KiB"),
         ("phone\n" + "1," * 600_000 + "\n", (), r"line 2 is longer than 1024 KiB"),
         ("phone,issue\n+14155550100,\x1b[2J\x00\n", (), r"line 2 holds a NUL byte"),
-        (GOOD, ("--concurrency", "0"), r"--concurrency: 0 is not 1 or more"),
-        (GOOD, ("--concurrency", "-3"), r"--concurrency: -3 is not 1 or more"),
+        (GOOD, ("--concurrency", "0"), r"error: argument --concurrency: 0 is not 1 or more \(see --help\)$"),
+        (GOOD, ("--concurrency", "-3"), r"error: argument --concurrency: -3 is not 1 or more"),
     ],
 )
 def test_bad_input_is_one_sentence_exit_2_and_nothing_is_sent(
@@ -126,7 +126,7 @@ def test_a_report_that_fails_after_sending_still_prints_the_counts_and_how_to_re
     def full(*args: object, **kwargs: object) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(deflect_calls_cli, "write_report_csv", full)
+    monkeypatch.setattr(deflect_calls_checks, "write_report_csv", full)
     callers = tmp_path / "callers.csv"
     callers.write_text(GOOD, encoding="utf-8")
     with sandbox_process(token=SECRET_TOKEN) as sandbox:

@@ -9,9 +9,13 @@ import argparse
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from prefect_intercom.batch.csv_input import CsvScan, scan_csv
+from prefect_intercom.batch.report import BatchItemResult
+from prefect_intercom.flows.deflect_calls import write_report_csv
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -19,6 +23,18 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 def printable(text: str) -> str:
     r"""`text` with every control character escaped (`\x1b`, `\x00`, `\u202e`), safe for a terminal."""
     return _CONTROL.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (`prog: error: ...; see --help`), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error as one line and exit 2.
+
+        Args:
+            message: What is wrong with the arguments.
+        """
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see --help)\n")
 
 
 def positive_count(text: str) -> int:
@@ -71,6 +87,20 @@ def check_report(report: str, csv_path: str) -> None:
         raise ValueError(f"cannot write {where}: {_sentence(error)}") from None
 
 
+def write_report(results: list[BatchItemResult], report: str, row_numbers: Callable[[int], int]) -> str | None:
+    """Write the report file after the run.
+
+    Returns:
+        `None`, or one sentence saying why it could not be written (the command still prints
+        the counts and how to resume).
+    """
+    try:
+        write_report_csv(results, report, row_numbers)
+    except (OSError, ValueError) as error:
+        return f"cannot write the report {report}: {_sentence(error)}"
+    return None
+
+
 def _try_writing(path: Path) -> None:
     """Open `path` for writing without changing a file that exists; write a byte to a device."""
     if not path.exists():
@@ -107,6 +137,6 @@ def _local(text: str) -> str:
 
 def _sentence(error: BaseException) -> str:
     """An error as one line: its message (the errno text when it has no message of its own)."""
-    if isinstance(error, OSError) and error.strerror and error.filename:
+    if isinstance(error, OSError) and error.strerror:
         return str(error.strerror)
     return str(error).splitlines()[0] if str(error) else type(error).__name__

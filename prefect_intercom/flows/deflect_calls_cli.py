@@ -39,9 +39,15 @@ from prefect_intercom.flows.deflect_calls import (
     read_results,
     resume_sentence,
     sent_so_far,
-    write_report_csv,
 )
-from prefect_intercom.flows.deflect_calls_checks import check_csv, check_report, positive_count, printable
+from prefect_intercom.flows.deflect_calls_checks import (
+    OneLineParser,
+    check_csv,
+    check_report,
+    positive_count,
+    printable,
+    write_report,
+)
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
 from prefect_intercom.flows.test_request import load_credentials
@@ -70,7 +76,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description="Text every phone of a CSV file an Intercom Messenger link (POST /phone_call_redirects).",
     )
@@ -290,7 +296,7 @@ class _Run:
             finally:
                 self.results = sorted(read_results(results_path), key=lambda result: result.index)
                 if report:
-                    report_error = _write_report(self.results, report, row_numbers)
+                    report_error = write_report(self.results, report, row_numbers)
         _print_problems(self.results, row_numbers)
         if report and not report_error:
             print(printable(f"Report: {len(self.results):,} row(s) written to {report}"))
@@ -328,18 +334,6 @@ def _was_sent(result: BatchItemResult) -> bool:
     if result.outcome is Outcome.SKIPPED:
         return result.error_code in ("already_sent", "unknown_in_earlier_run")
     return result.outcome in (Outcome.SENT, Outcome.UNKNOWN)
-
-
-def _write_report(results: list[BatchItemResult], report: str, row_numbers: Callable[[int], int]) -> str | None:
-    """Write the report file; `None`, or one sentence saying why it could not be written."""
-    try:
-        write_report_csv(results, report, row_numbers)
-    except (OSError, ValueError) as error:
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
-        if isinstance(error, OSError) and error.strerror:
-            reason = error.strerror
-        return f"cannot write the report {report}: {reason}"
-    return None
 
 
 def _print_problems(results: list[BatchItemResult], row_numbers: Callable[[int], int]) -> None:
