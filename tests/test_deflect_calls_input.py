@@ -135,6 +135,7 @@ def test_a_report_that_fails_after_sending_still_prints_the_counts_and_how_to_re
         texted = sum(sandbox.accepted_phones().values())
     err = capsys.readouterr().err.splitlines()
     assert code == 1 and texted == 2
-    assert err[0] == f"Deflect calls failed: cannot write the report {tmp_path / 'r.csv'}: No space left on device"
+    report = tmp_path / "r.csv"
+    assert err[0] == f"Deflect calls failed: cannot write the report {report}: [Errno 28] No space left on device"
     assert err[1].startswith("Rows: 2 sent")
     assert err[2].startswith("Failed after 2 sent; run the same command again to resume (batch key campaign-")

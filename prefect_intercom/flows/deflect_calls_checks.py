@@ -136,7 +136,5 @@ def _local(text: str) -> str:
 
 
 def _sentence(error: BaseException) -> str:
-    """An error as one line: its message (the errno text when it has no message of its own)."""
-    if isinstance(error, OSError) and error.strerror:
-        return str(error.strerror)
+    """An error as one line: the first line of its message, or its type's name."""
     return str(error).splitlines()[0] if str(error) else type(error).__name__
