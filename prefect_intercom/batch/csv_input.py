@@ -1,16 +1,54 @@
-"""CSV input for batches: request bodies streamed one row at a time, never the whole file."""
+"""CSV input for batches: request bodies streamed one row at a time, never the whole file.
+
+The file is read strictly and within bounds: a header naming the phone column twice, a quoted
+field that is never closed, a field over `FIELD_LIMIT`, a line over `LINE_LIMIT` or a NUL byte
+(a binary file, `/dev/zero`) stop the reading with a `ValueError`, one sentence naming the line.
+Rows are numbered as the file has them (the header is row 1; blank lines count).
+"""
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+
+FIELD_LIMIT = 64 * 1024
+"""Characters a field may hold at most."""
+LINE_LIMIT = 1024 * 1024
+"""Characters a line (or a row spanning lines) may hold at most."""
+
+
+@dataclass
+class RowNumbers:
+    """The file's row number of each data row (item 0 is row 2 unless blank lines come first).
+
+    Only the places where the numbering jumps (blank lines) are kept, so any file fits.
+
+    Attributes:
+        jumps: `(index, row)` where the row of `index` is not the row of `index - 1` plus one.
+    """
+
+    jumps: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, index: int, row: int) -> None:
+        """Record that the data row `index` (0-based, added in order) is the file's row `row`."""
+        if row != self(index):
+            self.jumps.append((index, row))
+
+    def __call__(self, index: int) -> int:
+        """The file's row number of the data row `index`."""
+        place = bisect.bisect_right(self.jumps, (index, float("inf")))
+        if place == 0:
+            return index + 2
+        first, row = self.jumps[place - 1]
+        return row + index - first
 
 
 def read_requests_csv(
@@ -23,7 +61,7 @@ def read_requests_csv(
     """Stream request bodies from a CSV file, one row at a time (never the whole file).
 
     Every column but `phone_column` becomes a custom attribute (string values; empty cells
-    are left out), or only `attribute_columns` when given.
+    are left out), or only `attribute_columns` when given. Blank lines are skipped.
 
     Args:
         path: The CSV file, with a header row: a path or any URL fsspec reads (`s3://...`, `memory://...`).
@@ -36,29 +74,87 @@ def read_requests_csv(
         a row has some).
 
     Raises:
-        ValueError: The file has no `phone_column` (or an attribute column is missing).
+        ValueError: The file has no `phone_column`, names it twice, lacks an attribute column,
+            or cannot be read within bounds (see the module).
+        OSError: The file cannot be opened (`open_csv`).
 
     Example:
         ```python
         report = create_phone_call_redirects(credentials, read_requests_csv("callers.csv"))
         ```
     """
-    with _open_text(path, encoding) as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        if phone_column not in header:
-            raise ValueError(f"{path}: no {phone_column!r} column (columns: {', '.join(header) or 'none'})")
-        others = [name for name in header if name != phone_column]
-        columns = others if attribute_columns is None else list(attribute_columns)
-        missing = [name for name in columns if name not in header]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}")
-        for row in reader:
-            body: dict[str, Any] = {"phone": (row.get(phone_column) or "").strip()}
-            attributes = {name: row[name] for name in columns if row.get(name) not in (None, "")}
-            if attributes:
-                body["custom_attributes"] = attributes
+    with open_csv(path) as raw:
+        handle = io.TextIOWrapper(raw, encoding=encoding, newline="")
+        for _, body in numbered_requests(handle, str(path), phone_column, attribute_columns):
             yield body
+
+
+def numbered_requests(
+    handle: IO[str], name: str, phone_column: str | None, attribute_columns: Iterable[str] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The request body of every data row of an open CSV text stream, with its row number in the file.
+
+    Args:
+        handle: The text stream (opened with `newline=""`).
+        name: The file's name, for messages.
+        phone_column: The phone column (`None`: any header, the bodies' phones empty).
+        attribute_columns: The columns to send as custom attributes (default: all others).
+
+    Yields:
+        `(row, body)`: the file's row number (the header is row 1) and the request body.
+
+    Raises:
+        ValueError: See `read_requests_csv`.
+    """
+    records = _records(handle)
+    header: list[str] | None = None
+    header_line = 1
+    for _row, first, fields in records:
+        if fields:
+            header, header_line = fields, first
+            break
+    if header is None:
+        raise ValueError(f"{name} has no header row")
+    columns = _columns(name, header, header_line, phone_column, attribute_columns)
+    phone_at = header.index(phone_column) if phone_column is not None else None
+    for row, _, fields in records:
+        if not fields:
+            continue
+        phone = fields[phone_at] if phone_at is not None and phone_at < len(fields) else ""
+        body: dict[str, Any] = {"phone": phone.strip()}
+        attributes = {name: fields[at] for name, at in columns if at < len(fields) and fields[at] != ""}
+        if attributes:
+            body["custom_attributes"] = attributes
+        yield row, body
+
+
+def _columns(
+    name: str, header: list[str], line: int, phone_column: str | None, attribute_columns: Iterable[str] | None
+) -> list[tuple[str, int]]:
+    """The attribute columns and their places; `ValueError` when a column is missing or ambiguous."""
+    where = f"{name}, line {line} (the header)"
+    used = [] if phone_column is None else [phone_column]
+    wanted = None if attribute_columns is None else list(attribute_columns)
+    used += wanted if wanted is not None else []
+    for column in used:
+        same = [repr(title) for title in header if _loose(title) == _loose(column)]
+        if len(same) > 1:
+            raise ValueError(
+                f"{where} has {len(same)} columns named like {column!r} ({', '.join(same)}): "
+                "which one is meant is ambiguous, so nothing was sent; rename or remove all but one"
+            )
+    if phone_column is not None and phone_column not in header:
+        raise ValueError(f"{name}: no {phone_column!r} column (columns: {', '.join(header) or 'none'})")
+    missing = [column for column in wanted or [] if column not in header]
+    if missing:
+        raise ValueError(f"{name}: no column {', '.join(map(repr, missing))}")
+    names = [title for title in header if title != phone_column] if wanted is None else wanted
+    return [(title, header.index(title)) for title in names]
+
+
+def _loose(title: str) -> str:
+    """A column title as a reader would take it: case and surrounding spaces ignored."""
+    return title.strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -66,37 +162,180 @@ class CsvScan:
     """What one streaming pass over a CSV file found.
 
     Attributes:
-        rows: The number of data rows (the header row not counted).
+        rows: The number of data rows (the header row and blank lines not counted).
         sha256: The SHA-256 of the file's bytes, in hex (what `campaign_key` is derived from).
+        row_numbers: The file's row number of each data row.
     """
 
     rows: int
     sha256: str
+    row_numbers: RowNumbers = field(default_factory=RowNumbers, compare=False)
 
 
-def scan_csv(path: str | Path, encoding: str = "utf-8-sig") -> CsvScan:
-    """Count the data rows of a CSV file or fsspec URL and hash its bytes, in one streamed pass.
+def scan_csv(
+    path: str | Path,
+    encoding: str = "utf-8-sig",
+    *,
+    phone_column: str | None = None,
+    attribute_columns: Iterable[str] | None = None,
+) -> CsvScan:
+    """Read a whole CSV file or fsspec URL strictly, count its rows and hash its bytes, in one streamed pass.
 
     Args:
         path: The CSV file: a path or any URL fsspec reads.
         encoding: The file's encoding (default: UTF-8, with or without a byte-order mark).
+        phone_column: Also check the header has this column once (and `attribute_columns`).
+        attribute_columns: The columns to send as custom attributes (default: all others).
 
     Returns:
-        The number of data rows and the SHA-256 of the bytes read.
+        The number of data rows, the SHA-256 of the bytes read and the rows' numbers.
+
+    Raises:
+        ValueError: See `read_requests_csv`.
+        OSError: The file cannot be opened or read.
     """
     digest = hashlib.sha256()
-    with fsspec.open(str(path), "rb") as raw:
+    numbers = RowNumbers()
+    rows = 0
+    with open_csv(path) as raw:
         text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest)), encoding=encoding, newline="")
-        rows = max(0, sum(1 for _ in csv.reader(text)) - 1)
+        for index, (row, _) in enumerate(numbered_requests(text, str(path), phone_column, attribute_columns)):
+            numbers.add(index, row)
+            rows = index + 1
         while text.buffer.read(1 << 16):  # the bytes after the last row the csv module needed, if any
             pass
-    return CsvScan(rows=rows, sha256=digest.hexdigest())
+    return CsvScan(rows=rows, sha256=digest.hexdigest(), row_numbers=numbers)
 
 
 def count_csv_rows(path: str | Path, encoding: str = "utf-8-sig") -> int:
     """The number of data rows of a CSV file or fsspec URL (streamed; for progress reporting)."""
-    with _open_text(path, encoding) as handle:
-        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+    return scan_csv(path, encoding).rows
+
+
+def open_csv(path: str | Path) -> IO[bytes]:
+    """Open a local path or any fsspec URL for reading bytes, with one-sentence errors.
+
+    Raises:
+        OSError: It cannot be opened: the message says why (a filesystem package to install, the
+            network's reason), not only the URL.
+    """
+    url = str(path)
+    try:
+        return fsspec.open(url, "rb").open()
+    except ImportError as error:
+        protocol = url.split("://", 1)[0]
+        package = _PACKAGES.get(protocol)
+        need = f"the {package} package (pip install {package})" if package else "a filesystem package"
+        raise OSError(f"{protocol}:// URLs need {need}: {error}") from None
+    except OSError as error:
+        reason = _reason(error)
+        if reason and reason not in str(error):
+            raise OSError(f"{error}: {reason}") from None
+        raise
+
+
+_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+
+
+def _reason(error: BaseException) -> str:
+    """The first cause of `error` that says something (an unreachable host's reason), or ''."""
+    seen: set[int] = set()
+    cause = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        inner = cause.__cause__ or cause.__context__
+        if isinstance(cause, OSError) and cause.strerror:
+            return str(cause.strerror)
+        if inner is None:
+            return str(cause) or type(cause).__name__
+        cause = inner
+    return ""
+
+
+def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
+    """Every record of the stream, blank ones included: `(row, first line, fields)`, within bounds."""
+    lines = _Lines(handle)
+    reader = csv.reader(lines, strict=True)
+    row = 0
+    while True:
+        lines.record.clear()
+        first = lines.number + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise _record_error(str(error), first, lines) from None
+        row += 1
+        if any(len(value) > FIELD_LIMIT for value in fields):
+            raise _record_error("field larger than field limit", first, lines)
+        yield row, first, fields
+
+
+def _record_error(reason: str, first: int, lines: _Lines) -> ValueError:
+    """One sentence for a record the csv module (or a limit) refused, naming the line."""
+    quote = _open_quote_line("".join(lines.record), first)
+    if reason.startswith("field larger") or reason.startswith("unexpected end"):
+        if quote is not None:
+            runs = "to the end of the file" if reason.startswith("unexpected") else f"past {FIELD_LIMIT // 1024} KiB"
+            return ValueError(
+                f"line {quote}: a quoted field starts there and is never closed (it runs {runs}); close its quote"
+            )
+        return ValueError(f"line {first}: a field is longer than {FIELD_LIMIT // 1024} KiB")
+    return ValueError(f"line {lines.number}: not valid CSV ({reason})")
+
+
+def _open_quote_line(text: str, first: int) -> int | None:
+    """The line where a quoted field of the record `text` (starting on line `first`) opens and never closes."""
+    line, quoted, start, opened = first, False, True, first
+    at = 0
+    while at < len(text):
+        char = text[at]
+        if quoted:
+            if char == '"':
+                if text[at + 1 : at + 2] == '"':
+                    at += 1
+                else:
+                    quoted = False
+        elif start and char == '"':
+            quoted, opened = True, line
+        start = not quoted and char in ",\r\n"
+        if char == "\n":
+            line += 1
+        at += 1
+    return opened if quoted else None
+
+
+class _Lines:
+    """The lines of a text stream for the csv module, each at most `LINE_LIMIT` characters, no NUL."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+        self.number = 0  # the last line read
+        self.record: list[str] = []  # the lines of the record being read
+        self._size = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._handle.readline(LINE_LIMIT + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > LINE_LIMIT:
+            raise ValueError(f"line {self.number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
+        if "\x00" in line:
+            raise ValueError(f"line {self.number} holds a NUL byte: is it a text CSV file?")
+        if not self.record:
+            self._size = 0
+        self._size += len(line)
+        if self._size > LINE_LIMIT:
+            quote = _open_quote_line("".join(self.record), self.number - len(self.record))
+            where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
+            raise ValueError(f"line {self.number}: {where} (over {LINE_LIMIT // 1024} KiB)")
+        self.record.append(line)
+        return line
 
 
 class _Hashing(io.RawIOBase):
@@ -115,8 +354,3 @@ class _Hashing(io.RawIOBase):
         buffer[:size] = data
         self._digest.update(data)
         return size
-
-
-def _open_text(path: str | Path, encoding: str) -> IO[str]:
-    """Open a local path or any fsspec URL as text, for the csv module (`newline=""`)."""
-    return fsspec.open(str(path), "rt", newline="", encoding=encoding).open()

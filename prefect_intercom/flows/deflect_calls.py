@@ -119,16 +119,24 @@ def row_number(index: int) -> int:
     return index + FIRST_DATA_ROW
 
 
-def write_report_csv(results: Iterable[BatchItemResult], url: str) -> int:
+def write_report_csv(
+    results: Iterable[BatchItemResult], url: str, row_numbers: Callable[[int], int] | None = None
+) -> int:
     """Write one CSV line per item (row, outcome, status, Intercom code, request id, message).
+
+    Every text cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a
+    tab or a carriage return) is prefixed with a single quote, as OWASP recommends.
 
     Args:
         results: The items' results, in input order.
         url: A path or any URL fsspec writes.
+        row_numbers: The file's row number of each item (`scan_csv`'s `row_numbers`; default:
+            `row_number`, the file without blank lines).
 
     Returns:
         The number of rows written.
     """
+    number = row_numbers or row_number
     written = 0
     with fsspec.open(url, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -136,16 +144,24 @@ def write_report_csv(results: Iterable[BatchItemResult], url: str) -> int:
         for result in results:
             writer.writerow(
                 [
-                    row_number(result.index),
+                    number(result.index),
                     result.outcome.value,
                     "" if result.status is None else result.status,
-                    result.error_code or "",
-                    result.request_id or "",
-                    result.message or "",
+                    spreadsheet_safe(result.error_code or ""),
+                    spreadsheet_safe(result.request_id or ""),
+                    spreadsheet_safe(result.message or ""),
                 ]
             )
             written += 1
     return written
+
+
+def spreadsheet_safe(text: str) -> str:
+    """`text` as a spreadsheet cell that is never run: a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`."""
+    return "'" + text if text[:1] in _FORMULA_STARTS and text else text
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def validate_csv(
@@ -272,7 +288,7 @@ def deflect_calls(
         valid = report.counts[Outcome.NOT_SENT.value]
         logger.info("Dry run of %s: %s valid, %s refused; nothing was sent", csv_path, valid, report.total - valid)
         if report_path:
-            write_report_csv(report.items(), report_path)
+            write_report_csv(report.items(), report_path, scan_csv(csv_path).row_numbers)
         return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": report.counts["rejected"]}
     if batch_key and send_again:
         raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
@@ -313,7 +329,7 @@ def deflect_calls(
             logger.warning(resume_sentence("The batch ended early", sent, key, how))
             raise
         if report_path:
-            write_report_csv(report.items(), report_path)
+            write_report_csv(report.items(), report_path, scan.row_numbers)
             logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
     return {"batch_key": report.batch_key, **report.counts}
 

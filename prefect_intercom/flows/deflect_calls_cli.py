@@ -19,7 +19,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
@@ -27,7 +27,6 @@ from typing import Any
 
 from prefect.exceptions import TerminationSignal
 
-from prefect_intercom.batch.csv_input import count_csv_rows, read_requests_csv
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.errors import IntercomConfigurationError
@@ -39,9 +38,15 @@ from prefect_intercom.flows.deflect_calls import (
     on_batch_key,
     read_results,
     resume_sentence,
-    row_number,
     sent_so_far,
-    write_report_csv,
+)
+from prefect_intercom.flows.deflect_calls_checks import (
+    OneLineParser,
+    check_csv,
+    check_report,
+    positive_count,
+    printable,
+    write_report,
 )
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
@@ -71,7 +76,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     Returns:
         The parser.
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description="Text every phone of a CSV file an Intercom Messenger link (POST /phone_call_redirects).",
     )
@@ -98,7 +103,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="file system block for the batch ledger, e.g. s3-bucket/intercom-ledger (default: result storage)",
     )
     parser.add_argument(
-        "--concurrency", type=int, default=None, help="requests in flight (default: adapted to Intercom's rate)"
+        "--concurrency",
+        type=positive_count,
+        default=None,
+        help="requests in flight, 1 or more (default: adapted to Intercom's rate)",
     )
     parser.add_argument("--global-rate-limit", help="Prefect global concurrency limit (slot decay) to share")
     parser.add_argument("--retry-unknown", action="store_true", help="also retry 5xx/timeouts (may text twice)")
@@ -145,7 +153,12 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     try:
         with _sigterm_raises(), on_batch_key(run.key_derived):
             _start_temporary_server()
-            total = _check_csv(args.csv_path, args.phone_column, args.attributes)
+            try:
+                scan = check_csv(args.csv_path, args.phone_column, args.attributes)
+                if args.report:
+                    check_report(args.report, args.csv_path)
+            except ValueError as error:
+                raise StartError(str(error)) from None
             with ExitStack() as stack:
                 if args.sandbox and not args.dry_run:
                     try:
@@ -157,13 +170,14 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                     _check_block(parameters["block_name"])
                 if args.ledger_storage and not args.dry_run:
                     _check_ledger_storage(args.ledger_storage)
-                code = run.run(total, args.report, progress=not args.no_progress and sys.stderr.isatty())
+                progress = not args.no_progress and sys.stderr.isatty()
+                code = run.run(scan.rows, args.report, progress=progress, row_numbers=scan.row_numbers)
                 if args.sandbox and not args.dry_run:
                     received, accepted = len(sandbox.received), len(sandbox.accepted)
                     print(f"The sandbox received {received:,} request(s); {accepted:,} texted a phone.")
                 return code
     except StartError as error:
-        print(f"{prog}: {error}", file=sys.stderr)
+        print(f"{prog}: {printable(str(error))}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, TerminationSignal) as interrupt:
         return run.interrupted(interrupt)
@@ -211,15 +225,6 @@ def _sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _check_csv(csv_path: str, phone_column: str, attributes: list[str] | None) -> int:
-    """The file's number of data rows, or `StartError` when it cannot be read or lacks a column."""
-    try:
-        next(read_requests_csv(csv_path, phone_column=phone_column, attribute_columns=attributes), None)
-        return count_csv_rows(csv_path)
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise StartError(f"cannot read the CSV {csv_path}: {error}") from None
 
 
 def _check_block(block_name: str) -> None:
@@ -272,8 +277,13 @@ class _Run:
             return f"run it again with --batch-key {self.keys[-1]} instead of --send-again"
         return "run the same command again"
 
-    def run(self, total: int, report: str | None, *, progress: bool) -> int:
-        """Run the flow; print the refused rows, the counts, and how to resume a failed run."""
+    def run(self, total: int, report: str | None, *, progress: bool, row_numbers: Callable[[int], int]) -> int:
+        """Run the flow; print the refused rows, the counts, and how to resume a failed run.
+
+        A report that cannot be written after sending is one sentence, with the counts and how
+        to resume, exit code 1.
+        """
+        report_error = None
         with tempfile.TemporaryDirectory(prefix="prefect-intercom-deflect-") as folder:
             results_path = str(Path(folder) / "results.jsonl")
             parameters = {**self.parameters, "results_path": results_path}
@@ -286,16 +296,16 @@ class _Run:
             finally:
                 self.results = sorted(read_results(results_path), key=lambda result: result.index)
                 if report:
-                    write_report_csv(self.results, report)
-        _print_problems(self.results)
-        if report:
-            print(f"Report: {len(self.results):,} row(s) written to {report}")
-        if state.is_completed():
+                    report_error = write_report(self.results, report, row_numbers)
+        _print_problems(self.results, row_numbers)
+        if report and not report_error:
+            print(printable(f"Report: {len(self.results):,} row(s) written to {report}"))
+        if state.is_completed() and not report_error:
             key = f" (batch key {self.keys[-1]})" if self.keys and not self.parameters["dry_run"] else ""
             print(f"Done: {_counts(self.results, self.parameters['dry_run'])}{key}")
             return 0
-        message = (state.message or "failed").splitlines()[0]
-        print(f"Deflect calls failed: {message}", file=sys.stderr)
+        message = report_error or (state.message or "failed").splitlines()[0]
+        print(printable(f"Deflect calls failed: {message}"), file=sys.stderr)
         print(f"Rows: {_counts(self.results, self.parameters['dry_run'])}", file=sys.stderr)
         if self.keys and any(_was_sent(result) for result in self.results):
             print(resume_sentence("Failed", self._sent(), self.keys[-1], self.how), file=sys.stderr)
@@ -326,13 +336,14 @@ def _was_sent(result: BatchItemResult) -> bool:
     return result.outcome in (Outcome.SENT, Outcome.UNKNOWN)
 
 
-def _print_problems(results: list[BatchItemResult]) -> None:
+def _print_problems(results: list[BatchItemResult], row_numbers: Callable[[int], int]) -> None:
     """One line per row that was refused or not sent: row number, masked phone, outcome and reason."""
     problems = [r for r in results if r.outcome in _PROBLEMS and r.error_code != DRY_RUN_CODE]
     for result in problems:
         status = " ".join(str(part) for part in (result.status, result.error_code) if part)
         reason = "; ".join(part for part in (status, result.message or "") if part)
-        print(f"row {row_number(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: {reason}")
+        line = f"row {row_numbers(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: {reason}"
+        print(printable(line))
 
 
 def _counts(results: list[BatchItemResult], dry_run: bool) -> str:
