@@ -27,6 +27,7 @@ from prefect_intercom.errors import (
     IntercomServerError,
     IntercomTransportError,
 )
+from prefect_intercom.outcomes import Outcome
 from prefect_intercom.reading import CUT_TOO_LARGE, MAX_ANSWER_BYTES
 from prefect_intercom.redaction import Redactor
 from prefect_intercom.responses import MAX_TEXT, IntercomResponse, parse_response
@@ -153,12 +154,19 @@ def _check_success(response: IntercomResponse, status: int) -> None:
 @example(status=400, headers=[], body=b"[" * 900 + b"]" * 900)
 @example(status=429, headers=[("retry-after", b"1e400"), ("x-ratelimit-reset", b"1e400")], body=b"")
 @example(status=401, headers=[("x-request-id", SECRET_TOKEN.encode())], body=b"{}")
+def assert_refusal(error: IntercomAPIError, status: int) -> None:
+    """Only a non-2xx, or a 2xx whose body is Intercom's `error.list` (then the SMS may have gone), is an error."""
+    if 200 <= status < 300:
+        assert isinstance(error.body, dict) and error.body.get("type") == "error.list", error
+        assert error.outcome is Outcome.UNKNOWN
+
+
 def test_parse_response_raises_only_api_errors(status: int, headers: list[tuple[str, bytes]], body: bytes) -> None:
     response = httpx.Response(status, headers=headers, content=body)
     try:
         parsed = parse_response(response, elapsed_ms=1.0, redact=_redact)
     except IntercomAPIError as error:
-        assert not 200 <= status < 300
+        assert_refusal(error, status)
         _check_error(error, status)
         if isinstance(error, IntercomRateLimitError) and error.retry_after is not None:
             assert 0 <= error.retry_after < float("inf")
@@ -207,7 +215,7 @@ def test_the_client_raises_only_api_errors(
         try:
             parsed = client.request(PHONE_CALL_REDIRECTS, {"phone": "+14155550100"})
         except IntercomAPIError as error:
-            assert not 200 <= status < 300
+            assert_refusal(error, status)
             _check_error(error, status)
         else:
             assert 200 <= status < 300
@@ -237,7 +245,7 @@ async def test_the_async_client_raises_only_api_errors(
         try:
             parsed = await client.arequest(PHONE_CALL_REDIRECTS, {"phone": "+14155550100"})
         except IntercomAPIError as error:
-            assert not 200 <= status < 300
+            assert_refusal(error, status)
             _check_error(error, status)
         else:
             _check_success(parsed, status)
