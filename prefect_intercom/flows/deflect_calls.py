@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger
 from prefect.blocks.core import Block
 from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
+from prefect.states import State
 
 from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
 from prefect_intercom.batch.campaign import campaign_key
@@ -39,6 +40,7 @@ from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.errors import BatchKeyBusyError, IntercomConfigurationError
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME, BlockName, DryRun, labelled
+from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -236,7 +238,7 @@ def deflect_calls(
         str | None,
         labelled("Results file", "A local JSON Lines file receiving every row's result as it happens (optional)."),
     ] = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Text every phone of a CSV file a Messenger link (Intercom's phone call redirect).
 
     Args:
@@ -264,7 +266,10 @@ def deflect_calls(
             line follows it for its progress bar).
 
     Returns:
-        The batch key and the items per outcome.
+        The batch key and the items per outcome; a run returns them in its final state:
+        `Completed`, `Completed` named `Completed with problems` (someone not texted), or `Failed`
+        (someone may or may not have been texted), with a flow-run summary artifact
+        (`prefect_intercom.flows.run_state`).
     """
     logger = get_run_logger()
     if dry_run:
@@ -315,7 +320,9 @@ def deflect_calls(
         if report_path:
             write_report_csv(report.items(), report_path)
             logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
-    return {"batch_key": report.batch_key, **report.counts}
+        results_in_order = report.items()
+    log_problems(logger, results_in_order)
+    return final_state(results_in_order, key, how, {"batch_key": report.batch_key, **report.counts})
 
 
 def _flow_run_id() -> str:
