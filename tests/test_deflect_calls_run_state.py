@@ -89,3 +89,26 @@ def test_someone_who_may_have_been_texted_fails_the_run(prefect_server: None, tm
     assert "1 unknown" in (state.message or "") and "Intercom" in (state.message or "")
     [summary] = [a for a in _flow_run_artifacts(state.state_details.flow_run_id) if a.task_run_id is None]
     assert "May have been texted (unknown)" in summary.data and "row 2 (" in summary.data
+
+
+def test_every_row_shown_to_people_is_numbered_as_a_spreadsheet_shows_it(
+    prefect_server: None, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The table artifact says `row` (header = row 1), and a duplicate names the row it repeats (issue 15, item 3)."""
+    phones = ["+14155550100", "+14155550101", "+14155550100"]
+    report = tmp_path / "report.csv"
+    state = deflect_calls(
+        csv_path=_csv(tmp_path, phones),
+        block_name=_block(sandbox.url),
+        batch_key=f"k-{uuid.uuid4().hex[:8]}",
+        report_path=str(report),
+        return_state=True,
+    )
+    assert state.is_completed()
+    [table] = [a for a in _flow_run_artifacts(state.state_details.flow_run_id) if a.type == "table"]
+    rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
+    assert all("item" not in row for row in rows)
+    assert sorted(row["row"] for row in rows) == [2, 3, 4]
+    [duplicate] = [row for row in rows if row["outcome"] == "skipped"]
+    assert duplicate["row"] == 4 and duplicate["message"] == "same phone as row 2"
+    assert "4,skipped,,duplicate_in_batch,,same phone as row 2" in report.read_text(encoding="utf-8")

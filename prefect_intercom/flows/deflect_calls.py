@@ -307,6 +307,7 @@ def deflect_calls(
                 expected_total=scan.rows,
                 ledger_storage=storage,
                 max_table_rows=max_table_rows,
+                first_row=FIRST_DATA_ROW,
                 results_path=results,
             )
         except BatchKeyBusyError:
