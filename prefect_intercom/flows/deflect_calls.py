@@ -39,7 +39,15 @@ from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, B
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.errors import BatchKeyBusyError, IntercomConfigurationError
-from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME, BlockName, DryRun, labelled
+from prefect_intercom.flows.parameters import (
+    DEFAULT_BLOCK_NAME,
+    BlockName,
+    DryRun,
+    OptionalInt,
+    OptionalStr,
+    OptionalStrList,
+    labelled,
+)
 from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
@@ -190,13 +198,13 @@ def deflect_calls(
         str, labelled("CSV file", "A path or URL (s3://..., gs://..., file://...): a header row and a phone column.")
     ],
     block_name: BlockName = DEFAULT_BLOCK_NAME,
-    phone_column: Annotated[str, labelled("Phone column", "The column with the phone numbers (E.164).")] = "phone",
-    attribute_columns: Annotated[
-        list[str] | None,
-        labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
+    dry_run: DryRun = False,
+    report_path: Annotated[
+        OptionalStr,
+        labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
     ] = None,
     batch_key: Annotated[
-        str | None,
+        OptionalStr,
         labelled(
             "Batch key",
             "Names the batch across runs; empty: derived from the file and the Intercom app, so the same file resumes.",
@@ -206,18 +214,23 @@ def deflect_calls(
         bool,
         labelled("Send again", "Text everyone of the file again, as a new batch (a fresh key, in the logs)."),
     ] = False,
+    phone_column: Annotated[str, labelled("Phone column", "The column with the phone numbers (E.164).")] = "phone",
+    attribute_columns: Annotated[
+        OptionalStrList,
+        labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
+    ] = None,
     ledger_storage: Annotated[
-        str | None,
+        OptionalStr,
         labelled(
             "Ledger storage",
             "A file system block, e.g. s3-bucket/intercom-ledger; empty: the run's result storage.",
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
+        OptionalInt, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
     ] = None,
     global_rate_limit: Annotated[
-        str | None,
+        OptionalStr,
         labelled("Global rate limit", "A Prefect global concurrency limit (slot decay) shared by every sender."),
     ] = None,
     retry_unknown: Annotated[
@@ -229,13 +242,8 @@ def deflect_calls(
     max_table_rows: Annotated[
         int, labelled("Table rows", "Rows of the table artifact at most (problems first).")
     ] = DEFAULT_TABLE_ROWS,
-    dry_run: DryRun = False,
-    report_path: Annotated[
-        str | None,
-        labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
-    ] = None,
     results_path: Annotated[
-        str | None,
+        OptionalStr,
         labelled("Results file", "A local JSON Lines file receiving every row's result as it happens (optional)."),
     ] = None,
 ) -> dict[str, Any] | State[Any]:

@@ -105,9 +105,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--intercom-version", choices=INTERCOM_VERSIONS, help="Intercom-Version for this run")
     parser.add_argument("--dry-run", action="store_true", help="validate and show the request; send nothing")
-    parser.add_argument(
-        "--debug", action="store_true", help="show tracebacks (also with PREFECT_LOGGING_LEVEL=DEBUG)"
-    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also with PREFECT_LOGGING_LEVEL=DEBUG)")
     parser.add_argument("--api", default=DEFAULT_API, help=f"the API to search for (default: {DEFAULT_API!r})")
     parser.add_argument(
         "--name", default=DEPLOYMENT_NAME, help=f"serve: the deployment's name (default: {DEPLOYMENT_NAME!r})"
