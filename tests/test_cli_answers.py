@@ -39,3 +39,13 @@ def test_test_request_with_an_invalid_phone_is_one_sentence_and_exit_2(prefect_s
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "/phone" in lines[0], result.stderr
+
+
+def test_version_and_one_spelling_of_block_across_commands() -> None:
+    from prefect_intercom import __version__
+
+    version = _command("--version", api=False)
+    assert version.returncode == 0 and version.stdout.strip() == f"prefect-intercom {__version__}"
+    for command in ("test-request", "deflect-calls"):
+        usage = _command(command, "--help", api=False).stdout
+        assert "--block NAME" in usage and "--block BLOCK" not in usage, command

@@ -79,7 +79,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "csv_path", help="CSV with a header row, a phone column and custom attribute columns (a path or fsspec URL)"
     )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--block", help=f"IntercomCredentials block to load (default: {DEFAULT_BLOCK_NAME!r})")
+    target.add_argument(
+        "--block", metavar="NAME", help=f"your saved IntercomCredentials block (default: {DEFAULT_BLOCK_NAME!r})"
+    )
     target.add_argument("--sandbox", action="store_true", help="send to a local sandbox instead of Intercom")
     parser.add_argument("--phone-column", default="phone", help="column with the phone numbers (default: phone)")
     parser.add_argument("--attribute", action="append", dest="attributes", help="attribute column (repeatable)")
