@@ -49,3 +49,11 @@ def test_version_and_one_spelling_of_block_across_commands() -> None:
     for command in ("test-request", "deflect-calls"):
         usage = _command(command, "--help", api=False).stdout
         assert "--block NAME" in usage and "--block BLOCK" not in usage, command
+
+
+def test_the_missing_block_hint_of_deflect_calls_fits_deflect_calls(prefect_server: None, tmp_path) -> None:
+    csv_file = tmp_path / "callers.csv"
+    csv_file.write_text("phone\n+14155550100\n", encoding="utf-8")
+    result = _command("deflect-calls", str(csv_file), "--block", f"nope-{uuid.uuid4().hex[:6]}")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "test-request" not in result.stderr and "--sandbox instead of --block" in result.stderr
