@@ -2,7 +2,11 @@
 
 Everything here is read from the files `schemagen` writes into the packaged
 `prefect_intercom.schemas` folder; adding an endpoint means adding its docs page and
-regenerating, nothing else.
+regenerating, nothing else. Installed, that folder is the package `prefect_intercom.schemas`
+(`pyproject.toml` maps the checkout's top-level `schemas/` onto it); imported from a checkout
+whose `prefect_intercom/` comes first on `sys.path` (e.g. `prefect deploy` run from the
+repository, which puts the working directory first), there is no such package and the
+checkout's own `schemas/` folder is read instead (`schema_folder`).
 
 How `Catalog.search` ranks is stated once, in `prefect_intercom.catalog_search`; endpoints
 scoring 0 are left out, and if none is left, `EndpointNotFoundError` lists what exists.
@@ -229,7 +233,7 @@ def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Cat
         ```
     """
     if folder is None:
-        root: Traversable = resources.files(SCHEMA_PACKAGE)
+        root: Traversable = schema_folder()
     elif isinstance(folder, (str, PathLike)):
         root = Path(folder)
     else:
@@ -239,6 +243,29 @@ def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Cat
         if entry.name.endswith(ENDPOINT_SUFFIX):
             endpoints.append(_load_endpoint(root, entry))
     return Catalog(endpoints)
+
+
+def schema_folder() -> Traversable:
+    """Where the packaged schemas are: `prefect_intercom.schemas`, or the checkout's `schemas/`.
+
+    Returns:
+        The installed package's folder when `prefect_intercom.schemas` is importable (a wheel or
+        an editable install); otherwise, when `prefect_intercom` is imported straight from a
+        repository checkout, the checkout's top-level `schemas/` folder.
+
+    Raises:
+        EndpointNotFoundError: Neither exists (a broken install); the message says how to fix it.
+    """
+    try:
+        return resources.files(SCHEMA_PACKAGE)
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parent.parent / "schemas"
+        if (checkout / f"{PHONE_CALL_REDIRECTS}{ENDPOINT_SUFFIX}").is_file():
+            return checkout
+        raise EndpointNotFoundError(
+            f"The endpoint schemas are missing: neither the package {SCHEMA_PACKAGE} nor {checkout} exists; "
+            "reinstall prefect-intercom (`pip install prefect-intercom`, or `pip install -e .` in a checkout)."
+        ) from None
 
 
 @cache

@@ -22,7 +22,10 @@ COMMANDS = {
 def _usage() -> str:
     lines = ["usage: prefect-intercom {" + ",".join(COMMANDS) + "} ...", "", "commands:"]
     lines += [f"  {name:<14} {help_}" for name, help_ in COMMANDS.items()]
-    lines += ["", "`prefect-intercom COMMAND --help` shows a command's options."]
+    lines += [
+        "",
+        "`prefect-intercom COMMAND --help` shows a command's options; `prefect-intercom --version` the version.",
+    ]
     return "\n".join(lines)
 
 
@@ -36,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit code (2 for an unknown command).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-V", "--version"):
+        from prefect_intercom import __version__
+
+        print(f"prefect-intercom {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2

@@ -102,7 +102,7 @@ async def test_every_item_lands_in_exactly_one_outcome(sandbox: Sandbox, storage
     assert "/phone" in (results[1].message or "") and "hint" in (results[1].message or "")
     assert (results[4].status, results[4].error_code) == (400, "sms_failed")
     assert (results[5].status, results[5].error_code) == (422, "unprocessable_entity")
-    assert (results[6].error_code, results[6].message) == ("duplicate_in_batch", "same item key as item 0")
+    assert (results[6].error_code, results[6].message) == ("duplicate_in_batch", "same phone as item 0")
     assert results[0].phone == "+1415•••0000" and results[0].attempts == 1
     accepted = {entry.request_id: entry.body["phone"] for entry in sandbox.accepted}
     assert accepted == {results[0].request_id: phone(0), results[7].request_id: phone(7)}

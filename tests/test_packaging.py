@@ -198,3 +198,43 @@ def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_reposi
     assert "**200 OK**" in sent.stdout and "Test request completed" in sent.stdout
     assert "usage: prefect-intercom test-request" in run("test-request", "--help").stdout
     assert "usage: prefect-intercom sandbox" in run("sandbox", "--help").stdout
+
+
+DEPLOY_LOAD = """
+import sys
+from prefect.flows import load_flow_from_entrypoint
+import prefect_intercom
+names = [load_flow_from_entrypoint(entrypoint).name for entrypoint in sys.argv[1:]]
+print(prefect_intercom.__file__)
+print(" ".join(names))
+"""
+
+
+@pytest.mark.e2e
+def test_prefect_loads_the_entrypoints_from_a_checkout_over_a_non_editable_install(wheel_venv: Path) -> None:
+    """`prefect deploy --all` from the checkout after `pip install '.[sandbox]'` (issue 15, item 1).
+
+    Prefect loads `flows/test_request.py` with the working directory first on `sys.path`, so the
+    checkout's `prefect_intercom/` shadows the installed one; it has no `prefect_intercom.schemas`
+    package, and the schemas must be found in the checkout's `schemas/` folder.
+    """
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env["PYTHONPATH"] = str(PROJECT_ROOT)  # the checkout first, as `prefect deploy` run from it has it
+    result = subprocess.run(
+        [
+            str(wheel_venv / "bin" / "python"),
+            "-c",
+            DEPLOY_LOAD,
+            "flows/test_request.py:test_request",
+            "flows/deflect_calls.py:deflect_calls",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    where, names = result.stdout.strip().splitlines()[-2:]
+    assert where.startswith(str(PROJECT_ROOT / "prefect_intercom")), where  # the checkout's code really ran
+    assert names == "test-request deflect-calls"

@@ -103,6 +103,8 @@ class BatchReport:
             a temporary file, removed with the report, unless the caller named one.
         max_table_rows: Rows kept for the table artifact (problems first).
         ledger_note: What to know about where the ledger is (local disk), if anything.
+        first_row: What people call item 0 (e.g. 2 for CSV rows, the header being row 1): the
+            table says `row` and messages `row N`; `None`: `item` from 0.
     """
 
     batch_key: str
@@ -118,6 +120,7 @@ class BatchReport:
     results_path: str | None = None
     max_table_rows: int = DEFAULT_TABLE_ROWS
     ledger_note: str | None = None
+    first_row: int | None = None
     _total: int = field(default=0, repr=False)
     _table: list[tuple[int, int, BatchItemResult]] = field(default_factory=list, repr=False)
     _file: IO[str] | None = field(default=None, repr=False, compare=False)
@@ -212,7 +215,14 @@ class BatchReport:
     def table_rows(self, max_rows: int | None = None) -> list[dict[str, Any]]:
         """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""
         kept = sorted(self._table, key=lambda rank: (-rank[0], -rank[1]))
-        return [rank[2].row() for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
+        rows = [rank[2].row() for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
+        if self.first_row is not None:
+            rows = [{"row": row.pop("item") + self.first_row, **row} for row in rows]
+        return rows
+
+    def label(self, index: int) -> str:
+        """How people call the item `index`: `row 2` (with `first_row`) or `item 0`."""
+        return f"item {index}" if self.first_row is None else f"row {index + self.first_row}"
 
     def summary_markdown(self, max_rows: int | None = None) -> str:
         """A Markdown summary: counts, reasons, rate, and what a re-run would do."""

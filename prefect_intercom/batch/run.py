@@ -106,7 +106,8 @@ class BatchRun:
         digest = self.ledger.digest(key)
         first = self.ledger.first_seen(digest, index)
         if first != index:
-            message = f"same item key as item {first}"
+            what = "item key" if self.item_key is not None else "phone"
+            message = f"same {what} as {self.report.label(first)}"
             self.report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))
             return None
         earlier = self.ledger.previous(digest)

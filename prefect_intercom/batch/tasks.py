@@ -209,6 +209,7 @@ async def _abatch(
     ledger_storage: WritableFileSystem | None,
     artifact_key: str,
     max_table_rows: int,
+    first_row: int | None,
     stop_after_unknown: int | None,
     results_path: str | None,
     lock_wait: float,
@@ -243,6 +244,7 @@ async def _abatch(
                     progress_interval=PROGRESS_INTERVAL,
                     results_path=results_path,
                     max_table_rows=max_table_rows,
+                    first_row=first_row,
                     lock_wait=lock_wait,
                 )
             if report.expected_total is None:
@@ -276,6 +278,7 @@ async def acreate_phone_call_redirects(
     ledger_storage: WritableFileSystem | None = None,
     artifact_key: str = "intercom-batch",
     max_table_rows: int = DEFAULT_TABLE_ROWS,
+    first_row: int | None = None,
     stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
     results_path: str | None = None,
     lock_wait: float = 0.0,
@@ -304,6 +307,7 @@ def create_phone_call_redirects(
     ledger_storage: WritableFileSystem | None = None,
     artifact_key: str = "intercom-batch",
     max_table_rows: int = DEFAULT_TABLE_ROWS,
+    first_row: int | None = None,
     stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
     results_path: str | None = None,
     lock_wait: float = 0.0,
@@ -345,6 +349,8 @@ def create_phone_call_redirects(
         ledger_storage: Where the ledger lives (default: the run's result storage).
         artifact_key: Prefix of the artifacts' keys (`-progress`, `-report`).
         max_table_rows: Rows in the table artifact at most.
+        first_row: What people call item 0 in the artifacts and messages (e.g. `2`: CSV rows as a
+            spreadsheet numbers them, the header is row 1); default: `item 0`, `item 1`...
         stop_after_unknown: Stop after this many unknown outcomes in a row (`None`: never).
         results_path: A file for every item's result (JSON Lines); default: a temporary
             file that `report.items()` reads, removed with the report.

@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger
 from prefect.blocks.core import Block
 from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
+from prefect.states import State
 
 from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
 from prefect_intercom.batch.campaign import campaign_key
@@ -38,7 +39,16 @@ from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, B
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.errors import BatchKeyBusyError, IntercomConfigurationError
-from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME, BlockName, DryRun, labelled
+from prefect_intercom.flows.parameters import (
+    DEFAULT_BLOCK_NAME,
+    BlockName,
+    DryRun,
+    OptionalInt,
+    OptionalStr,
+    OptionalStrList,
+    labelled,
+)
+from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -204,13 +214,13 @@ def deflect_calls(
         str, labelled("CSV file", "A path or URL (s3://..., gs://..., file://...): a header row and a phone column.")
     ],
     block_name: BlockName = DEFAULT_BLOCK_NAME,
-    phone_column: Annotated[str, labelled("Phone column", "The column with the phone numbers (E.164).")] = "phone",
-    attribute_columns: Annotated[
-        list[str] | None,
-        labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
+    dry_run: DryRun = False,
+    report_path: Annotated[
+        OptionalStr,
+        labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
     ] = None,
     batch_key: Annotated[
-        str | None,
+        OptionalStr,
         labelled(
             "Batch key",
             "Names the batch across runs; empty: derived from the file and the Intercom app, so the same file resumes.",
@@ -220,18 +230,23 @@ def deflect_calls(
         bool,
         labelled("Send again", "Text everyone of the file again, as a new batch (a fresh key, in the logs)."),
     ] = False,
+    phone_column: Annotated[str, labelled("Phone column", "The column with the phone numbers (E.164).")] = "phone",
+    attribute_columns: Annotated[
+        OptionalStrList,
+        labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
+    ] = None,
     ledger_storage: Annotated[
-        str | None,
+        OptionalStr,
         labelled(
             "Ledger storage",
             "A file system block, e.g. s3-bucket/intercom-ledger; empty: the run's result storage.",
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
+        OptionalInt, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
     ] = None,
     global_rate_limit: Annotated[
-        str | None,
+        OptionalStr,
         labelled("Global rate limit", "A Prefect global concurrency limit (slot decay) shared by every sender."),
     ] = None,
     retry_unknown: Annotated[
@@ -243,16 +258,11 @@ def deflect_calls(
     max_table_rows: Annotated[
         int, labelled("Table rows", "Rows of the table artifact at most (problems first).")
     ] = DEFAULT_TABLE_ROWS,
-    dry_run: DryRun = False,
-    report_path: Annotated[
-        str | None,
-        labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
-    ] = None,
     results_path: Annotated[
-        str | None,
+        OptionalStr,
         labelled("Results file", "A local JSON Lines file receiving every row's result as it happens (optional)."),
     ] = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Text every phone of a CSV file a Messenger link (Intercom's phone call redirect).
 
     Args:
@@ -280,7 +290,10 @@ def deflect_calls(
             line follows it for its progress bar).
 
     Returns:
-        The batch key and the items per outcome.
+        The batch key and the items per outcome; a run returns them in its final state:
+        `Completed`, `Completed` named `Completed with problems` (someone not texted), or `Failed`
+        (someone may or may not have been texted), with a flow-run summary artifact
+        (`prefect_intercom.flows.run_state`).
     """
     logger = get_run_logger()
     if dry_run:
@@ -318,6 +331,7 @@ def deflect_calls(
                 expected_total=scan.rows,
                 ledger_storage=storage,
                 max_table_rows=max_table_rows,
+                first_row=FIRST_DATA_ROW,
                 results_path=results,
             )
         except BatchKeyBusyError:
@@ -331,7 +345,9 @@ def deflect_calls(
         if report_path:
             write_report_csv(report.items(), report_path, scan.row_numbers)
             logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
-    return {"batch_key": report.batch_key, **report.counts}
+        results_in_order = report.items()
+    log_problems(logger, results_in_order)
+    return final_state(results_in_order, key, how, {"batch_key": report.batch_key, **report.counts})
 
 
 def _flow_run_id() -> str:

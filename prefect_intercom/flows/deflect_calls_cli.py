@@ -50,7 +50,7 @@ from prefect_intercom.flows.deflect_calls_checks import (
 )
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
-from prefect_intercom.flows.test_request import load_credentials
+from prefect_intercom.flows.test_request import SANDBOX_TEST_PHONE, load_credentials
 from prefect_intercom.outcomes import Outcome
 
 PROG = "prefect-intercom deflect-calls"
@@ -84,7 +84,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "csv_path", help="CSV with a header row, a phone column and custom attribute columns (a path or fsspec URL)"
     )
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--block", help=f"IntercomCredentials block to load (default: {DEFAULT_BLOCK_NAME!r})")
+    target.add_argument(
+        "--block", metavar="NAME", help=f"your saved IntercomCredentials block (default: {DEFAULT_BLOCK_NAME!r})"
+    )
     target.add_argument("--sandbox", action="store_true", help="send to a local sandbox instead of Intercom")
     parser.add_argument("--phone-column", default="phone", help="column with the phone numbers (default: phone)")
     parser.add_argument("--attribute", action="append", dest="attributes", help="attribute column (repeatable)")
@@ -231,8 +233,9 @@ def _check_block(block_name: str) -> None:
     """Load the block once before the run, so a missing or wrong one is one line (and no flow retry)."""
     try:
         load_credentials(block_name)
-    except IntercomConfigurationError as error:
-        raise StartError(str(error)) from None
+    except IntercomConfigurationError as error:  # its sandbox hint names test-request: name this command's
+        hint = f"prefect-intercom test-request --sandbox --phone {SANDBOX_TEST_PHONE}"
+        raise StartError(str(error).replace(hint, "the same command with --sandbox instead of --block")) from None
     except Exception as error:  # e.g. a block of another type under that name, or no Prefect API
         raise StartError(f"cannot load the Intercom credentials block {block_name!r}: {error}") from None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, WithJsonSchema
 
 from prefect_intercom.credentials import INTERCOM_VERSIONS
 
@@ -55,3 +55,14 @@ DryRun = Annotated[bool, labelled("Dry run", "Validate and show what would be se
 def version_override(choice: str | None) -> str | None:
     """The version to send instead of the block's: None for `BLOCK_VERSION` (or None)."""
     return None if choice in (None, "", BLOCK_VERSION) else choice
+
+
+# Optional parameters as plain fields in the Run form: pydantic writes `anyOf: [X, null]` for
+# `X | None`, which the Prefect UI renders as a type toggle ("str | None", "Property is type
+# 'None'"). These write the plain type; a field left empty is not sent, so the default (`None`) holds.
+OptionalStr = Annotated[str | None, WithJsonSchema({"type": "string"})]
+"""`str | None`, shown in the Run form as a plain text field (empty: `None`)."""
+OptionalInt = Annotated[int | None, WithJsonSchema({"type": "integer"})]
+"""`int | None`, shown in the Run form as a plain number field (empty: `None`)."""
+OptionalStrList = Annotated[list[str] | None, WithJsonSchema({"type": "array", "items": {"type": "string"}})]
+"""`list[str] | None`, shown in the Run form as a plain list (empty: `None`)."""

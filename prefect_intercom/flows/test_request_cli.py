@@ -13,11 +13,14 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.credentials import INTERCOM_VERSIONS
+from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.flows.parameters import BLOCK_VERSION, DEFAULT_BLOCK_NAME
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
 from prefect_intercom.flows.test_request import (
@@ -27,8 +30,10 @@ from prefect_intercom.flows.test_request import (
     FLOW_NAME,
     SANDBOX_TEST_PHONE,
     TEST_PHONE_ENV,
+    load_credentials,
     test_request,
 )
+from prefect_intercom.validation import request_issues
 
 PROG = "prefect-intercom test-request"
 
@@ -100,6 +105,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--intercom-version", choices=INTERCOM_VERSIONS, help="Intercom-Version for this run")
     parser.add_argument("--dry-run", action="store_true", help="validate and show the request; send nothing")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also with PREFECT_LOGGING_LEVEL=DEBUG)")
     parser.add_argument("--api", default=DEFAULT_API, help=f"the API to search for (default: {DEFAULT_API!r})")
     parser.add_argument(
         "--name", default=DEPLOYMENT_NAME, help=f"serve: the deployment's name (default: {DEPLOYMENT_NAME!r})"
@@ -135,6 +141,12 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         "dry_run": args.dry_run,
         "api": args.api,
     }
+    if not args.dry_run:
+        block = None if args.sandbox else parameters["block_name"]
+        problem = _start_problem(body, block, debug=args.debug)
+        if problem:
+            print(f"{prog}: {problem}", file=sys.stderr)
+            return 2
     if not args.sandbox:
         return _serve(args.name, parameters) if args.command == "serve" else _run(parameters)
 
@@ -150,6 +162,30 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         received = sandbox.received
         print(f"\nThe sandbox received {len(received)} request(s); {len(sandbox.accepted)} answered 200.")
         return code
+
+
+def _start_problem(body: dict[str, Any], block_name: str | None, *, debug: bool) -> str | None:
+    """One sentence when the request cannot start (invalid phone, missing block); `None` when it can.
+
+    Checked before the flow runs, so that a configuration or input problem is one line and exit
+    code 2 (as `deflect-calls` answers it), not the flow's failure with its tracebacks. With
+    `debug` (or `PREFECT_LOGGING_LEVEL=DEBUG`) the traceback is printed as well.
+    """
+    issues = request_issues(PHONE_CALL_REDIRECTS, body)
+    if issues:
+        return "the request is invalid: " + "; ".join(str(issue) for issue in issues)
+    if block_name is None:  # the sandbox's own block
+        return None
+    try:
+        load_credentials(block_name)
+    except Exception as error:
+        if debug or os.environ.get("PREFECT_LOGGING_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exc()
+        if isinstance(error, IntercomConfigurationError):
+            return str(error).splitlines()[0]
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"cannot load the Intercom credentials block {block_name!r}: {reason}"
+    return None
 
 
 def _run(parameters: dict[str, Any]) -> int:

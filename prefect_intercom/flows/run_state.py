@@ -1,0 +1,131 @@
+"""What a deflect-calls run tells the Prefect UI: its final state, a summary artifact, WARNING lines.
+
+The final state (see `docs/deployments.md`, "What a run's state means"):
+
+| callers | state |
+| --- | --- |
+| everyone texted (or texted by an earlier run) | `Completed` |
+| someone not texted, and Intercom's answer is known for everyone | `Completed` named `Completed with problems` |
+| someone may or may not have been texted (`unknown`) | `Failed` |
+
+`unknown` fails the run because it needs a person's decision (look in Intercom, then resend
+or not) and because "flow run failed" is what Prefect automations and notifications watch.
+Rows refused or not sent are definite: the run did its job and says who is left, in the
+state's name and message, the summary artifact and WARNING log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import Completed, Failed, State
+
+from prefect_intercom.batch.report import BatchItemResult
+from prefect_intercom.outcomes import Outcome
+
+PROBLEMS_STATE_NAME = "Completed with problems"
+SUMMARY_ARTIFACT_KEY = "deflect-calls-summary"
+ROWS_IN_LOG = 5
+"""Rows named in a WARNING line at most (the artifact and the report file have them all)."""
+FIRST_DATA_ROW = 2
+
+
+def _row(result: BatchItemResult) -> int:
+    return result.index + FIRST_DATA_ROW
+
+
+def is_unknown(result: BatchItemResult) -> bool:
+    """Whether the person may or may not have been texted (now or in an earlier run of the batch key)."""
+    return result.outcome is Outcome.UNKNOWN or (
+        result.outcome is Outcome.SKIPPED and result.error_code == "unknown_in_earlier_run"
+    )
+
+
+def not_texted(result: BatchItemResult) -> bool:
+    """Whether the person surely got no text from this batch (refused or not sent)."""
+    return result.outcome in (Outcome.REJECTED, Outcome.NOT_SENT)
+
+
+def _describe(result: BatchItemResult) -> str:
+    reason = " ".join(str(part) for part in (result.status, result.error_code) if part)
+    message = "; ".join(part for part in (reason, result.message or "") if part)
+    return f"row {_row(result)} ({result.phone or 'no phone'}): {message or result.outcome.value}"
+
+
+def log_problems(logger: logging.Logger | logging.LoggerAdapter[Any], results: Sequence[BatchItemResult]) -> None:
+    """One WARNING line per problem outcome (`not_sent`, `unknown`, `rejected`): the count and a few rows."""
+    for label, test in (
+        ("not sent", lambda r: r.outcome is Outcome.NOT_SENT),
+        ("unknown (may have been texted)", is_unknown),
+        ("rejected", lambda r: r.outcome is Outcome.REJECTED),
+    ):
+        rows = [result for result in results if test(result)]
+        if rows:
+            shown = "; ".join(_describe(result) for result in rows[:ROWS_IN_LOG])
+            more = f"; and {len(rows) - ROWS_IN_LOG:,} more" if len(rows) > ROWS_IN_LOG else ""
+            logger.warning("%s row(s) %s: %s%s", f"{len(rows):,}", label, shown, more)
+
+
+def summary_markdown(results: Sequence[BatchItemResult], batch_key: str, how_to_resume: str) -> str:
+    """The flow run's summary: counts, every row not texted (by row number), how to resume."""
+    counts = Counter(result.outcome.value for result in results)
+    lines = [f"# Deflect calls: {_headline(results)}", "", f"Batch key `{batch_key}`", ""]
+    lines += ["| outcome | rows |", "|---|---|"]
+    lines += [f"| {outcome.value} | {counts.get(outcome.value, 0):,} |" for outcome in Outcome]
+    unknown = [result for result in results if is_unknown(result)]
+    missed = [result for result in results if not_texted(result)]
+    if unknown:
+        lines += ["", "## May have been texted (unknown)", ""]
+        lines += [f"- {_describe(result)}" for result in unknown]
+        lines += ["", "Check them in Intercom first; run again with *Resend unknown items* to text them again."]
+    if missed:
+        lines += ["", "## Not texted", ""]
+        lines += [f"- {_describe(result)}" for result in missed]
+    if unknown or missed:
+        lines += ["", f"To resume: {how_to_resume}; nobody already texted is texted twice."]
+    return "\n".join(lines)
+
+
+def _headline(results: Sequence[BatchItemResult]) -> str:
+    unknown = sum(is_unknown(result) for result in results)
+    missed = sum(not_texted(result) for result in results)
+    parts = [f"{len(results):,} row(s)"]
+    if missed:
+        parts.append(f"{missed:,} not texted")
+    if unknown:
+        parts.append(f"{unknown:,} unknown")
+    if not (missed or unknown):
+        parts.append("everyone texted")
+    return ", ".join(parts)
+
+
+def final_state(
+    results: Sequence[BatchItemResult], batch_key: str, how_to_resume: str, data: dict[str, Any]
+) -> State[Any]:
+    """Publish the summary artifact and return the run's final state (see the module table).
+
+    Args:
+        results: Every row's result, in input order.
+        batch_key: The batch key.
+        how_to_resume: What to do to resume, e.g. `run it again with the same file and credentials block`.
+        data: The flow's return value (the batch key and the counts).
+
+    Returns:
+        `Completed`, `Completed` named `Completed with problems` (both holding `data`), or
+        `Failed`; its message is the headline.
+    """
+    create_markdown_artifact(
+        summary_markdown(results, batch_key, how_to_resume),
+        key=SUMMARY_ARTIFACT_KEY,
+        description=f"Deflect calls: {_headline(results)}",
+    )
+    headline = _headline(results)
+    if any(is_unknown(result) for result in results):
+        return Failed(message=f"{headline}: look in Intercom before resending the unknown rows")
+    if any(not_texted(result) for result in results):
+        return Completed(name=PROBLEMS_STATE_NAME, message=f"{headline}; {how_to_resume}", data=data)
+    return Completed(message=headline, data=data)

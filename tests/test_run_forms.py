@@ -1,0 +1,31 @@
+"""The Run forms: plain fields, no "str | None" toggles, the fields users set first first (issue 15, item 6)."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.utilities.callables import parameter_schema
+
+from prefect_intercom.flows.deflect_calls import deflect_calls
+from prefect_intercom.flows.test_request import test_request as the_test_request_flow
+
+
+@pytest.mark.parametrize("flow", [deflect_calls, the_test_request_flow], ids=["deflect-calls", "test-request"])
+def test_no_optional_parameter_renders_as_a_type_toggle(flow) -> None:
+    properties = parameter_schema(flow).model_dump_for_openapi()["properties"]
+    toggles = [name for name, field in properties.items() if "anyOf" in field or field.get("type") == "null"]
+    assert toggles == []
+    assert all("type" in field or "$ref" in field or "allOf" in field for field in properties.values())
+
+
+def test_the_fields_users_set_first_come_first() -> None:
+    properties = parameter_schema(deflect_calls).model_dump_for_openapi()["properties"]
+    in_form = sorted(properties, key=lambda name: properties[name]["position"])
+    assert in_form[:4] == ["csv_path", "block_name", "dry_run", "report_path"]
+    assert in_form[-1] == "results_path"  # the command line's progress file, not for people
+
+
+def test_an_empty_optional_field_keeps_its_default() -> None:
+    properties = parameter_schema(deflect_calls).model_dump_for_openapi()["properties"]
+    assert properties["batch_key"]["default"] is None and properties["batch_key"]["type"] == "string"
+    assert properties["concurrency"]["type"] == "integer"
+    assert properties["attribute_columns"] == {**properties["attribute_columns"], "type": "array"}
