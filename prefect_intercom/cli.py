@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-V", "--version"):
-        from prefect_intercom import __version__
+        from prefect_intercom._version import __version__
 
         print(f"prefect-intercom {__version__}")
         return 0

@@ -365,6 +365,7 @@ def test_prefect_deploy_creates_the_deployment_from_prefect_yaml(prefect_server:
 
 def _cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"  # its temporary server, on a busy CI machine
     env.update(extra_env)
     return subprocess.run(
         [sys.executable, str(FLOW_FILE), *args],

@@ -6,10 +6,13 @@ The final state (see `docs/deployments.md`, "What a run's state means"):
 | --- | --- |
 | everyone texted (or texted by an earlier run) | `Completed` |
 | someone not texted, and Intercom's answer is known for everyone | `Completed` named `Completed with problems` |
-| someone may or may not have been texted (`unknown`) | `Failed` |
+| someone may or may not have been texted (`unknown`) by this run | `Failed` |
 
-`unknown` fails the run because it needs a person's decision (look in Intercom, then resend
-or not) and because "flow run failed" is what Prefect automations and notifications watch.
+A new `unknown` fails the run because it needs a person's decision (look in Intercom, then
+resend or not) and because "flow run failed" is what Prefect automations and notifications
+watch. Rows left `unknown` by an earlier run (a crash) are listed, but a resume that can do
+nothing about them ends `Completed with problems`: the run that made them already failed, and a
+resume that failed every time would also spend the flow's automatic retry for nothing.
 Rows refused or not sent are definite: the run did its job and says who is left, in the
 state's name and message, the summary artifact and WARNING log lines.
 """
@@ -124,8 +127,8 @@ def final_state(
         description=f"Deflect calls: {_headline(results)}",
     )
     headline = _headline(results)
-    if any(is_unknown(result) for result in results):
+    if any(result.outcome is Outcome.UNKNOWN for result in results):
         return Failed(message=f"{headline}: look in Intercom before resending the unknown rows")
-    if any(not_texted(result) for result in results):
+    if any(not_texted(result) or is_unknown(result) for result in results):
         return Completed(name=PROBLEMS_STATE_NAME, message=f"{headline}; {how_to_resume}", data=data)
     return Completed(message=headline, data=data)
