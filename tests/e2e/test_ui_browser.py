@@ -359,6 +359,17 @@ def open_run_tab(page: Any, stack: Stack, flow_run_id: str, state: str, tab: str
     page.get_by_role("tab", name=tab).click()
 
 
+def shown_text(page: Any, expected: str, seconds: float = 10.0) -> str:
+    """The page's visible text once it shows `expected` (the UI may re-render the page a moment after it
+    first showed it, as CI once saw: a screenshot with the text, then a body read without it)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        text = page.locator("body").inner_text()
+        if expected in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.25)
+
+
 def open_artifact(page: Any, key: str) -> None:
     """Click the artifact card `key` on the run's Artifacts tab."""
     page.get_by_text(key, exact=True).first.click()
@@ -401,7 +412,7 @@ def test_quick_run_sends_one_test_request(stack: Stack, page: Any) -> None:
         open_artifact(page, "test-request-step-3-response")
         page.get_by_text("200 OK").first.wait_for()
         camera.shot("response-artifact")
-        shown = page.locator("body").inner_text()
+        shown = shown_text(page, "200 OK")
         assert "200 OK" in shown
         assert mask_phone(TEST_PHONE) in shown and TEST_PHONE not in shown  # phones are masked (issue 9)
         assert "phone_call_redirect" in shown
