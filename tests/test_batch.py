@@ -244,7 +244,10 @@ async def test_fault_injection_every_item_one_outcome_and_nothing_sent_twice(cou
     assert len(accepted) == report.counts["sent"] + len(unknown & set(accepted))
     sent_ids = {item.request_id for item in report.items(ItemOutcome.SENT)}
     answered_200 = {record["request_id"] for record in records if record["status"] == 200 and record["fault"] != "slow"}
-    assert sent_ids == answered_200  # request ids match one to one
+    assert sent_ids <= answered_200  # every id reported sent was answered 200
+    # A 200 the client did not read in time (its timeout fired first, on a CPU-starved machine) is one of
+    # the unknown items (maybe texted), never a sent or not_sent one.
+    assert len(answered_200 - sent_ids) <= report.counts["unknown"]
     assert report.counts["rejected"] == report.counts["skipped"] == report.counts["not_sent"] == 0
     assert report.counts["unknown"] > 0
     answered_429 = sum(record["status"] == 429 for record in records)

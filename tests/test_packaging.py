@@ -172,6 +172,7 @@ def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_reposi
     (work / "callers.csv").write_text("phone,issue_type\n+14155550100,Billing\n+1 415 555 0199,Support\n")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PATH=f"{env_dir / 'bin'}:{env.get('PATH', '')}")
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"  # its temporary server, on a busy CI machine
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
