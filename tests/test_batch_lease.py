@@ -309,7 +309,7 @@ def test_two_processes_with_their_own_ephemeral_servers_over_one_database_never_
     urls = set()
     for name in names:
         _start(children, env, "race", tmp_path, name, key, 4)
-        urls.add(_wait_for(tmp_path / f"ready-{name}", timeout=300))
+        urls.add(_wait_for(tmp_path / f"ready-{name}", timeout=240))
     assert len(urls) == 2  # two servers (two ports)
     assert (tmp_path / "prefect-home" / "prefect.db").exists()  # over one database
     _race(tmp_path, key, names, 4, leftovers=False)
