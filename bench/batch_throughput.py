@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN
+from common import TOKEN, fresh_batch_key
 
 CONCURRENCY = 100
 RATE = 200  # py-spy samples per second
@@ -69,7 +69,7 @@ def run_task(url: str, items: int) -> dict[str, Any]:
         report = create_phone_call_redirects(
             credentials,
             bodies(items),
-            batch_key=f"bench-{time.time_ns()}",
+            batch_key=fresh_batch_key("bench"),
             concurrency=CONCURRENCY,
             ledger_storage=LocalFileSystem(basepath=ledger),
         )

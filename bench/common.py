@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import statistics
+import string
 import subprocess
 import sys
 import time
@@ -15,6 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 TOKEN = "bench-token"
+
+
+def fresh_batch_key(prefix: str) -> str:
+    """A new batch key per run, in letters only: a run of digits would be refused as a phone number."""
+    return f"{prefix}-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(16))
 HOST = "127.0.0.1"
 
 _BODY = b'{"type":"phone_call_redirect","phone":"+14155550100"}'

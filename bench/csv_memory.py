@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN, zero_latency_server
+from common import TOKEN, fresh_batch_key, zero_latency_server
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -52,7 +52,7 @@ async def send_csv(url: str, path: str, ledger: str) -> dict:
         report = await asend_batch(
             client,
             read_requests_csv(path),
-            batch_key=f"memory-{time.time_ns()}",
+            batch_key=fresh_batch_key("memory"),
             ledger_storage=LocalFileSystem(basepath=ledger),
             concurrency=100,
             lock=False,

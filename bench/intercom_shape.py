@@ -48,7 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN
+from common import TOKEN, fresh_batch_key
 
 LIMIT, WINDOW = 1667, 10.0
 LATENCY = (0.15, 0.4)
@@ -93,7 +93,7 @@ def run_variant(
             report = create_phone_call_redirects(
                 credentials,
                 bodies,
-                batch_key=f"bench-{time.time_ns()}",
+                batch_key=fresh_batch_key("bench"),
                 ledger_storage=ledger,
                 **options,
             )

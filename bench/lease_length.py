@@ -23,8 +23,10 @@ import logging
 import os
 import signal
 import statistics
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -33,6 +35,9 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.testing.utilities import prefect_test_harness
 
 from prefect_intercom.batch.lease import BatchKeyLostError, hold_batch_key
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fresh_batch_key
 
 
 def _ms(samples: list[float]) -> str:
@@ -45,7 +50,7 @@ def _ms(samples: list[float]) -> str:
 
 async def _cost(renewals: int) -> dict[str, float]:
     """Sequential renewal and confirmation latency, and concurrent renewals per second."""
-    async with get_client() as client, hold_batch_key(f"bench-{uuid.uuid4().hex}", lease_seconds=600) as lease:
+    async with get_client() as client, hold_batch_key(fresh_batch_key("bench"), lease_seconds=600) as lease:
         update = GlobalConcurrencyLimitUpdate(active_slots=1)
         patch, read = [], []
         for _ in range(renewals):
@@ -58,7 +63,7 @@ async def _cost(renewals: int) -> dict[str, float]:
         print(f"renewal (PATCH by id), sequential, {renewals}: {_ms(patch)}; {len(patch) / sum(patch):.0f}/s")
         print(f"confirmation (GET by id), sequential, {renewals}: {_ms(read)}; {len(read) / sum(read):.0f}/s")
     async with get_client() as client:
-        holds = [hold_batch_key(f"bench-{uuid.uuid4().hex}", lease_seconds=600) for _ in range(20)]
+        holds = [hold_batch_key(fresh_batch_key("bench"), lease_seconds=600) for _ in range(20)]
         leases = [await hold.__aenter__() for hold in holds]
         done = 0
         deadline = time.monotonic() + 5
@@ -83,7 +88,7 @@ async def _stall(pid: int, lease_seconds: float, stall: float) -> tuple[str | No
     """Stop the server for `stall` seconds just before the first renewal; why lost (or None), longest wait."""
     slowest = 0.0
     lost: str | None = None
-    async with hold_batch_key(f"bench-{uuid.uuid4().hex}", lease_seconds=lease_seconds) as lease:
+    async with hold_batch_key(fresh_batch_key("bench"), lease_seconds=lease_seconds) as lease:
         every = lease_seconds / 3
         started = time.monotonic()
         stopped_at = started + every - 0.2

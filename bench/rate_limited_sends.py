@@ -23,7 +23,7 @@ from prefect.filesystems import LocalFileSystem
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN
+from common import TOKEN, fresh_batch_key
 
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
@@ -38,7 +38,7 @@ async def run(url: str, sends: int, concurrency: int | None, ledger: str) -> tup
         report = await asend_batch(
             client,
             bodies,
-            batch_key=f"bench-{time.time_ns()}",
+            batch_key=fresh_batch_key("bench"),
             ledger_storage=LocalFileSystem(basepath=ledger),
             concurrency=concurrency,
             lock=False,  # the batch-key lease needs a Prefect API; bench/intercom_shape.py runs it in a flow

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN
+from common import TOKEN, fresh_batch_key
 
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
@@ -47,7 +47,7 @@ async def worker(url: str, limit_name: str, first: int, sends: int, start_at: fl
         report = await asend_batch(
             client,
             bodies,
-            batch_key=f"bench-{first}-{time.time_ns()}",
+            batch_key=fresh_batch_key("bench"),
             ledger_storage=LocalFileSystem(basepath=ledger),
             concurrency=32,
             lock=False,  # two batch keys: no lease to share; the limit under test is the rate limit

@@ -45,7 +45,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TOKEN
+from common import TOKEN, fresh_batch_key
 
 LATENCY = 0.2
 BATCH_CANDIDATES = ("httpx", "aiohttp", "httpcore2", "project")
@@ -168,7 +168,7 @@ async def _batch_row(candidate: str, url: str, sends: int, concurrency: int, led
         report = await asend_batch(
             client,
             bodies,
-            batch_key=f"bench-transports-{time.time_ns()}",
+            batch_key=fresh_batch_key("bench-transports"),
             ledger_storage=LocalFileSystem(basepath=ledger),
             concurrency=concurrency,
             **options,
