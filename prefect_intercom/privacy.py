@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from prefect_intercom.redaction import replace_spans, views, whole_escapes
+from prefect_intercom.redaction import ESCAPE_STARTS, replace_spans, views, whole_escapes
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
@@ -32,6 +32,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 # A run of digits, with spaces and phone punctuation between them, optionally after a '+'.
 _PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
 _DIGIT = re.compile(r"\d")
+_ONLY_DIGITS = {code: None for code in range(128) if not "0" <= chr(code) <= "9"}  # str.translate: ASCII
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 # The same run without its prefix (the digits of a known phone, looked for in every view of a text).
@@ -123,9 +124,14 @@ def mask_known_phone(text: str, phone: Any) -> str:
     Returns:
         The text, masked (unchanged when `PREFECT_INTERCOM_SHOW_PHONES=1`).
     """
-    digits = _digits_of(phone)
+    return _mask_known_digits(text, _digits_of(phone))
+
+
+def _mask_known_digits(text: str, digits: str | None) -> str:
     if digits is None or len(text) < len(digits) or show_phones():
         return text
+    if text.isascii() and ESCAPE_STARTS.isdisjoint(text) and digits not in text.translate(_ONLY_DIGITS):
+        return text  # the digits are nowhere in a row, whatever stands between them: nothing to mask
     return _mask_in_views(text, lambda view: _known_spans(view, digits))
 
 
@@ -155,6 +161,8 @@ def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
     keep, spans = _kept(len(digits)), []
     for match in _RUN.finditer(text):
         run = match.group()
+        if run.isascii() and digits not in run.translate(_ONLY_DIGITS):
+            continue  # the common case, decided without a Python step per character
         positions = [found.start() for found in _DIGIT.finditer(run)]
         if len(positions) < len(digits):
             continue
@@ -174,15 +182,15 @@ def phone_masker(body: Any) -> Callable[[str], str]:
 
 
 class _KnownPhone:
-    """`mask_known_phone` for one number (its digits are worked out on first use: most answers need none)."""
+    """`mask_known_phone` for one number, its digits worked out once (every answer is masked)."""
 
-    __slots__ = ("_phone",)
+    __slots__ = ("_digits",)
 
     def __init__(self, phone: Any) -> None:
-        self._phone = phone
+        self._digits = _digits_of(phone)
 
     def __call__(self, text: str) -> str:
-        return mask_known_phone(text, self._phone)
+        return _mask_known_digits(text, self._digits)
 
 
 def mask_values(value: Any, mask: Callable[[str], str] = mask_phone) -> Any:

@@ -36,7 +36,7 @@ _SCHEMES = (
     ("&", re.compile(_HTML_ESCAPE)),
 )
 _ALL_SCHEMES = re.compile(f"{_URL_ESCAPE}|{_JSON_ESCAPE}|{_HTML_ESCAPE}")
-_ESCAPE_STARTS = frozenset("%\\&")
+ESCAPE_STARTS = frozenset("%\\&")
 _CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "\ufffd")
 
 
@@ -78,7 +78,7 @@ class Redactor:
         """
         if self._anchor_search is None or not text:
             return text
-        if _ESCAPE_STARTS.isdisjoint(text):  # the common case: one view, the text as it is
+        if ESCAPE_STARTS.isdisjoint(text):  # the common case: one view, the text as it is
             lowered = text.translate(_ASCII_LOWER)
             if self._anchor_search(lowered) is None:
                 return text
@@ -221,7 +221,7 @@ class _Decoded:
 def views(text: str) -> list[_Decoded]:
     """`text` as it is, then as decoded by each escaping scheme it uses, and by all at once if several."""
     views = [_Decoded(text, None)]
-    if _ESCAPE_STARTS.isdisjoint(text):
+    if ESCAPE_STARTS.isdisjoint(text):
         return views
     for introducer, pattern in _SCHEMES:
         if introducer in text:
@@ -247,7 +247,7 @@ def _unescape(match: re.Match[str]) -> str | None:
 
 def whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """`spans` widened so that none cuts an escape in two (what is left of one could mean another character)."""
-    if _ESCAPE_STARTS.isdisjoint(text):
+    if ESCAPE_STARTS.isdisjoint(text):
         return spans
     starts, ends = [], []
     for match in _ALL_SCHEMES.finditer(text):

@@ -152,3 +152,32 @@ async def test_the_async_hook_sets_a_location_aside_as_the_sync_one_does() -> No
     await aset_redirect_aside(response)
     assert response.headers[UNFOLLOWED_LOCATION_HEADER] == HOSTILE_LOCATION
     assert "location" not in response.headers
+
+
+# --- cookies ---------------------------------------------------------------------------------
+
+
+def _cookie_setting_handler(seen: list[str | None]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, headers=[("Set-Cookie", "session=planted; Path=/")], json={})
+
+    return httpx.MockTransport(handler)
+
+
+def test_the_sync_client_keeps_no_cookie_a_server_sets() -> None:
+    seen: list[str | None] = []
+    with sync_client(_cookie_setting_handler(seen), timeout=5, max_connections=None) as client:
+        client.post(URL, json={})
+        client.post(URL, json={})
+        assert not client.cookies
+    assert seen == [None, None]
+
+
+async def test_the_async_client_keeps_no_cookie_a_server_sets() -> None:
+    seen: list[str | None] = []
+    async with async_client(_cookie_setting_handler(seen), timeout=5, max_connections=None) as client:
+        await client.post(URL, json={})
+        await client.post(URL, json={})
+        assert not client.cookies
+    assert seen == [None, None]
