@@ -264,6 +264,7 @@ def _delete_claims(where: str, directory: str, url: str | None) -> None:
     """Remove the claims readings wrote (run 1 on), so that every reading sees the crashed run alone."""
     from s3_storage import s3_client
 
+    _forget_readings_on_the_server(directory)
     if where == "local":
         for claim in Path(directory).glob("*/*/run-0000[1-9]/claim"):
             claim.unlink()
@@ -272,6 +273,25 @@ def _delete_claims(where: str, directory: str, url: str | None) -> None:
     folder = next(Path(directory).glob("*/*/run-00000")).parent.relative_to(directory).as_posix()
     for run in range(1, 10):
         client.delete_object(Bucket="ledger", Key=f"{FOLDER}/{folder}/run-{run:05d}/claim")
+
+
+def _forget_readings_on_the_server(directory: str) -> None:
+    """Set the ledger's run count on the Prefect server back to the crashed run's (readings raised it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableUpdate
+
+    from prefect_intercom.batch.ledger_marker import MARKER_TAGS, marker_name
+
+    folder = next(Path(directory).glob("*/*/run-00000")).parent.relative_to(directory).as_posix()
+
+    async def forget() -> None:
+        async with get_client() as client:
+            variable = await client.read_variable_by_name(marker_name(folder))
+            if variable is not None and isinstance(variable.value, dict):
+                value = {**variable.value, "runs": 1}
+                await client.update_variable(VariableUpdate(name=variable.name, value=value, tags=MARKER_TAGS))
+
+    asyncio.run(forget())
 
 
 class _nothing:

@@ -138,6 +138,9 @@ class BatchLease:
             self._confirming = None
         self.confirmations += 1
         self._confirm_due = started + CONFIRM_EVERY_SECONDS
+        if time.monotonic() >= self._valid_until:  # a stalled server: its slot decayed, our renewals came late
+            self._lose("it was not renewed in time")
+            return
         changed = _changed(row, self.name, self.lease_seconds)
         if changed:
             self._lose(f"its Prefect global concurrency limit {changed}")
