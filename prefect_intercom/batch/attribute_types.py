@@ -137,9 +137,9 @@ def typed_columns(
             )
         if declared is not None and known is not None and declared != known:
             raise ValueError(
-                f"{where}: column {header[at]!r} declares {name!r} a {declared}, but the Intercom workspace "
-                f"defines the custom attribute {name!r} as a {known}; declare {name}:{known} (or change the "
-                "attribute in Intercom), nothing was sent"
+                f"{where}: column {header[at]!r} declares {name!r} {_article(declared)} {declared}, but the Intercom "
+                f"workspace defines the custom attribute {name!r} as {_article(known)} {known}; declare {name}:{known} "
+                "(or change the attribute in Intercom), nothing was sent"
             )
         if declared is not None:
             typed.append(TypedColumn(name, at, declared, "declared in the header"))
