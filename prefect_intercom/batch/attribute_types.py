@@ -53,10 +53,6 @@ _INT64 = 2**63
 _SHOWN = 40  # characters of a refused value a message shows at most
 
 
-class AttributeTypeError(ValueError):
-    """A cell that is not a value of its column's type; the message is one sentence naming the column."""
-
-
 class RefusedRow(dict[str, Any]):
     """A row its reader refused: the phone only, and a `refused` field no request schema allows.
 
@@ -150,11 +146,12 @@ def typed_columns(
     return typed
 
 
-def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> dict[str, Any]:
+def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> tuple[dict[str, Any], str | None]:
     """A row's custom attributes, each converted as its column's type says; empty cells left out.
 
-    Raises:
-        AttributeTypeError: A cell is not a value of its column's type (the first such cell).
+    Returns:
+        `(attributes, None)`, or `({}, problem)` when a cell is not a value of its column's type:
+        one sentence naming the first such column, its value, the type and what to write.
     """
     attributes: dict[str, Any] = {}
     for column in columns:
@@ -171,11 +168,9 @@ def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> dic
             attributes[column.name] = parse_value(text, column.type, column.name)
         except ValueError as error:
             shown = mask_phone_numbers(cut(text, _SHOWN))
-            raise AttributeTypeError(
-                f"column {column.name!r}: {shown!r} is not {_article(column.type)} {column.type} "
-                f"({column.source}): {error}"
-            ) from None
-    return attributes
+            kind = f"{_article(column.type)} {column.type}"
+            return {}, f"column {column.name!r}: {shown!r} is not {kind} ({column.source}): {error}"
+    return attributes, None
 
 
 def parse_value(text: str, type_: str, name: str = "name") -> Any:

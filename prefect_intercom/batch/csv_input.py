@@ -19,13 +19,7 @@ from typing import IO, Any
 
 import fsspec
 
-from prefect_intercom.batch.attribute_types import (
-    AttributeTypeError,
-    RefusedRow,
-    attribute_names,
-    row_attributes,
-    typed_columns,
-)
+from prefect_intercom.batch.attribute_types import RefusedRow, attribute_names, row_attributes, typed_columns
 
 FIELD_LIMIT = 64 * 1024
 """Characters a field may hold at most."""
@@ -146,10 +140,9 @@ def numbered_requests(
             continue
         phone = fields[phone_at] if phone_at is not None and phone_at < len(fields) else ""
         body: dict[str, Any] = {"phone": phone.strip()}
-        try:
-            attributes = row_attributes(typed, fields)
-        except AttributeTypeError as error:
-            yield row, RefusedRow(body["phone"], str(error))
+        attributes, problem = row_attributes(typed, fields)
+        if problem is not None:
+            yield row, RefusedRow(body["phone"], problem)
             continue
         if attributes:
             body["custom_attributes"] = attributes
