@@ -146,12 +146,13 @@ def test_the_workspace_types_convert_undeclared_columns(tmp_path: Path) -> None:
         ("phone,vip:bool", None, r"column 'vip:bool' declares the type 'bool', which is not one of string, integer"),
         ("phone,vip:integer", {"vip": "boolean"}, r"declares 'vip' an integer, but the Intercom workspace defines"),
         ("phone,zip:integer", {"zip": "string"}, r"defines the custom attribute 'zip' as a string; declare zip:string"),
+        ("phone,vip,vip:boolean", None, r"columns 'vip' and 'vip:boolean' both name the custom attribute 'vip'"),
     ],
 )
 def test_a_declared_type_that_is_unknown_or_contradicts_the_workspace_is_one_sentence(
     tmp_path: Path, header: str, workspace: dict[str, str] | None, sentence: str
 ) -> None:
-    path = _csv(tmp_path, f"{header}\n+14155550100,1\n")
+    path = _csv(tmp_path, f"{header}\n+14155550100,1,1\n")
     with pytest.raises(ValueError, match=sentence) as refused:
         scan_csv(path, phone_column="phone", workspace_types=workspace)
     assert "line 1 (the header)" in str(refused.value) and "\n" not in str(refused.value)
@@ -216,7 +217,7 @@ def test_a_failed_read_is_one_warning_and_no_types(base: str, caplog: pytest.Log
     assert warning.endswith(
         "only the types the CSV header declares (name:type) are applied, other columns are sent as text"
     )
-    assert ("403" in warning and "read_users_companies scope" in warning) == (base == "forbidden")
+    assert ("403" in warning and "the read_users_companies scope?" in warning) == (base == "forbidden")
     assert SECRET_TOKEN[:8] not in warning and "\n" not in warning
 
 

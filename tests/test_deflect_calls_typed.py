@@ -141,3 +141,13 @@ def test_a_declared_type_the_workspace_contradicts_stops_the_run_before_sending(
         "the custom attribute 'vip' as a boolean" in (state.message or "")
     ), state.message
     assert workspace_sandbox.received == [] and len(workspace_sandbox.reads) == 1
+
+
+def test_a_type_no_one_knows_is_one_sentence_and_exit_2_before_anything_runs(
+    prefect_server: None, workspace_sandbox: Sandbox, tmp_path: Path, capsys
+) -> None:
+    path = _csv(tmp_path, "phone,vip:bool\n+14155550100,true\n")
+    assert prefect_intercom(["deflect-calls", path, "--block", _block(workspace_sandbox.url)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "column 'vip:bool' declares the type 'bool', which is not one of string, integer, float, boolean" in line
+    assert workspace_sandbox.received == [] and workspace_sandbox.reads == []

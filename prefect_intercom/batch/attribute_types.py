@@ -120,11 +120,21 @@ def typed_columns(
 
     Raises:
         ValueError: A column declares a type that is not one of `TYPES`, or one that contradicts
-            the workspace's type for that attribute (one sentence; nothing is sent).
+            the workspace's type for that attribute, or two columns name one attribute differently
+            (`vip`, `vip:boolean`); one sentence, nothing is sent.
     """
     typed = []
+    seen: dict[str, str] = {}
     for name, at in columns:
         declared = split_title(header[at])[1]
+        if name in seen and seen[name] == header[at]:
+            continue  # the same title again: its first column is sent, as it always was
+        other = seen.setdefault(name, header[at])
+        if other != header[at]:
+            raise ValueError(
+                f"{where}: columns {other!r} and {header[at]!r} both name the custom attribute {name!r}: "
+                "which one is meant is ambiguous, so nothing was sent; keep one"
+            )
         known = (workspace or {}).get(name)
         if declared is not None and declared not in TYPES:
             raise ValueError(
@@ -272,8 +282,8 @@ def fetch_workspace_types(
         response = client.send(client.prepare_get(DATA_ATTRIBUTES_PATH, {"model": "contact"}))
     except IntercomError as error:
         reason = cut(str(error).splitlines()[0] if str(error) else type(error).__name__, 200)
-        denied = getattr(error, "status_code", None) == 403
-        scope = " (the token needs the read_users_companies scope)" if denied else ""
+        denied = getattr(error, "status_code", None) in (401, 403)
+        scope = " (does the token have the read_users_companies scope?)" if denied else ""
         logger.warning(
             "Could not read the workspace's custom attribute types with GET %s: %s%s; only the types the CSV "
             "header declares (name:type) are applied, other columns are sent as text",

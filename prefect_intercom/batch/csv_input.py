@@ -169,8 +169,9 @@ def _columns(
     missing = [column for column in wanted or [] if column not in header]
     if missing:
         raise ValueError(f"{name}: no column {', '.join(map(repr, missing))}")
-    names = [title for title in header if title != phone_column] if wanted is None else wanted
-    return [(title, header.index(title)) for title in names]
+    if wanted is None:
+        return [(title, at) for at, title in enumerate(header) if title != phone_column]
+    return [(title, header.index(title)) for title in wanted]
 
 
 def _loose(title: str) -> str:
