@@ -51,7 +51,7 @@ from prefect_intercom.flows.parameters import (
 )
 from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
-from prefect_intercom.flows.workspace_types import dry_run_workspace_types, workspace_types
+from prefect_intercom.flows.workspace_types import dry_run_types, workspace_types
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from prefect_intercom.tasks import mask_phone
@@ -308,8 +308,9 @@ def deflect_calls(
     """
     logger = get_run_logger()
     if dry_run:
-        types = dry_run_workspace_types(block_name, logger)
-        report = validate_csv(csv_path, phone_column, attribute_columns, results_path, types)
+        report = validate_csv(
+            csv_path, phone_column, attribute_columns, results_path, dry_run_types(block_name, logger)
+        )
         valid = report.counts[Outcome.NOT_SENT.value]
         logger.info("Dry run of %s: %s valid, %s refused; nothing was sent", csv_path, valid, report.total - valid)
         if report_path:

@@ -18,9 +18,7 @@ def workspace_types(
         return fetch_workspace_types(client, logger)
 
 
-def dry_run_workspace_types(
-    block_name: str, logger: logging.Logger | logging.LoggerAdapter[Any]
-) -> dict[str, str] | None:
+def dry_run_types(block_name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> dict[str, str] | None:
     """`workspace_types` for a dry run, which needs no block: without one, a WARNING and `None`.
 
     Then the dry run checks only the types the CSV header declares (`vip:boolean`).
