@@ -8,13 +8,17 @@ from typing import Any
 from prefect_intercom.batch.attribute_types import fetch_workspace_types
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.flows.test_request import load_credentials
+from prefect_intercom.retry import DEFAULT_RETRY_POLICY
 
 
 def workspace_types(
     credentials: IntercomCredentials, logger: logging.Logger | logging.LoggerAdapter[Any]
 ) -> dict[str, str] | None:
-    """The workspace's contact custom attribute types (one `GET /data_attributes`), or `None` with a WARNING."""
-    with credentials.get_client() as client:
+    """The workspace's contact custom attribute types (one `GET /data_attributes`), or `None` with a WARNING.
+
+    A read is safe to repeat: a 429 or a refused connection is retried as every send is (`DEFAULT_RETRY_POLICY`).
+    """
+    with credentials.get_client(retry=DEFAULT_RETRY_POLICY) as client:
         return fetch_workspace_types(client, logger)
 
 
