@@ -8,16 +8,18 @@ the `Authorization` header is added only at the moment of sending.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import SecretStr
 
 from prefect_intercom import log_filter
-from prefect_intercom.catalog import Endpoint, get_endpoint
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, Endpoint, get_endpoint
 from prefect_intercom.deadline import Deadline, applying, bound_sync_client, deadline_for, within
 from prefect_intercom.errors import IntercomAPIError, IntercomTransportError, Outcome
 from prefect_intercom.hosts import check_base_url
@@ -39,6 +41,7 @@ from prefect_intercom.validation import validate_headers, validate_request
 DEFAULT_TIMEOUT = 30.0
 # Failures where the request provably never reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_PLAIN_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
 
 
 class IntercomClient:
@@ -133,6 +136,32 @@ class IntercomClient:
             body=body,
             content=content,
         )
+
+    def prepare_get(self, path: str, query: Mapping[str, str] | None = None) -> PreparedRequest:
+        """Build a read-only `GET` of the API (e.g. `/data_attributes`); nothing is sent.
+
+        It goes out like every send: to this client's host, with the validated `Intercom-Version`,
+        `Accept` and `User-Agent` headers (the catalogue endpoint's), the token added only when
+        sent, the answer parsed and redacted by `send`. It has no body, so no `Content-Type`.
+
+        Args:
+            path: The path below the API host, e.g. `/data_attributes`.
+            query: Query parameters, e.g. `{"model": "contact"}`.
+
+        Raises:
+            ValueError: `path` is not a plain path (`/word/...`: no query, host or `..`).
+            IntercomValidationError: The headers break the generated schemas.
+        """
+        if not _PLAIN_PATH.match(path):
+            raise ValueError(f"not a plain API path: {path!r}")
+        base = get_endpoint(PHONE_CALL_REDIRECTS)  # Intercom-Version's allowed values are the API's, not one endpoint's
+        headers = self._headers(base)
+        del headers["Content-Type"]
+        entry = replace(
+            base, name=f"GET {path}", method="GET", path=path, summary="", description="", body_fields=[], steps=[]
+        )
+        url = f"{self.base_url}{path}" + (f"?{urlencode(dict(query))}" if query else "")
+        return PreparedRequest(endpoint=entry, method="GET", url=url, headers=headers, body={}, content=b"")
 
     def _headers(self, entry: Endpoint) -> dict[str, str]:
         """The request headers for `entry` (validated on first use), as a fresh dict."""

@@ -12,12 +12,14 @@ import bisect
 import csv
 import hashlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import fsspec
+
+from prefect_intercom.batch.attribute_types import RefusedRow, attribute_names, row_attributes, typed_columns
 
 FIELD_LIMIT = 64 * 1024
 """Characters a field may hold at most."""
@@ -57,17 +59,25 @@ def read_requests_csv(
     phone_column: str = "phone",
     attribute_columns: Iterable[str] | None = None,
     encoding: str = "utf-8-sig",
+    workspace_types: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream request bodies from a CSV file, one row at a time (never the whole file).
 
-    Every column but `phone_column` becomes a custom attribute (string values; empty cells
-    are left out), or only `attribute_columns` when given. Blank lines are skipped.
+    Every column but `phone_column` becomes a custom attribute (empty cells are left out), or
+    only `attribute_columns` when given. A value is text unless a type says otherwise: the
+    column's declared type (`vip:boolean`, the attribute's name is the part before the colon)
+    or the workspace's (`workspace_types`); see `prefect_intercom.batch.attribute_types`. A row
+    with a cell that is not of its column's type comes as a `RefusedRow` (a batch rejects it
+    with the reason `attribute_type`; nothing is sent for it). Blank lines are skipped.
 
     Args:
         path: The CSV file, with a header row: a path or any URL fsspec reads (`s3://...`, `memory://...`).
         phone_column: The column with the phone numbers (E.164).
-        attribute_columns: The columns to send as custom attributes (default: all others).
+        attribute_columns: The columns to send as custom attributes (default: all others), by
+            attribute name (`vip` for a column `vip:boolean`).
         encoding: The file's encoding (default: UTF-8, with or without a byte-order mark).
+        workspace_types: The workspace's custom attribute types by name (`fetch_workspace_types`),
+            for the columns whose header declares none.
 
     Yields:
         `{"phone": ..., "custom_attributes": {...}}` per row (`custom_attributes` only when
@@ -75,7 +85,8 @@ def read_requests_csv(
 
     Raises:
         ValueError: The file has no `phone_column`, names it twice, lacks an attribute column,
-            or cannot be read within bounds (see the module).
+            declares an unknown type or one the workspace contradicts, or cannot be read within
+            bounds (see the module).
         OSError: The file cannot be opened (`open_csv`).
 
     Example:
@@ -85,12 +96,16 @@ def read_requests_csv(
     """
     with open_csv(path) as raw:
         handle = io.TextIOWrapper(raw, encoding=encoding, newline="")
-        for _, body in numbered_requests(handle, str(path), phone_column, attribute_columns):
+        for _, body in numbered_requests(handle, str(path), phone_column, attribute_columns, workspace_types):
             yield body
 
 
 def numbered_requests(
-    handle: IO[str], name: str, phone_column: str | None, attribute_columns: Iterable[str] | None = None
+    handle: IO[str],
+    name: str,
+    phone_column: str | None,
+    attribute_columns: Iterable[str] | None = None,
+    workspace_types: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """The request body of every data row of an open CSV text stream, with its row number in the file.
 
@@ -99,6 +114,7 @@ def numbered_requests(
         name: The file's name, for messages.
         phone_column: The phone column (`None`: any header, the bodies' phones empty).
         attribute_columns: The columns to send as custom attributes (default: all others).
+        workspace_types: The workspace's custom attribute types by name.
 
     Yields:
         `(row, body)`: the file's row number (the header is row 1) and the request body.
@@ -115,14 +131,19 @@ def numbered_requests(
             break
     if header is None:
         raise ValueError(f"{name} has no header row")
-    columns = _columns(name, header, header_line, phone_column, attribute_columns)
+    names = attribute_names(header, phone_column)
+    columns = _columns(name, names, header_line, phone_column, attribute_columns)
+    typed = typed_columns(f"{name}, line {header_line} (the header)", header, columns, workspace_types)
     phone_at = header.index(phone_column) if phone_column is not None else None
     for row, _, fields in records:
         if not fields:
             continue
         phone = fields[phone_at] if phone_at is not None and phone_at < len(fields) else ""
         body: dict[str, Any] = {"phone": phone.strip()}
-        attributes = {name: fields[at] for name, at in columns if at < len(fields) and fields[at] != ""}
+        attributes, problem = row_attributes(typed, fields)
+        if problem is not None:
+            yield row, RefusedRow(body["phone"], problem)
+            continue
         if attributes:
             body["custom_attributes"] = attributes
         yield row, body
@@ -148,8 +169,9 @@ def _columns(
     missing = [column for column in wanted or [] if column not in header]
     if missing:
         raise ValueError(f"{name}: no column {', '.join(map(repr, missing))}")
-    names = [title for title in header if title != phone_column] if wanted is None else wanted
-    return [(title, header.index(title)) for title in names]
+    if wanted is None:
+        return [(title, at) for at, title in enumerate(header) if title != phone_column]
+    return [(title, header.index(title)) for title in wanted]
 
 
 def _loose(title: str) -> str:
@@ -178,6 +200,7 @@ def scan_csv(
     *,
     phone_column: str | None = None,
     attribute_columns: Iterable[str] | None = None,
+    workspace_types: Mapping[str, str] | None = None,
 ) -> CsvScan:
     """Read a whole CSV file or fsspec URL strictly, count its rows and hash its bytes, in one streamed pass.
 
@@ -186,6 +209,7 @@ def scan_csv(
         encoding: The file's encoding (default: UTF-8, with or without a byte-order mark).
         phone_column: Also check the header has this column once (and `attribute_columns`).
         attribute_columns: The columns to send as custom attributes (default: all others).
+        workspace_types: Also check the header's declared types against these (`read_requests_csv`).
 
     Returns:
         The number of data rows, the SHA-256 of the bytes read and the rows' numbers.
@@ -199,7 +223,8 @@ def scan_csv(
     rows = 0
     with open_csv(path) as raw:
         text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest)), encoding=encoding, newline="")
-        for index, (row, _) in enumerate(numbered_requests(text, str(path), phone_column, attribute_columns)):
+        rows_read = numbered_requests(text, str(path), phone_column, attribute_columns, workspace_types)
+        for index, (row, _) in enumerate(rows_read):
             numbers.add(index, row)
             rows = index + 1
         while text.buffer.read(1 << 16):  # the bytes after the last row the csv module needed, if any

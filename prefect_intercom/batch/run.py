@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from prefect_intercom.batch.attribute_types import RefusedRow
 from prefect_intercom.batch.concurrency import ConcurrencyLimit
 from prefect_intercom.batch.ledger import BatchLedger, LedgerError
 from prefect_intercom.batch.report import BatchItemResult, BatchReport
@@ -90,6 +91,9 @@ class BatchRun:
         """Validate one item and decide whether it is sent; record it at once if not."""
         phone = body.get("phone") if isinstance(body, Mapping) else None
         masked = mask_phone(phone) if isinstance(phone, str) else None
+        if isinstance(body, RefusedRow):  # its reader refused it (a custom attribute's type): its own reason
+            self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
+            return None
         try:
             prepared = self.client.prepare(PHONE_CALL_REDIRECTS, body)
             key = self.item_key(body) if self.item_key is not None else phone

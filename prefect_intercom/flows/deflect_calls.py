@@ -33,6 +33,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.states import State
 
 from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
+from prefect_intercom.batch.attribute_types import RefusedRow
 from prefect_intercom.batch.campaign import campaign_key
 from prefect_intercom.batch.csv_input import scan_csv
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
@@ -50,6 +51,7 @@ from prefect_intercom.flows.parameters import (
 )
 from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
+from prefect_intercom.flows.workspace_types import dry_run_types, workspace_types
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from prefect_intercom.tasks import mask_phone
@@ -175,7 +177,11 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def validate_csv(
-    csv_path: str, phone_column: str, attribute_columns: list[str] | None, results_path: str | None
+    csv_path: str,
+    phone_column: str,
+    attribute_columns: list[str] | None,
+    results_path: str | None,
+    workspace_types: dict[str, str] | None = None,
 ) -> BatchReport:
     """Validate every row of the file and send nothing (the dry run).
 
@@ -185,9 +191,14 @@ def validate_csv(
         The report (every row in it, in input order).
     """
     report = BatchReport(batch_key=DRY_RUN_CODE, results_path=results_path)
-    requests = read_requests_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns)
+    requests = read_requests_csv(
+        csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=workspace_types
+    )
     for index, body in enumerate(requests):
         masked = mask_phone(body.get("phone")) if body.get("phone") else None
+        if isinstance(body, RefusedRow):  # a custom attribute not of its type: rejected as the run rejects it
+            report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
+            continue
         issues = request_issues(PHONE_CALL_REDIRECTS, body)
         if issues:
             message = "; ".join(str(issue) for issue in issues)
@@ -297,7 +308,9 @@ def deflect_calls(
     """
     logger = get_run_logger()
     if dry_run:
-        report = validate_csv(csv_path, phone_column, attribute_columns, results_path)
+        report = validate_csv(
+            csv_path, phone_column, attribute_columns, results_path, dry_run_types(block_name, logger)
+        )
         valid = report.counts[Outcome.NOT_SENT.value]
         logger.info("Dry run of %s: %s valid, %s refused; nothing was sent", csv_path, valid, report.total - valid)
         if report_path:
@@ -307,7 +320,8 @@ def deflect_calls(
         raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
     credentials = load_credentials(block_name)
     storage = load_ledger_storage(ledger_storage) if ledger_storage else None
-    scan = scan_csv(csv_path)
+    types = workspace_types(credentials, logger)  # once per run; checks the header's declared types before sending
+    scan = scan_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types)
     key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
     how = "run it again with the same batch key"
     if send_again:
@@ -322,7 +336,9 @@ def deflect_calls(
         try:
             report = create_phone_call_redirects(
                 credentials,
-                read_requests_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns),
+                read_requests_csv(
+                    csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types
+                ),
                 batch_key=key,
                 concurrency=concurrency,
                 retry=retry,

@@ -19,8 +19,13 @@ Numbers that trigger the documented failures (no SMS is "sent" for them):
 - `+15005550001`: `400 sms_failed` ("SMS was not sent due to an unknown error").
 - `+15005550002`: `422` with an `error_key`.
 
+`GET /data_attributes` lists the workspace's contact attributes: two standard ones and the
+custom ones of `data_attributes` (`{"vip": "boolean"}`, flag `--data-attribute vip=boolean`);
+`data_attributes_status=403` answers as Intercom does to a token without the scope.
+
 Inspection endpoints (not part of Intercom's API): `GET /sandbox/requests` lists what was
-received (Authorization redacted), `DELETE /sandbox/requests` forgets it, `GET /sandbox/health`.
+received (Authorization redacted), `DELETE /sandbox/requests` forgets it, `GET /sandbox/reads`
+lists the `GET /data_attributes` received (`Sandbox.reads`), `GET /sandbox/health`.
 
 Rate limits, latency and faults (all optional `SandboxOptions` fields: `Sandbox(...)` keywords or CLI flags):
 

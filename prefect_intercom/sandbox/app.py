@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from prefect_intercom.sandbox.contract import ENDPOINT, documented_answer, rate_limited
+from prefect_intercom.sandbox.contract import ENDPOINT, data_attributes_answer, documented_answer, rate_limited
 from prefect_intercom.sandbox.state import ReceivedRequest, SandboxState
 
 _PROXY_PAGE = "<html><head><title>{status}</title></head><body><h1>{status}</h1><hr>proxy</body></html>"
@@ -28,7 +28,8 @@ def create_app(state: SandboxState) -> Starlette:
         state: The options and records of this sandbox.
 
     Returns:
-        The application: the endpoint, `GET`/`DELETE /sandbox/requests` and `GET /sandbox/health`.
+        The application: the endpoint, `GET /data_attributes` (the workspace's attributes, recorded
+        apart: `GET /sandbox/reads`), `GET`/`DELETE /sandbox/requests` and `GET /sandbox/health`.
     """
 
     async def phone_call_redirects(request: Request) -> Response:
@@ -88,6 +89,32 @@ def create_app(state: SandboxState) -> Starlette:
             return HTMLResponse(_PROXY_PAGE.format(status=f"{status} Service Error"), status, headers=headers)
         return JSONResponse(payload, status_code=status, headers=headers)
 
+    async def data_attributes(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        status, payload = data_attributes_answer(
+            token=state.token,
+            authorization=request.headers.get("authorization"),
+            version=request.headers.get("intercom-version"),
+            attributes=dict(state.data_attributes),
+            status=state.data_attributes_status,
+        )
+        state.record_read(
+            ReceivedRequest(
+                method=request.method,
+                path=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+                headers={key.lower(): value for key, value in request.headers.items()},
+                body=None,
+                status=status,
+                request_id=request_id,
+                received_at=time.time(),
+                delivered=False,
+            )
+        )
+        return JSONResponse(payload, status_code=status, headers={"X-Request-Id": request_id})
+
+    async def list_reads(_: Request) -> Response:
+        return JSONResponse([entry.public() for entry in state.read_snapshot()])
+
     async def list_requests(request: Request) -> Response:
         if request.method == "DELETE":
             state.clear()
@@ -100,7 +127,9 @@ def create_app(state: SandboxState) -> Starlette:
     return Starlette(
         routes=[
             Route(ENDPOINT.path, phone_call_redirects, methods=[ENDPOINT.method]),
+            Route("/data_attributes", data_attributes, methods=["GET"]),
             Route("/sandbox/requests", list_requests, methods=["GET", "DELETE"]),
+            Route("/sandbox/reads", list_reads, methods=["GET"]),
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )

@@ -102,3 +102,48 @@ def rate_limited(limit: int | None, window: float) -> tuple[int, dict[str, Any]]
     """Intercom's `429 rate_limit_exceeded` answer for `limit` requests per `window` seconds."""
     message = f"Exceeded rate limit of {limit} in {window:g}_seconds"
     return 429, {"type": "error.list", "errors": [{"code": "rate_limit_exceeded", "message": message}]}
+
+
+def data_attributes_answer(
+    *, token: str, authorization: str | None, version: str | None, attributes: dict[str, str], status: int
+) -> tuple[int, dict[str, Any]]:
+    """The answer to `GET /data_attributes?model=contact`: the workspace's attributes, or an error.
+
+    Args:
+        token: The bearer token the sandbox accepts.
+        authorization: The request's Authorization header.
+        version: The request's Intercom-Version header.
+        attributes: The custom attributes, name to data type.
+        status: The status to answer with (anything but 200 is an `error.list`).
+
+    Returns:
+        The status and the JSON payload: `{type: list, data: [data_attribute, ...]}` with two
+        standard attributes (`custom: false`) and the custom ones.
+    """
+    if authorization != f"Bearer {token}":
+        return 401, {"type": "error.list", "errors": [{"code": "unauthorized", "message": "Access Token Invalid"}]}
+    if version is not None and version not in _VERSIONS:
+        return 400, {
+            "type": "error.list",
+            "errors": [{"code": "intercom_version_invalid", "message": f"Requested version {version} is invalid"}],
+        }
+    if status != 200:
+        return status, {"type": "error.list", "errors": [{"code": "unauthorized", "message": "Not authorized"}]}
+    standard = [("name", "string", False), ("email", "string", False)]
+    custom = [(name, data_type, True) for name, data_type in attributes.items()]
+    data = [
+        {
+            "type": "data_attribute",
+            "model": "contact",
+            "name": name,
+            "full_name": f"custom_attributes.{name}" if is_custom else name,
+            "label": name,
+            "description": "",
+            "data_type": data_type,
+            "api_writable": True,
+            "custom": is_custom,
+            "archived": False,
+        }
+        for name, data_type, is_custom in standard + custom
+    ]
+    return 200, {"type": "list", "data": data}

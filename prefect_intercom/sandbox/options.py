@@ -22,11 +22,17 @@ DEFAULT_RATE_LIMIT_WINDOW = 10.0
 # uvicorn's default: a client that keeps idle connections as long races the server closing them.
 DEFAULT_KEEP_ALIVE = 5.0
 FAULT_KINDS = ("429", "500", "502", "503", "html", "reset", "slow", "empty")
+DATA_TYPES = ("string", "integer", "float", "boolean", "date")
 
 
 def _cli(help: str, **argparse_keywords: Any) -> dict[str, Any]:
     """A field's metadata: its help text and its argparse keywords (`flag`, `convert`, `cli_default`, ...)."""
     return {"help": help, "cli": argparse_keywords}
+
+
+def parse_data_attributes(items: Sequence[str]) -> dict[str, str]:
+    """`["vip=boolean", "account_id=integer"]` as `{"vip": "boolean", "account_id": "integer"}`."""
+    return {name.strip(): type_.strip() for name, _, type_ in (item.partition("=") for item in items)}
 
 
 def parse_faults(items: Sequence[str]) -> dict[str, float]:
@@ -54,6 +60,10 @@ class SandboxOptions:
         slow_seconds: How late a `slow` answer comes (set it above the client's timeout).
         seed: Seed of the latency, header and fault draws.
         keep_alive: Seconds an idle keep-alive connection stays open (uvicorn's default, 5 s).
+        data_attributes: The contact custom attributes `GET /data_attributes` lists, name to
+            data type (`{"vip": "boolean"}`; default: none).
+        data_attributes_status: The status `GET /data_attributes` answers (403: the token lacks
+            the scope, as Intercom answers it).
         latency_range: `(low, high)` of the latency, worked out from `latency` and `latency_max`.
 
     Raises:
@@ -104,6 +114,22 @@ class SandboxOptions:
         default=DEFAULT_KEEP_ALIVE,
         metadata=_cli("seconds an idle keep-alive connection stays open (uvicorn's default)", type=float),
     )
+    data_attributes: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=_cli(
+            "a contact custom attribute GET /data_attributes lists, e.g. vip=boolean (repeatable; types: "
+            f"{', '.join(DATA_TYPES)})",
+            flag="--data-attribute",
+            action="append",
+            metavar="NAME=TYPE",
+            cli_default=[],
+            convert=parse_data_attributes,
+        ),
+    )
+    data_attributes_status: int = field(
+        default=200,
+        metadata=_cli("answer GET /data_attributes with this status (403: a token without the scope)", type=int),
+    )
     latency_range: tuple[float, float] = field(init=False, default=(0.0, 0.0))
 
     def __post_init__(self) -> None:
@@ -120,6 +146,12 @@ class SandboxOptions:
             raise ValueError("latency and slow_seconds must not be negative; fault_effect is a probability")
         if not 0 <= self.omit_rate_limit_headers <= 1:
             raise ValueError("omit_rate_limit_headers is a probability")
+        self.data_attributes = dict(self.data_attributes or {})
+        wrong = sorted(f"{name}={type_}" for name, type_ in self.data_attributes.items() if type_ not in DATA_TYPES)
+        if wrong or not all(self.data_attributes):
+            raise ValueError(f"data attributes are NAME=TYPE with a type of {', '.join(DATA_TYPES)}, not {wrong}")
+        if not 200 <= self.data_attributes_status <= 599:
+            raise ValueError("data_attributes_status is an HTTP status")
         self.latency_range = (low, high)
 
 

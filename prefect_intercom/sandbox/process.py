@@ -40,6 +40,10 @@ class SandboxProcess:
         """Every request it received (Authorization redacted)."""
         return httpx.get(f"{self.url}/sandbox/requests", timeout=60).json()
 
+    def reads(self) -> list[dict[str, Any]]:
+        """Every `GET /data_attributes` it received (Authorization redacted)."""
+        return httpx.get(f"{self.url}/sandbox/reads", timeout=60).json()
+
     def accepted_phones(self, records: list[dict[str, Any]] | None = None) -> Counter[str]:
         """How many SMS each phone would have received."""
         return Counter(record["body"]["phone"] for record in (records or self.records()) if record["accepted"])

@@ -77,6 +77,11 @@ class Sandbox:
         return self.state.snapshot()
 
     @property
+    def reads(self) -> list[ReceivedRequest]:
+        """Every `GET /data_attributes` received so far (not in `received`: it texts nobody)."""
+        return self.state.read_snapshot()
+
+    @property
     def accepted(self) -> list[ReceivedRequest]:
         """The requests answered 200, i.e. the SMS a real person would have received."""
         return [entry for entry in self.state.snapshot() if entry.accepted]

@@ -63,12 +63,14 @@ class SandboxState(SandboxOptions):
     """The sandbox's options (see `SandboxOptions`) and what it keeps while it runs.
 
     Attributes:
-        received: Every request received, in order of arrival.
+        received: Every request of the endpoint received, in order of arrival.
+        reads: Every `GET /data_attributes` received (kept apart: it texts nobody).
         lock: Guards the window, the arrival counts and `received`.
         server: The uvicorn server answering (the `reset` fault reaches into its connections).
     """
 
     received: list[ReceivedRequest] = field(default_factory=list)
+    reads: list[ReceivedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     server: Any = field(default=None, repr=False)
     _window: tuple[float, int] = (0.0, 0)
@@ -136,6 +138,16 @@ class SandboxState(SandboxOptions):
         with self.lock:
             self.received.append(entry)
 
+    def record_read(self, entry: ReceivedRequest) -> None:
+        """Keep a received read (`GET /data_attributes`)."""
+        with self.lock:
+            self.reads.append(entry)
+
+    def read_snapshot(self) -> list[ReceivedRequest]:
+        """A copy of the reads received so far."""
+        with self.lock:
+            return list(self.reads)
+
     def snapshot(self) -> list[ReceivedRequest]:
         """A copy of what was received so far."""
         with self.lock:
@@ -145,6 +157,7 @@ class SandboxState(SandboxOptions):
         """Forget what was received (and how often each phone arrived)."""
         with self.lock:
             self.received.clear()
+            self.reads.clear()
             self._arrivals.clear()
             self._shape_arrivals.clear()
 
