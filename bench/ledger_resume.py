@@ -76,7 +76,7 @@ async def build(directory: str, items: int) -> dict[str, Any]:
     """Write a crashed run's ledger of `items` items under `directory` (see the module's docstring)."""
     from prefect.filesystems import LocalFileSystem
 
-    from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
+    from prefect_intercom.batch.ledger import BatchLedger, LedgerApp, snapshot_due
     from prefect_intercom.outcomes import Outcome
 
     started = time.perf_counter()
@@ -106,7 +106,7 @@ async def build(directory: str, items: int) -> dict[str, Any]:
         if ledger._snapshot is not None:
             await ledger._snapshot
     covered = ledger._snapshot_at[0]
-    due = max(512, (len(ledger._previous) + len(ledger._current)) // 256)
+    due = snapshot_due(len(ledger._previous) + len(ledger._current))  # the product's own rule
     while ledger.records - covered < due - 2:
         await group(SMALL_GROUP)
     await group(SMALL_GROUP, complete=False)  # in flight at the crash

@@ -36,7 +36,7 @@ LEDGER_FOLDER = "prefect-intercom-ledger"
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
 DEFAULT_LINGER = 0.02
-SNAPSHOT_EVERY = 512  # records between snapshots at least (more for large ledgers: entries / 2048)
+SNAPSHOT_EVERY = 64  # records between snapshots at least (more for large ledgers: entries / 2048), 5 s apart at least
 ACCEPT_OTHER_TOKEN_ENV = "PREFECT_INTERCOM_LEDGER_ACCEPT_OTHER_TOKEN"  # noqa: S105 - a setting's name
 _OUTCOMES = {fmt.SENT: Outcome.SENT, fmt.UNKNOWN: Outcome.UNKNOWN}
 _CODES = {Outcome.SENT: fmt.SENT, Outcome.UNKNOWN: fmt.UNKNOWN, Outcome.NOT_SENT: fmt.NOT_SENT}
@@ -296,7 +296,7 @@ class BatchLedger:
 
     def _maybe_snapshot(self) -> None:
         covered, taken = self._snapshot_at
-        due = max(SNAPSHOT_EVERY, (len(self._previous) + len(self._current)) // 2048)
+        due = snapshot_due(len(self._previous) + len(self._current))
         if self._snapshot is not None and not self._snapshot.done():
             return
         if self.records - covered >= due and time.monotonic() - taken >= 5.0:
@@ -371,6 +371,11 @@ class BatchLedger:
                 "runs of one batch key must not overlap"
             )
         await record_marker(self.folder, self.run + 1, self.where, local=self.local)
+
+
+def snapshot_due(entries: int) -> int:
+    """Records between periodic snapshots for a ledger of `entries` items (the longest tail a crash leaves)."""
+    return max(SNAPSHOT_EVERY, entries // 2048)
 
 
 def entries(ledger: BatchLedger) -> Iterable[tuple[int, int]]:
