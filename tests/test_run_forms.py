@@ -6,6 +6,7 @@ import pytest
 from prefect.utilities.callables import parameter_schema
 
 from prefect_intercom.flows.deflect_calls import deflect_calls
+from prefect_intercom.flows.test_request import PhoneCallRedirectBody
 from prefect_intercom.flows.test_request import test_request as the_test_request_flow
 
 
@@ -15,6 +16,26 @@ def test_no_optional_parameter_renders_as_a_type_toggle(flow) -> None:
     toggles = [name for name, field in properties.items() if "anyOf" in field or field.get("type") == "null"]
     assert toggles == []
     assert all("type" in field or "$ref" in field or "allOf" in field for field in properties.values())
+
+
+@pytest.mark.parametrize("flow", [deflect_calls, the_test_request_flow], ids=["deflect-calls", "test-request"])
+def test_no_field_of_a_nested_form_renders_as_a_type_toggle(flow) -> None:
+    """The test-request body's custom attributes showed "dict | None" and "Property is type 'None'" in the browser."""
+    definitions = parameter_schema(flow).model_dump_for_openapi().get("definitions") or {}
+    toggles = [
+        f"{model}.{name}"
+        for model, definition in definitions.items()
+        for name, field in (definition.get("properties") or {}).items()
+        if "anyOf" in field or field.get("type") == "null"
+    ]
+    assert toggles == []
+
+
+def test_an_empty_custom_attributes_object_from_the_form_is_not_sent() -> None:
+    body = PhoneCallRedirectBody.model_validate({"phone": "+14155550100", "custom_attributes": {}})
+    assert body.request_body() == {"phone": "+14155550100"}
+    given = PhoneCallRedirectBody.model_validate({"phone": "+14155550100", "custom_attributes": {"vip": True}})
+    assert given.request_body() == {"phone": "+14155550100", "custom_attributes": {"vip": True}}
 
 
 def test_the_fields_users_set_first_come_first() -> None:
