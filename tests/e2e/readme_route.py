@@ -145,8 +145,13 @@ class ReadmeRoute:
             )
         return command
 
-    def set_up(self, start: Starter) -> None:
-        """Clone, make the virtualenv, then every README step but the server and the runs."""
+    def set_up(self, start: Starter, server_ready: Callable[[], None]) -> None:
+        """Clone, make the virtualenv, then every README step but the server and the runs.
+
+        Args:
+            start: Starts a background step (see `Starter`).
+            server_ready: Returns once the Prefect server answers: the install runs before, the rest after.
+        """
         steps = readme_steps((self.project_root / "README.md").read_text(encoding="utf-8"))
         started = time.monotonic()
         wheels = wheelhouse(self.project_root)
@@ -166,6 +171,8 @@ class ReadmeRoute:
                 self.skipped.append(step.command)
                 continue
             command = self.substitute(step.command, wheels)
+            if not step.command.startswith("pip install"):
+                server_ready()
             if step.command.startswith("prefect deployment run"):
                 self.run_commands.append(command)
             elif step.background:
@@ -175,19 +182,28 @@ class ReadmeRoute:
 
     def run(self, command: str, number: int) -> str:
         """Run one command in the clone; its output goes to `logs/readme-NN.log` and is returned."""
-        result = subprocess.run(
-            ["bash", "-c", command],
-            cwd=self.clone,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=STEP_SECONDS,
-        )
-        output = result.stdout + result.stderr
-        (self.logs / f"readme-{number:02d}.log").write_text(f"$ {command}\n{output}", encoding="utf-8")
-        if result.returncode != 0:
-            raise AssertionError(f"README step failed ({result.returncode}): {command}\n{output[-4000:]}")
-        return output
+        return self.run_together([command], number)[0]
+
+    def run_together(self, commands: list[str], first_number: int) -> list[str]:
+        """Run commands at the same time (as in two terminals), each in the clone; their outputs, in order."""
+        logs = [self.logs / f"readme-{number:02d}.log" for number in range(first_number, first_number + len(commands))]
+        processes = []
+        for command, log in zip(commands, logs, strict=True):
+            log.write_text(f"$ {command}\n", encoding="utf-8")
+            with log.open("a", encoding="utf-8") as output:
+                processes.append(
+                    subprocess.Popen(
+                        ["bash", "-c", command], cwd=self.clone, env=self.env, stdout=output, stderr=subprocess.STDOUT
+                    )
+                )
+        outputs = []
+        for command, log, process in zip(commands, logs, processes, strict=True):
+            returncode = process.wait(timeout=STEP_SECONDS)
+            output = log.read_text(encoding="utf-8")
+            if returncode != 0:
+                raise AssertionError(f"README step failed ({returncode}): {command}\n{output[-4000:]}")
+            outputs.append(output)
+        return outputs
 
     def _timed(self, name: str, action: Callable[[], object]) -> None:
         started = time.monotonic()

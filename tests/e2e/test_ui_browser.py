@@ -222,7 +222,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env=env,
     )
     started = time.monotonic()
+    server_ready = threading.Event()
     try:
+        _set_up_the_readme_route_meanwhile(stack, api_port, tmp_path_factory.mktemp("readme-route"), server_ready)
         server = _start(
             stack,
             "prefect-server",
@@ -242,7 +244,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             seconds=STARTUP_SECONDS,
             process=server,
         )
-        _set_up_the_readme_route_meanwhile(stack, api_port, tmp_path_factory.mktemp("readme-route"))
+        server_ready.set()
         subprocess.run(
             [sys.executable, "-c", SAVE_BLOCK],
             cwd=PROJECT_ROOT,
@@ -272,6 +274,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         print(f"\n[e2e] server, sandbox, block and served deployment ready in {time.monotonic() - started:.1f} s")
         yield stack
     finally:
+        server_ready.set()  # a thread still waiting for the server goes on, and fails on its first command
         if stack.readme_setting_up is not None:
             stack.readme_setting_up.join(timeout=STARTUP_SECONDS)
         # The serving process and the worker first (they talk to the server while stopping), the server last.
@@ -279,8 +282,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             _stop(process)
 
 
-def _set_up_the_readme_route_meanwhile(stack: Stack, api_port: int, base: Path) -> None:
-    """Follow the README's deployment steps in a thread, while the served deployment's tests run."""
+def _set_up_the_readme_route_meanwhile(stack: Stack, api_port: int, base: Path, server_ready: threading.Event) -> None:
+    """Follow the README's deployment steps in a thread: the install while the server starts, the rest while
+    the served deployment's tests run."""
     route = ReadmeRoute(
         project_root=PROJECT_ROOT, base=base, api_port=api_port, sandbox_port=free_port(), logs=OUTPUT_DIR / "logs"
     )
@@ -291,7 +295,7 @@ def _set_up_the_readme_route_meanwhile(stack: Stack, api_port: int, base: Path) 
 
     def set_up() -> None:
         try:
-            route.set_up(start)
+            route.set_up(start, lambda: server_ready.wait(STARTUP_SECONDS * 2))
         except BaseException as error:  # re-raised by the `readme` fixture, in the tests that need it
             stack.readme_error = error
 
@@ -605,16 +609,12 @@ def test_the_readme_deployment_steps_run_both_deployments_on_a_process_worker(
         "prefect deployment run test-request/test-request",
         "prefect deployment run deflect-calls/deflect-calls",
     ]
-    installed = readme.run(
-        "python -c 'import prefect_intercom; print(prefect_intercom.__file__)'; pip show prefect-intercom", 90
-    )
-    assert str(readme.venv) in installed and "Editable project location" not in installed  # not `pip install -e`
+    installed = readme.run("cd / && python -c 'import prefect_intercom; print(prefect_intercom.__file__)'", 90)
+    assert installed.splitlines()[-1].startswith(str(readme.venv / "lib")), installed  # a plain install, not -e
     before = len(readme_sandbox_requests(readme))
 
-    flow_run_ids = []
-    for number, command in enumerate(readme.run_commands, 91):
-        [flow_run_id] = UUID_LINE.findall(readme.run(command, number))
-        flow_run_ids.append(flow_run_id)
+    outputs = readme.run_together(readme.run_commands, 91)  # the two commands, typed in two terminals
+    flow_run_ids = [UUID_LINE.findall(output)[0] for output in outputs]
     runs = [stack.wait_until_final(flow_run_id) for flow_run_id in flow_run_ids]
     for run in runs:
         assert (run["state"]["type"], run["state"]["name"]) == ("COMPLETED", "Completed"), (
@@ -663,11 +663,15 @@ def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
         assert "5500001" not in shown and "4155550199" not in shown  # phones masked
 
         open_run_tab(page, stack, flow_run_id, "Completed with problems", "Logs")
-        page.get_by_text("1 row(s) not sent: row 5").first.wait_for()
-        camera.shot("problems-run-logs")
-        logs = shown_text(page, "1 row(s) rejected: row 4")
-        assert "1 row(s) not sent: row 5" in logs and "1 row(s) rejected: row 4" in logs, logs
-        assert "WARNING" in logs.upper(), logs  # the level, as the Logs tab labels it
+        for line in ("1 row(s) not sent: row 5", "1 row(s) rejected: row 4"):
+            message = page.get_by_text(line).first
+            message.wait_for()
+            # The log line's row: the nearest enclosing element that holds a level badge (INFO, WARNING, ...).
+            entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
+            badges = [level for level in LEVELS if entry.get_by_text(level, exact=True).count()]
+            assert badges == ["WARNING"], (line, entry.inner_text())
+        message.scroll_into_view_if_needed()
+        camera.shot("problems-run-logs", full_page=False)
         warnings = httpx.post(
             f"{stack.api_url}/logs/filter",
             json={"logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": 30}}},
@@ -676,6 +680,13 @@ def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
         messages = [entry["message"] for entry in warnings]
         assert any("1 row(s) not sent: row 5" in message for message in messages), messages
         assert any("1 row(s) rejected: row 4" in message for message in messages), messages
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _is_level(level: str) -> str:
+    return f"normalize-space(text())='{level}'"
 
 
 RUN_FORM_FIRST_FIELDS = {
