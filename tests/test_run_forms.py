@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import validate
 
 from prefect_intercom.flows.deflect_calls import deflect_calls
 from prefect_intercom.flows.test_request import PhoneCallRedirectBody
@@ -29,6 +30,14 @@ def test_no_field_of_a_nested_form_renders_as_a_type_toggle(flow) -> None:
         if "anyOf" in field or field.get("type") == "null"
     ]
     assert toggles == []
+
+
+def test_the_body_s_default_passes_the_server_s_parameter_check() -> None:
+    """The Run form sends the body's default back; a null custom attributes was refused (409) in the browser."""
+    schema = parameter_schema(the_test_request_flow).model_dump_for_openapi()
+    default = schema["properties"]["body"]["default"]
+    assert default == {"phone": "", "custom_attributes": {}}
+    validate({"body": default}, schema, raise_on_error=True, ignore_required=True)
 
 
 def test_an_empty_custom_attributes_object_from_the_form_is_not_sent() -> None:

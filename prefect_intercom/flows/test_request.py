@@ -80,8 +80,9 @@ class PhoneCallRedirectBody(BaseModel):
         description=_BODY_FIELDS["phone"] + " Use your own test phone, e.g. +14155550100.",
         examples=[SANDBOX_TEST_PHONE],
     )
+    # `{}`, not None: the Run form sends the default back, and the server refuses a null for an object field.
     custom_attributes: OptionalObject = Field(
-        default=None,
+        default={},
         title="Custom attributes",
         description=_BODY_FIELDS["custom_attributes"] + ' Optional, e.g. {"issue_type": "Billing"}.',
     )
