@@ -194,8 +194,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Prefect server, sandbox, a saved block and the served deployment, all on loopback."""
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Prefect server, sandbox, a saved block and the served deployment, all on loopback.
+
+    When a selected test needs the README route (the `readme` fixture), its set-up starts here too, in a thread.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `bash .ci/setup --full` (apt-get install chromium)")
     shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
@@ -224,7 +227,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     server_ready = threading.Event()
     try:
-        _set_up_the_readme_route_meanwhile(stack, api_port, tmp_path_factory.mktemp("readme-route"), server_ready)
+        if any("readme" in getattr(item, "fixturenames", ()) for item in request.session.items):
+            _set_up_the_readme_route_meanwhile(stack, api_port, tmp_path_factory.mktemp("readme-route"), server_ready)
         server = _start(
             stack,
             "prefect-server",
