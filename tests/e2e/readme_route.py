@@ -152,7 +152,6 @@ class ReadmeRoute:
             start: Starts a background step (see `Starter`).
             server_ready: Returns once the Prefect server answers: the install runs before, the rest after.
         """
-        steps = readme_steps((self.project_root / "README.md").read_text(encoding="utf-8"))
         started = time.monotonic()
         wheels = wheelhouse(self.project_root)
         self.timings["wheelhouse"] = round(time.monotonic() - started, 1)
@@ -166,6 +165,7 @@ class ReadmeRoute:
             ),
         )
         self._timed("venv", lambda: venv.create(self.venv, with_pip=True))
+        steps = readme_steps((self.clone / "README.md").read_text(encoding="utf-8"))  # the clone's own README
         for number, step in enumerate(steps, 1):
             if step.command.startswith("prefect server start"):
                 self.skipped.append(step.command)
