@@ -66,3 +66,5 @@ OptionalInt = Annotated[int | None, WithJsonSchema({"type": "integer"})]
 """`int | None`, shown in the Run form as a plain number field (empty: `None`)."""
 OptionalStrList = Annotated[list[str] | None, WithJsonSchema({"type": "array", "items": {"type": "string"}})]
 """`list[str] | None`, shown in the Run form as a plain list (empty: `None`)."""
+OptionalObject = Annotated[dict[str, Any] | None, WithJsonSchema({"type": "object"})]
+"""`dict[str, Any] | None`, shown in the Run form as a plain JSON object field (empty: `None`)."""

@@ -39,6 +39,7 @@ from prefect_intercom.flows.parameters import (
     BlockName,
     DryRun,
     IntercomVersionParameter,
+    OptionalObject,
     labelled,
     version_override,
 )
@@ -79,15 +80,16 @@ class PhoneCallRedirectBody(BaseModel):
         description=_BODY_FIELDS["phone"] + " Use your own test phone, e.g. +14155550100.",
         examples=[SANDBOX_TEST_PHONE],
     )
-    custom_attributes: dict[str, Any] | None = Field(
-        default=None,
+    # `{}`, not None: the Run form sends the default back, and the server refuses a null for an object field.
+    custom_attributes: OptionalObject = Field(
+        default={},
         title="Custom attributes",
         description=_BODY_FIELDS["custom_attributes"] + ' Optional, e.g. {"issue_type": "Billing"}.',
     )
 
     def request_body(self) -> dict[str, Any]:
-        """The JSON body to send (`custom_attributes` only when given)."""
-        return phone_call_redirect_body(self.phone, self.custom_attributes)
+        """The JSON body to send (`custom_attributes` only when given: the Run form's empty object is none)."""
+        return phone_call_redirect_body(self.phone, self.custom_attributes or None)
 
 
 def missing_block_message(block_name: str) -> str:

@@ -1,10 +1,17 @@
-"""The test-request deployment in a real browser: Deployments -> test-request -> Run -> Quick run.
+"""The deployments in a real browser and the README's deployment steps, on one Prefect server.
 
 Everything is real and local: `prefect server start` on a loopback port with its own
 PREFECT_HOME, the Intercom sandbox as its own process (`python -m prefect_intercom.sandbox`),
 an `IntercomCredentials` block saved on that server, `python flows/test_request.py serve` in
-a subprocess, and Debian's Chromium driven by Playwright. The sandbox's
-`GET /sandbox/requests` counts what a real person would have been texted.
+a subprocess (Deployments -> test-request-served -> Run -> Quick run), and Debian's Chromium
+driven by Playwright. The sandbox's `GET /sandbox/requests` counts what a real person would
+have been texted.
+
+On the same server, while the first tests run, the README's deployment steps are followed
+from a fresh `git clone` of HEAD into a fresh virtualenv (`readme_route.py`): `pip install
+'.[sandbox]'`, `prefect deploy --all`, a `process` worker, the README's own sandbox. The
+`readme` tests run both deployments as the README says, then check in the browser what a
+deflect-calls run that could not text everyone shows, and both deployments' Run forms.
 
 Screenshots of every step land in `test-output/e2e-ui/` (git-ignored) and stay there, with a
 `FAILED-*.png` of the page at the moment a test fails and the processes' logs in `logs/`.
@@ -20,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +41,7 @@ import pytest
 from prefect_intercom.privacy import mask_phone
 
 from ..conftest import PROJECT_ROOT
+from .readme_route import ReadmeRoute
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +58,7 @@ CHROMIUM_FLAGS = [
 ]
 OUTPUT_DIR = PROJECT_ROOT / "test-output" / "e2e-ui"
 FLOW_NAME = "test-request"
-DEPLOYMENT_NAME = "test-request"
+DEPLOYMENT_NAME = "test-request-served"  # prefect.yaml's test-request/test-request is the README route's
 BLOCK_NAME = "e2e-sandbox"
 TEST_PHONE = "+14155550100"
 INVALID_PHONE = "+1 415-555-0100"
@@ -59,6 +68,8 @@ STARTUP_SECONDS = 120
 RUN_SECONDS = 180
 UI_TIMEOUT_MS = 60_000
 CREATE_ATTEMPTS = 3
+README_POOL = "local"  # prefect.yaml's work pool, as the README creates it
+README_BLOCK = "intercom-sandbox"
 
 T = TypeVar("T")
 
@@ -112,6 +123,9 @@ class Stack:
     prefect_home: Path
     env: dict[str, str]
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    readme: ReadmeRoute | None = None
+    readme_setting_up: threading.Thread | None = None
+    readme_error: BaseException | None = None
 
     def sandbox_requests(self) -> list[dict[str, Any]]:
         """Everything the sandbox received so far (Authorization redacted by the sandbox)."""
@@ -152,12 +166,14 @@ class Stack:
         return [entry["message"] for entry in response.json()]
 
 
-def _start(stack: Stack, name: str, command: list[str]) -> subprocess.Popen[bytes]:
+def _start(
+    stack: Stack, name: str, command: list[str], cwd: Path = PROJECT_ROOT, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log = (OUTPUT_DIR / "logs" / f"{name}.log").open("wb")
     process = subprocess.Popen(
         command,
-        cwd=PROJECT_ROOT,
-        env=stack.env,
+        cwd=cwd,
+        env=stack.env if env is None else env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so stopping it stops its children
@@ -178,8 +194,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Prefect server, sandbox, a saved block and the served deployment, all on loopback."""
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Prefect server, sandbox, a saved block and the served deployment, all on loopback.
+
+    When a selected test needs the README route (the `readme` fixture), its set-up starts here too, in a thread.
+    """
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `bash .ci/setup --full` (apt-get install chromium)")
     shutil.rmtree(OUTPUT_DIR, ignore_errors=True)
@@ -206,7 +225,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env=env,
     )
     started = time.monotonic()
+    server_ready = threading.Event()
     try:
+        if any("readme" in getattr(item, "fixturenames", ()) for item in request.session.items):
+            _set_up_the_readme_route_meanwhile(stack, api_port, tmp_path_factory.mktemp("readme-route"), server_ready)
         server = _start(
             stack,
             "prefect-server",
@@ -226,6 +248,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             seconds=STARTUP_SECONDS,
             process=server,
         )
+        server_ready.set()
         subprocess.run(
             [sys.executable, "-c", SAVE_BLOCK],
             cwd=PROJECT_ROOT,
@@ -241,8 +264,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         served = _start(
             stack,
             "serve",
-            [sys.executable, "flows/test_request.py", "serve", "--block", BLOCK_NAME, "--phone", TEST_PHONE],
-        )
+            [
+                sys.executable, "flows/test_request.py", "serve",
+                "--block", BLOCK_NAME, "--phone", TEST_PHONE, "--name", DEPLOYMENT_NAME,
+            ],
+        )  # fmt: skip
         wait_for(
             "the served deployment",
             lambda: http_get_json(f"{stack.api_url}/deployments/name/{FLOW_NAME}/{DEPLOYMENT_NAME}"),
@@ -252,9 +278,54 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         print(f"\n[e2e] server, sandbox, block and served deployment ready in {time.monotonic() - started:.1f} s")
         yield stack
     finally:
-        # The serving process first (it talks to the server while stopping), the server last.
+        server_ready.set()  # a thread still waiting for the server goes on, and fails on its first command
+        if stack.readme_setting_up is not None:
+            stack.readme_setting_up.join(timeout=STARTUP_SECONDS)
+        # The serving process and the worker first (they talk to the server while stopping), the server last.
         for _, process in reversed(stack.processes):
             _stop(process)
+
+
+def _set_up_the_readme_route_meanwhile(stack: Stack, api_port: int, base: Path, server_ready: threading.Event) -> None:
+    """Follow the README's deployment steps in a thread: the install while the server starts, the rest while
+    the served deployment's tests run."""
+    route = ReadmeRoute(
+        project_root=PROJECT_ROOT, base=base, api_port=api_port, sandbox_port=free_port(), logs=OUTPUT_DIR / "logs"
+    )
+    stack.readme = route
+
+    def start(name: str, command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return _start(stack, name, command, cwd=cwd, env=env)
+
+    def set_up() -> None:
+        try:
+            route.set_up(start, lambda: server_ready.wait(STARTUP_SECONDS * 2))
+        except BaseException as error:  # re-raised by the `readme` fixture, in the tests that need it
+            stack.readme_error = error
+
+    stack.readme_setting_up = threading.Thread(target=set_up, name="readme-route", daemon=True)
+    stack.readme_setting_up.start()
+
+
+@pytest.fixture(scope="module")
+def readme(stack: Stack) -> ReadmeRoute:
+    """The README route set up: both deployments made, the worker online, the README's sandbox answering."""
+    assert stack.readme is not None and stack.readme_setting_up is not None
+    stack.readme_setting_up.join(timeout=RUN_SECONDS * 3)
+    if stack.readme_setting_up.is_alive():
+        pytest.fail(f"the README's steps did not finish; see {OUTPUT_DIR / 'logs'}")
+    if stack.readme_error is not None:
+        raise stack.readme_error
+    route = stack.readme
+    wait_for("the README's sandbox", lambda: http_get_json(f"{route.sandbox_url}/sandbox/health"), seconds=60)
+
+    def worker_online() -> bool:
+        workers = httpx.post(f"{stack.api_url}/work_pools/{README_POOL}/workers/filter", json={}, timeout=10)
+        return workers.status_code == 200 and any(worker.get("status") == "ONLINE" for worker in workers.json())
+
+    wait_for("the README's worker", worker_online, seconds=STARTUP_SECONDS)
+    print(f"\n[e2e] README route set up (seconds per step): {route.timings}")
+    return route
 
 
 @pytest.fixture(scope="module")
@@ -507,3 +578,161 @@ def test_the_custom_run_form_shows_a_title_and_help_for_every_parameter(stack: S
         for raw in ("block_name", "intercom_version", "dry_run"):
             assert raw not in shown, raw
         assert "the block's" in shown  # the version's default, in a dropdown with no "None" toggle
+
+
+# --- the README's deployment route (issue 15, items 1, 2 and 6) -----------------------------------
+
+UUID_LINE = re.compile(r"UUID: ([0-9a-f-]{36})")
+PROBLEM_ROWS = [  # a spreadsheet's rows 2-5; the sandbox refuses +15005550001 (400 sms_failed)
+    "+14155550110",
+    "+14155550111",
+    "+1 415 555 0199",
+    "+15005550001",
+]
+
+
+def readme_sandbox_requests(route: ReadmeRoute) -> list[dict[str, Any]]:
+    """What the README's sandbox received so far."""
+    return httpx.get(f"{route.sandbox_url}/sandbox/requests", timeout=10).json()
+
+
+def csv_phones(path: Path) -> list[str]:
+    """The phone column of a CSV file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    column = lines[0].split(",").index("phone")
+    return [line.split(",")[column] for line in lines[1:] if line]
+
+
+def test_the_readme_deployment_steps_run_both_deployments_on_a_process_worker(
+    stack: Stack, readme: ReadmeRoute
+) -> None:
+    """README: fresh clone, `pip install '.[sandbox]'`, `prefect deploy --all`, a worker, both runs Completed."""
+    started = time.monotonic()
+    assert readme.skipped == ["prefect server start"]  # the only README line the test does not run itself
+    assert [command.split(" -p ")[0] for command in readme.run_commands] == [
+        "prefect deployment run test-request/test-request",
+        "prefect deployment run deflect-calls/deflect-calls",
+    ]
+    installed = readme.run("cd / && python -c 'import prefect_intercom; print(prefect_intercom.__file__)'", 90)
+    assert installed.splitlines()[-1].startswith(str(readme.venv / "lib")), installed  # a plain install, not -e
+    before = len(readme_sandbox_requests(readme))
+
+    outputs = readme.run_together(readme.run_commands, 91)  # the two commands, typed in two terminals
+    flow_run_ids = [UUID_LINE.findall(output)[0] for output in outputs]
+    runs = [stack.wait_until_final(flow_run_id) for flow_run_id in flow_run_ids]
+    for run in runs:
+        assert (run["state"]["type"], run["state"]["name"]) == ("COMPLETED", "Completed"), (
+            run["state"],
+            stack.logs(run["id"])[-20:],
+        )
+        assert run["parameters"]["block_name"] == README_BLOCK
+        assert run["work_pool_name"] == README_POOL  # a worker of the README's pool ran it, not `serve`
+    test_request_run, deflect_calls_run = runs
+    assert test_request_run["parameters"]["body"] == {"phone": TEST_PHONE}  # INTERCOM_TEST_PHONE at deploy time
+    assert "3 row(s), everyone texted" in deflect_calls_run["state"]["message"]
+
+    received = readme_sandbox_requests(readme)[before:]
+    expected = [TEST_PHONE, *csv_phones(readme.clone / "docs" / "examples" / "callers.csv")]
+    assert sorted(request["body"]["phone"] for request in received) == sorted(expected)
+    assert {request["status"] for request in received} == {200}
+    print(f"\n[e2e] README route: both runs, command to Completed, in {time.monotonic() - started:.1f} s")
+
+
+def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
+    stack: Stack, readme: ReadmeRoute, page: Any
+) -> None:
+    """Run page of a worker's run with a refused and a not-sent row: the state's name, the summary, WARNINGs."""
+    camera = Camera(page)
+    callers = readme.base / "callers-with-problems.csv"
+    callers.write_text("phone,issue_type\n" + "".join(f"{phone},Billing\n" for phone in PROBLEM_ROWS))
+    with camera.on_failure("deflect-calls-problems"):
+        deployment = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()
+        created = httpx.post(
+            f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": {"csv_path": str(callers), "block_name": README_BLOCK}},
+            timeout=30,
+        )
+        assert created.status_code == 201, created.text
+        flow_run_id = created.json()["id"]
+        run = stack.wait_until_final(flow_run_id)
+        assert (run["state"]["type"], run["state"]["name"]) == ("COMPLETED", "Completed with problems"), run["state"]
+
+        open_run_tab(page, stack, flow_run_id, "Completed with problems", "Artifacts")
+        page.get_by_text("deflect-calls-summary", exact=True).first.wait_for()
+        camera.shot("problems-run-artifacts")
+        open_artifact(page, "deflect-calls-summary")
+        shown = shown_text(page, "row 5 (")
+        camera.shot("problems-summary-artifact")
+        assert "row 4 (" in shown and "row 5 (" in shown and "To resume" in shown, shown
+        assert "5500001" not in shown and "4155550199" not in shown  # phones masked
+
+        open_run_tab(page, stack, flow_run_id, "Completed with problems", "Logs")
+        for line in ("1 row(s) not sent: row 5", "1 row(s) rejected: row 4"):
+            message = page.get_by_text(line).first
+            message.wait_for()
+            # The log line's row: the nearest enclosing element that holds a level badge (INFO, WARNING, ...).
+            entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
+            badges = [level for level in LEVELS if entry.get_by_text(level, exact=True).count()]
+            assert badges == ["WARNING"], (line, entry.inner_text())
+        message.scroll_into_view_if_needed()
+        camera.shot("problems-run-logs", full_page=False)
+        warnings = httpx.post(
+            f"{stack.api_url}/logs/filter",
+            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}, "level": {"ge_": 30}}},
+            timeout=10,
+        ).json()
+        messages = [entry["message"] for entry in warnings]
+        assert any("1 row(s) not sent: row 5" in message for message in messages), messages
+        assert any("1 row(s) rejected: row 4" in message for message in messages), messages
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _is_level(level: str) -> str:
+    return f"normalize-space(text())='{level}'"
+
+
+RUN_FORM_FIRST_FIELDS = {
+    "deflect-calls": ["CSV file", "Credentials block", "Dry run", "Report CSV"],
+    "test-request": ["Request body", "Credentials block", "Intercom-Version", "Dry run"],
+}
+
+
+@pytest.mark.parametrize("deployment", sorted(RUN_FORM_FIRST_FIELDS))
+def test_the_run_form_of_each_readme_deployment_has_plain_fields_in_the_order_users_set_them(
+    stack: Stack, readme: ReadmeRoute, page: Any, deployment: str
+) -> None:
+    """Run > Custom run of prefect.yaml's deployments: no "str | None" toggles, the first fields first (item 6)."""
+    camera = Camera(page)
+    with camera.on_failure(f"run-form-{deployment}"):
+        deployment_id = httpx.get(f"{stack.api_url}/deployments/name/{deployment}/{deployment}", timeout=10).json()[
+            "id"
+        ]
+        page.goto(f"{stack.ui_url}/v2/deployments/deployment/{deployment_id}")
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Custom run").click()
+        titles = RUN_FORM_FIRST_FIELDS[deployment]
+        labels = [page.get_by_text(re.compile(rf"^{re.escape(title)}( \(Optional\))?$")).first for title in titles]
+        for label in labels:
+            label.wait_for()
+        camera.shot(f"run-form-{deployment}")
+        shown = shown_text(page, titles[-1])
+        assert "str | None" not in shown and "Property is type" not in shown, shown
+        tops = [label.bounding_box()["y"] for label in labels]
+        assert tops == sorted(tops), dict(zip(titles, tops, strict=True))
+
+        # The form as a user fills it: the server accepts what it sends (a null in the body was a 409).
+        if deployment == "deflect-calls":
+            page.get_by_label(re.compile(r"^CSV file")).fill("docs/examples/callers.csv")
+        block = page.get_by_label(re.compile(r"^Credentials block"))
+        block.fill(README_BLOCK)
+        page.get_by_label(re.compile(r"^Dry run")).click()
+        before = len(readme_sandbox_requests(readme))
+        with page.expect_response(_is_create_flow_run) as created:
+            page.get_by_role("button", name="Submit").click()
+        assert created.value.status == 201, created.value.text()
+        run = stack.wait_until_final(created.value.json()["id"])
+        assert run["state"]["type"] == "COMPLETED", (run["state"], stack.logs(run["id"])[-10:])
+        assert run["parameters"]["dry_run"] is True and run["parameters"]["block_name"] == README_BLOCK
+        assert readme_sandbox_requests(readme)[before:] == []  # a dry run sends nothing
