@@ -4,7 +4,7 @@ Rows are numbered as the file has them (header row 1, blank lines counted) in th
 the table artifact, the flow-run summary and every message that points at another row
 (issue 15, item 3); the table puts outcome, reason and row first and cuts no word (item 4); a
 deployment run checks its report path before the first send, as the command does (issue 16);
-the dry run counts and words what the run would (issue 15, item 8).
+the dry run counts and words what the run would (issue 15, item 8); a missing block hints at deflect-calls (item 9).
 """
 
 from __future__ import annotations
@@ -153,3 +153,13 @@ def test_the_dry_run_counts_and_words_what_the_run_does(
     for dry_row, run_row in zip(dry_rows, run_rows, strict=True):
         if run_row["outcome"] in ("rejected", "skipped"):
             assert dry_row == run_row
+
+
+def test_a_deployment_run_with_a_missing_block_hints_at_deflect_calls_not_test_request(
+    prefect_server: None, callers: Path
+) -> None:
+    state = deflect_calls.with_options(retries=0)(
+        csv_path=str(callers), block_name=f"nope-{uuid.uuid4().hex[:6]}", return_state=True
+    )
+    assert state.is_failed() and "No Intercom credentials block named" in (state.message or "")
+    assert "test-request" not in (state.message or "") and "deflect-calls FILE --sandbox" in (state.message or "")

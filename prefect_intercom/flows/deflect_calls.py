@@ -62,6 +62,8 @@ DEPLOYMENT_NAME = "deflect-calls"
 DRY_RUN_CODE = "dry_run"
 STOP_TIMEOUT = 60.0
 """Seconds an interrupted run waits for its batch's orderly stop (answers in flight, ledger, lease)."""
+SANDBOX_HINT = "run deflect-calls on the local sandbox, prefect-intercom deflect-calls FILE --sandbox"
+"""How to try deflect-calls without an Intercom account (the hint of a missing block's message)."""
 _KEY_LISTENERS: list[Callable[[str], None]] = []
 _REFUSED_EVERY_SEND = re.compile(r"Intercom answered (401|403|404) ")
 """How a batch that stopped because every send would be refused says so (`BatchReport.stopped`)."""
@@ -249,7 +251,7 @@ def deflect_calls(
         max_table_rows: Rows in the table artifact at most.
         dry_run: Validate every row and send nothing (no block needed).
         report_path: Write one CSV line per input row there (row, outcome, status, Intercom code,
-            request id, message).
+            request id, message); checked before the first send (`check_report`).
         results_path: A local file for every row's result as it happens (JSON Lines; the command
             line follows it for its progress bar).
 
@@ -284,7 +286,7 @@ def deflect_calls(
             write_report_csv(report.items(), report_path, scan.row_numbers)
         valid, rejected, skipped = counts["not_sent"], counts["rejected"], counts["skipped"]
         return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
-    credentials = load_credentials(block_name)
+    credentials = load_credentials(block_name, SANDBOX_HINT)
     storage = load_ledger_storage(ledger_storage) if ledger_storage else None
     key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
     how = "run it again with the same batch key"

@@ -49,7 +49,7 @@ from prefect_intercom.flows.deflect_calls_checks import (
 from prefect_intercom.flows.deflect_calls_output import counts, print_problems, progress_bar, quiet_console, stop_line
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
-from prefect_intercom.flows.test_request import SANDBOX_TEST_PHONE, load_credentials
+from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 
 PROG = "prefect-intercom deflect-calls"
@@ -239,10 +239,9 @@ def _sigterm_raises() -> Iterator[None]:
 def _check_block(block_name: str) -> None:
     """Load the block once before the run, so a missing or wrong one is one line (and no flow retry)."""
     try:
-        load_credentials(block_name)
-    except IntercomConfigurationError as error:  # its sandbox hint names test-request: name this command's
-        hint = f"prefect-intercom test-request --sandbox --phone {SANDBOX_TEST_PHONE}"
-        raise StartError(str(error).replace(hint, "the same command with --sandbox instead of --block")) from None
+        load_credentials(block_name, "the same command with --sandbox instead of --block")
+    except IntercomConfigurationError as error:
+        raise StartError(str(error)) from None
     except Exception as error:  # e.g. a block of another type under that name, or no Prefect API
         raise StartError(f"cannot load the Intercom credentials block {block_name!r}: {error}") from None
 
