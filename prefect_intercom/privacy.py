@@ -29,14 +29,19 @@ MASK = "•••"
 MIN_DIGITS = 5
 E164_MIN_DIGITS = 7  # the shortest E.164 number, country code included (`+290 1234`)
 _TRUE = frozenset({"1", "true", "yes", "on"})
-# A run of digits, with spaces and phone punctuation between them, optionally after a '+'.
-_PHONE_LIKE = re.compile(r"(?:\+|%2[Bb])?\d(?:[\d \t().\-/]*\d)?")
+# What may stand between the digits of one run: spaces, phone punctuation, control and invisible
+# format characters (NUL, ESC, DEL, zero-width, bidi marks), and whole terminal escape sequences
+# (`\x1b[31m`, whose digits are not the phone's), so that none of them splits a mask.
+_GAP = r"[\d \t().\-/\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]|\x1b\[[0-?]*[ -/]*[@-~]"
+# A run of digits, with gaps between them, optionally after a '+'.
+_PHONE_LIKE = re.compile(rf"(?:\+|%2[Bb])?\d(?:(?:{_GAP})*\d)?")
 _DIGIT = re.compile(r"\d")
 _ONLY_DIGITS = {code: None for code in range(128) if not "0" <= chr(code) <= "9"}  # str.translate: ASCII
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 # The same run without its prefix (the digits of a known phone, looked for in every view of a text).
-_RUN = re.compile(r"\d(?:[\d \t().\-/]*\d)?")
+_RUN = re.compile(rf"\d(?:(?:{_GAP})*\d)?")
 
 
 def show_phones() -> bool:
@@ -101,7 +106,7 @@ def phone_number_in(text: str) -> str | None:
     for match in _PHONE_LIKE.finditer(_UUID.sub("-", text)):
         run = match.group()
         prefixed = run[:1] in "+%"
-        count = len(_DIGIT.findall(run, 3 if run[:1] == "%" else 0))
+        count = len(_digit_positions(run, 3 if run[:1] == "%" else 0))
         if count >= (E164_MIN_DIGITS if prefixed else 9) and not _IPV4.fullmatch(run):
             return _mask_run(match)
     return None
@@ -130,7 +135,7 @@ def mask_known_phone(text: str, phone: Any) -> str:
 def _mask_known_digits(text: str, digits: str | None) -> str:
     if digits is None or len(text) < len(digits) or show_phones():
         return text
-    if text.isascii() and ESCAPE_STARTS.isdisjoint(text) and digits not in text.translate(_ONLY_DIGITS):
+    if ESCAPE_STARTS.isdisjoint(text) and _plainly_without(text, digits):
         return text  # the digits are nowhere in a row, whatever stands between them: nothing to mask
     return _mask_in_views(text, lambda view: _known_spans(view, digits))
 
@@ -149,11 +154,16 @@ def _e164_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     scanned = _IPV4.sub(lambda address: "#" * len(address.group()), text)  # an address breaks a run
     for match in _RUN.finditer(scanned):
-        positions = [found.start() for found in _DIGIT.finditer(match.group())]
+        positions = _digit_positions(match.group())
         if len(positions) >= E164_MIN_DIGITS:
             keep = _kept(len(positions))
             spans.append((match.start() + positions[keep], match.start() + positions[-keep - 1] + 1))
     return spans
+
+
+def _plainly_without(text: str, digits: str) -> bool:
+    """Whether ASCII `text` without terminal escapes surely lacks `digits` in a row (its digits, all else dropped)."""
+    return text.isascii() and "\x1b" not in text and digits not in text.translate(_ONLY_DIGITS)
 
 
 def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
@@ -161,9 +171,9 @@ def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
     keep, spans = _kept(len(digits)), []
     for match in _RUN.finditer(text):
         run = match.group()
-        if run.isascii() and digits not in run.translate(_ONLY_DIGITS):
+        if _plainly_without(run, digits):
             continue  # the common case, decided without a Python step per character
-        positions = [found.start() for found in _DIGIT.finditer(run)]
+        positions = _digit_positions(run)
         if len(positions) < len(digits):
             continue
         seen = "".join(_ascii_digit(run[at]) for at in positions)
@@ -232,6 +242,15 @@ def _ascii_digit(char: str) -> str:
     return char if "0" <= char <= "9" else str(unicodedata.decimal(char, 0))
 
 
+def _digit_positions(run: str, start: int = 0) -> list[int]:
+    """Where the digits of a phone-like `run` are (from `start`), not counting those of escape sequences."""
+    positions = [found.start() for found in _DIGIT.finditer(run, start)]
+    if "\x1b" not in run:
+        return positions
+    hidden = {at for sequence in _ESCAPE_SEQUENCE.finditer(run) for at in range(*sequence.span())}
+    return [at for at in positions if at not in hidden]
+
+
 def _kept(count: int) -> int:
     """How many digits stay visible at each end of a run of `count` digits (3 or more are hidden)."""
     return min(4, max(1, (count - 3) // 2))
@@ -240,7 +259,7 @@ def _kept(count: int) -> int:
 def _mask_run(match: re.Match[str]) -> str:
     run = match.group()
     prefix = 3 if run[:1] == "%" else 0  # `%2B`, a URL-encoded '+', holds a digit of its own
-    positions = [found.start() for found in _DIGIT.finditer(run, prefix)]
+    positions = _digit_positions(run, prefix)
     if len(positions) < MIN_DIGITS:
         return run
     keep = _kept(len(positions))

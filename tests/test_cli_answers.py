@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from prefect.settings import get_current_settings
+
+from prefect_intercom import IntercomCredentials
+from prefect_intercom.sandbox import Sandbox
 
 
 def _command(*args: str, api: bool = True) -> subprocess.CompletedProcess[str]:
@@ -57,3 +62,57 @@ def test_the_missing_block_hint_of_deflect_calls_fits_deflect_calls(prefect_serv
     result = _command("deflect-calls", str(csv_file), "--block", f"nope-{uuid.uuid4().hex[:6]}")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "test-request" not in result.stderr and "--sandbox instead of --block" in result.stderr
+
+
+def _wrong_token_run(sandbox: Sandbox, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    callers = tmp_path / "callers.csv"
+    callers.write_text("phone,issue\n" + "".join(f"+1415555{n:04d},x\n" for n in range(300)), encoding="utf-8")
+    name = f"wrong-{uuid.uuid4().hex[:6]}"
+    IntercomCredentials(access_token="tok_WRONG_0c9e7f1d2b3a4e5f", base_url=sandbox.url).save(name, overwrite=True)
+    return _command("deflect-calls", str(callers), "--block", name, "--batch-key", f"k-{uuid.uuid4().hex[:8]}", *extra)
+
+
+def test_a_wrong_token_in_deflect_calls_is_one_line_naming_the_status_the_code_and_what_was_not_attempted(
+    prefect_server: None, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    result = _wrong_token_run(sandbox, tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert len(sandbox.received) == 1  # the first item goes alone: a wrong token costs one request
+    warnings = [text for text in result.stderr.splitlines() if "| WARNING |" in text]
+    assert len(warnings) <= 1 and all("ledger is on local disk" in text for text in warnings), result.stderr
+    lines = [text for text in result.stderr.strip().splitlines() if text not in warnings]
+    assert len(lines) == 1, result.stderr  # no INFO lines, no failure records, no traceback: the one line
+    [line] = lines
+    assert "401 unauthorized (unauthorized): stopped after 1 request; 299 rows not attempted" in line, line
+    assert "run the same command again" in line
+    assert "Traceback" not in result.stdout + result.stderr
+    printed = [text for text in result.stdout.splitlines() if text.strip()]
+    assert len(printed) == len(set(printed)) and len(printed) <= 3, result.stdout  # no line per row not attempted
+
+
+def test_a_wrong_token_with_debug_shows_the_tracebacks(prefect_server: None, sandbox: Sandbox, tmp_path: Path) -> None:
+    result = _wrong_token_run(sandbox, tmp_path, "--debug")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert "401 unauthorized (unauthorized)" in result.stderr.strip().splitlines()[-1]
+
+
+def _options(usage: str) -> dict[str, str]:
+    """Each option of a command's --help and its metavar ('' for a flag), from the options list."""
+    found: dict[str, str] = {}
+    for line in usage.splitlines():
+        for match in re.finditer(r"(?:^|, )(--[a-z][a-z-]*)(?: ([A-Za-z_.=]+))?", line.strip()):
+            found.setdefault(match.group(1), match.group(2) or "")
+    return found
+
+
+def test_every_option_shared_by_commands_is_spelled_the_same_in_each_help() -> None:
+    commands = ("test-request", "deflect-calls", "sandbox")
+    helps = {command: _command(command, "--help", api=False) for command in commands}
+    assert all(result.returncode == 0 for result in helps.values()), {c: r.stderr for c, r in helps.items()}
+    options = {command: _options(result.stdout) for command, result in helps.items()}
+    for flow_command in ("test-request", "deflect-calls"):  # the commands that run a flow share these
+        for option, metavar in {"--block": "NAME", "--sandbox": "", "--dry-run": "", "--debug": ""}.items():
+            assert options[flow_command].get(option) == metavar, (flow_command, option, options[flow_command])
+    for option in set().union(*options.values()) - {"--help"}:
+        spellings = {command: found[option] for command, found in options.items() if option in found}
+        assert len(set(spellings.values())) == 1, (option, spellings)

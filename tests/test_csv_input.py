@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,15 @@ def test_a_file_that_never_ends_stops_at_the_line_limit() -> None:
         scan_csv("/dev/zero", phone_column="phone")
 
 
-@pytest.mark.parametrize(("url", "package"), [("s3://bucket/callers.csv", "s3fs"), ("gs://bucket/c.csv", "gcsfs")])
-def test_a_url_without_its_filesystem_package_names_the_package(url: str, package: str) -> None:
-    pytest.importorskip("fsspec")
-    try:
-        __import__(package)
-        pytest.skip(f"{package} is installed")
-    except ImportError:
-        pass
+@pytest.mark.parametrize(
+    ("url", "protocol", "package"), [("s3://bucket/callers.csv", "s3", "s3fs"), ("gs://bucket/c.csv", "gs", "gcsfs")]
+)
+def test_a_url_without_its_filesystem_package_names_the_package(
+    url: str, protocol: str, package: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The package is hidden whether or not it is installed: `None` in sys.modules makes its import fail.
+    monkeypatch.setitem(sys.modules, package, None)
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, protocol, raising=False)
     with pytest.raises(OSError, match=f"need the {package} package \\(pip install {package}\\)"):
         scan_csv(url)
 

@@ -134,7 +134,7 @@ def test_dry_run_validates_the_whole_file_and_sends_nothing(
     assert prefect_intercom(["deflect-calls", str(callers_csv), "--dry-run", "--report", str(report)]) == 0
     out = capsys.readouterr().out
     assert "row 42: +1 415•••0199 rejected" in out and "row 43: (no phone) rejected" in out
-    assert "Done: dry run, nothing sent: 41 valid, 2 refused" in out
+    assert "Done: dry run, nothing sent: 41 valid, 2 rejected, 0 skipped" in out
     assert sandbox.received == []
     rows = _report_rows(report)
     assert len(rows) == 43 and Counter(row["outcome"] for row in rows) == {"not_sent": 41, "rejected": 2}
@@ -197,7 +197,7 @@ def test_the_csv_and_the_report_may_be_fsspec_urls(prefect_server: None, callers
     result = deflect.deflect_calls(
         csv_path="memory://deflect/callers.csv", dry_run=True, report_path="memory://deflect/report.csv"
     )
-    assert result == {"batch_key": None, "dry_run": True, "valid": 41, "rejected": 2}
+    assert result == {"batch_key": None, "dry_run": True, "valid": 41, "rejected": 2, "skipped": 0}
     with fsspec.open("memory://deflect/report.csv", "r") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 43 and rows[40]["outcome"] == "rejected"

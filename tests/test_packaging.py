@@ -185,7 +185,7 @@ def test_the_command_works_from_a_wheel_in_a_fresh_virtualenv_outside_the_reposi
     dry = run("deflect-calls", "callers.csv", "--dry-run", "--report", "report.csv")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "row 3: +1 415•••0199 rejected" in dry.stdout
-    assert "Done: dry run, nothing sent: 1 valid, 1 refused" in dry.stdout
+    assert "Done: dry run, nothing sent: 1 valid, 1 rejected, 0 skipped" in dry.stdout
     assert "Traceback" not in dry.stderr  # no telemetry noise offline
     with open(work / "report.csv", newline="", encoding="utf-8") as handle:
         assert [row["outcome"] for row in csv.DictReader(handle)] == ["not_sent", "rejected"]

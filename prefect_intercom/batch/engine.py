@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
@@ -76,7 +76,7 @@ async def asend_batch(
     progress_interval: float = 1.0,
     results_path: str | None = None,
     max_table_rows: int = DEFAULT_TABLE_ROWS,
-    first_row: int | None = None,
+    first_row: int | Callable[[int], int] | None = None,
     lock: bool = True,
     lock_wait: float = 0.0,
 ) -> BatchReport:
@@ -107,7 +107,8 @@ async def asend_batch(
         results_path: A file to write every item's result to (JSON Lines); default: a
             temporary file removed with the report.
         max_table_rows: Rows the report keeps for its table (problems first).
-        first_row: What people call item 0 (`2` for CSV rows); default: `item 0` (`BatchReport.first_row`).
+        first_row: What people call item 0 (`2` for CSV rows), or each item's row number
+            (`scan_csv(...).row_numbers`); default: `item 0` (`BatchReport.first_row`).
         lock: Hold the batch key's lease (`prefect_intercom.batch.lease`) for the whole run, so that
             two runs of one key never send at the same time. Needs a Prefect API.
         lock_wait: Seconds to wait for another run of the key to finish (0: refuse at once).

@@ -14,7 +14,7 @@ import os
 import tempfile
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +26,8 @@ ItemOutcome = Outcome
 """The outcome of a batch item: the package's one `Outcome` vocabulary under its batch name."""
 
 DEFAULT_TABLE_ROWS = 500
+TABLE_MESSAGE_CHARS = 80
+"""Characters of a message the table artifact shows at most (the results file and the report CSV hold it whole)."""
 _PROBLEM_ORDER = {
     Outcome.UNKNOWN: 0,
     Outcome.NOT_SENT: 1,
@@ -62,18 +64,40 @@ class BatchItemResult:
     message: str | None = None
     attempts: int = 0
 
+    @property
+    def reason(self) -> str:
+        """Why the item ended so, in short: Intercom's status and code (`400 invalid_phone_number`) or the package's."""
+        reason = " ".join(str(part) for part in (self.status, self.error_code) if part is not None)
+        return reason or ("invalid" if self.outcome is Outcome.REJECTED else "")
+
     def row(self) -> dict[str, Any]:
-        """The result as a table row (message cut to 200 characters)."""
+        """The result as a table row: outcome, reason and item first; the message shortened at a word."""
         return {
-            "item": self.index,
             "outcome": self.outcome.value,
+            "reason": self.reason,
+            "item": self.index,
             "phone": self.phone or "",
-            "status": "" if self.status is None else self.status,
-            "error_code": self.error_code or "",
-            "request_id": self.request_id or "",
             "attempts": self.attempts,
-            "message": (self.message or "")[:200],
+            "request_id": self.request_id or "",
+            "message": shorten(self.message or "", TABLE_MESSAGE_CHARS),
         }
+
+
+def _numbered(row: dict[str, Any], number: int) -> dict[str, Any]:
+    """A table row whose `item` column is the column `row`, holding `number` (in the same place)."""
+    return {("row" if name == "item" else name): (number if name == "item" else value) for name, value in row.items()}
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut after a whole word with an ellipsis (`...the number…`)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:  # a word boundary not too far back; else a very long word is cut
+        cut = cut[:space]
+    return cut.rstrip(" ,;:-") + "…"
 
 
 def _remove(path: str) -> None:
@@ -103,8 +127,10 @@ class BatchReport:
             a temporary file, removed with the report, unless the caller named one.
         max_table_rows: Rows kept for the table artifact (problems first).
         ledger_note: What to know about where the ledger is (local disk), if anything.
-        first_row: What people call item 0 (e.g. 2 for CSV rows, the header being row 1): the
-            table says `row` and messages `row N`; `None`: `item` from 0.
+        first_row: What people call item 0 (e.g. 2 for CSV rows, the header being row 1), or
+            the row number of each item (`scan_csv(...).row_numbers`: blank lines counted, the
+            one numbering of the command line, the report file and the artifacts): the table
+            says `row` and messages `row N`; `None`: `item` from 0.
     """
 
     batch_key: str
@@ -120,7 +146,7 @@ class BatchReport:
     results_path: str | None = None
     max_table_rows: int = DEFAULT_TABLE_ROWS
     ledger_note: str | None = None
-    first_row: int | None = None
+    first_row: int | Callable[[int], int] | None = None
     _total: int = field(default=0, repr=False)
     _table: list[tuple[int, int, BatchItemResult]] = field(default_factory=list, repr=False)
     _file: IO[str] | None = field(default=None, repr=False, compare=False)
@@ -216,13 +242,19 @@ class BatchReport:
         """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""
         kept = sorted(self._table, key=lambda rank: (-rank[0], -rank[1]))
         rows = [rank[2].row() for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
-        if self.first_row is not None:
-            rows = [{"row": row.pop("item") + self.first_row, **row} for row in rows]
-        return rows
+        if self.first_row is None:
+            return rows
+        return [_numbered(row, self.row_number(row["item"])) for row in rows]
+
+    def row_number(self, index: int) -> int:
+        """The row number of the item `index` (`first_row`; without it, the index)."""
+        if callable(self.first_row):
+            return self.first_row(index)
+        return index + (self.first_row or 0)
 
     def label(self, index: int) -> str:
         """How people call the item `index`: `row 2` (with `first_row`) or `item 0`."""
-        return f"item {index}" if self.first_row is None else f"row {index + self.first_row}"
+        return f"item {index}" if self.first_row is None else f"row {self.row_number(index)}"
 
     def summary_markdown(self, max_rows: int | None = None) -> str:
         """A Markdown summary: counts, reasons, rate, and what a re-run would do."""

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -209,7 +209,7 @@ async def _abatch(
     ledger_storage: WritableFileSystem | None,
     artifact_key: str,
     max_table_rows: int,
-    first_row: int | None,
+    first_row: int | Callable[[int], int] | None,
     stop_after_unknown: int | None,
     results_path: str | None,
     lock_wait: float,
@@ -278,7 +278,7 @@ async def acreate_phone_call_redirects(
     ledger_storage: WritableFileSystem | None = None,
     artifact_key: str = "intercom-batch",
     max_table_rows: int = DEFAULT_TABLE_ROWS,
-    first_row: int | None = None,
+    first_row: int | Callable[[int], int] | None = None,
     stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
     results_path: str | None = None,
     lock_wait: float = 0.0,
@@ -307,7 +307,7 @@ def create_phone_call_redirects(
     ledger_storage: WritableFileSystem | None = None,
     artifact_key: str = "intercom-batch",
     max_table_rows: int = DEFAULT_TABLE_ROWS,
-    first_row: int | None = None,
+    first_row: int | Callable[[int], int] | None = None,
     stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
     results_path: str | None = None,
     lock_wait: float = 0.0,
@@ -350,7 +350,8 @@ def create_phone_call_redirects(
         artifact_key: Prefix of the artifacts' keys (`-progress`, `-report`).
         max_table_rows: Rows in the table artifact at most.
         first_row: What people call item 0 in the artifacts and messages (e.g. `2`: CSV rows as a
-            spreadsheet numbers them, the header is row 1); default: `item 0`, `item 1`...
+            spreadsheet numbers them, the header is row 1), or each item's row number
+            (`scan_csv(path).row_numbers`, blank lines counted); default: `item 0`, `item 1`...
         stop_after_unknown: Stop after this many unknown outcomes in a row (`None`: never).
         results_path: A file for every item's result (JSON Lines); default: a temporary
             file that `report.items()` reads, removed with the report.

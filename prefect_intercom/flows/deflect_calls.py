@@ -17,7 +17,8 @@ WARNING, how to resume it.
 
 from __future__ import annotations
 
-import csv
+import hashlib
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -25,9 +26,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import fsspec
 from prefect import flow, get_run_logger
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.states import State
@@ -39,7 +40,7 @@ from prefect_intercom.batch.csv_input import scan_csv
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
-from prefect_intercom.errors import BatchKeyBusyError, IntercomConfigurationError
+from prefect_intercom.errors import BatchKeyBusyError, BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.flows.parameters import (
     DEFAULT_BLOCK_NAME,
     BlockName,
@@ -49,6 +50,7 @@ from prefect_intercom.flows.parameters import (
     OptionalStrList,
     labelled,
 )
+from prefect_intercom.flows.report_file import check_report, one_line, write_report_csv
 from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.flows.workspace_types import dry_run_types, workspace_types
@@ -60,12 +62,13 @@ from prefect_intercom.validation import request_issues
 FLOW_NAME = "deflect-calls"
 DEPLOYMENT_NAME = "deflect-calls"
 DRY_RUN_CODE = "dry_run"
-REPORT_COLUMNS = ("row", "outcome", "status", "intercom_code", "request_id", "message")
-FIRST_DATA_ROW = 2
-"""The row number of item 0: rows are numbered as a spreadsheet shows them (the header is row 1)."""
 STOP_TIMEOUT = 60.0
 """Seconds an interrupted run waits for its batch's orderly stop (answers in flight, ledger, lease)."""
+SANDBOX_HINT = "run deflect-calls on the local sandbox, prefect-intercom deflect-calls FILE --sandbox"
+"""How to try deflect-calls without an Intercom account (the hint of a missing block's message)."""
 _KEY_LISTENERS: list[Callable[[str], None]] = []
+_REFUSED_EVERY_SEND = re.compile(r"Intercom answered (401|403|404) ")
+"""How a batch that stopped because every send would be refused says so (`BatchReport.stopped`)."""
 
 
 def resume_sentence(what: str, sent: int, batch_key: str, how: str) -> str:
@@ -126,86 +129,46 @@ def load_ledger_storage(slug: str) -> WritableFileSystem:
     return block
 
 
-def row_number(index: int) -> int:
-    """The spreadsheet row number of the batch item `index` (item 0 is the first data row, row 2)."""
-    return index + FIRST_DATA_ROW
-
-
-def write_report_csv(
-    results: Iterable[BatchItemResult], url: str, row_numbers: Callable[[int], int] | None = None
-) -> int:
-    """Write one CSV line per item (row, outcome, status, Intercom code, request id, message).
-
-    Every text cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a
-    tab or a carriage return) is prefixed with a single quote, as OWASP recommends.
-
-    Args:
-        results: The items' results, in input order.
-        url: A path or any URL fsspec writes.
-        row_numbers: The file's row number of each item (`scan_csv`'s `row_numbers`; default:
-            `row_number`, the file without blank lines).
-
-    Returns:
-        The number of rows written.
-    """
-    number = row_numbers or row_number
-    written = 0
-    with fsspec.open(url, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(REPORT_COLUMNS)
-        for result in results:
-            writer.writerow(
-                [
-                    number(result.index),
-                    result.outcome.value,
-                    "" if result.status is None else result.status,
-                    spreadsheet_safe(result.error_code or ""),
-                    spreadsheet_safe(result.request_id or ""),
-                    spreadsheet_safe(result.message or ""),
-                ]
-            )
-            written += 1
-    return written
-
-
-def spreadsheet_safe(text: str) -> str:
-    """`text` as a spreadsheet cell that is never run: a leading `=`, `+`, `-`, `@`, tab or CR gets a `'`."""
-    return "'" + text if text[:1] in _FORMULA_STARTS and text else text
-
-
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
 def validate_csv(
     csv_path: str,
     phone_column: str,
     attribute_columns: list[str] | None,
     results_path: str | None,
+    row_numbers: Callable[[int], int] | None = None,
     workspace_types: dict[str, str] | None = None,
 ) -> BatchReport:
-    """Validate every row of the file and send nothing (the dry run).
+    """Validate every row of the file and send nothing (the dry run): what the run would do, in its words.
 
-    Invalid rows are `rejected` with the validation errors; valid ones `not_sent` with the code `dry_run`.
+    As in the run, an invalid row is `rejected` with the validation errors, and a row whose phone
+    an earlier row has is `skipped` (`duplicate_in_batch`, "same phone as row N"); the others are
+    `not_sent` with the code `dry_run` (the run would send them).
 
     Returns:
         The report (every row in it, in input order).
     """
-    report = BatchReport(batch_key=DRY_RUN_CODE, results_path=results_path)
+    report = BatchReport(batch_key=DRY_RUN_CODE, results_path=results_path, first_row=row_numbers or 2)
     requests = read_requests_csv(
         csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=workspace_types
     )
+    seen: dict[bytes, int] = {}  # 8-byte digests of the phones: flat memory, as the run's key table
     for index, body in enumerate(requests):
-        masked = mask_phone(body.get("phone")) if body.get("phone") else None
+        phone = body.get("phone")
+        masked = mask_phone(phone) if isinstance(phone, str) else None
         if isinstance(body, RefusedRow):  # a custom attribute not of its type: rejected as the run rejects it
             report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
             continue
         issues = request_issues(PHONE_CALL_REDIRECTS, body)
-        if issues:
+        if issues or not isinstance(phone, str):
             message = "; ".join(str(issue) for issue in issues)
             report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
-        else:
-            message = "valid; dry run, not sent"
-            report.add(BatchItemResult(index, Outcome.NOT_SENT, masked, error_code=DRY_RUN_CODE, message=message))
+            continue
+        first = seen.setdefault(hashlib.blake2b(phone.encode(), digest_size=8).digest(), index)
+        if first != index:
+            message = f"same phone as {report.label(first)}"
+            report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))
+            continue
+        message = "valid; dry run, not sent"
+        report.add(BatchItemResult(index, Outcome.NOT_SENT, masked, error_code=DRY_RUN_CODE, message=message))
     report.close()
     return report
 
@@ -296,7 +259,7 @@ def deflect_calls(
         max_table_rows: Rows in the table artifact at most.
         dry_run: Validate every row and send nothing (no block needed).
         report_path: Write one CSV line per input row there (row, outcome, status, Intercom code,
-            request id, message).
+            request id, message); checked before the first send (`check_report`).
         results_path: A local file for every row's result as it happens (JSON Lines; the command
             line follows it for its progress bar).
 
@@ -307,21 +270,36 @@ def deflect_calls(
         (`prefect_intercom.flows.run_state`).
     """
     logger = get_run_logger()
-    if dry_run:
-        report = validate_csv(
-            csv_path, phone_column, attribute_columns, results_path, dry_run_types(block_name, logger)
-        )
-        valid = report.counts[Outcome.NOT_SENT.value]
-        logger.info("Dry run of %s: %s valid, %s refused; nothing was sent", csv_path, valid, report.total - valid)
-        if report_path:
-            write_report_csv(report.items(), report_path, scan_csv(csv_path).row_numbers)
-        return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": report.counts["rejected"]}
     if batch_key and send_again:
         raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
-    credentials = load_credentials(block_name)
+    if dry_run:  # the workspace's custom attribute types, read once per run (a dry run needs no block)
+        types = dry_run_types(block_name, logger)
+    else:
+        credentials = load_credentials(block_name, SANDBOX_HINT)
+        types = workspace_types(credentials, logger)
+    try:  # the whole file and the report path are checked before anything is sent, as on the command line
+        scan = scan_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        problem = f"cannot read the CSV {csv_path}: {one_line(error)}"
+        raise IntercomConfigurationError(f"{problem}; nothing was sent") from None
+    try:
+        if report_path:
+            check_report(report_path, csv_path)
+    except ValueError as error:
+        raise IntercomConfigurationError(f"{error}; nothing was sent") from None
+    if dry_run:
+        report = validate_csv(csv_path, phone_column, attribute_columns, results_path, scan.row_numbers, types)
+        counts = report.counts
+        logger.info(
+            "Dry run of %s, nothing sent: %s valid, %s rejected, %s skipped (duplicates)",
+            csv_path,
+            *(f"{counts[name]:,}" for name in ("not_sent", "rejected", "skipped")),
+        )
+        if report_path:
+            write_report_csv(report.items(), report_path, scan.row_numbers)
+        valid, rejected, skipped = counts["not_sent"], counts["rejected"], counts["skipped"]
+        return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
     storage = load_ledger_storage(ledger_storage) if ledger_storage else None
-    types = workspace_types(credentials, logger)  # once per run; checks the header's declared types before sending
-    scan = scan_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types)
     key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
     how = "run it again with the same batch key"
     if send_again:
@@ -347,7 +325,7 @@ def deflect_calls(
                 expected_total=scan.rows,
                 ledger_storage=storage,
                 max_table_rows=max_table_rows,
-                first_row=FIRST_DATA_ROW,
+                first_row=scan.row_numbers,
                 results_path=results,
             )
         except BatchKeyBusyError:
@@ -355,6 +333,8 @@ def deflect_calls(
         except BaseException as error:  # stopped, failed, cancelled, interrupted: say how it resumes
             if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: let the batch stop the orderly way first
                 stop_running_batches(key, timeout=STOP_TIMEOUT)
+            if isinstance(error, BatchStoppedError) and _REFUSED_EVERY_SEND.match(error.report.stopped or ""):
+                _no_flow_retry()  # a wrong token or app: the automatic retry would fail the same way
             sent = _sent_so_far(results)
             logger.warning(resume_sentence("The batch ended early", sent, key, how))
             raise
@@ -362,8 +342,22 @@ def deflect_calls(
             write_report_csv(report.items(), report_path, scan.row_numbers)
             logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
         results_in_order = report.items()
-    log_problems(logger, results_in_order)
-    return final_state(results_in_order, key, how, {"batch_key": report.batch_key, **report.counts})
+    log_problems(logger, results_in_order, scan.row_numbers)
+    return final_state(results_in_order, key, how, scan.row_numbers, {"batch_key": report.batch_key, **report.counts})
+
+
+def _no_flow_retry() -> None:
+    """Turn off the automatic retry of this flow run (the run still fails; a later run resumes)."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    policy = context.flow_run.empirical_policy.model_copy(update={"retries": 0, "max_retries": 0})
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(context.flow_run.id, empirical_policy=policy)
+    except Exception:  # only a retry that fails the same way again is lost
+        return
+    context.flow_run.empirical_policy = policy
 
 
 def _flow_run_id() -> str:

@@ -6,16 +6,15 @@ Each check raises `ValueError` with one sentence; the command line shows it as i
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import NoReturn
 
 from prefect_intercom.batch.csv_input import CsvScan, scan_csv
 from prefect_intercom.batch.report import BatchItemResult
-from prefect_intercom.flows.deflect_calls import write_report_csv
+from prefect_intercom.flows.report_file import check_report, one_line, write_report_csv
+
+__all__ = ["OneLineParser", "check_csv", "check_report", "positive_count", "printable", "write_report"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -58,33 +57,7 @@ def check_csv(csv_path: str, phone_column: str, attributes: list[str] | None) ->
     try:
         return scan_csv(csv_path, phone_column=phone_column, attribute_columns=attributes)
     except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
-        raise ValueError(f"cannot read the CSV {csv_path}: {_sentence(error)}") from None
-
-
-def check_report(report: str, csv_path: str) -> None:
-    """Check the report file can be written, and is not the input, before anything is sent.
-
-    A local path must not be a directory or the input file (under any spelling or link), its
-    folder must exist and be writable; a device is written one byte (`/dev/full` fails). A
-    URL (`s3://...`) is only compared with the input's.
-
-    Raises:
-        ValueError: One sentence saying why the report cannot be written there.
-    """
-    where = f"the report {report}"
-    if _is_url(report):
-        if report.rstrip("/") == csv_path.rstrip("/"):
-            raise ValueError(f"{where} is the input file: it would overwrite the callers; name another file")
-        return
-    path = Path(_local(report)).expanduser()
-    if not _is_url(csv_path) and _same_file(path, Path(_local(csv_path)).expanduser()):
-        raise ValueError(f"{where} is the input file {csv_path}: it would overwrite the callers; name another file")
-    if path.is_dir():
-        raise ValueError(f"{where} is a directory: name a file in it")
-    try:
-        _try_writing(path)
-    except OSError as error:
-        raise ValueError(f"cannot write {where}: {_sentence(error)}") from None
+        raise ValueError(f"cannot read the CSV {csv_path}: {one_line(error)}") from None
 
 
 def write_report(results: list[BatchItemResult], report: str, row_numbers: Callable[[int], int]) -> str | None:
@@ -97,44 +70,5 @@ def write_report(results: list[BatchItemResult], report: str, row_numbers: Calla
     try:
         write_report_csv(results, report, row_numbers)
     except (OSError, ValueError) as error:
-        return f"cannot write the report {report}: {_sentence(error)}"
+        return f"cannot write the report {report}: {one_line(error)}"
     return None
-
-
-def _try_writing(path: Path) -> None:
-    """Open `path` for writing without changing a file that exists; write a byte to a device."""
-    if not path.exists():
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"no folder {path.parent}")
-        with open(path, "xb"):
-            pass
-        path.unlink()
-        return
-    mode = path.stat().st_mode
-    if stat.S_ISFIFO(mode):  # opening it would wait for a reader
-        return
-    with open(path, "ab", buffering=0) as handle:
-        if stat.S_ISCHR(mode) and not handle.isatty():
-            handle.write(b"\n")  # /dev/full says no space left; /dev/null takes it
-
-
-def _same_file(one: Path, other: Path) -> bool:
-    try:
-        if one.exists() and other.exists():
-            return os.path.samefile(one, other)
-        return os.path.realpath(one) == os.path.realpath(other)
-    except OSError:
-        return False
-
-
-def _is_url(text: str) -> bool:
-    return "://" in text and not text.startswith("file://")
-
-
-def _local(text: str) -> str:
-    return text.removeprefix("file://")
-
-
-def _sentence(error: BaseException) -> str:
-    """An error as one line: the first line of its message, or its type's name."""
-    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -18,9 +18,8 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +30,6 @@ from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.flows.deflect_calls import (
-    DRY_RUN_CODE,
     STOP_TIMEOUT,
     deflect_calls,
     load_ledger_storage,
@@ -48,13 +46,13 @@ from prefect_intercom.flows.deflect_calls_checks import (
     printable,
     write_report,
 )
+from prefect_intercom.flows.deflect_calls_output import counts, print_problems, progress_bar, quiet_console, stop_line
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
-from prefect_intercom.flows.test_request import SANDBOX_TEST_PHONE, load_credentials
+from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 
 PROG = "prefect-intercom deflect-calls"
-_PROBLEMS = (Outcome.REJECTED, Outcome.NOT_SENT, Outcome.UNKNOWN)
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
@@ -88,11 +86,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--block", metavar="NAME", help=f"your saved IntercomCredentials block (default: {DEFAULT_BLOCK_NAME!r})"
     )
     target.add_argument("--sandbox", action="store_true", help="send to a local sandbox instead of Intercom")
-    parser.add_argument("--phone-column", default="phone", help="column with the phone numbers (default: phone)")
-    parser.add_argument("--attribute", action="append", dest="attributes", help="attribute column (repeatable)")
+    parser.add_argument(
+        "--phone-column", metavar="COLUMN", default="phone", help="column with the phone numbers (default: phone)"
+    )
+    parser.add_argument(
+        "--attribute", metavar="COLUMN", action="append", dest="attributes", help="attribute column (repeatable)"
+    )
     again = parser.add_mutually_exclusive_group()
     again.add_argument(
         "--batch-key",
+        metavar="KEY",
         help="identifies the batch across runs (default: derived from the file's content and the Intercom app, "
         "so the same command resumes)",
     )
@@ -106,11 +109,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--concurrency",
+        metavar="N",
         type=positive_count,
         default=None,
         help="requests in flight, 1 or more (default: adapted to Intercom's rate)",
     )
-    parser.add_argument("--global-rate-limit", help="Prefect global concurrency limit (slot decay) to share")
+    parser.add_argument(
+        "--global-rate-limit", metavar="NAME", help="Prefect global concurrency limit (slot decay) to share"
+    )
     parser.add_argument("--retry-unknown", action="store_true", help="also retry 5xx/timeouts (may text twice)")
     parser.add_argument("--resend-unknown", action="store_true", help="resend items unknown in an earlier run")
     parser.add_argument("--dry-run", action="store_true", help="validate every row and send nothing")
@@ -120,6 +126,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         help="write one line per input row: row, outcome, status, intercom_code, request_id, message",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none when not on a terminal)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks (also with PREFECT_LOGGING_LEVEL=DEBUG)")
     return parser
 
 
@@ -153,7 +160,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     }
     run = _Run(parameters)
     try:
-        with _sigterm_raises(), on_batch_key(run.key_derived):
+        with _sigterm_raises(), on_batch_key(run.key_derived), quiet_console(args.debug):
             _start_temporary_server()
             try:
                 scan = check_csv(args.csv_path, args.phone_column, args.attributes)
@@ -232,10 +239,9 @@ def _sigterm_raises() -> Iterator[None]:
 def _check_block(block_name: str) -> None:
     """Load the block once before the run, so a missing or wrong one is one line (and no flow retry)."""
     try:
-        load_credentials(block_name)
-    except IntercomConfigurationError as error:  # its sandbox hint names test-request: name this command's
-        hint = f"prefect-intercom test-request --sandbox --phone {SANDBOX_TEST_PHONE}"
-        raise StartError(str(error).replace(hint, "the same command with --sandbox instead of --block")) from None
+        load_credentials(block_name, "the same command with --sandbox instead of --block")
+    except IntercomConfigurationError as error:
+        raise StartError(str(error)) from None
     except Exception as error:  # e.g. a block of another type under that name, or no Prefect API
         raise StartError(f"cannot load the Intercom credentials block {block_name!r}: {error}") from None
 
@@ -291,7 +297,7 @@ class _Run:
             results_path = str(Path(folder) / "results.jsonl")
             parameters = {**self.parameters, "results_path": results_path}
             try:
-                with _progress(results_path, total) if progress else nullcontext():
+                with progress_bar(results_path, total) if progress else nullcontext():
                     state = deflect_calls(**parameters, return_state=True)
             except BaseException:  # interrupted: the batch stops first, so that what it sent is all listed
                 self.stopped = _stop_batches()
@@ -300,16 +306,21 @@ class _Run:
                 self.results = sorted(read_results(results_path), key=lambda result: result.index)
                 if report:
                     report_error = write_report(self.results, report, row_numbers)
-        _print_problems(self.results, row_numbers)
+        print_problems(self.results, row_numbers)
         if report and not report_error:
             print(printable(f"Report: {len(self.results):,} row(s) written to {report}"))
+        dry_run = self.parameters["dry_run"]
         if state.is_completed() and not report_error:
-            key = f" (batch key {self.keys[-1]})" if self.keys and not self.parameters["dry_run"] else ""
-            print(f"Done: {_counts(self.results, self.parameters['dry_run'])}{key}")
+            key = f" (batch key {self.keys[-1]})" if self.keys and not dry_run else ""
+            print(f"Done: {counts(self.results, dry_run)}{key}")
             return 0
-        message = report_error or (state.message or "failed").splitlines()[0]
-        print(printable(f"Deflect calls failed: {message}"), file=sys.stderr)
-        print(f"Rows: {_counts(self.results, self.parameters['dry_run'])}", file=sys.stderr)
+        stopped = None if report_error else stop_line(self.results, self.how)
+        if stopped:  # one line: why, how many requests, what was not attempted, what to do
+            print(printable(f"Deflect calls failed: {stopped}"), file=sys.stderr)
+        else:
+            message = report_error or (state.message or "failed").splitlines()[0]
+            print(printable(f"Deflect calls failed: {message}"), file=sys.stderr)
+            print(f"Rows: {counts(self.results, dry_run)}", file=sys.stderr)
         if self.keys and any(_was_sent(result) for result in self.results):
             print(resume_sentence("Failed", self._sent(), self.keys[-1], self.how), file=sys.stderr)
         return 1
@@ -337,55 +348,3 @@ def _was_sent(result: BatchItemResult) -> bool:
     if result.outcome is Outcome.SKIPPED:
         return result.error_code in ("already_sent", "unknown_in_earlier_run")
     return result.outcome in (Outcome.SENT, Outcome.UNKNOWN)
-
-
-def _print_problems(results: list[BatchItemResult], row_numbers: Callable[[int], int]) -> None:
-    """One line per row that was refused or not sent: row number, masked phone, outcome and reason."""
-    problems = [r for r in results if r.outcome in _PROBLEMS and r.error_code != DRY_RUN_CODE]
-    for result in problems:
-        status = " ".join(str(part) for part in (result.status, result.error_code) if part)
-        reason = "; ".join(part for part in (status, result.message or "") if part)
-        line = f"row {row_numbers(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: {reason}"
-        print(printable(line))
-
-
-def _counts(results: list[BatchItemResult], dry_run: bool) -> str:
-    if dry_run:
-        refused = sum(result.outcome is Outcome.REJECTED for result in results)
-        return f"dry run, nothing sent: {len(results) - refused:,} valid, {refused:,} refused"
-    counts = {outcome.value: 0 for outcome in Outcome}
-    for result in results:
-        counts[result.outcome.value] += 1
-    return ", ".join(f"{count:,} {name}" for name, count in counts.items())
-
-
-def _progress(results_path: str, total: int) -> AbstractContextManager[None]:
-    """A progress bar on the terminal that follows the results file (stopped on exit)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(
-        TextColumn("deflect-calls"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-    )
-    task = bar.add_task("rows", total=total)
-    stop = threading.Event()
-
-    def follow() -> None:
-        while not stop.wait(0.25):
-            try:
-                with open(results_path, "rb") as handle:
-                    bar.update(task, completed=sum(1 for _ in handle))
-            except OSError:
-                continue
-
-    class _Bar(AbstractContextManager[None]):
-        def __enter__(self) -> None:
-            bar.start()
-            self.thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
-            self.thread.start()
-
-        def __exit__(self, *exc: object) -> None:
-            stop.set()
-            self.thread.join()
-            bar.stop()
-
-    return _Bar()

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed, Failed, State
 
+from prefect_intercom.batch.csv_input import RowNumbers
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.outcomes import Outcome
 
@@ -34,11 +35,8 @@ PROBLEMS_STATE_NAME = "Completed with problems"
 SUMMARY_ARTIFACT_KEY = "deflect-calls-summary"
 ROWS_IN_LOG = 5
 """Rows named in a WARNING line at most (the artifact and the report file have them all)."""
-FIRST_DATA_ROW = 2
-
-
-def _row(result: BatchItemResult) -> int:
-    return result.index + FIRST_DATA_ROW
+RowNumber = Callable[[int], int]
+"""The input file's row number of an item (`scan_csv(...).row_numbers`: the header is row 1, blank lines count)."""
 
 
 def is_unknown(result: BatchItemResult) -> bool:
@@ -53,14 +51,19 @@ def not_texted(result: BatchItemResult) -> bool:
     return result.outcome in (Outcome.REJECTED, Outcome.NOT_SENT)
 
 
-def _describe(result: BatchItemResult) -> str:
+def _describe(result: BatchItemResult, row_numbers: RowNumber) -> str:
     reason = " ".join(str(part) for part in (result.status, result.error_code) if part)
     message = "; ".join(part for part in (reason, result.message or "") if part)
-    return f"row {_row(result)} ({result.phone or 'no phone'}): {message or result.outcome.value}"
+    return f"row {row_numbers(result.index)} ({result.phone or 'no phone'}): {message or result.outcome.value}"
 
 
-def log_problems(logger: logging.Logger | logging.LoggerAdapter[Any], results: Sequence[BatchItemResult]) -> None:
+def log_problems(
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    results: Sequence[BatchItemResult],
+    row_numbers: RowNumber | None = None,
+) -> None:
     """One WARNING line per problem outcome (`not_sent`, `unknown`, `rejected`): the count and a few rows."""
+    number = row_numbers or RowNumbers()
     for label, test in (
         ("not sent", lambda r: r.outcome is Outcome.NOT_SENT),
         ("unknown (may have been texted)", is_unknown),
@@ -68,13 +71,16 @@ def log_problems(logger: logging.Logger | logging.LoggerAdapter[Any], results: S
     ):
         rows = [result for result in results if test(result)]
         if rows:
-            shown = "; ".join(_describe(result) for result in rows[:ROWS_IN_LOG])
+            shown = "; ".join(_describe(result, number) for result in rows[:ROWS_IN_LOG])
             more = f"; and {len(rows) - ROWS_IN_LOG:,} more" if len(rows) > ROWS_IN_LOG else ""
             logger.warning("%s row(s) %s: %s%s", f"{len(rows):,}", label, shown, more)
 
 
-def summary_markdown(results: Sequence[BatchItemResult], batch_key: str, how_to_resume: str) -> str:
-    """The flow run's summary: counts, every row not texted (by row number), how to resume."""
+def summary_markdown(
+    results: Sequence[BatchItemResult], batch_key: str, how_to_resume: str, row_numbers: RowNumber | None = None
+) -> str:
+    """The flow run's summary: counts, every row not texted (by the file's row number), how to resume."""
+    number = row_numbers or RowNumbers()
     counts = Counter(result.outcome.value for result in results)
     lines = [f"# Deflect calls: {_headline(results)}", "", f"Batch key `{batch_key}`", ""]
     lines += ["| outcome | rows |", "|---|---|"]
@@ -83,11 +89,11 @@ def summary_markdown(results: Sequence[BatchItemResult], batch_key: str, how_to_
     missed = [result for result in results if not_texted(result)]
     if unknown:
         lines += ["", "## May have been texted (unknown)", ""]
-        lines += [f"- {_describe(result)}" for result in unknown]
+        lines += [f"- {_describe(result, number)}" for result in unknown]
         lines += ["", "Check them in Intercom first; run again with *Resend unknown items* to text them again."]
     if missed:
         lines += ["", "## Not texted", ""]
-        lines += [f"- {_describe(result)}" for result in missed]
+        lines += [f"- {_describe(result, number)}" for result in missed]
     if unknown or missed:
         lines += ["", f"To resume: {how_to_resume}; nobody already texted is texted twice."]
     return "\n".join(lines)
@@ -107,7 +113,11 @@ def _headline(results: Sequence[BatchItemResult]) -> str:
 
 
 def final_state(
-    results: Sequence[BatchItemResult], batch_key: str, how_to_resume: str, data: dict[str, Any]
+    results: Sequence[BatchItemResult],
+    batch_key: str,
+    how_to_resume: str,
+    row_numbers: RowNumber | None,
+    data: dict[str, Any],
 ) -> State[Any]:
     """Publish the summary artifact and return the run's final state (see the module table).
 
@@ -115,6 +125,7 @@ def final_state(
         results: Every row's result, in input order.
         batch_key: The batch key.
         how_to_resume: What to do to resume, e.g. `run it again with the same file and credentials block`.
+        row_numbers: The input file's row number of each item (default: item 0 on row 2).
         data: The flow's return value (the batch key and the counts).
 
     Returns:
@@ -122,7 +133,7 @@ def final_state(
         `Failed`; its message is the headline.
     """
     create_markdown_artifact(
-        summary_markdown(results, batch_key, how_to_resume),
+        summary_markdown(results, batch_key, how_to_resume, row_numbers),
         key=SUMMARY_ARTIFACT_KEY,
         description=f"Deflect calls: {_headline(results)}",
     )

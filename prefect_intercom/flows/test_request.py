@@ -92,20 +92,27 @@ class PhoneCallRedirectBody(BaseModel):
         return phone_call_redirect_body(self.phone, self.custom_attributes or None)
 
 
-def missing_block_message(block_name: str) -> str:
-    """What to do when there is no credentials block called `block_name`."""
+def missing_block_message(block_name: str, try_it: str | None = None) -> str:
+    """What to do when there is no credentials block called `block_name`.
+
+    Args:
+        block_name: The block's name.
+        try_it: How to try the command without an Intercom account (default: test-request's `--sandbox`).
+    """
+    try_it = try_it or f"prefect-intercom test-request --sandbox --phone {SANDBOX_TEST_PHONE}"
     return (
         f"No Intercom credentials block named {block_name!r} on this Prefect server "
         f"(block type {IntercomCredentials.get_block_type_slug()!r}). Create it once, then run again: "
         f"in Python, IntercomCredentials(access_token='<your token>', region='us').save({block_name!r}); "
         "or in the UI, Blocks > + > Intercom Credentials (run `prefect block register -m prefect_intercom` "
-        f"if it is not listed) saved as {block_name!r}. To try without an Intercom account: "
-        f"prefect-intercom test-request --sandbox --phone {SANDBOX_TEST_PHONE}"
+        f"if it is not listed) saved as {block_name!r}. To try without an Intercom account: {try_it}"
     )
 
 
-def load_credentials(block_name: str) -> IntercomCredentials:
+def load_credentials(block_name: str, try_it: str | None = None) -> IntercomCredentials:
     """Load the `IntercomCredentials` block `block_name` (also accepts `intercom-credentials/NAME`).
+
+    `try_it` says, in a missing block's message, how to try the command without an account.
 
     Raises:
         IntercomConfigurationError: There is no such block; the message says how to create it.
@@ -113,13 +120,13 @@ def load_credentials(block_name: str) -> IntercomCredentials:
     slug = IntercomCredentials.get_block_type_slug()
     name = block_name.strip().removeprefix(f"{slug}/")
     if not name:
-        raise IntercomConfigurationError(missing_block_message(DEFAULT_BLOCK_NAME))
+        raise IntercomConfigurationError(missing_block_message(DEFAULT_BLOCK_NAME, try_it))
     try:
         return IntercomCredentials.load(name)
     except ValueError as error:
         if "Unable to find block document" not in str(error):
             raise
-        raise IntercomConfigurationError(missing_block_message(name)) from None
+        raise IntercomConfigurationError(missing_block_message(name, try_it)) from None
 
 
 def _require_phone(endpoint_name: str, body: dict[str, Any]) -> None:

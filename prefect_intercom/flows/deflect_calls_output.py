@@ -1,0 +1,140 @@
+"""What `prefect-intercom deflect-calls` prints: refused rows, counts, a stopped batch in one line, a progress bar.
+
+Prefect's own console records (its INFO lines, the flow's and tasks' failure with their
+tracebacks) would say again, at length, what the command says in a line: unless `--debug` or
+`PREFECT_LOGGING_LEVEL=DEBUG`, the command shows only their warnings (a ledger on local disk)
+on the terminal (`quiet_console`). The Prefect server keeps every log line for the run page.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from http import HTTPStatus
+
+from prefect_intercom.batch.report import BatchItemResult
+from prefect_intercom.flows.deflect_calls import DRY_RUN_CODE
+from prefect_intercom.flows.deflect_calls_checks import printable
+from prefect_intercom.outcomes import Outcome
+
+NOT_ATTEMPTED = "not_attempted"
+_PROBLEMS = (Outcome.REJECTED, Outcome.NOT_SENT, Outcome.UNKNOWN)
+_CONSOLE_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect_intercom")
+_SAID_BY_THE_COMMAND = ("The batch ended early",)
+
+
+def debugging(debug: bool) -> bool:
+    """Whether tracebacks are shown: `--debug`, or `PREFECT_LOGGING_LEVEL=DEBUG`."""
+    return debug or os.environ.get("PREFECT_LOGGING_LEVEL", "").strip().upper() == "DEBUG"
+
+
+@contextmanager
+def quiet_console(debug: bool) -> Iterator[None]:
+    """Unless debugging, keep Prefect's INFO lines, failures and tracebacks off the terminal while the command runs."""
+    if debugging(debug):
+        yield
+        return
+    handlers = {
+        handler
+        for name in _CONSOLE_LOGGERS
+        for handler in logging.getLogger(name).handlers
+        if isinstance(handler, logging.StreamHandler)
+    }
+    hide = _HideFailures()
+    for handler in handlers:
+        handler.addFilter(hide)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hide)
+
+
+class _HideFailures(logging.Filter):
+    """Keeps warnings only: drops records below WARNING, at ERROR or above, with a traceback, or said by the command."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or not logging.WARNING <= record.levelno < logging.ERROR:
+            return False
+        return not str(record.msg).startswith(_SAID_BY_THE_COMMAND)
+
+
+def stop_line(results: list[BatchItemResult], how: str) -> str | None:
+    """One line for a batch that stopped early: why, how many requests, how many rows not attempted, what to do.
+
+    Returns:
+        E.g. `401 unauthorized (unauthorized): stopped after 1 request; 299 rows not attempted;
+        check the access token of the credentials block, then run the same command again to
+        resume`, or `None` when the batch did not stop early.
+    """
+    left = sum(result.error_code == NOT_ATTEMPTED and result.outcome is Outcome.NOT_SENT for result in results)
+    if not left:
+        return None
+    requests = sum(result.attempts for result in results)
+    refused = [result for result in results if result.status in (401, 403, 404) and result.outcome is Outcome.NOT_SENT]
+    if refused:
+        first = refused[0]
+        cause = f"{first.status} {HTTPStatus(first.status or 0).phrase.lower()} ({first.error_code or 'no code'})"
+        fix = "check the access token of the credentials block" if first.status != 404 else "check its region"
+        how = f"{fix}, then {how}"
+    else:
+        cause = next((r.message for r in results if r.error_code == NOT_ATTEMPTED and r.message), "stopped early")
+    plural = "" if requests == 1 else "s"
+    return f"{cause}: stopped after {requests:,} request{plural}; {left:,} rows not attempted; {how} to resume"
+
+
+def print_problems(results: list[BatchItemResult], row_numbers: Callable[[int], int]) -> None:
+    """One line per row that was refused or not sent (rows a stopped batch did not attempt are counted, not listed)."""
+    for result in results:
+        if result.outcome not in _PROBLEMS or result.error_code in (DRY_RUN_CODE, NOT_ATTEMPTED):
+            continue
+        status = " ".join(str(part) for part in (result.status, result.error_code) if part)
+        reason = "; ".join(part for part in (status, result.message or "") if part)
+        line = f"row {row_numbers(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: {reason}"
+        print(printable(line))
+
+
+def counts(results: list[BatchItemResult], dry_run: bool) -> str:
+    """The rows per outcome, in the run's words (the dry run's valid rows are those the run would send)."""
+    tally = {outcome.value: 0 for outcome in Outcome}
+    for result in results:
+        tally[result.outcome.value] += 1
+    if dry_run:
+        valid, rejected, skipped = tally["not_sent"], tally["rejected"], tally["skipped"]
+        return f"dry run, nothing sent: {valid:,} valid, {rejected:,} rejected, {skipped:,} skipped"
+    return ", ".join(f"{count:,} {name}" for name, count in tally.items())
+
+
+def progress_bar(results_path: str, total: int) -> AbstractContextManager[None]:
+    """A progress bar on the terminal that follows the results file (stopped on exit)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("deflect-calls"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )
+    task = bar.add_task("rows", total=total)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(0.25):
+            try:
+                with open(results_path, "rb") as handle:
+                    bar.update(task, completed=sum(1 for _ in handle))
+            except OSError:
+                continue
+
+    class _Bar(AbstractContextManager[None]):
+        def __enter__(self) -> None:
+            bar.start()
+            self.thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
+            self.thread.start()
+
+        def __exit__(self, *exc: object) -> None:
+            stop.set()
+            self.thread.join()
+            bar.stop()
+
+    return _Bar()

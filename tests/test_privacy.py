@@ -1,0 +1,39 @@
+"""Control characters between a phone's digits never split its mask (issue 16: a NUL showed 8 of 11 digits)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from prefect_intercom.privacy import MASK, mask_known_phone, mask_phone, mask_phone_numbers, phone_number_in
+
+PHONE = "+14155550100"
+SEPARATORS = ["\x00", "\x1b", "\x7f", "\x9b", "\x1b[31m", "\x1b[0;1m", "\u200b", "\u202e", "\ufeff", "\r", "\x0b"]
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def _shown_digits(text: str) -> str:
+    """The digits a reader sees (those of a terminal escape sequence are the terminal's, not the phone's)."""
+    return "".join(re.findall(r"\d", _ESCAPES.sub("", text)))
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+@pytest.mark.parametrize("at", [2, 5, 8, 10])
+def test_a_control_character_between_digits_does_not_split_the_mask(separator: str, at: int) -> None:
+    hostile = PHONE[:at] + separator + PHONE[at:]
+    for masked in (mask_phone(hostile), mask_phone_numbers(hostile), mask_known_phone(hostile, PHONE)):
+        assert MASK in masked
+        assert _shown_digits(masked) == "14150100", repr(masked)  # 4 + 4 of 11, as without the character
+    assert _shown_digits(phone_number_in(f"key-{hostile}") or "") == "14150100"
+
+
+def test_control_characters_everywhere_still_mask_one_run() -> None:
+    hostile = "+1\x004\x1b[2J1\x7f5\u200b5\x0055\x1b0\x9b1\u202e00"
+    assert _shown_digits(mask_phone(hostile)) == "14150100"
+    assert _shown_digits(mask_known_phone(f"echo: {hostile}", PHONE)) == "14150100"
+
+
+def test_short_numbers_around_control_characters_stay_readable() -> None:
+    assert mask_phone("port 8080\x00ok, 200 OK") == "port 8080\x00ok, 200 OK"
+    assert mask_phone_numbers("GET /a 200\x1b[0m 512") == "GET /a 200\x1b[0m 512"
