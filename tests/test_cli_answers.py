@@ -72,19 +72,20 @@ def _wrong_token_run(sandbox: Sandbox, tmp_path: Path, *extra: str) -> subproces
     return _command("deflect-calls", str(callers), "--block", name, "--batch-key", f"k-{uuid.uuid4().hex[:8]}", *extra)
 
 
-def test_a_wrong_token_in_deflect_calls_is_one_line_naming_the_status_the_code_and_what_was_not_attempted(
+def test_a_wrong_token_in_deflect_calls_is_one_line_naming_the_status_and_the_code_and_nothing_is_sent(
     prefect_server: None, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     result = _wrong_token_run(sandbox, tmp_path)
-    assert result.returncode == 1, result.stderr
-    assert len(sandbox.received) == 1  # the first item goes alone: a wrong token costs one request
+    assert result.returncode == 2, result.stderr  # a configuration problem, found before any text
+    assert len(sandbox.received) == 0  # the token is refused when the workspace's types are read: no text tried
+    assert len(sandbox.reads) == 1
     warnings = [text for text in result.stderr.splitlines() if "| WARNING |" in text]
-    assert len(warnings) <= 1 and all("ledger is on local disk" in text for text in warnings), result.stderr
-    lines = [text for text in result.stderr.strip().splitlines() if text not in warnings]
+    assert not warnings, result.stderr
+    lines = [text for text in result.stderr.strip().splitlines() if text]
     assert len(lines) == 1, result.stderr  # no INFO lines, no failure records, no traceback: the one line
     [line] = lines
-    assert "401 unauthorized (unauthorized): stopped after 1 request; 299 rows not attempted" in line, line
-    assert "run the same command again" in line
+    assert "401 [unauthorized] Access Token Invalid" in line and "nothing was sent" in line, line
+    assert "Check the access token" in line
     assert "Traceback" not in result.stdout + result.stderr
     printed = [text for text in result.stdout.splitlines() if text.strip()]
     assert len(printed) == len(set(printed)) and len(printed) <= 3, result.stdout  # no line per row not attempted
@@ -92,8 +93,8 @@ def test_a_wrong_token_in_deflect_calls_is_one_line_naming_the_status_the_code_a
 
 def test_a_wrong_token_with_debug_shows_the_tracebacks(prefect_server: None, sandbox: Sandbox, tmp_path: Path) -> None:
     result = _wrong_token_run(sandbox, tmp_path, "--debug")
-    assert result.returncode == 1 and "Traceback" in result.stderr
-    assert "401 unauthorized (unauthorized)" in result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert "401 [unauthorized]" in result.stderr.strip().splitlines()[-1]
 
 
 def _options(usage: str) -> dict[str, str]:

@@ -103,7 +103,7 @@ def test_the_dry_run_refuses_the_same_rows_and_sends_nothing(
     out = capsys.readouterr().out
     for line in REFUSED:
         assert line in out.splitlines(), out
-    assert "Done: dry run, nothing sent: 2 valid, 2 refused" in out
+    assert "Done: dry run, nothing sent: 2 valid, 2 rejected, 0 skipped" in out
     assert workspace_sandbox.received == [] and len(workspace_sandbox.reads) == 1
 
 

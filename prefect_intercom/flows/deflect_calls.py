@@ -28,7 +28,6 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.blocks.core import Block
-from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.states import State
@@ -51,7 +50,7 @@ from prefect_intercom.flows.parameters import (
     labelled,
 )
 from prefect_intercom.flows.report_file import check_report, one_line, write_report_csv
-from prefect_intercom.flows.run_state import final_state, log_problems
+from prefect_intercom.flows.run_state import final_state, log_problems, no_flow_retry, not_retried
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.flows.workspace_types import dry_run_types, workspace_types
 from prefect_intercom.outcomes import Outcome
@@ -270,36 +269,39 @@ def deflect_calls(
         (`prefect_intercom.flows.run_state`).
     """
     logger = get_run_logger()
-    if batch_key and send_again:
-        raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
-    if dry_run:  # the workspace's custom attribute types, read once per run (a dry run needs no block)
-        types = dry_run_types(block_name, logger)
-    else:
-        credentials = load_credentials(block_name, SANDBOX_HINT)
-        types = workspace_types(credentials, logger)
-    try:  # the whole file and the report path are checked before anything is sent, as on the command line
-        scan = scan_csv(csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types)
-    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
-        problem = f"cannot read the CSV {csv_path}: {one_line(error)}"
-        raise IntercomConfigurationError(f"{problem}; nothing was sent") from None
-    try:
-        if report_path:
-            check_report(report_path, csv_path)
-    except ValueError as error:
-        raise IntercomConfigurationError(f"{error}; nothing was sent") from None
-    if dry_run:
-        report = validate_csv(csv_path, phone_column, attribute_columns, results_path, scan.row_numbers, types)
-        counts = report.counts
-        logger.info(
-            "Dry run of %s, nothing sent: %s valid, %s rejected, %s skipped (duplicates)",
-            csv_path,
-            *(f"{counts[name]:,}" for name in ("not_sent", "rejected", "skipped")),
-        )
-        if report_path:
-            write_report_csv(report.items(), report_path, scan.row_numbers)
-        valid, rejected, skipped = counts["not_sent"], counts["rejected"], counts["skipped"]
-        return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
-    storage = load_ledger_storage(ledger_storage) if ledger_storage else None
+    with not_retried():  # an input, configuration or token problem fails the same way each time
+        if batch_key and send_again:
+            raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
+        if dry_run:  # the workspace's custom attribute types, read once per run (a dry run needs no block)
+            types = dry_run_types(block_name, logger)
+        else:
+            credentials = load_credentials(block_name, SANDBOX_HINT)
+            types = workspace_types(credentials, logger)
+        try:  # the whole file and the report path are checked before anything is sent, as on the command line
+            scan = scan_csv(
+                csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types
+            )
+        except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+            problem = f"cannot read the CSV {csv_path}: {one_line(error)}"
+            raise IntercomConfigurationError(f"{problem}; nothing was sent") from None
+        try:
+            if report_path:
+                check_report(report_path, csv_path)
+        except ValueError as error:
+            raise IntercomConfigurationError(f"{error}; nothing was sent") from None
+        if dry_run:
+            report = validate_csv(csv_path, phone_column, attribute_columns, results_path, scan.row_numbers, types)
+            counts = report.counts
+            logger.info(
+                "Dry run of %s, nothing sent: %s valid, %s rejected, %s skipped (duplicates)",
+                csv_path,
+                *(f"{counts[name]:,}" for name in ("not_sent", "rejected", "skipped")),
+            )
+            if report_path:
+                write_report_csv(report.items(), report_path, scan.row_numbers)
+            valid, rejected, skipped = counts["not_sent"], counts["rejected"], counts["skipped"]
+            return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
+        storage = load_ledger_storage(ledger_storage) if ledger_storage else None
     key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
     how = "run it again with the same batch key"
     if send_again:
@@ -334,7 +336,7 @@ def deflect_calls(
             if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: let the batch stop the orderly way first
                 stop_running_batches(key, timeout=STOP_TIMEOUT)
             if isinstance(error, BatchStoppedError) and _REFUSED_EVERY_SEND.match(error.report.stopped or ""):
-                _no_flow_retry()  # a wrong token or app: the automatic retry would fail the same way
+                no_flow_retry()  # a wrong token or app: the automatic retry would fail the same way
             sent = _sent_so_far(results)
             logger.warning(resume_sentence("The batch ended early", sent, key, how))
             raise
@@ -344,20 +346,6 @@ def deflect_calls(
         results_in_order = report.items()
     log_problems(logger, results_in_order, scan.row_numbers)
     return final_state(results_in_order, key, how, scan.row_numbers, {"batch_key": report.batch_key, **report.counts})
-
-
-def _no_flow_retry() -> None:
-    """Turn off the automatic retry of this flow run (the run still fails; a later run resumes)."""
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        return
-    policy = context.flow_run.empirical_policy.model_copy(update={"retries": 0, "max_retries": 0})
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(context.flow_run.id, empirical_policy=policy)
-    except Exception:  # only a retry that fails the same way again is lost
-        return
-    context.flow_run.empirical_policy = policy
 
 
 def _flow_run_id() -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -53,6 +54,7 @@ from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 
 PROG = "prefect-intercom deflect-calls"
+_EXCEPTION_PREAMBLE = re.compile(r"^Flow run encountered an exception: [\w.]+: ")
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
@@ -314,6 +316,8 @@ class _Run:
             key = f" (batch key {self.keys[-1]})" if self.keys and not dry_run else ""
             print(f"Done: {counts(self.results, dry_run)}{key}")
             return 0
+        if not self.results and not report_error:  # failed before its first row: input, configuration, token
+            raise StartError(f"{_reason(state.message)}; nothing was sent")
         stopped = None if report_error else stop_line(self.results, self.how)
         if stopped:  # one line: why, how many requests, what was not attempted, what to do
             print(printable(f"Deflect calls failed: {stopped}"), file=sys.stderr)
@@ -341,6 +345,12 @@ class _Run:
 
     def _sent(self) -> int:
         return sent_so_far(self.results)
+
+
+def _reason(message: str | None) -> str:
+    """A failed flow run's message as the one sentence of its exception (Prefect's preamble dropped)."""
+    first = (message or "the run failed").splitlines()[0]
+    return _EXCEPTION_PREAMBLE.sub("", first).rstrip(". ") or "the run failed"
 
 
 def _was_sent(result: BatchItemResult) -> bool:

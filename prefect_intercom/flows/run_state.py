@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 from prefect.states import Completed, Failed, State
 
 from prefect_intercom.batch.csv_input import RowNumbers
 from prefect_intercom.batch.report import BatchItemResult
+from prefect_intercom.errors import IntercomError
 from prefect_intercom.outcomes import Outcome
 
 PROBLEMS_STATE_NAME = "Completed with problems"
@@ -143,3 +147,27 @@ def final_state(
     if any(not_texted(result) or is_unknown(result) for result in results):
         return Completed(name=PROBLEMS_STATE_NAME, message=f"{headline}; {how_to_resume}", data=data)
     return Completed(message=headline, data=data)
+
+
+def no_flow_retry() -> None:
+    """Turn off the automatic retry of this flow run (the run still fails; a later run resumes)."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    policy = context.flow_run.empirical_policy.model_copy(update={"retries": 0, "max_retries": 0})
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(context.flow_run.id, empirical_policy=policy)
+    except Exception:  # only a retry that fails the same way again is lost
+        return
+    context.flow_run.empirical_policy = policy
+
+
+@contextmanager
+def not_retried() -> Iterator[None]:
+    """A failure of the run's set-up (input, configuration, a wrong token) fails it without the automatic retry."""
+    try:
+        yield
+    except IntercomError:
+        no_flow_retry()
+        raise
