@@ -49,9 +49,11 @@ class IntercomError(Exception):
 
     Attributes:
         attempts: How many times the request was sent before this error (more after retries).
+        code: A short reason code for a batch item it left unsent (Intercom's `error_code` comes first).
     """
 
     attempts: int = 1
+    code: str = "not_attempted"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # `BaseException` pickles as `cls(*args)`, which these constructors cannot take: skip `__init__`.
@@ -138,6 +140,7 @@ class IntercomRateLimitWaitError(IntercomError):
     """
 
     outcome = Outcome.NOT_SENT
+    code = "rate_limit_wait"
 
     def __init__(self, reset_at: dt.datetime | None, wait: float, max_wait: float, waited: float = 0.0) -> None:
         self.reset_at = reset_at
@@ -344,6 +347,8 @@ class BatchKeyLostError(BatchLeaseError):
 
     Not a `BatchKeyBusyError`: "busy" promises that nothing was sent, "lost" does not.
     """
+
+    code = "lease_lost"
 
 
 class EndpointNotFoundError(IntercomError, LookupError):

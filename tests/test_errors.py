@@ -119,3 +119,30 @@ def test_a_failed_task_keeps_the_exception_with_its_attributes(prefect_server: N
     assert isinstance(error, errors.IntercomRateLimitError)
     assert (error.status_code, error.reset_at, error.remaining) == (429, RESET, 0)
     assert str(error).count("Intercom answered HTTP") == 1
+
+
+def test_except_busy_does_not_catch_a_lost_lease() -> None:
+    """Busy promises this run sent nothing; a lost lease comes after sends: siblings, not parent and child."""
+    lost = EXAMPLES[errors.BatchKeyLostError]()
+    with pytest.raises(errors.BatchKeyLostError):
+        try:
+            raise lost
+        except errors.BatchKeyBusyError:
+            pytest.fail("`except BatchKeyBusyError` caught a lost lease")
+    assert errors.BatchKeyLostError.__bases__ == errors.BatchKeyBusyError.__bases__ == (errors.BatchLeaseError,)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        (errors.IntercomRateLimitWaitError, "rate_limit_wait"),
+        (errors.BatchKeyLostError, "lease_lost"),
+        (errors.LedgerError, "not_attempted"),
+        (errors.BatchKeyBusyError, "not_attempted"),
+    ],
+)
+def test_each_error_carries_its_reason_code(kind: type[IntercomError], code: str) -> None:
+    from prefect_intercom.batch.run import _code
+
+    assert EXAMPLES[kind]().code == code == _code(EXAMPLES[kind]())
+    assert _code(EXAMPLES[errors.IntercomAPIError]()) == "invalid_phone_number"  # Intercom's own code first
