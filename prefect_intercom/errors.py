@@ -148,7 +148,7 @@ class IntercomRateLimitWaitError(IntercomError):
         self.max_wait = max_wait
         self.waited = waited
         when = (
-            f"the rate-limit window resets at {reset_at.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+            f"the rate-limit window resets at {reset_at.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
             if reset_at is not None
             else "the rate limit holds sends back"
         )

@@ -14,10 +14,10 @@ outcome, and the batch ledger's records.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What a send did for the person at the other end (see the module table)."""
 
     SENT = "sent"

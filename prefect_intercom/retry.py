@@ -145,7 +145,7 @@ def _rate_limit_wait(error: IntercomRateLimitError, now: dt.datetime | None) -> 
     if error.retry_after is not None:
         return error.retry_after
     if error.reset_at is not None:
-        seconds = (error.reset_at - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+        seconds = (error.reset_at - (now or dt.datetime.now(dt.UTC))).total_seconds()
         if seconds > 0:
             return seconds
     return None

@@ -18,7 +18,7 @@ from prefect_intercom.batch.report import BatchReport
 from prefect_intercom.catalog import SearchHit, get_endpoint
 from prefect_intercom.errors import IntercomError, Outcome, ValidationIssue
 
-RESET = dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc)
+RESET = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 API_FIELDS = {
     "error_code": "invalid_phone_number",
     "message": "Invalid phone number",

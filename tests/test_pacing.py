@@ -41,7 +41,7 @@ class Clock:
 
 
 def headers(remaining: int, reset: float, limit: int = 10) -> RateLimit:
-    return RateLimit(limit=limit, remaining=remaining, reset_at=dt.datetime.fromtimestamp(reset, dt.timezone.utc))
+    return RateLimit(limit=limit, remaining=remaining, reset_at=dt.datetime.fromtimestamp(reset, dt.UTC))
 
 
 def test_first_send_probes_alone_until_an_answer_arrives() -> None:
@@ -206,7 +206,7 @@ def test_a_reset_two_hours_away_is_waited_for_only_when_asked() -> None:
     pacer.release(headers(remaining=0, reset=1_000 + 7_200))
     wait, reset_at = pacer.next_send()
     assert wait == pytest.approx(7_200 + pacer.margin)  # a real reset, reported as it is
-    assert reset_at == dt.datetime.fromtimestamp(8_200, dt.timezone.utc)
+    assert reset_at == dt.datetime.fromtimestamp(8_200, dt.UTC)
 
 
 # --- many requests in flight, windows rolling, answers out of order ---------------------------
@@ -297,7 +297,7 @@ def fake_paced(clock: Clock) -> Pacer:
 
 
 def test_a_reset_beyond_the_budget_is_refused_at_once_not_slept_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock(dt.datetime(2026, 11, 29, 19, 0, tzinfo=dt.timezone.utc).timestamp())
+    clock = Clock(dt.datetime(2026, 11, 29, 19, 0, tzinfo=dt.UTC).timestamp())
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     pacer = fake_paced(clock)
@@ -307,7 +307,7 @@ def test_a_reset_beyond_the_budget_is_refused_at_once_not_slept_through(monkeypa
         pacer.acquire(max_wait=120)
     error = caught.value
     assert slept == []
-    assert error.reset_at == dt.datetime(2026, 11, 29, 21, 0, tzinfo=dt.timezone.utc)
+    assert error.reset_at == dt.datetime(2026, 11, 29, 21, 0, tzinfo=dt.UTC)
     assert error.wait == pytest.approx(7_200, abs=0.1) and error.max_wait == 120
     assert error.outcome is Outcome.NOT_SENT and isinstance(error, IntercomError)
     assert str(error) == (

@@ -290,7 +290,7 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
             lease._lose("its Prefect global concurrency limit was removed or taken over")
             logger.warning("Lost the batch key's lease %r: it was removed or taken over", lease.name)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             delay = 0.0
             continue
         except (httpx.HTTPError, OSError) as error:

@@ -152,7 +152,7 @@ class HeaderPacer:
                 self._inflight += 1
                 return 0.0, None
             reset = self._reset or now
-            return max(PROBE_INTERVAL, reset + self.margin - now), dt.datetime.fromtimestamp(reset, dt.timezone.utc)
+            return max(PROBE_INTERVAL, reset + self.margin - now), dt.datetime.fromtimestamp(reset, dt.UTC)
 
     def release(self, rate_limit: RateLimit | None) -> None:
         """Give the slot back and learn from the answer's headers (`None`: no answer came)."""
