@@ -132,8 +132,8 @@ async def asend_batch(
     """
     check_batch_key(batch_key)
     started = time.monotonic()
-    rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
-    limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, rate=rate)
+    pacer_rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
+    limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, allowed_rate=pacer_rate)
     holder: AbstractAsyncContextManager[Any]
     if lock:
         from prefect_intercom.batch.lease import hold_batch_key
