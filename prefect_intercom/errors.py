@@ -34,13 +34,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prefect_intercom.outcomes import Outcome
+from prefect_intercom.outcomes import BatchSummary, Outcome
 from prefect_intercom.privacy import mask_phone
 
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from prefect_intercom.batch.report import BatchReport
     from prefect_intercom.catalog import SearchHit
 
 
@@ -296,7 +295,7 @@ class BatchStoppedError(IntercomError):
             the same batch key sends them.
     """
 
-    def __init__(self, report: BatchReport) -> None:
+    def __init__(self, report: BatchSummary) -> None:
         self.report = report
         super().__init__(
             f"batch {report.batch_key!r} stopped early: {report.stopped} "

@@ -25,12 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from prefect_intercom.errors import (
-    IntercomError,
-    IntercomRateLimitError,
-    IntercomTransportError,
-    Outcome,
-)
+from prefect_intercom.errors import IntercomError, IntercomRateLimitError, IntercomTransportError
+from prefect_intercom.outcomes import Outcome
 
 T = TypeVar("T")
 RetryCallback = Callable[[IntercomError, int, float], None]

@@ -16,7 +16,8 @@ from prefect.client.orchestration import get_client
 from prefect_intercom import errors
 from prefect_intercom.batch.report import BatchReport
 from prefect_intercom.catalog import SearchHit, get_endpoint
-from prefect_intercom.errors import IntercomError, Outcome, ValidationIssue
+from prefect_intercom.errors import IntercomError, ValidationIssue
+from prefect_intercom.outcomes import Outcome
 
 RESET = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 API_FIELDS = {

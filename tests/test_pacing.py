@@ -15,7 +15,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
 from prefect_intercom import IntercomConfigurationError, IntercomCredentials, Pacer, RetryPolicy
-from prefect_intercom.errors import IntercomError, IntercomRateLimitWaitError, Outcome
+from prefect_intercom.errors import IntercomError, IntercomRateLimitWaitError
+from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import (
     DEFAULT_MARGIN,
     DEFAULT_WINDOW,
@@ -88,8 +89,8 @@ def test_a_429_with_remaining_zero_stops_everyone_until_the_reset() -> None:
     assert pacer.reserve() == pytest.approx(10 + pacer.margin)
 
 
-def test_reserve_keeps_requests_for_other_senders() -> None:
-    pacer = HeaderPacer(reserve=2, clock=Clock())
+def test_keep_free_leaves_requests_for_other_senders() -> None:
+    pacer = HeaderPacer(keep_free=2, clock=Clock())
     pacer.reserve()
     pacer.release(headers(remaining=4, reset=1_010))
     assert [pacer.reserve() == 0 for _ in range(3)] == [True, True, False]
