@@ -24,8 +24,6 @@ IntercomError
 │   └── AmbiguousQueryError                    a query matches several endpoints equally well
 └── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
 ```
-
-The modules that raise them re-export them (`prefect_intercom.batch.ledger.LedgerError`).
 """
 
 from __future__ import annotations

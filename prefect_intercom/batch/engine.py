@@ -39,7 +39,7 @@ from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.privacy import mask_digits, phone_number_in
 
-__all__ = ["DEFAULT_STOP_AFTER_UNKNOWN", "ItemKey", "ProgressCallback", "asend_batch", "check_batch_key", "send_batch"]
+__all__ = ["asend_batch", "check_batch_key", "send_batch"]
 
 
 def check_batch_key(batch_key: str) -> None:

@@ -51,8 +51,8 @@ from prefect_intercom.flows.parameters import (
 from prefect_intercom.flows.run_state import final_state, log_problems
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
+from prefect_intercom.privacy import mask_phone
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from prefect_intercom.tasks import mask_phone
 from prefect_intercom.validation import request_issues
 
 FLOW_NAME = "deflect-calls"

@@ -43,7 +43,8 @@ from prefect_intercom.flows.parameters import (
     version_override,
 )
 from prefect_intercom.prepared import PreparedRequest
-from prefect_intercom.tasks import mask_phone, phone_call_redirect_body
+from prefect_intercom.privacy import mask_phone
+from prefect_intercom.tasks import phone_call_redirect_body
 
 FLOW_NAME = "test-request"
 DEPLOYMENT_NAME = "test-request"
