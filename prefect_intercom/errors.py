@@ -20,8 +20,7 @@ IntercomError
 ├── BatchLeaseError                        the batch key's lease could not be taken or kept
 │   ├── BatchKeyBusyError                      another run holds the batch key; this run sent nothing
 │   └── BatchKeyLostError                      this run lost its lease after it may have sent; it stops
-├── EndpointNotFoundError (LookupError)    no catalogue entry matches a name or query
-│   └── AmbiguousQueryError                    a query matches several endpoints equally well
+├── EndpointNotFoundError (LookupError)    no catalogue entry (or several) matches a name or query
 └── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
 ```
 """
@@ -37,8 +36,6 @@ from prefect_intercom.privacy import mask_phone
 
 if TYPE_CHECKING:
     from uuid import UUID
-
-    from prefect_intercom.catalog import SearchHit
 
 
 class IntercomError(Exception):
@@ -350,18 +347,6 @@ class BatchKeyLostError(BatchLeaseError):
 
 class EndpointNotFoundError(IntercomError, LookupError):
     """No catalogue entry matches a name or query; the message lists what exists."""
-
-
-class AmbiguousQueryError(EndpointNotFoundError):
-    """A query matches several endpoints equally well; the message lists them.
-
-    Attributes:
-        hits: The tied best matches.
-    """
-
-    def __init__(self, message: str, hits: list[SearchHit]) -> None:
-        self.hits = hits
-        super().__init__(message)
 
 
 class DocsPageError(IntercomError, ValueError):

@@ -15,7 +15,6 @@ from prefect.client.orchestration import get_client
 
 from prefect_intercom import errors
 from prefect_intercom.batch.report import BatchReport
-from prefect_intercom.catalog import SearchHit, get_endpoint
 from prefect_intercom.errors import IntercomError, ValidationIssue
 from prefect_intercom.outcomes import Outcome
 
@@ -69,9 +68,6 @@ EXAMPLES: dict[type[IntercomError], Callable[[], IntercomError]] = {
         "lost", batch_key="k", lease_name="intercom-batch-k", lease_seconds=None
     ),
     errors.EndpointNotFoundError: lambda: errors.EndpointNotFoundError("no endpoint named 'x'"),
-    errors.AmbiguousQueryError: lambda: errors.AmbiguousQueryError(
-        "2 endpoints match", [SearchHit(get_endpoint("phone_call_redirects"), 3.0, ("phone",))]
-    ),
     errors.DocsPageError: lambda: errors.DocsPageError(12, "a table row has 3 cells", source="page.txt"),
 }
 
