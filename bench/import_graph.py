@@ -2,7 +2,7 @@
 
 For the closing note of an architecture change. Reads the sources with `ast` (through
 `docs/architecture_table.py`, which also holds the rooms and their rules): imports inside a
-function are marked `(lazy)`, imports under `if TYPE_CHECKING:` are left out. Ends with the
+function or under `if TYPE_CHECKING:` are marked `(lazy)`. Ends with the
 rule breaches and import-time cycles found (none, when the architecture test passes).
 
 Usage:

@@ -34,7 +34,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.server.api.server import SubprocessASGIServer
 from prefect.testing.utilities import prefect_test_harness
 
-from prefect_intercom.batch.lease import BatchKeyLostError, hold_batch_key
+from prefect_intercom.batch.lease import hold_batch_key
+from prefect_intercom.errors import BatchKeyLostError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fresh_batch_key

@@ -70,7 +70,8 @@ class Import:
         importer: The importing module's dotted name.
         target: The imported module's dotted name (a submodule when `from x import submodule`).
         line: The line of the import statement.
-        lazy: Inside a function: runs when called, not when the importer is imported.
+        lazy: Inside a function (runs when called) or under `if TYPE_CHECKING:` (never runs): not when
+            the importer is imported. Lazy imports are held to the rooms too.
         names_from_front: `from prefect_intercom import name` where `name` is not a module.
     """
 
@@ -119,7 +120,11 @@ class _Collector(ast.NodeVisitor):
     def visit_If(self, node: ast.If) -> None:
         test = node.test
         name = test.id if isinstance(test, ast.Name) else test.attr if isinstance(test, ast.Attribute) else ""
-        if name == "TYPE_CHECKING":  # annotations only: never imported at run time
+        if name == "TYPE_CHECKING":  # annotations only: held to the rooms, but never run (as if lazy)
+            self._depth += 1
+            for child in node.body:
+                self.visit(child)
+            self._depth -= 1
             for child in node.orelse:
                 self.visit(child)
             return
@@ -153,7 +158,7 @@ class _Collector(ast.NodeVisitor):
 
 
 def imports_of(module: str, path: Path, modules: set[str]) -> list[Import]:
-    """The package imports in one module's source, `if TYPE_CHECKING:` blocks left out."""
+    """The package imports in one module's source, those under `if TYPE_CHECKING:` as lazy."""
     collector = _Collector(module, path.name == "__init__.py", modules)
     collector.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
     return collector.imports

@@ -8,7 +8,6 @@ from prefect_intercom._version import __version__
 from prefect_intercom.batch import (
     BatchItemResult,
     BatchReport,
-    ItemOutcome,
     acreate_phone_call_redirects,
     create_phone_call_redirects,
     read_requests_csv,
@@ -60,7 +59,6 @@ __all__ = [
     "IntercomServerError",
     "IntercomTransportError",
     "IntercomValidationError",
-    "ItemOutcome",
     "LedgerAccessDeniedError",
     "LedgerDamageError",
     "LedgerError",

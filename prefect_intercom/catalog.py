@@ -1,4 +1,4 @@
-"""The endpoint catalogue: one `Endpoint` per generated docs page, and a search over them.
+"""The endpoint catalogue: one `Endpoint` per generated docs page, found by name or words.
 
 Everything here is read from the files `schemagen` writes into the packaged
 `prefect_intercom.schemas` folder; adding an endpoint means adding its docs page and
@@ -7,13 +7,11 @@ regenerating, nothing else. Installed, that folder is the package `prefect_inter
 whose `prefect_intercom/` comes first on `sys.path` (e.g. `prefect deploy` run from the
 repository, which puts the working directory first), there is no such package and the
 checkout's own `schemas/` folder is read instead (`schema_folder`).
-
-How `Catalog.search` ranks is stated once, in `prefect_intercom.catalog_search`; endpoints
-scoring 0 are left out, and if none is left, `EndpointNotFoundError` lists what exists.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -25,13 +23,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from prefect_intercom.catalog_search import EXACT_MATCH_SCORE as EXACT_MATCH_SCORE  # re-exported
-from prefect_intercom.catalog_search import EndpointIndex, index_endpoint, score
-from prefect_intercom.errors import AmbiguousQueryError, EndpointNotFoundError
+from prefect_intercom.errors import EndpointNotFoundError
 
 SCHEMA_PACKAGE = "prefect_intercom.schemas"
 ENDPOINT_SUFFIX = ".endpoint.json"
 PHONE_CALL_REDIRECTS = "phone_call_redirects"
+_WORD = re.compile(r"[a-z0-9]+")
+_METHOD_FIRST = re.compile(r"^\s*(get|post|put|patch|delete|head|options)\s+/", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -84,23 +82,8 @@ class Endpoint:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    """A catalogue entry and how well it matched a query (higher is better).
-
-    Attributes:
-        endpoint: The matching endpoint.
-        score: The rank score (`EXACT_MATCH_SCORE` for an exact name, path or title).
-        matched: The query words that matched something, in query order.
-    """
-
-    endpoint: Endpoint
-    score: float
-    matched: tuple[str, ...] = ()
-
-
 class Catalog:
-    """A set of endpoints with lookup by name and ranked search.
+    """A set of endpoints, found by name (`get`) or by what people type (`find`).
 
     Args:
         endpoints: The entries; names must be unique.
@@ -121,9 +104,8 @@ class Catalog:
             if endpoint.name in self._endpoints:
                 raise ValueError(f"two catalogue entries are named {endpoint.name!r}")
             self._endpoints[endpoint.name] = endpoint
-        self._index: dict[str, EndpointIndex] = {
-            name: index_endpoint(endpoint) for name, endpoint in self._endpoints.items()
-        }
+        self._exact = {e.name: {_normal(e.name), _normal(e.path), _normal(e.title)} for e in self}
+        self._words = {e.name: set(_words(e)) for e in self}
 
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
@@ -153,50 +135,42 @@ class Catalog:
         except KeyError:
             raise EndpointNotFoundError(f"No endpoint named {name!r}. {self.listing()}") from None
 
-    def search(self, query: str) -> list[SearchHit]:
-        """Rank endpoints for `query` by name, path, summary and description.
-
-        Args:
-            query: Free text, e.g. `"phone"`, `"deflect calls to messenger"`, or
-                `"POST /phone_call_redirects"`.
-
-        Returns:
-            Matching endpoints, best first (ties by name).
-
-        Raises:
-            EndpointNotFoundError: Nothing matches; the message lists every endpoint.
-        """
-        if not query or not query.strip():
-            raise EndpointNotFoundError(f"The search query is empty. {self.listing()}")
-        hits = [self._score(endpoint, query) for endpoint in self]
-        ranked = sorted((hit for hit in hits if hit.score > 0), key=lambda hit: (-hit.score, hit.endpoint.name))
-        if not ranked:
-            raise EndpointNotFoundError(f"No endpoint matches {query!r}. {self.listing()}")
-        return ranked
-
     def find(self, query: str) -> Endpoint:
-        """The one endpoint `query` means: the best search hit, if it is the only best.
+        """The one endpoint `query` means.
+
+        Case, spaces and punctuation never matter. An exact name, path or `METHOD /path` wins;
+        otherwise every query word must begin a word of the endpoint's name, path, method,
+        summary, description or body field names. A `METHOD /path` query never finds another
+        method.
 
         Args:
-            query: A name, path, `METHOD /path` or free text.
+            query: A name, path, `METHOD /path` or words, e.g. `"deflect calls to messenger"`.
 
         Returns:
             The endpoint.
 
         Raises:
-            EndpointNotFoundError: Nothing matches; the message lists every endpoint.
-            AmbiguousQueryError: Several endpoints match equally well; the message lists them.
+            EndpointNotFoundError: Nothing matches (the message lists what exists and, for a
+                typo, the word meant), or several endpoints do (the message names them).
         """
-        hits = self.search(query)
-        best = [hit for hit in hits if abs(hit.score - hits[0].score) < 1e-9]
-        if len(best) > 1:
-            names = ", ".join(f"{hit.endpoint.name} ({hit.endpoint.title})" for hit in best)
-            raise AmbiguousQueryError(
-                f"{query!r} matches {len(best)} endpoints equally well: {names}. "
-                "Be more specific, e.g. give the endpoint's 'METHOD /path'.",
-                best,
+        wanted = _normal(query)
+        if not wanted:
+            raise EndpointNotFoundError(f"The search query is empty. {self.listing()}")
+        method = _METHOD_FIRST.match(query)
+        candidates = [e for e in self if method is None or method[1].upper() == e.method]
+        words = wanted.split()
+        found = [e for e in candidates if wanted in self._exact[e.name]] or [
+            e for e in candidates if all(any(w.startswith(word) for w in self._words[e.name]) for word in words)
+        ]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            names = ", ".join(f"{e.name} ({e.title})" for e in found)
+            raise EndpointNotFoundError(
+                f"{query!r} matches {len(found)} endpoints: {names}. "
+                "Be more specific, e.g. give the endpoint's 'METHOD /path'."
             )
-        return hits[0].endpoint
+        raise EndpointNotFoundError(f"No endpoint matches {query!r}.{self._did_you_mean(words)} {self.listing()}")
 
     def listing(self) -> str:
         """One sentence listing every endpoint (name, title, summary), for error messages."""
@@ -205,9 +179,25 @@ class Catalog:
         entries = "; ".join(f"{e.name} ({e.title}: {e.summary})" for e in self)
         return f"Available endpoints: {entries}"
 
-    def _score(self, endpoint: Endpoint, query: str) -> SearchHit:
-        value, matched = score(endpoint, self._index[endpoint.name], query)
-        return SearchHit(endpoint, value, matched)
+    def _did_you_mean(self, words: list[str]) -> str:
+        known = set().union(*self._words.values())
+        fixes = [
+            f"{close[0]!r} for {word!r}"
+            for word in words
+            if not any(w.startswith(word) for w in known) and (close := difflib.get_close_matches(word, known, 1, 0.8))
+        ]
+        return f" Did you mean {', '.join(fixes)}?" if fixes else ""
+
+
+def _normal(text: str) -> str:
+    """Lower case, punctuation and spaces one space: `POST /phone_call_redirects` is `post phone call redirects`."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def _words(endpoint: Endpoint) -> list[str]:
+    """The words of everything `find` looks at for an endpoint."""
+    fields = " ".join(row["name"] for row in endpoint.body_fields)
+    return _normal(f"{endpoint.title} {endpoint.name} {endpoint.summary} {endpoint.description} {fields}").split()
 
 
 def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Catalog:
@@ -279,21 +269,15 @@ def get_endpoint(name: str) -> Endpoint:
     return default_catalog().get(name)
 
 
-def search(query: str) -> list[SearchHit]:
-    """Search the packaged catalogue; see `Catalog.search`.
+def find(query: str) -> Endpoint:
+    """The one packaged endpoint `query` means; see `Catalog.find`.
 
     Example:
         ```python
-        from prefect_intercom.catalog import search
-        best = search("deflect calls to messenger")[0].endpoint
-        assert best.path == "/phone_call_redirects"
+        from prefect_intercom.catalog import find
+        assert find("deflect calls to messenger").path == "/phone_call_redirects"
         ```
     """
-    return default_catalog().search(query)
-
-
-def find(query: str) -> Endpoint:
-    """The one packaged endpoint `query` means; see `Catalog.find`."""
     return default_catalog().find(query)
 
 

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,9 +22,10 @@ from pydantic import SecretStr
 from prefect_intercom import log_filter
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, Endpoint, get_endpoint
 from prefect_intercom.deadline import Deadline, applying, bound_sync_client, deadline_for, within
-from prefect_intercom.errors import IntercomAPIError, IntercomTransportError, Outcome
+from prefect_intercom.errors import IntercomAPIError, IntercomTransportError
 from prefect_intercom.hosts import check_base_url
 from prefect_intercom.http_clients import async_client, sync_client
+from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.prepared import USER_AGENT, PreparedRequest, check_token
 from prefect_intercom.privacy import phone_masker
@@ -343,10 +345,11 @@ class IntercomClient:
         Any run of 8 or more of its characters goes, in any form a server may echo it: as it
         is, `Bearer `-prefixed, JSON-escaped, URL-encoded, upper-cased (see `Redactor`).
         """
-        redactor = self.__dict__.get("_redactor")
-        if redactor is None:
-            redactor = self.__dict__["_redactor"] = Redactor(self._token.get_secret_value())
-        return redactor.redact(text)
+        return self._redactor.redact(text)
+
+    @cached_property
+    def _redactor(self) -> Redactor:
+        return Redactor(self._token.get_secret_value())
 
     def _sync_client(self) -> httpx.Client:
         if self._sync is None:

@@ -18,10 +18,10 @@ fire first.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import typing
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -76,23 +76,18 @@ def deadline_for(timeout: float | None) -> Deadline | None:
 _CURRENT: ContextVar[Deadline | None] = ContextVar("prefect_intercom_deadline", default=None)
 
 
-class applying:  # lower-case: used as a function, `with applying(deadline):`
+@contextmanager
+def applying(deadline: Deadline | None) -> Iterator[None]:
     """Make `deadline` the one the network operations of this thread (or task) wait for at most.
 
     Args:
         deadline: The deadline (`None`: only per-operation timeouts).
     """
-
-    __slots__ = ("_deadline", "_token")
-
-    def __init__(self, deadline: Deadline | None) -> None:
-        self._deadline = deadline
-
-    def __enter__(self) -> None:
-        self._token = _CURRENT.set(self._deadline)
-
-    def __exit__(self, *exc_info: object) -> None:
-        _CURRENT.reset(self._token)
+    token = _CURRENT.set(deadline)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
 
 
 def bound_sync_client(client: httpx.Client) -> bool:
@@ -210,10 +205,8 @@ async def within(deadline: Deadline | None, awaitable: Awaitable[_T]) -> _T:
     if deadline is None:
         return await awaitable
     try:
-        if sys.version_info >= (3, 11):
-            async with asyncio.timeout(max(0.0, deadline.remaining())):
-                return await awaitable
-        return await asyncio.wait_for(awaitable, max(0.0, deadline.remaining()))
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(max(0.0, deadline.remaining())):
+            return await awaitable
+    except TimeoutError:
         failure = httpx.ReadTimeout(deadline.describe())
     raise failure  # outside the `except`: no `__context__`

@@ -20,12 +20,9 @@ IntercomError
 ├── BatchLeaseError                        the batch key's lease could not be taken or kept
 │   ├── BatchKeyBusyError                      another run holds the batch key; this run sent nothing
 │   └── BatchKeyLostError                      this run lost its lease after it may have sent; it stops
-├── EndpointNotFoundError (LookupError)    no catalogue entry matches a name or query
-│   └── AmbiguousQueryError                    a query matches several endpoints equally well
+├── EndpointNotFoundError (LookupError)    no catalogue entry (or several) matches a name or query
 └── DocsPageError (ValueError)             build time: a documentation page breaks the expected format
 ```
-
-The modules that raise them re-export them (`prefect_intercom.batch.ledger.LedgerError`).
 """
 
 from __future__ import annotations
@@ -34,14 +31,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prefect_intercom.outcomes import Outcome
+from prefect_intercom.outcomes import BatchSummary, Outcome
 from prefect_intercom.privacy import mask_phone
 
 if TYPE_CHECKING:
     from uuid import UUID
-
-    from prefect_intercom.batch.report import BatchReport
-    from prefect_intercom.catalog import SearchHit
 
 
 class IntercomError(Exception):
@@ -49,9 +43,11 @@ class IntercomError(Exception):
 
     Attributes:
         attempts: How many times the request was sent before this error (more after retries).
+        code: A short reason code for a batch item it left unsent (Intercom's `error_code` comes first).
     """
 
     attempts: int = 1
+    code: str = "not_attempted"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # `BaseException` pickles as `cls(*args)`, which these constructors cannot take: skip `__init__`.
@@ -138,6 +134,7 @@ class IntercomRateLimitWaitError(IntercomError):
     """
 
     outcome = Outcome.NOT_SENT
+    code = "rate_limit_wait"
 
     def __init__(self, reset_at: dt.datetime | None, wait: float, max_wait: float, waited: float = 0.0) -> None:
         self.reset_at = reset_at
@@ -145,7 +142,7 @@ class IntercomRateLimitWaitError(IntercomError):
         self.max_wait = max_wait
         self.waited = waited
         when = (
-            f"the rate-limit window resets at {reset_at.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+            f"the rate-limit window resets at {reset_at.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
             if reset_at is not None
             else "the rate limit holds sends back"
         )
@@ -293,7 +290,7 @@ class BatchStoppedError(IntercomError):
             the same batch key sends them.
     """
 
-    def __init__(self, report: BatchReport) -> None:
+    def __init__(self, report: BatchSummary) -> None:
         self.report = report
         super().__init__(
             f"batch {report.batch_key!r} stopped early: {report.stopped} "
@@ -345,21 +342,11 @@ class BatchKeyLostError(BatchLeaseError):
     Not a `BatchKeyBusyError`: "busy" promises that nothing was sent, "lost" does not.
     """
 
+    code = "lease_lost"
+
 
 class EndpointNotFoundError(IntercomError, LookupError):
     """No catalogue entry matches a name or query; the message lists what exists."""
-
-
-class AmbiguousQueryError(EndpointNotFoundError):
-    """A query matches several endpoints equally well; the message lists them.
-
-    Attributes:
-        hits: The tied best matches.
-    """
-
-    def __init__(self, message: str, hits: list[SearchHit]) -> None:
-        self.hits = hits
-        super().__init__(message)
 
 
 class DocsPageError(IntercomError, ValueError):

@@ -18,17 +18,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from prefect.events import emit_event
 
 from prefect_intercom.errors import IntercomError, IntercomValidationError
-from prefect_intercom.outcomes import Outcome
+from prefect_intercom.outcomes import BatchSummary, Outcome
 from prefect_intercom.retry import outcome_of
-
-if TYPE_CHECKING:
-    from prefect_intercom.batch.report import BatchReport
 
 EVENT_PREFIX = "intercom."
 
@@ -71,7 +68,7 @@ def redirect_events(base_url: str) -> Iterator[dict[str, Any]]:
     emit_redirect_outcome(Outcome.SENT, base_url, **answer)
 
 
-def emit_batch_finished(report: BatchReport) -> None:
+def emit_batch_finished(report: BatchSummary) -> None:
     """Emit `intercom.batch.finished`, and `intercom.batch.unknown` / `.not_sent` when it left anyone so."""
     resource = {
         "prefect.resource.id": f"intercom.batch.{hashlib.sha256(report.batch_key.encode()).hexdigest()[:24]}",

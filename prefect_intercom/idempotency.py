@@ -295,7 +295,7 @@ def _stable(value: Any) -> str:
 
 
 def _marker(state: Outcome, detail: str) -> dict[str, Any]:
-    return {"outcome": state.value, "detail": detail, "at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    return {"outcome": state.value, "detail": detail, "at": dt.datetime.now(dt.UTC).isoformat()}
 
 
 def _failure(error: IntercomError) -> tuple[Outcome, str]:

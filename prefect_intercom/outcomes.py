@@ -14,10 +14,12 @@ outcome, and the batch ledger's records.
 
 from __future__ import annotations
 
-from enum import Enum
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Protocol
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What a send did for the person at the other end (see the module table)."""
 
     SENT = "sent"
@@ -30,3 +32,16 @@ class Outcome(str, Enum):
     def may_have_texted(self) -> bool:
         """Whether the person may have been texted (`SENT` or `UNKNOWN`): never send it again blindly."""
         return self in (Outcome.SENT, Outcome.UNKNOWN)
+
+
+class BatchSummary(Protocol):
+    """What the runtime layer reads of a batch's report (`batch.report.BatchReport` is one)."""
+
+    batch_key: str
+    run: int
+    stopped: str | None
+    elapsed: float
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        """Items per outcome value."""

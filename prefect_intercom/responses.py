@@ -64,7 +64,7 @@ class RateLimit:
         reset_at = None
         if reset is not None:
             try:
-                reset_at = dt.datetime.fromtimestamp(reset, tz=dt.timezone.utc)
+                reset_at = dt.datetime.fromtimestamp(reset, tz=dt.UTC)
             except (OverflowError, OSError, ValueError):
                 reset_at = None
         return cls(
@@ -287,10 +287,10 @@ def _retry_after(headers: httpx.Headers) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            when = dt.datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=dt.timezone.utc)
+            when = dt.datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=dt.UTC)
         except ValueError:
             return None
-        seconds = (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
     return max(0.0, seconds) if math.isfinite(seconds) else None  # NaN or infinity is no answer
 
 

@@ -25,12 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from prefect_intercom.errors import (
-    IntercomError,
-    IntercomRateLimitError,
-    IntercomTransportError,
-    Outcome,
-)
+from prefect_intercom.errors import IntercomError, IntercomRateLimitError, IntercomTransportError
+from prefect_intercom.outcomes import Outcome
 
 T = TypeVar("T")
 RetryCallback = Callable[[IntercomError, int, float], None]
@@ -145,7 +141,7 @@ def _rate_limit_wait(error: IntercomRateLimitError, now: dt.datetime | None) -> 
     if error.retry_after is not None:
         return error.retry_after
     if error.reset_at is not None:
-        seconds = (error.reset_at - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+        seconds = (error.reset_at - (now or dt.datetime.now(dt.UTC))).total_seconds()
         if seconds > 0:
             return seconds
     return None

@@ -8,7 +8,6 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 
-from prefect_intercom import privacy
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import IntercomError
@@ -16,6 +15,7 @@ from prefect_intercom.events import redirect_events
 from prefect_intercom.idempotency import SentOncePerFlowRun, send_guard
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.prepared import PreparedRequest
+from prefect_intercom.privacy import mask_phone
 from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
@@ -26,15 +26,6 @@ def phone_call_redirect_body(phone: str, custom_attributes: dict[str, Any] | Non
     if custom_attributes is not None:
         body["custom_attributes"] = custom_attributes
     return body
-
-
-def mask_phone(phone: Any) -> str:
-    """A phone number with its middle digits hidden, for logs: `+1415•••0100`.
-
-    Any value is shown as text with the middle of each digit run hidden, a number too short
-    for E.164 included; `PREFECT_INTERCOM_SHOW_PHONES=1` shows it whole (`prefect_intercom.privacy`).
-    """
-    return privacy.mask_phone(phone)
 
 
 def _body_from_inputs(inputs: dict[str, Any]) -> dict[str, Any]:

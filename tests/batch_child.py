@@ -20,7 +20,7 @@ async def main() -> None:
 
     from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
     from prefect_intercom.batch import asend_batch
-    from prefect_intercom.batch.lease import BatchKeyBusyError
+    from prefect_intercom.errors import BatchKeyBusyError
 
     parser = argparse.ArgumentParser()
     parser.add_argument("url")

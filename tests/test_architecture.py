@@ -123,17 +123,37 @@ def test_batch_importing_flows_and_flows_importing_the_sandbox_at_the_top_are_vi
     ]
 
 
-def test_an_import_for_annotations_only_is_no_import(tmp_path: Path) -> None:
+def test_an_import_for_annotations_only_counts_against_the_rooms_but_makes_no_cycle(tmp_path: Path) -> None:
     package = _package(
         tmp_path,
         {
             "__init__.py": '"""Front."""\n',
             "batch/__init__.py": '"""Batch."""\n',
-            "batch/report.py": '"""Batch."""\n',
+            "batch/report.py": '"""Batch."""\nfrom prefect_intercom.errors import Stopped\n',
             "errors.py": (
                 '"""Runtime."""\nfrom typing import TYPE_CHECKING\n\n'
                 "if TYPE_CHECKING:\n    from prefect_intercom.batch.report import Report\n"
             ),
+        },
+    )
+    graph = rules.import_graph(package)
+    assert rules.violations(graph) == [
+        "prefect_intercom.errors:5 -> prefect_intercom.batch.report (runtime may not import batch)"
+    ]
+    assert rules.cycles(graph) == []  # it never runs
+
+
+def test_a_flow_may_name_the_sandbox_in_annotations(tmp_path: Path) -> None:
+    package = _package(
+        tmp_path,
+        {
+            "__init__.py": '"""Front."""\n',
+            "flows/__init__.py": '"""Flows."""\n',
+            "flows/block.py": (
+                '"""Flows."""\nfrom typing import TYPE_CHECKING\n\n'
+                "if TYPE_CHECKING:\n    from prefect_intercom.sandbox import Sandbox\n"
+            ),
+            "sandbox/__init__.py": '"""Dev."""\n',
         },
     )
     assert rules.violations(rules.import_graph(package)) == []

@@ -18,8 +18,8 @@ from prefect_intercom import (
     BatchReport,
     BatchStoppedError,
     IntercomCredentials,
-    ItemOutcome,
     LedgerError,
+    Outcome,
     Pacer,
     RetryPolicy,
     create_phone_call_redirects,
@@ -114,7 +114,7 @@ async def test_a_custom_item_key_decides_what_counts_as_a_duplicate(sandbox: San
     report = await send(
         sandbox.url, items, storage, item_key=lambda body: body["phone"] + body["custom_attributes"]["case"]
     )
-    assert [item.outcome for item in report.items()] == [ItemOutcome.SENT, ItemOutcome.SENT, ItemOutcome.SKIPPED]
+    assert [item.outcome for item in report.items()] == [Outcome.SENT, Outcome.SENT, Outcome.SKIPPED]
 
 
 # --- re-runs --------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ async def test_refused_items_are_sent_again_by_a_rerun(sandbox: Sandbox, storage
 async def test_unknown_outcomes_are_not_resent_unless_asked(storage: LocalFileSystem) -> None:
     with Sandbox(token=SECRET_TOKEN, faults={"503": 0.2}, fault_effect=0.5, seed=4) as sandbox:
         first = await send(sandbox.url, bodies(200), storage)
-        unknown = {phone(item.index) for item in first.items(ItemOutcome.UNKNOWN)}
+        unknown = {phone(item.index) for item in first.items(Outcome.UNKNOWN)}
         assert unknown and first.counts["sent"] + len(unknown) == 200
         received = len(sandbox.received)
         second = await send(sandbox.url, bodies(200), storage)
@@ -172,7 +172,7 @@ async def test_a_crash_while_sending_leaves_unknowns_never_duplicates(
     # ... and the process died here: no outcome was recorded for them.
     report = await send(sandbox.url, bodies(8), storage, key="crashed")
     assert [item.outcome.value for item in report.items()] == ["skipped"] * 5 + ["sent"] * 3
-    assert {item.error_code for item in report.items(ItemOutcome.SKIPPED)} == {"unknown_in_earlier_run"}
+    assert {item.error_code for item in report.items(Outcome.SKIPPED)} == {"unknown_in_earlier_run"}
     assert sorted(entry.body["phone"] for entry in sandbox.received) == [phone(5), phone(6), phone(7)]
 
 
@@ -236,13 +236,13 @@ async def test_fault_injection_every_item_one_outcome_and_nothing_sent_twice(cou
         records = sandbox.records()
     assert_one_outcome_each(report, count)
     accepted = Counter(record["body"]["phone"] for record in records if record["accepted"])
-    sent = {phone(item.index) for item in report.items(ItemOutcome.SENT)}
-    unknown = {phone(item.index) for item in report.items(ItemOutcome.UNKNOWN)}
+    sent = {phone(item.index) for item in report.items(Outcome.SENT)}
+    unknown = {phone(item.index) for item in report.items(Outcome.UNKNOWN)}
     assert max(accepted.values()) == 1  # nobody texted twice
     assert sent <= set(accepted)
     assert set(accepted) - sent <= unknown
     assert len(accepted) == report.counts["sent"] + len(unknown & set(accepted))
-    sent_ids = {item.request_id for item in report.items(ItemOutcome.SENT)}
+    sent_ids = {item.request_id for item in report.items(Outcome.SENT)}
     answered_200 = {record["request_id"] for record in records if record["status"] == 200 and record["fault"] != "slow"}
     assert sent_ids <= answered_200  # every id reported sent was answered 200
     # A 200 the client did not read in time (its timeout fired first, on a CPU-starved machine) is one of
@@ -390,7 +390,7 @@ async def test_a_failing_item_key_rejects_the_item_without_quoting_its_phone(
 
     report = await send(sandbox.url, bodies(2), storage, item_key=broken)
     messages = [item.message or "" for item in report.items()]
-    assert [item.outcome for item in report.items()] == [ItemOutcome.REJECTED, ItemOutcome.REJECTED]
+    assert [item.outcome for item in report.items()] == [Outcome.REJECTED, Outcome.REJECTED]
     assert "must be a non-empty string" in messages[0] and "KeyError" in messages[1]
     assert not any(phone(index)[1:] in message for index in range(2) for message in messages)
     assert not sandbox.received

@@ -24,14 +24,9 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from prefect_intercom.batch.lease import (
-    BatchKeyBusyError,
-    BatchKeyLostError,
-    BatchLease,
-    hold_batch_key,
-    lease_name,
-)
-from prefect_intercom.errors import IntercomError
+from prefect_intercom.batch.lease import hold_batch_key, lease_name
+from prefect_intercom.batch.lease_state import BatchLease
+from prefect_intercom.errors import BatchKeyBusyError, BatchKeyLostError, IntercomError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 6

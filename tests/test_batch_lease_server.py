@@ -27,7 +27,9 @@ from prefect.states import Crashed
 
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
-from prefect_intercom.batch.lease import BatchKeyBusyError, BatchKeyLostError, BatchLease, hold_batch_key, lease_name
+from prefect_intercom.batch.lease import hold_batch_key, lease_name
+from prefect_intercom.batch.lease_state import BatchLease
+from prefect_intercom.errors import BatchKeyBusyError, BatchKeyLostError
 from prefect_intercom.sandbox import Sandbox
 
 from .conftest import SECRET_TOKEN

@@ -10,9 +10,9 @@ import pytest
 from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom.batch import ledger_format as fmt
-from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp, LedgerError
+from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp
 from prefect_intercom.batch.ledger_store import BlockStore, LedgerAccessDeniedError, classify
-from prefect_intercom.errors import LedgerLocationError
+from prefect_intercom.errors import LedgerError, LedgerLocationError
 from prefect_intercom.outcomes import Outcome
 
 APP = LedgerApp("https://api.intercom.io", "tok_A")

@@ -99,9 +99,9 @@ def test_a_temporary_results_file_goes_with_the_report_and_a_pickled_report_stil
 # --- concurrency ----------------------------------------------------------------------------
 
 
-def test_a_fixed_concurrency_never_changes() -> None:
+async def test_a_fixed_concurrency_never_changes() -> None:
     limit = ConcurrencyLimit(7)
-    limit._held = 1
+    await limit.acquire()
     limit.release(5.0)
     assert limit.limit == 7 and not limit.adaptive
 
@@ -117,19 +117,19 @@ def test_a_fixed_concurrency_never_changes() -> None:
         (0.2, 10.0, 5),  # a small app's limit needs few
     ],
 )
-def test_adaptive_concurrency_is_rate_times_latency_with_headroom(
+async def test_adaptive_concurrency_is_rate_times_latency_with_headroom(
     latency: float, rate: float | None, expected: int
 ) -> None:
-    limit = ConcurrencyLimit(None, maximum=100, rate=lambda: rate)
+    limit = ConcurrencyLimit(None, maximum=100, allowed_rate=lambda: rate)
     for _ in range(200):  # the smoothed latency settles on the measured one
-        limit._held += 1
+        await limit.acquire()
         limit.release(latency)
     assert limit.limit == expected
     assert INTERCOM_DEFAULT_RATE == pytest.approx(166.67, abs=0.01)
 
 
 async def test_the_limit_holds_at_most_its_size_in_flight_and_wakes_waiters_as_it_grows() -> None:
-    limit = ConcurrencyLimit(None, maximum=50, rate=lambda: 100.0)
+    limit = ConcurrencyLimit(None, maximum=50, allowed_rate=lambda: 100.0)
     inside = 0
     most = 0
 

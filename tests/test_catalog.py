@@ -1,29 +1,26 @@
-"""The endpoint catalogue: ranking, clear errors, and the proof that a second endpoint is only a docs page."""
+"""The endpoint catalogue: found by name or words, clear errors, and a second endpoint is only a docs page."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from prefect_intercom.catalog import (
-    EXACT_MATCH_SCORE,
     PHONE_CALL_REDIRECTS,
-    AmbiguousQueryError,
     Catalog,
     Endpoint,
-    EndpointNotFoundError,
     default_catalog,
     find,
     get_endpoint,
     load_catalog,
-    search,
 )
 from prefect_intercom.client import IntercomClient
-from prefect_intercom.errors import IntercomValidationError
+from prefect_intercom.errors import EndpointNotFoundError, IntercomValidationError
 from prefect_intercom.schemagen import generate_from_files, write_outputs
 from prefect_intercom.schemagen.openapi_description import descriptions_for
 from prefect_intercom.validation import request_issues, validate_headers, validate_request
@@ -66,17 +63,27 @@ def test_packaged_catalogue_has_the_phone_call_redirect_endpoint() -> None:
         "phone_call_redirects",
         "phone call redirect",
         "sms",
-        "text a caller",  # synonym ("text" for "sms") and stem ("caller" for "call")
         "redir",  # prefix, as typed into a search box
-        "mesenger",  # a typo
-        "deflection",
         "custom attributes",
+        "Messenger, deflect CALLS!",  # any order, case and punctuation
     ],
 )
 def test_queries_people_type_find_the_phone_call_redirect_endpoint(query: str) -> None:
-    hits = search(query)
-    assert hits[0].endpoint.name == PHONE_CALL_REDIRECTS
+    assert find(query).name == PHONE_CALL_REDIRECTS
     assert find(query).path == "/phone_call_redirects"
+
+
+@pytest.mark.parametrize(
+    ("query", "meant"),
+    [
+        ("mesenger", "'messenger' for 'mesenger'"),
+        ("deflection", "'deflect' for 'deflection'"),
+        ("text a caller", "'call' for 'caller'"),
+    ],
+)
+def test_a_typo_is_answered_with_the_word_meant(query: str, meant: str) -> None:
+    with pytest.raises(EndpointNotFoundError, match=re.escape(f"No endpoint matches {query!r}. Did you mean {meant}?")):
+        find(query)
 
 
 @pytest.mark.parametrize(
@@ -88,19 +95,23 @@ def test_queries_people_type_find_the_phone_call_redirect_endpoint(query: str) -
         "/PHONE_call_redirects",
     ],
 )
-def test_exact_name_path_or_title_scores_highest(query: str) -> None:
-    assert search(query)[0].score == EXACT_MATCH_SCORE
+def test_an_exact_name_path_or_title_wins_over_words(query: str) -> None:
+    phone = get_endpoint(PHONE_CALL_REDIRECTS)
+    newer = replace(phone, name="phone_call_redirects_v2", path="/phone_call_redirects/v2")
+    catalog = Catalog([phone, newer])
+    assert catalog.find(query) is phone  # the words alone match both
+    assert catalog.find("phone_call_redirects_v2") is newer
 
 
-def test_search_hits_say_which_words_matched() -> None:
-    hit = search("deflect calls to messenger")[0]
-    assert hit.matched == ("deflect", "calls", "messenger")
-    assert 0 < hit.score < EXACT_MATCH_SCORE
+def test_words_must_all_be_found() -> None:
+    assert find("deflect calls to messenger").name == PHONE_CALL_REDIRECTS
+    with pytest.raises(EndpointNotFoundError, match="No endpoint matches 'deflect calls to slack'"):
+        find("deflect calls to slack")
 
 
 def test_a_query_that_matches_nothing_lists_what_exists() -> None:
     with pytest.raises(EndpointNotFoundError) as caught:
-        search("create a ticket")
+        find("create a ticket")
     message = str(caught.value)
     assert "'create a ticket'" in message
     assert "Available endpoints: phone_call_redirects (POST /phone_call_redirects: You can" in message
@@ -109,7 +120,7 @@ def test_a_query_that_matches_nothing_lists_what_exists() -> None:
 
 def test_an_empty_query_is_refused_with_the_listing() -> None:
     with pytest.raises(EndpointNotFoundError, match=r"query is empty.*phone_call_redirects"):
-        search("   ")
+        find("   ")
 
 
 def test_a_method_and_path_query_never_finds_another_method() -> None:
@@ -146,7 +157,7 @@ def test_catalogue_refuses_two_entries_with_one_name() -> None:
 
 def test_an_empty_catalogue_says_so() -> None:
     with pytest.raises(EndpointNotFoundError, match="The catalogue is empty"):
-        Catalog([]).search("phone")
+        Catalog([]).find("phone")
 
 
 # --- a second endpoint is only a docs page and a regeneration ---------------------------------
@@ -201,24 +212,24 @@ def test_second_endpoint_is_loaded_next_to_the_first(two_endpoint_catalog: TwoEn
 )
 def test_both_endpoints_are_searchable(two_endpoint_catalog: TwoEndpoints, query: str, expected: str) -> None:
     catalog, _ = two_endpoint_catalog
-    assert catalog.search(query)[0].endpoint.name == expected
     assert catalog.find(query).name == expected
+    assert catalog.find(query.upper()).name == expected
 
 
 def test_no_match_lists_both_endpoints(two_endpoint_catalog: TwoEndpoints) -> None:
     catalog, _ = two_endpoint_catalog
     with pytest.raises(EndpointNotFoundError) as caught:
-        catalog.search("invoices")
+        catalog.find("invoices")
     assert "phone_call_redirects (POST /phone_call_redirects:" in str(caught.value)
     assert "tags (POST /tags: You can use this endpoint to create a new tag" in str(caught.value)
 
 
-def test_a_query_matching_both_equally_is_ambiguous(two_endpoint_catalog: TwoEndpoints) -> None:
+def test_a_query_matching_both_is_refused_naming_them(two_endpoint_catalog: TwoEndpoints) -> None:
     catalog, _ = two_endpoint_catalog
-    assert [hit.endpoint.name for hit in catalog.search("post")] == ["phone_call_redirects", "tags"]
-    with pytest.raises(AmbiguousQueryError, match="matches 2 endpoints equally well") as caught:
+    with pytest.raises(EndpointNotFoundError, match="'post' matches 2 endpoints") as caught:
         catalog.find("post")
-    assert [hit.endpoint.name for hit in caught.value.hits] == ["phone_call_redirects", "tags"]
+    assert "phone_call_redirects (POST /phone_call_redirects), tags (POST /tags)" in str(caught.value)
+    assert "Be more specific" in str(caught.value)
 
 
 def test_validation_works_for_the_second_endpoint(two_endpoint_catalog: TwoEndpoints) -> None:

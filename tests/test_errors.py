@@ -15,10 +15,10 @@ from prefect.client.orchestration import get_client
 
 from prefect_intercom import errors
 from prefect_intercom.batch.report import BatchReport
-from prefect_intercom.catalog import SearchHit, get_endpoint
-from prefect_intercom.errors import IntercomError, Outcome, ValidationIssue
+from prefect_intercom.errors import IntercomError, ValidationIssue
+from prefect_intercom.outcomes import Outcome
 
-RESET = dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc)
+RESET = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
 API_FIELDS = {
     "error_code": "invalid_phone_number",
     "message": "Invalid phone number",
@@ -68,9 +68,6 @@ EXAMPLES: dict[type[IntercomError], Callable[[], IntercomError]] = {
         "lost", batch_key="k", lease_name="intercom-batch-k", lease_seconds=None
     ),
     errors.EndpointNotFoundError: lambda: errors.EndpointNotFoundError("no endpoint named 'x'"),
-    errors.AmbiguousQueryError: lambda: errors.AmbiguousQueryError(
-        "2 endpoints match", [SearchHit(get_endpoint("phone_call_redirects"), 3.0, ("phone",))]
-    ),
     errors.DocsPageError: lambda: errors.DocsPageError(12, "a table row has 3 cells", source="page.txt"),
 }
 
@@ -119,3 +116,30 @@ def test_a_failed_task_keeps_the_exception_with_its_attributes(prefect_server: N
     assert isinstance(error, errors.IntercomRateLimitError)
     assert (error.status_code, error.reset_at, error.remaining) == (429, RESET, 0)
     assert str(error).count("Intercom answered HTTP") == 1
+
+
+def test_except_busy_does_not_catch_a_lost_lease() -> None:
+    """Busy promises this run sent nothing; a lost lease comes after sends: siblings, not parent and child."""
+    lost = EXAMPLES[errors.BatchKeyLostError]()
+    with pytest.raises(errors.BatchKeyLostError):
+        try:
+            raise lost
+        except errors.BatchKeyBusyError:
+            pytest.fail("`except BatchKeyBusyError` caught a lost lease")
+    assert errors.BatchKeyLostError.__bases__ == errors.BatchKeyBusyError.__bases__ == (errors.BatchLeaseError,)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        (errors.IntercomRateLimitWaitError, "rate_limit_wait"),
+        (errors.BatchKeyLostError, "lease_lost"),
+        (errors.LedgerError, "not_attempted"),
+        (errors.BatchKeyBusyError, "not_attempted"),
+    ],
+)
+def test_each_error_carries_its_reason_code(kind: type[IntercomError], code: str) -> None:
+    from prefect_intercom.batch.run import _code
+
+    assert EXAMPLES[kind]().code == code == _code(EXAMPLES[kind]())
+    assert _code(EXAMPLES[errors.IntercomAPIError]()) == "invalid_phone_number"  # Intercom's own code first

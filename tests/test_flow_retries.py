@@ -25,7 +25,8 @@ from prefect_intercom import (
     acreate_phone_call_redirect,
     create_phone_call_redirect,
 )
-from prefect_intercom.idempotency import KEY_PREFIX, MARKER_SUFFIX, EarlierAttemptUnknownError, OccurrenceCounter
+from prefect_intercom.errors import EarlierAttemptUnknownError
+from prefect_intercom.idempotency import KEY_PREFIX, MARKER_SUFFIX, OccurrenceCounter
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, Sandbox
 

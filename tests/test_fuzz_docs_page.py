@@ -14,8 +14,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from prefect_intercom.errors import DocsPageError
 from prefect_intercom.schemagen import generate, generate_from_files, main, render
-from prefect_intercom.schemagen.docs_page import SECTIONS, TABLE_HEADER, DocsPageError, parse_docs_page, read_docs_page
+from prefect_intercom.schemagen.docs_page import SECTIONS, TABLE_HEADER, parse_docs_page, read_docs_page
 
 from .bounded import bounded
 from .conftest import PROJECT_ROOT

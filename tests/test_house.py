@@ -7,14 +7,11 @@ interpreter), so they hold for whatever modules exist.
 from __future__ import annotations
 
 import ast
-import importlib
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 import prefect_intercom
 from prefect_intercom import errors
@@ -33,20 +30,6 @@ NOT_LOADED_BY_IMPORT = (
 # The sandbox's web stack: asserted absent unless Prefect itself loads it.
 SANDBOX_LIBRARIES = ("starlette", "uvicorn")
 
-# The modules that defined an exception before it moved into `prefect_intercom.errors`, at their
-# paths today (lease, docs_page: batch/ and schemagen/): each still re-exports it.
-OLD_IMPORT_PATHS = (
-    ("prefect_intercom.catalog", "EndpointNotFoundError"),
-    ("prefect_intercom.catalog", "AmbiguousQueryError"),
-    ("prefect_intercom.schemagen.docs_page", "DocsPageError"),
-    ("prefect_intercom.batch", "BatchStoppedError"),
-    ("prefect_intercom.batch.report", "BatchStoppedError"),
-    ("prefect_intercom.batch.ledger", "LedgerError"),
-    ("prefect_intercom.batch.lease", "BatchLeaseError"),
-    ("prefect_intercom.batch.lease", "BatchKeyBusyError"),
-    ("prefect_intercom.batch.lease", "BatchKeyLostError"),
-    ("prefect_intercom.idempotency", "EarlierAttemptUnknownError"),
-)
 # Exceptions that may live outside `errors`: each never leaves its module.
 LOCAL_EXCEPTIONS = {
     ("prefect_intercom.flows.deflect_calls_cli", "StartError"),  # the command line turns it into one line, exit 2
@@ -198,9 +181,47 @@ def test_every_public_exception_is_defined_in_the_errors_module() -> None:
     assert elsewhere == []
 
 
-@pytest.mark.parametrize(("module", "name"), OLD_IMPORT_PATHS, ids=[f"{m}.{n}" for m, n in OLD_IMPORT_PATHS])
-def test_an_exception_keeps_its_old_import_path(module: str, name: str) -> None:
-    assert getattr(importlib.import_module(module), name) is getattr(errors, name)
+def _handed_on(name: str, path: Path) -> list[str]:
+    """Names a module hands on without defining them: `import x as x`, or imported names in its `__all__`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    found = [
+        f"{name}.{alias.name} (as itself)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.asname == alias.name
+    ]
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            listed = [item.value for item in getattr(node.value, "elts", []) if isinstance(item, ast.Constant)]
+            found += [f"{name}.{listed_name} (in __all__)" for listed_name in listed if listed_name in imported]
+    return found
+
+
+def test_every_public_name_has_one_import_path() -> None:
+    """Only the package `__init__`s gather names; no module re-exports what another defines."""
+    handed_on = [
+        entry for name, path in MODULES.items() if path.name != "__init__.py" for entry in _handed_on(name, path)
+    ]
+
+    assert handed_on == []
+
+
+def test_the_one_path_check_finds_a_re_export(tmp_path: Path) -> None:
+    module = tmp_path / "lease.py"
+    module.write_text(
+        "from prefect_intercom.errors import BatchKeyBusyError, LedgerError as LedgerError\n"
+        "__all__ = ['BatchKeyBusyError', 'hold']\n\ndef hold(): ...\n",
+        encoding="utf-8",
+    )
+
+    assert _handed_on("lease", module) == ["lease.LedgerError (as itself)", "lease.BatchKeyBusyError (in __all__)"]
 
 
 def test_the_errors_module_docstring_draws_every_exception_it_defines() -> None:

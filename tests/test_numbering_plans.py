@@ -10,7 +10,7 @@ import phonenumbers
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from prefect_intercom import IntercomCredentials, IntercomValidationError, ItemOutcome, Pacer, RetryPolicy
+from prefect_intercom import IntercomCredentials, IntercomValidationError, Outcome, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
 from prefect_intercom.numbering_plans import NUMBERING_PLANS_ENV, impossible_number
 from prefect_intercom.privacy import mask_phone
@@ -151,7 +151,7 @@ async def test_in_a_batch_an_impossible_number_is_rejected_and_never_sent(
     async with credentials.get_client(retry=RetryPolicy(backoff=0.01), pacer=Pacer()) as client:
         report = await asend_batch(client, iter(items), batch_key="plans", ledger_storage=storage, concurrency=4)
     outcomes = [item.outcome for item in report.items()]
-    assert outcomes == [ItemOutcome.SENT, *[ItemOutcome.REJECTED] * 3, ItemOutcome.SENT]
+    assert outcomes == [Outcome.SENT, *[Outcome.REJECTED] * 3, Outcome.SENT]
     assert sorted(request.body["phone"] for request in sandbox.received) == ["+14155550100", "+447700900123"]
     messages = [item.message or "" for item in report.items()[1:4]]
     assert all("cannot exist" in message for message in messages)
@@ -167,4 +167,4 @@ async def test_with_the_check_off_a_batch_sends_them(
         report = await asend_batch(
             client, iter([{"phone": phone} for phone in IMPOSSIBLE]), batch_key="off", ledger_storage=storage
         )
-    assert [item.outcome for item in report.items()] == [ItemOutcome.SENT] * 3
+    assert [item.outcome for item in report.items()] == [Outcome.SENT] * 3

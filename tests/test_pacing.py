@@ -15,7 +15,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
 from prefect_intercom import IntercomConfigurationError, IntercomCredentials, Pacer, RetryPolicy
-from prefect_intercom.errors import IntercomError, IntercomRateLimitWaitError, Outcome
+from prefect_intercom.errors import IntercomError, IntercomRateLimitWaitError
+from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import (
     DEFAULT_MARGIN,
     DEFAULT_WINDOW,
@@ -41,7 +42,7 @@ class Clock:
 
 
 def headers(remaining: int, reset: float, limit: int = 10) -> RateLimit:
-    return RateLimit(limit=limit, remaining=remaining, reset_at=dt.datetime.fromtimestamp(reset, dt.timezone.utc))
+    return RateLimit(limit=limit, remaining=remaining, reset_at=dt.datetime.fromtimestamp(reset, dt.UTC))
 
 
 def test_first_send_probes_alone_until_an_answer_arrives() -> None:
@@ -88,8 +89,8 @@ def test_a_429_with_remaining_zero_stops_everyone_until_the_reset() -> None:
     assert pacer.reserve() == pytest.approx(10 + pacer.margin)
 
 
-def test_reserve_keeps_requests_for_other_senders() -> None:
-    pacer = HeaderPacer(reserve=2, clock=Clock())
+def test_keep_free_leaves_requests_for_other_senders() -> None:
+    pacer = HeaderPacer(keep_free=2, clock=Clock())
     pacer.reserve()
     pacer.release(headers(remaining=4, reset=1_010))
     assert [pacer.reserve() == 0 for _ in range(3)] == [True, True, False]
@@ -206,7 +207,7 @@ def test_a_reset_two_hours_away_is_waited_for_only_when_asked() -> None:
     pacer.release(headers(remaining=0, reset=1_000 + 7_200))
     wait, reset_at = pacer.next_send()
     assert wait == pytest.approx(7_200 + pacer.margin)  # a real reset, reported as it is
-    assert reset_at == dt.datetime.fromtimestamp(8_200, dt.timezone.utc)
+    assert reset_at == dt.datetime.fromtimestamp(8_200, dt.UTC)
 
 
 # --- many requests in flight, windows rolling, answers out of order ---------------------------
@@ -297,7 +298,7 @@ def fake_paced(clock: Clock) -> Pacer:
 
 
 def test_a_reset_beyond_the_budget_is_refused_at_once_not_slept_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Clock(dt.datetime(2026, 11, 29, 19, 0, tzinfo=dt.timezone.utc).timestamp())
+    clock = Clock(dt.datetime(2026, 11, 29, 19, 0, tzinfo=dt.UTC).timestamp())
     slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     pacer = fake_paced(clock)
@@ -307,7 +308,7 @@ def test_a_reset_beyond_the_budget_is_refused_at_once_not_slept_through(monkeypa
         pacer.acquire(max_wait=120)
     error = caught.value
     assert slept == []
-    assert error.reset_at == dt.datetime(2026, 11, 29, 21, 0, tzinfo=dt.timezone.utc)
+    assert error.reset_at == dt.datetime(2026, 11, 29, 21, 0, tzinfo=dt.UTC)
     assert error.wait == pytest.approx(7_200, abs=0.1) and error.max_wait == 120
     assert error.outcome is Outcome.NOT_SENT and isinstance(error, IntercomError)
     assert str(error) == (

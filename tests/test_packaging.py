@@ -19,7 +19,7 @@ import json, pathlib, prefect_intercom
 from importlib import resources
 from importlib.metadata import entry_points
 from prefect_intercom import IntercomCredentials, IntercomValidationError, validate_request
-from prefect_intercom.catalog import search
+from prefect_intercom.catalog import find
 
 assert "site-packages" in prefect_intercom.__file__, prefect_intercom.__file__
 files = sorted(entry.name for entry in resources.files("prefect_intercom.schemas").iterdir())
@@ -33,7 +33,7 @@ except IntercomValidationError as error:
     assert error.errors[0].path == "/phone"
 else:
     raise AssertionError("validation did not fail")
-assert search("phone")[0].endpoint.name == "phone_call_redirects"
+assert find("phone").name == "phone_call_redirects"
 assert IntercomCredentials(access_token="x").intercom_version == "2.12"
 collections = entry_points(group="prefect.collections")
 assert [ep.value for ep in collections if ep.name == "prefect_intercom"] == ["prefect_intercom"]

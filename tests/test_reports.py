@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_intercom.catalog import get_endpoint, search
+from prefect_intercom.catalog import get_endpoint
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import (
     IntercomAPIError,
@@ -53,7 +53,6 @@ def test_reference_report_has_reference_prepared_request_and_validation(prepared
     endpoint = get_endpoint("phone_call_redirects")
     markdown = reports.reference_markdown(
         query="phone",
-        hits=search("phone"),
         endpoint=endpoint,
         method="POST",
         url=prepared.url,
@@ -79,7 +78,6 @@ def test_reference_report_of_an_invalid_body_lists_every_problem_with_hints() ->
         error = caught
     markdown = reports.reference_markdown(
         query="phone",
-        hits=search("phone"),
         endpoint=get_endpoint("phone_call_redirects"),
         method="POST",
         url=f"{URL}/phone_call_redirects",
@@ -230,8 +228,7 @@ def test_no_report_shows_a_full_phone_number_unless_the_switch_is_on(
     def every_report() -> str:
         reference = reports.reference_markdown(
             query="phone",
-            hits=search("phone"),
-            endpoint=get_endpoint("phone_call_redirects"),
+                endpoint=get_endpoint("phone_call_redirects"),
             method="POST",
             url=prepared.url,
             body=body,

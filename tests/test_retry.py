@@ -26,7 +26,7 @@ from prefect_intercom.sandbox import Sandbox
 
 from .conftest import SECRET_TOKEN
 
-NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 NO_JITTER = RetryPolicy(jitter=0.0)
 
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from prefect_intercom.errors import DocsPageError
 from prefect_intercom.schema_rules import E164_PATTERN
 from prefect_intercom.schemagen import (
     find_drift,
@@ -18,7 +19,7 @@ from prefect_intercom.schemagen import (
     generate_from_files,
     main,
 )
-from prefect_intercom.schemagen.docs_page import DocsPageError, parse_docs_page, read_docs_page
+from prefect_intercom.schemagen.docs_page import parse_docs_page, read_docs_page
 
 from .conftest import OPENAPI_DIR, PROJECT_ROOT
 

@@ -351,7 +351,7 @@ async def test_a_reset_from_the_sandbox_is_unknown_on_the_async_path() -> None:
         (aiohttp.ConnectionTimeoutError("connect"), httpx.ConnectTimeout),
         (aiohttp.SocketTimeoutError("read"), httpx.ReadTimeout),
         (aiohttp.ServerTimeoutError("late"), httpx.ReadTimeout),
-        (asyncio.TimeoutError(), httpx.ReadTimeout),
+        (TimeoutError(), httpx.ReadTimeout),
         (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
         (aiohttp.ClientPayloadError("short"), httpx.RemoteProtocolError),
         (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), httpx.WriteError),
@@ -459,7 +459,7 @@ def _self_signed(directory: Path) -> ssl.SSLContext:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)

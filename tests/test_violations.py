@@ -127,7 +127,7 @@ def test_nesting_deeper_than_the_limit_is_refused_at_the_first_level_too_deep() 
     ("value", "kind", "hint"),
     [
         (dt.date(2024, 1, 2), "date", "ISO 8601"),
-        (dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.timezone.utc), "datetime", "UNIX timestamp"),
+        (dt.datetime(2024, 1, 2, 3, 4, tzinfo=dt.UTC), "datetime", "UNIX timestamp"),
         ((1, 2), "tuple", "use a list"),
         ({1, 2}, "set", "use a list"),
         (frozenset(), "frozenset", "use a list"),

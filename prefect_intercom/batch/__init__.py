@@ -14,17 +14,14 @@ The modules, each with one job:
 
 from prefect_intercom.batch.csv_input import count_csv_rows, read_requests_csv
 from prefect_intercom.batch.engine import asend_batch, send_batch
-from prefect_intercom.batch.ledger import BatchLedger, LedgerError
-from prefect_intercom.batch.report import BatchItemResult, BatchReport, BatchStoppedError, ItemOutcome
+from prefect_intercom.batch.ledger import BatchLedger
+from prefect_intercom.batch.report import BatchItemResult, BatchReport
 from prefect_intercom.batch.tasks import acreate_phone_call_redirects, create_phone_call_redirects, default_batch_key
 
 __all__ = [
     "BatchItemResult",
     "BatchLedger",
     "BatchReport",
-    "BatchStoppedError",
-    "ItemOutcome",
-    "LedgerError",
     "acreate_phone_call_redirects",
     "asend_batch",
     "count_csv_rows",

@@ -39,7 +39,7 @@ from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.privacy import mask_digits, phone_number_in
 
-__all__ = ["DEFAULT_STOP_AFTER_UNKNOWN", "ItemKey", "ProgressCallback", "asend_batch", "check_batch_key", "send_batch"]
+__all__ = ["asend_batch", "check_batch_key", "send_batch"]
 
 
 def check_batch_key(batch_key: str) -> None:
@@ -133,8 +133,8 @@ async def asend_batch(
     """
     check_batch_key(batch_key)
     started = time.monotonic()
-    rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
-    limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, rate=rate)
+    pacer_rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
+    limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, allowed_rate=pacer_rate)
     holder: AbstractAsyncContextManager[Any]
     if lock:
         from prefect_intercom.batch.lease import hold_batch_key

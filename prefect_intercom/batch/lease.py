@@ -49,14 +49,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalC
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_intercom.batch import holder as records
-from prefect_intercom.batch.lease_state import (
-    CONFIRM_EVERY_SECONDS,
-    CONFIRM_WAIT_SECONDS,
-    MAX_GUARD_SECONDS,
-    BatchLease,
-    _logger,
-)
-from prefect_intercom.errors import BatchKeyBusyError, BatchKeyLostError, BatchLeaseError
+from prefect_intercom.batch.lease_state import BatchLease, _logger
+from prefect_intercom.errors import BatchKeyBusyError, BatchLeaseError
 
 LEASE_PREFIX = "intercom-batch-"
 DEFAULT_LEASE_SECONDS = 30.0  # measured: bench/lease_length.py, docs/batch-lease.md
@@ -290,7 +284,7 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
             lease._lose("its Prefect global concurrency limit was removed or taken over")
             logger.warning("Lost the batch key's lease %r: it was removed or taken over", lease.name)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             delay = 0.0
             continue
         except (httpx.HTTPError, OSError) as error:
@@ -326,14 +320,7 @@ async def _delete(client: PrefectClient, limit_id: uuid.UUID | str) -> None:
 
 
 __all__ = [
-    "CONFIRM_EVERY_SECONDS",
-    "CONFIRM_WAIT_SECONDS",
     "DEFAULT_LEASE_SECONDS",
-    "MAX_GUARD_SECONDS",
-    "BatchKeyBusyError",
-    "BatchKeyLostError",
-    "BatchLease",
-    "BatchLeaseError",
     "hold_batch_key",
     "lease_name",
 ]

@@ -19,11 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from prefect_intercom.errors import BatchStoppedError as BatchStoppedError  # its old import path
 from prefect_intercom.outcomes import Outcome
-
-ItemOutcome = Outcome
-"""The outcome of a batch item: the package's one `Outcome` vocabulary under its batch name."""
 
 DEFAULT_TABLE_ROWS = 500
 TABLE_MESSAGE_CHARS = 80

@@ -286,12 +286,6 @@ class BatchRun:
             self.reporting = False
 
 
-def _code(error: BaseException) -> str:
-    """A short reason code for a failure without an Intercom error code."""
-    code = getattr(error, "error_code", None)
-    if code:
-        return str(code)
-    name = type(error).__name__
-    return {"IntercomRateLimitWaitError": "rate_limit_wait", "BatchKeyLostError": "lease_lost"}.get(
-        name, "not_attempted"
-    )
+def _code(error: IntercomError) -> str:
+    """A short reason code for a failure: Intercom's error code, else the error's own."""
+    return str(getattr(error, "error_code", None) or error.code)

@@ -21,10 +21,11 @@ from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY
-from prefect_intercom.batch.engine import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey, asend_batch, check_batch_key
-from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport, BatchStoppedError
+from prefect_intercom.batch.engine import asend_batch, check_batch_key
+from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
+from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey
 from prefect_intercom.credentials import IntercomCredentials
-from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.errors import BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.events import emit_batch_finished
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy

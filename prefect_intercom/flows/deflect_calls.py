@@ -54,8 +54,8 @@ from prefect_intercom.flows.run_state import final_state, log_problems, no_flow_
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.flows.workspace_types import dry_run_types, workspace_types
 from prefect_intercom.outcomes import Outcome
+from prefect_intercom.privacy import mask_phone
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from prefect_intercom.tasks import mask_phone
 from prefect_intercom.validation import request_issues
 
 FLOW_NAME = "deflect-calls"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from prefect_intercom.catalog import Endpoint, SearchHit
+from prefect_intercom.catalog import Endpoint
 from prefect_intercom.errors import (
     IntercomAPIError,
     IntercomTransportError,
@@ -91,7 +91,6 @@ def connection_markdown(
 def reference_markdown(
     *,
     query: str,
-    hits: Sequence[SearchHit],
     endpoint: Endpoint,
     method: str,
     url: str,
@@ -103,7 +102,6 @@ def reference_markdown(
 
     Args:
         query: What was searched for.
-        hits: The ranked search hits (the first is `endpoint`).
         endpoint: The endpoint the request goes to.
         method: The HTTP method.
         url: The full URL.
@@ -115,9 +113,6 @@ def reference_markdown(
         Markdown.
     """
     lines = [step_heading(2), "", f"Searched the catalogue for `{_code(query)}`: found **{endpoint.title}**."]
-    if len(hits) > 1:
-        lines += ["", "Other matches, best first:", ""]
-        lines += [f"- `{hit.endpoint.title}` ({hit.endpoint.name}, score {hit.score:.2f})" for hit in hits[1:]]
     lines += ["", endpoint.reference_markdown(), "", "## Prepared request", "", f"`{method} {url}`", ""]
     if prepared is not None:
         headers = prepared.display_headers().items()

@@ -23,9 +23,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, EndpointNotFoundError, default_catalog, get_endpoint
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, default_catalog, get_endpoint
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import (
+    EndpointNotFoundError,
     IntercomAPIError,
     IntercomConfigurationError,
     IntercomTransportError,
@@ -44,7 +45,8 @@ from prefect_intercom.flows.parameters import (
     version_override,
 )
 from prefect_intercom.prepared import PreparedRequest
-from prefect_intercom.tasks import mask_phone, phone_call_redirect_body
+from prefect_intercom.privacy import mask_phone
+from prefect_intercom.tasks import phone_call_redirect_body
 
 FLOW_NAME = "test-request"
 DEPLOYMENT_NAME = "test-request"
@@ -194,21 +196,19 @@ def find_the_api_and_load_its_reference(
         The prepared request (it holds no token).
 
     Raises:
-        EndpointNotFoundError: Nothing (or several things equally) matches `api`.
+        EndpointNotFoundError: Nothing (or several endpoints) matches `api`.
         IntercomValidationError: The body or headers are invalid; nothing will be sent.
     """
     logger = get_run_logger()
-    catalog = default_catalog()
     try:
-        hits = catalog.search(api)
-        endpoint = catalog.find(api)
+        endpoint = default_catalog().find(api)
     except EndpointNotFoundError as error:
         _publish(2, reports.not_found_markdown(error))
         raise
     logger.info("Found %s (%s): %s", endpoint.title, endpoint.name, endpoint.summary)
     overrides = {"intercom_version": intercom_version} if intercom_version else {}
     with credentials.get_client(**overrides) as client:
-        shown = {"query": api, "hits": hits, "endpoint": endpoint, "method": endpoint.method, "body": body}
+        shown = {"query": api, "endpoint": endpoint, "method": endpoint.method, "body": body}
         url = f"{client.base_url}{endpoint.path}"
         try:
             _require_phone(endpoint.name, body)

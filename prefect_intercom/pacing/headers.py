@@ -72,7 +72,7 @@ class HeaderPacer:
     corrects that count: it never reopens the budget that newer answers closed.
 
     Args:
-        reserve: Requests to leave unused in each window (for other senders of the same app).
+        keep_free: Requests to leave unused in each window (for other senders of the same app).
         margin: Seconds to wait past `X-RateLimit-Reset` (clock differences, rounding).
         clock: The wall clock (UNIX seconds); tests pass a fake.
 
@@ -87,9 +87,9 @@ class HeaderPacer:
     """
 
     def __init__(
-        self, *, reserve: int = 0, margin: float = DEFAULT_MARGIN, clock: Callable[[], float] = time.time
+        self, *, keep_free: int = 0, margin: float = DEFAULT_MARGIN, clock: Callable[[], float] = time.time
     ) -> None:
-        self.reserve_count = reserve
+        self.keep_free = keep_free
         self.margin = margin
         self._clock = clock
         self._lock = threading.Lock()
@@ -147,12 +147,12 @@ class HeaderPacer:
                 return 0.0, None
             self._roll(now)
             limit = self._limit or 0
-            if limit - self._sent - max(0, self._others or 0) > self.reserve_count:
+            if limit - self._sent - max(0, self._others or 0) > self.keep_free:
                 self._sent += 1
                 self._inflight += 1
                 return 0.0, None
             reset = self._reset or now
-            return max(PROBE_INTERVAL, reset + self.margin - now), dt.datetime.fromtimestamp(reset, dt.timezone.utc)
+            return max(PROBE_INTERVAL, reset + self.margin - now), dt.datetime.fromtimestamp(reset, dt.UTC)
 
     def release(self, rate_limit: RateLimit | None) -> None:
         """Give the slot back and learn from the answer's headers (`None`: no answer came)."""

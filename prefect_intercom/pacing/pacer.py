@@ -27,7 +27,7 @@ class Pacer:
         headers: Pace from the `X-RateLimit-*` headers (`HeaderPacer`).
         global_rate_limit: Name of a Prefect global concurrency limit with slot decay
             shared by every sender of the same Intercom app (`GlobalRateLimit`).
-        reserve: Requests per window the header pacer leaves unused.
+        keep_free: Requests per window the header pacer leaves unused.
         slots_per_acquire: Chunk size for the global rate limit (default from its size).
         max_wait: Seconds one acquisition may wait for the header pacer when the caller
             names no budget (default: the retry policy's default, 120 s).
@@ -48,13 +48,13 @@ class Pacer:
         *,
         headers: bool = True,
         global_rate_limit: str | None = None,
-        reserve: int = 0,
+        keep_free: int = 0,
         slots_per_acquire: int | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
     ) -> None:
         if not max_wait >= 0:
             raise ValueError("max_wait must not be negative")
-        self.header_pacer = HeaderPacer(reserve=reserve) if headers else None
+        self.header_pacer = HeaderPacer(keep_free=keep_free) if headers else None
         self.global_limit = (
             GlobalRateLimit(global_rate_limit, slots_per_acquire=slots_per_acquire) if global_rate_limit else None
         )

@@ -16,8 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from prefect_intercom.errors import DocsPageError
 from prefect_intercom.schema_rules import E164_FORMAT, E164_PATTERN, FORMAT_ANNOTATION
-from prefect_intercom.schemagen.docs_page import SECTION_HEADERS, DocsPage, DocsPageError, FieldRow, read_docs_page
+from prefect_intercom.schemagen.docs_page import SECTION_HEADERS, DocsPage, FieldRow, read_docs_page
 from prefect_intercom.schemagen.openapi_description import descriptions_for, header_values
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
