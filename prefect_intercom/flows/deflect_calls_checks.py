@@ -12,9 +12,9 @@ from typing import NoReturn
 
 from prefect_intercom.batch.csv_input import CsvScan, scan_csv
 from prefect_intercom.batch.report import BatchItemResult
-from prefect_intercom.flows.report_file import check_report, one_line, write_report_csv
+from prefect_intercom.flows.report_file import one_line, write_report_csv
 
-__all__ = ["OneLineParser", "check_csv", "check_report", "positive_count", "printable", "write_report"]
+__all__ = ["OneLineParser", "check_csv", "positive_count", "printable", "write_report"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 

@@ -42,13 +42,13 @@ from prefect_intercom.flows.deflect_calls import (
 from prefect_intercom.flows.deflect_calls_checks import (
     OneLineParser,
     check_csv,
-    check_report,
     positive_count,
     printable,
     write_report,
 )
 from prefect_intercom.flows.deflect_calls_output import counts, print_problems, progress_bar, quiet_console, stop_line
 from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
+from prefect_intercom.flows.report_file import check_report
 from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
 from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
