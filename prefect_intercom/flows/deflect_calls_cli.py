@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from prefect.exceptions import TerminationSignal
+from prefect.states import State
 
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.batch.tasks import stop_running_batches
@@ -54,7 +54,6 @@ from prefect_intercom.flows.test_request import load_credentials
 from prefect_intercom.outcomes import Outcome
 
 PROG = "prefect-intercom deflect-calls"
-_EXCEPTION_PREAMBLE = re.compile(r"^Flow run encountered an exception: [\w.]+: ")
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 
@@ -317,7 +316,7 @@ class _Run:
             print(f"Done: {counts(self.results, dry_run)}{key}")
             return 0
         if not self.results and not report_error:  # failed before its first row: input, configuration, token
-            raise StartError(f"{_reason(state.message)}; nothing was sent")
+            raise StartError(f"{_reason(state)}; nothing was sent")
         stopped = None if report_error else stop_line(self.results, self.how)
         if stopped:  # one line: why, how many requests, what was not attempted, what to do
             print(printable(f"Deflect calls failed: {stopped}"), file=sys.stderr)
@@ -347,10 +346,15 @@ class _Run:
         return sent_so_far(self.results)
 
 
-def _reason(message: str | None) -> str:
-    """A failed flow run's message as the one sentence of its exception (Prefect's preamble dropped)."""
-    first = (message or "the run failed").splitlines()[0]
-    return _EXCEPTION_PREAMBLE.sub("", first).rstrip(". ") or "the run failed"
+def _reason(state: State[Any]) -> str:
+    """A failed flow run's reason: the first line of the exception it raised (else of its state message)."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # a state without its result: its message says it
+        error = None
+    text = str(error) if isinstance(error, BaseException) else state.message
+    lines = (text or "").strip().splitlines()
+    return (lines[0].rstrip(". ") if lines else "") or "the run failed"
 
 
 def _was_sent(result: BatchItemResult) -> bool:
