@@ -49,3 +49,37 @@ def clear_of_window_edge(window: float, margin: float) -> None:
     left = window - time.time() % window
     if left < margin:
         time.sleep(left + 0.05)
+
+
+# The slowest test files, slowest first (seconds of one CI run, measured with PYTEST_TIMINGS below).
+# `.ci/test` runs whole files side by side (`--dist loadfile --no-loadscope-reorder`): starting the
+# longest first keeps one worker from being left with a three-minute file at the end.
+SLOWEST_FILES_FIRST = (
+    "tests/e2e/test_ui_browser.py",
+    "tests/test_deflect_calls_resume.py",
+    "tests/test_packaging.py",
+    "tests/distributed/test_kill_and_resume.py",
+    "tests/test_token_audit.py",
+    "tests/test_batch_crash.py",
+    "tests/test_deflect_calls_input.py",
+    "tests/test_hostile_server.py",
+    "tests/test_batch_lease.py",
+    "tests/test_batch.py",
+    "tests/test_test_request_flow.py",
+    "tests/test_hosts.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest files first (see `SLOWEST_FILES_FIRST`); the order within a file is kept."""
+    rank = {path: place for place, path in enumerate(SLOWEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """With `PYTEST_TIMINGS=<file>`, append each phase's duration as it ends (to refresh the list above)."""
+    import os
+
+    if (path := os.environ.get("PYTEST_TIMINGS")) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(f"{report.duration:.2f}\t{report.when}\t{report.nodeid}\n")

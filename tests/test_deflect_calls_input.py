@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from prefect_intercom.flows import deflect_calls_checks
 from prefect_intercom.flows.deflect_calls import write_report_csv
 from prefect_intercom.flows.deflect_calls_checks import printable
 from prefect_intercom.outcomes import Outcome
-from prefect_intercom.sandbox.process import sandbox_process
+from prefect_intercom.sandbox.process import SandboxProcess, sandbox_process
 
 from .conftest import SECRET_TOKEN
 from .test_deflect_calls_resume import api_url, child_env, run_command, save_block
@@ -27,15 +28,24 @@ from .test_deflect_calls_resume import api_url, child_env, run_command, save_blo
 GOOD = "phone,issue\n+14155550100,Billing\n+14155550101,Support\n"
 
 
-def _refused(tmp_path: Path, csv_text: str | None, *args: str, csv_path: str | None = None) -> tuple[str, list]:
+@pytest.fixture(scope="module")
+def counting_sandbox() -> Iterator[SandboxProcess]:
+    """One sandbox in a process of its own for the module; each test looks at what arrived during it."""
+    with sandbox_process(token=SECRET_TOKEN) as running:
+        yield running
+
+
+def _refused(
+    sandbox: SandboxProcess, tmp_path: Path, csv_text: str | None, *args: str, csv_path: str | None = None
+) -> tuple[str, list]:
     """Run the command on a file (or `csv_path`) with `args`: its one stderr line, and what the sandbox received."""
     path = tmp_path / "callers.csv"
     if csv_text is not None:
         path.write_text(csv_text, encoding="utf-8")
-    with sandbox_process(token=SECRET_TOKEN) as sandbox:
-        env = child_env(tmp_path / "home", api_url())
-        done = run_command(env, csv_path or str(path), "--block", save_block(sandbox.url), *args, timeout=120)
-        received = sandbox.records()
+    before = len(sandbox.records())
+    env = child_env(tmp_path / "home", api_url())
+    done = run_command(env, csv_path or str(path), "--block", save_block(sandbox.url), *args, timeout=120)
+    received = sandbox.records()[before:]
     lines = done.stderr.splitlines()
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert len(lines) == 1, done.stderr
@@ -58,21 +68,28 @@ def _refused(tmp_path: Path, csv_text: str | None, *args: str, csv_path: str | N
     ],
 )
 def test_bad_input_is_one_sentence_exit_2_and_nothing_is_sent(
-    prefect_server: None, tmp_path: Path, csv_text: str, args: tuple[str, ...], sentence: str
+    prefect_server: None,
+    counting_sandbox: SandboxProcess,
+    tmp_path: Path,
+    csv_text: str,
+    args: tuple[str, ...],
+    sentence: str,
 ) -> None:
-    line, received = _refused(tmp_path, csv_text, *args)
+    line, received = _refused(counting_sandbox, tmp_path, csv_text, *args)
     assert received == []
     assert pytest.importorskip("re").search(sentence, line), line
 
 
-def test_a_file_that_never_ends_is_one_sentence(prefect_server: None, tmp_path: Path) -> None:
-    line, received = _refused(tmp_path, None, csv_path="/dev/zero")
+def test_a_file_that_never_ends_is_one_sentence(
+    prefect_server: None, counting_sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    line, received = _refused(counting_sandbox, tmp_path, None, csv_path="/dev/zero")
     assert received == [] and "line 1 is longer than 1024 KiB" in line
 
 
 @pytest.mark.parametrize("report", ["same", "spelled", "symlink", "directory", "/dev/full", "no-folder"])
 def test_a_report_that_cannot_be_written_stops_the_run_before_anything_is_sent(
-    prefect_server: None, tmp_path: Path, report: str
+    prefect_server: None, counting_sandbox: SandboxProcess, tmp_path: Path, report: str
 ) -> None:
     callers = tmp_path / "callers.csv"
     (tmp_path / "link.csv").symlink_to(callers)
@@ -84,16 +101,18 @@ def test_a_report_that_cannot_be_written_stops_the_run_before_anything_is_sent(
         "/dev/full": "/dev/full",
         "no-folder": str(tmp_path / "nowhere" / "report.csv"),
     }[report]
-    line, received = _refused(tmp_path, GOOD, "--report", target)
+    line, received = _refused(counting_sandbox, tmp_path, GOOD, "--report", target)
     assert received == [] and "report" in line
     assert callers.read_text(encoding="utf-8") == GOOD
 
 
-def test_rows_are_numbered_as_the_file_has_them_on_the_terminal_and_in_the_report(tmp_path: Path) -> None:
+def test_rows_are_numbered_as_the_file_has_them_on_the_terminal_and_in_the_report(
+    prefect_server: None, tmp_path: Path
+) -> None:
     callers = tmp_path / "callers.csv"
     callers.write_text("phone,issue\n\n\n+14155550100,x\n\n+1415\x1b[31m5550101,\x1b]0;owned\x07\n", encoding="utf-8")
     report = tmp_path / "report.csv"
-    done = run_command(child_env(tmp_path / "home", None), str(callers), "--dry-run", "--report", str(report))
+    done = run_command(child_env(tmp_path / "home", api_url()), str(callers), "--dry-run", "--report", str(report))
     assert done.returncode == 0, done.stderr
     assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout
     [problem] = [line for line in done.stdout.splitlines() if line.startswith("row ")]

@@ -387,6 +387,7 @@ async def test_an_answer_of_any_size_is_read_up_to_the_limit_and_says_when_it_wa
 ) -> None:
     body = (b'{"type":"phone_call_redirect","url":"' + b"u" * size)[:size]
     wire = _encode(body, encoding, broken=False)
+    chunk = max(chunk, len(wire) // 2048)  # any boundaries, but never millions of one-byte chunks
 
     async def stream() -> Any:
         for start in range(0, len(wire), chunk):

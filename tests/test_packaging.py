@@ -43,15 +43,22 @@ print("ok", prefect_intercom.__version__)
 
 
 @pytest.fixture(scope="module")
-def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv with the package installed from its wheel (with the sandbox extra): built once a module."""
-    tmp_path = tmp_path_factory.mktemp("wheel-venv")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, as `pip wheel` builds it from the source tree: built once a module."""
+    dist = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path / "dist"), str(PROJECT_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(PROJECT_ROOT)],
         check=True,
         timeout=300,
     )
-    [wheel] = (tmp_path / "dist").glob("prefect_intercom-*.whl")
+    [built] = dist.glob("prefect_intercom-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv with the package installed from its wheel (with the sandbox extra): built once a module."""
+    tmp_path = tmp_path_factory.mktemp("wheel-venv")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     # The wheels `.ci/setup --full` downloaded for the README-route test, when there: the same
@@ -76,15 +83,9 @@ def test_pip_install_into_a_fresh_virtualenv(wheel_venv: Path, tmp_path: Path) -
     assert result.stdout.startswith("ok ")
 
 
-def test_wheel_contains_the_schemas_and_py_typed(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(PROJECT_ROOT)],
-        check=True,
-        timeout=300,
-    )
+def test_wheel_contains_the_schemas_and_py_typed(wheel: Path) -> None:
     import zipfile
 
-    [wheel] = tmp_path.glob("prefect_intercom-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
         "prefect_intercom/py.typed",

@@ -670,6 +670,21 @@ def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
         assert "row 4 (" in shown and "row 5 (" in shown and "To resume" in shown, shown
         assert "5500001" not in shown and "4155550199" not in shown  # phones masked
 
+        # The task's table artifact at 1,400 px (item 4): outcome, reason and row first, all three in view.
+        open_run_tab(page, stack, flow_run_id, "Completed with problems", "Artifacts")
+        open_artifact(page, "intercom-batch-report")
+        page.locator("th").first.wait_for()
+        camera.shot("problems-table-artifact", full_page=False)
+        headers = page.locator("th")
+        names = [" ".join(text.split()).lower() for text in headers.all_inner_texts()]
+        assert names[:3] == ["outcome", "reason", "row"], names
+        width = page.viewport_size["width"]
+        for index in range(3):
+            box = headers.nth(index).bounding_box()
+            assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= width, (names[index], box, width)
+        shown = shown_text(page, "not_sent")
+        assert "not_sent" in shown and "rejected" in shown, shown
+
         open_run_tab(page, stack, flow_run_id, "Completed with problems", "Logs")
         for line in ("1 row(s) not sent: row 5", "1 row(s) rejected: row 4"):
             message = page.get_by_text(line).first
