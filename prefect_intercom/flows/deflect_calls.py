@@ -191,14 +191,14 @@ def deflect_calls(
     report_path: Annotated[
         OptionalStr,
         labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
-    ] = None,
+    ] = "",
     batch_key: Annotated[
         OptionalStr,
         labelled(
             "Batch key",
             "Names the batch across runs; empty: derived from the file and the Intercom app, so the same file resumes.",
         ),
-    ] = None,
+    ] = "",
     send_again: Annotated[
         bool,
         labelled("Send again", "Text everyone of the file again, as a new batch (a fresh key, in the logs)."),
@@ -207,21 +207,21 @@ def deflect_calls(
     attribute_columns: Annotated[
         OptionalStrList,
         labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
-    ] = None,
+    ] = [],  # noqa: B006 - never changed; the Run form's empty list
     ledger_storage: Annotated[
         OptionalStr,
         labelled(
             "Ledger storage",
             "A file system block, e.g. s3-bucket/intercom-ledger; empty: the run's result storage.",
         ),
-    ] = None,
+    ] = "",
     concurrency: Annotated[
-        OptionalInt, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
-    ] = None,
+        OptionalInt, labelled("Requests in flight", "0: adapted to Intercom's rate and latency.")
+    ] = 0,
     global_rate_limit: Annotated[
         OptionalStr,
         labelled("Global rate limit", "A Prefect global concurrency limit (slot decay) shared by every sender."),
-    ] = None,
+    ] = "",
     retry_unknown: Annotated[
         bool, labelled("Retry unknown answers", "Also retry 5xx answers and timeouts; a phone may be texted twice.")
     ] = False,
@@ -234,7 +234,7 @@ def deflect_calls(
     results_path: Annotated[
         OptionalStr,
         labelled("Results file", "A local JSON Lines file receiving every row's result as it happens (optional)."),
-    ] = None,
+    ] = "",
 ) -> dict[str, Any] | State[Any]:
     """Text every phone of a CSV file a Messenger link (Intercom's phone call redirect).
 
@@ -269,6 +269,7 @@ def deflect_calls(
         (`prefect_intercom.flows.run_state`).
     """
     logger = get_run_logger()
+    columns = attribute_columns or None  # empty: every column but the phone's
     with not_retried():  # an input, configuration or token problem fails the same way each time
         if batch_key and send_again:
             raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
@@ -278,9 +279,7 @@ def deflect_calls(
             credentials = load_credentials(block_name, SANDBOX_HINT)
             types = workspace_types(credentials, logger)
         try:  # the whole file and the report path are checked before anything is sent, as on the command line
-            scan = scan_csv(
-                csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types
-            )
+            scan = scan_csv(csv_path, phone_column=phone_column, attribute_columns=columns, workspace_types=types)
         except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
             problem = f"cannot read the CSV {csv_path}: {one_line(error)}"
             raise IntercomConfigurationError(f"{problem}; nothing was sent") from None
@@ -290,7 +289,7 @@ def deflect_calls(
         except ValueError as error:
             raise IntercomConfigurationError(f"{error}; nothing was sent") from None
         if dry_run:
-            report = validate_csv(csv_path, phone_column, attribute_columns, results_path, scan.row_numbers, types)
+            report = validate_csv(csv_path, phone_column, columns, results_path or None, scan.row_numbers, types)
             counts = report.counts
             logger.info(
                 "Dry run of %s, nothing sent: %s valid, %s rejected, %s skipped (duplicates)",
@@ -317,12 +316,12 @@ def deflect_calls(
             report = create_phone_call_redirects(
                 credentials,
                 read_requests_csv(
-                    csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types
+                    csv_path, phone_column=phone_column, attribute_columns=columns, workspace_types=types
                 ),
                 batch_key=key,
-                concurrency=concurrency,
+                concurrency=concurrency or None,
                 retry=retry,
-                global_rate_limit=global_rate_limit,
+                global_rate_limit=global_rate_limit or None,
                 resend_unknown=resend_unknown,
                 expected_total=scan.rows,
                 ledger_storage=storage,
