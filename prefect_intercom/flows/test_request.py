@@ -1,19 +1,6 @@
-"""Test request: the docs' three "How to start integrating" steps as one Prefect flow.
+"""Test request: the docs' three "How to start integrating" steps as one Prefect flow, one artifact per step.
 
-1. **Add the HTTP task**: load the `IntercomCredentials` block and show where requests go.
-2. **Find the API and load its reference**: search the endpoint catalogue, publish the
-   reference and the prepared request (token redacted) and validate the body.
-3. **Test request**: send it once (unless `dry_run`) and publish Intercom's answer.
-
-Each step publishes a markdown artifact, so a run tells its story in the Prefect UI even when
-it fails. The access token never leaves the block: it is not a parameter, not in an artifact
-and not in a log line.
-
-Command line (`prefect_intercom.flows.test_request_cli`; `--help` for everything):
-
-    prefect-intercom test-request --sandbox --phone +14155550100        # local sandbox, no account
-    prefect-intercom test-request --block intercom --phone +14155550100  # your saved block
-    prefect-intercom test-request serve --block intercom --phone +1...   # one-click "Quick run" in the UI
+The steps, and why the token never leaves the block: `docs/flow-modules.md`, "test_request".
 """
 
 from typing import Annotated, Any
