@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, default_catalog, get_endpoint
@@ -112,8 +113,8 @@ def load_credentials(block_name: str, try_it: str | None = None) -> IntercomCred
         raise IntercomConfigurationError(missing_block_message(DEFAULT_BLOCK_NAME, try_it))
     try:
         return IntercomCredentials.load(name)
-    except ValueError as error:
-        if "Unable to find block document" not in str(error):
+    except ValueError as error:  # Prefect's "Unable to find block document", raised from the API's 404
+        if not isinstance(error.__cause__, ObjectNotFound):
             raise
         raise IntercomConfigurationError(missing_block_message(name, try_it)) from None
 
