@@ -86,7 +86,6 @@ def reference_markdown(
     *,
     query: str,
     endpoint: Endpoint,
-    method: str,
     url: str,
     body: Any,
     prepared: PreparedRequest | None = None,
@@ -97,7 +96,6 @@ def reference_markdown(
     Args:
         query: What was searched for.
         endpoint: The endpoint the request goes to.
-        method: The HTTP method.
         url: The full URL.
         body: The request body as given (shown even when it is invalid).
         prepared: The prepared request, when the body and headers were valid.
@@ -107,7 +105,7 @@ def reference_markdown(
         Markdown.
     """
     lines = [step_heading(2), "", f"Searched the catalogue for {_code_span(query)}: found **{endpoint.title}**."]
-    lines += ["", endpoint.reference_markdown(), "", "## Prepared request", "", f"`{method} {url}`", ""]
+    lines += ["", endpoint.reference_markdown(), "", "## Prepared request", "", f"`{endpoint.method} {url}`", ""]
     if prepared is not None:
         headers = prepared.display_headers().items()
         lines += _table(("Header", "Value"), [(name, _code_span(value)) for name, value in headers])

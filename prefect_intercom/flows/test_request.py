@@ -196,7 +196,7 @@ def find_the_api_and_load_its_reference(
     logger.info("Found %s (%s): %s", endpoint.title, endpoint.name, endpoint.summary)
     overrides = {"intercom_version": intercom_version} if intercom_version else {}
     with credentials.get_client(**overrides) as client:
-        shown = {"query": api, "endpoint": endpoint, "method": endpoint.method, "body": body}
+        shown = {"query": api, "endpoint": endpoint, "body": body}
         url = f"{client.base_url}{endpoint.path}"
         try:
             _require_phone(endpoint.name, body)
