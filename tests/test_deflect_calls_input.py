@@ -14,12 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.cli import main as prefect_intercom
-from prefect_intercom.flows import deflect_calls_checks
-from prefect_intercom.flows.deflect_calls import write_report_csv
-from prefect_intercom.flows.deflect_calls_checks import printable
-from prefect_intercom.outcomes import Outcome
+from prefect_intercom.flows import report_file
 from prefect_intercom.sandbox.process import SandboxProcess, sandbox_process
 
 from .conftest import SECRET_TOKEN
@@ -121,31 +117,13 @@ def test_rows_are_numbered_as_the_file_has_them_on_the_terminal_and_in_the_repor
         assert [row["row"] for row in csv.DictReader(handle)] == ["4", "6"]
 
 
-def test_report_cells_a_spreadsheet_would_run_are_neutralised(tmp_path: Path) -> None:
-    hostile = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tx", "\rx"]
-    results = [
-        BatchItemResult(index, Outcome.REJECTED, "+1415•••0100", 400, text, text, text)
-        for index, text in enumerate(hostile)
-    ]
-    report = tmp_path / "report.csv"
-    write_report_csv(results, str(report))
-    with open(report, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    for row, text in zip(rows, hostile, strict=True):
-        assert row["intercom_code"] == row["request_id"] == row["message"] == "'" + text
-
-
-def test_printable_escapes_control_characters() -> None:
-    assert printable("a\x1b[2J\x00\u202eb") == "a\\x1b[2J\\x00\\u202eb"
-
-
 def test_a_report_that_fails_after_sending_still_prints_the_counts_and_how_to_resume(
     prefect_server: None, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     def full(*args: object, **kwargs: object) -> int:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(deflect_calls_checks, "write_report_csv", full)
+    monkeypatch.setattr(report_file, "write_report_csv", full)
     callers = tmp_path / "callers.csv"
     callers.write_text(GOOD, encoding="utf-8")
     with sandbox_process(token=SECRET_TOKEN) as sandbox:

@@ -163,3 +163,25 @@ def test_a_deployment_run_with_a_missing_block_hints_at_deflect_calls_not_test_r
     )
     assert state.is_failed() and "No Intercom credentials block named" in (state.message or "")
     assert "test-request" not in (state.message or "") and "deflect-calls FILE --sandbox" in (state.message or "")
+
+
+def test_the_command_line_reads_back_what_the_batch_streamed(tmp_path: Path) -> None:
+    """`read_results` reads the results file `BatchReport` writes (a real report, its real constructor)."""
+    from prefect_intercom.flows.deflect_calls import read_results, refused_every_send, sent_so_far
+
+    path = tmp_path / "results.jsonl"
+    report = BatchReport(batch_key="campaign-7", results_path=str(path))
+    written = [
+        BatchItemResult(1, Outcome.SENT, "+1415•••0101", 200, None, "req-1", None, 1),
+        BatchItemResult(0, Outcome.SKIPPED, "+1415•••0100", None, "already_sent", None, "recorded as sent", 0),
+        BatchItemResult(2, Outcome.NOT_SENT, "+1415•••0102", 401, "unauthorized", "req-2", "Access Token Invalid", 1),
+        BatchItemResult(3, Outcome.NOT_SENT, None, None, "not_attempted", None, "stopped", 0),
+    ]
+    for result in written:
+        report.add(result)
+    report.close()
+    assert list(read_results(path)) == written == list(report.iter_items())
+    assert sent_so_far(written) == 2
+    assert refused_every_send(written) == written[2]
+    assert refused_every_send(written[:2]) is None
+    assert list(read_results(tmp_path / "none.jsonl")) == []

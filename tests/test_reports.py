@@ -54,7 +54,6 @@ def test_reference_report_has_reference_prepared_request_and_validation(prepared
     markdown = reports.reference_markdown(
         query="phone",
         endpoint=endpoint,
-        method="POST",
         url=prepared.url,
         body=prepared.body,
         prepared=prepared,
@@ -79,7 +78,6 @@ def test_reference_report_of_an_invalid_body_lists_every_problem_with_hints() ->
     markdown = reports.reference_markdown(
         query="phone",
         endpoint=get_endpoint("phone_call_redirects"),
-        method="POST",
         url=f"{URL}/phone_call_redirects",
         body=body,
         error=error,
@@ -228,8 +226,7 @@ def test_no_report_shows_a_full_phone_number_unless_the_switch_is_on(
     def every_report() -> str:
         reference = reports.reference_markdown(
             query="phone",
-                endpoint=get_endpoint("phone_call_redirects"),
-            method="POST",
+            endpoint=get_endpoint("phone_call_redirects"),
             url=prepared.url,
             body=body,
             prepared=prepared,

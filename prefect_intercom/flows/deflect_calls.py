@@ -1,24 +1,14 @@
 """Deflect calls: text every phone of a CSV file a Messenger link, at Intercom's rate.
 
-The CSV (a path or any URL fsspec reads, e.g. `s3://bucket/callers.csv`) has a header row, a
-`phone` column (E.164) and any other columns, sent as custom attributes (e.g. `issue_type`,
-`priority`). The file is streamed, never loaded whole. Every row ends in one outcome (sent,
-rejected, not_sent, unknown, skipped); the run publishes a progress artifact while it sends and a
-table artifact at the end, and `report_path` receives one CSV line per input row.
-
-The same file sent to the same Intercom app is the same campaign: without a `batch_key`, the
-key is derived from the file's bytes and the app's API host (`prefect_intercom.batch.campaign`),
-so retrying the flow run (it retries once by itself), or running the same deployment or command
-again after an interruption, resumes the batch and texts nobody twice: the batch ledger
-remembers what was sent. Texting the same people again takes an explicit `send_again` (a fresh
-key, kept by the flow run's retries) or a new `batch_key`. A batch that ends early logs, at
-WARNING, how to resume it.
+The flow, its dry run, and what its command line learns from a run (the batch key, the results).
+How a campaign resumes and what a run's state means: `docs/flow-modules.md`, "deflect_calls".
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+import json
+import logging
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -33,12 +23,13 @@ from prefect.filesystems import WritableFileSystem
 from prefect.states import State
 
 from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
-from prefect_intercom.batch.attribute_types import RefusedRow
+from prefect_intercom.batch.attribute_types import RefusedRow, fetch_workspace_types
 from prefect_intercom.batch.campaign import campaign_key
-from prefect_intercom.batch.csv_input import scan_csv
+from prefect_intercom.batch.csv_input import CsvScan, scan_csv
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
+from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import BatchKeyBusyError, BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.flows.parameters import (
     DEFAULT_BLOCK_NAME,
@@ -52,7 +43,6 @@ from prefect_intercom.flows.parameters import (
 from prefect_intercom.flows.report_file import check_report, one_line, write_report_csv
 from prefect_intercom.flows.run_state import final_state, log_problems, no_flow_retry, not_retried
 from prefect_intercom.flows.test_request import load_credentials
-from prefect_intercom.flows.workspace_types import dry_run_types, workspace_types
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -65,33 +55,19 @@ STOP_TIMEOUT = 60.0
 """Seconds an interrupted run waits for its batch's orderly stop (answers in flight, ledger, lease)."""
 SANDBOX_HINT = "run deflect-calls on the local sandbox, prefect-intercom deflect-calls FILE --sandbox"
 """How to try deflect-calls without an Intercom account (the hint of a missing block's message)."""
+REFUSED_EVERY_SEND = frozenset({401, 403, 404})
+"""Intercom's statuses that stop a batch: every further send would be refused (a wrong token, app or region)."""
 _KEY_LISTENERS: list[Callable[[str], None]] = []
-_REFUSED_EVERY_SEND = re.compile(r"Intercom answered (401|403|404) ")
-"""How a batch that stopped because every send would be refused says so (`BatchReport.stopped`)."""
 
 
 def resume_sentence(what: str, sent: int, batch_key: str, how: str) -> str:
-    """The one line that says how a batch that ended early resumes (command line and flow log).
-
-    Args:
-        what: How it ended, e.g. `Interrupted`.
-        sent: Items the batch key has texted so far (`sent_so_far`).
-        batch_key: The batch key that resumes it.
-        how: What to do, e.g. `run the same command again`.
-
-    Returns:
-        E.g. `Interrupted after 61 sent; run the same command again to resume (batch key
-        campaign-...): nobody is texted twice.`
-    """
+    """The line that says how a batch that ended early resumes, e.g. `Interrupted after 61 sent; run ... twice.`."""
     return f"{what} after {sent:,} sent; {how} to resume (batch key {batch_key}): nobody is texted twice."
 
 
 @contextmanager
 def on_batch_key(callback: Callable[[str], None]) -> Iterator[None]:
-    """Call `callback` with the batch key of each `deflect_calls` run of this process, before it sends.
-
-    The command line learns the key the flow derived this way, also when the run is interrupted.
-    """
+    """Call `callback` with the batch key of each `deflect_calls` run of this process, before it sends."""
     _KEY_LISTENERS.append(callback)
     try:
         yield
@@ -99,26 +75,32 @@ def on_batch_key(callback: Callable[[str], None]) -> Iterator[None]:
         _KEY_LISTENERS.remove(callback)
 
 
-def load_ledger_storage(slug: str) -> WritableFileSystem:
-    """Load the block that keeps the batch ledger, e.g. `s3-bucket/intercom-ledger`.
-
-    Args:
-        slug: A block document slug, `<block type slug>/<block name>`.
-
-    Returns:
-        The block.
+def check_csv(
+    csv_path: str, phone_column: str, attributes: list[str] | None, types: dict[str, str] | None = None
+) -> CsvScan:
+    """Read the whole file once, strictly: its rows and their numbers.
 
     Raises:
-        IntercomConfigurationError: There is no such block, or it is not a writable file system;
-            the message names the slug.
+        ValueError: One sentence: the file cannot be read, lacks a column, or breaks a bound.
+    """
+    try:
+        return scan_csv(csv_path, phone_column=phone_column, attribute_columns=attributes, workspace_types=types)
+    except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"cannot read the CSV {csv_path}: {one_line(error)}") from None
+
+
+def load_ledger_storage(slug: str) -> WritableFileSystem:
+    """Load the block that keeps the batch ledger, e.g. `s3-bucket/intercom-ledger` (a block document slug).
+
+    Raises:
+        IntercomConfigurationError: There is no such block, or it is not a writable file system.
     """
     try:
         block = Block.load(slug.strip())
     except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise IntercomConfigurationError(
             f"cannot load the ledger storage block {slug!r} (a block slug such as local-file-system/ledger "
-            f"or s3-bucket/intercom-ledger): {reason}"
+            f"or s3-bucket/intercom-ledger): {one_line(error)}"
         ) from None
     if not isinstance(block, WritableFileSystem):
         raise IntercomConfigurationError(
@@ -128,57 +110,77 @@ def load_ledger_storage(slug: str) -> WritableFileSystem:
     return block
 
 
-def validate_csv(
-    csv_path: str,
-    phone_column: str,
-    attribute_columns: list[str] | None,
-    results_path: str | None,
-    row_numbers: Callable[[int], int] | None = None,
-    workspace_types: dict[str, str] | None = None,
-) -> BatchReport:
-    """Validate every row of the file and send nothing (the dry run): what the run would do, in its words.
+def workspace_types(
+    credentials: IntercomCredentials | None, block_name: str, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> dict[str, str] | None:
+    """The workspace's custom attribute types (one `GET /data_attributes`, retried as a send), or `None`.
 
-    As in the run, an invalid row is `rejected` with the validation errors, and a row whose phone
-    an earlier row has is `skipped` (`duplicate_in_batch`, "same phone as row N"); the others are
-    `not_sent` with the code `dry_run` (the run would send them).
-
-    Returns:
-        The report (every row in it, in input order).
+    A dry run (`credentials` None) needs no block: without one, a WARNING, and only the types the
+    CSV header declares (`vip:boolean`) are checked.
     """
-    report = BatchReport(batch_key=DRY_RUN_CODE, results_path=results_path, first_row=row_numbers or 2)
-    requests = read_requests_csv(
-        csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=workspace_types
-    )
+    if credentials is None:
+        try:
+            credentials = load_credentials(block_name)
+        except Exception:
+            logger.warning(
+                "Dry run without the credentials block %r: the workspace's custom attribute types were not read, "
+                "only the types the CSV header declares (name:type) are checked",
+                block_name,
+            )
+            return None
+    with credentials.get_client(retry=DEFAULT_RETRY_POLICY) as client:
+        return fetch_workspace_types(client, logger)
+
+
+def validate_csv(requests: Iterable[Any], scan: CsvScan, results_path: str) -> BatchReport:
+    """The dry run: every row of `requests` validated as the run would, nothing sent; the report holds every row.
+
+    An invalid row is `rejected`, a phone an earlier row has `skipped` (`duplicate_in_batch`), the
+    others `not_sent` with the code `dry_run` (the run would send them).
+    """
+    report = BatchReport(batch_key=DRY_RUN_CODE, results_path=results_path or None, first_row=scan.row_numbers)
     seen: dict[bytes, int] = {}  # 8-byte digests of the phones: flat memory, as the run's key table
     for index, body in enumerate(requests):
         phone = body.get("phone")
         masked = mask_phone(phone) if isinstance(phone, str) else None
         if isinstance(body, RefusedRow):  # a custom attribute not of its type: rejected as the run rejects it
             report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
-            continue
-        issues = request_issues(PHONE_CALL_REDIRECTS, body)
-        if issues or not isinstance(phone, str):
-            message = "; ".join(str(issue) for issue in issues)
-            report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
-            continue
-        first = seen.setdefault(hashlib.blake2b(phone.encode(), digest_size=8).digest(), index)
-        if first != index:
+        elif (issues := request_issues(PHONE_CALL_REDIRECTS, body)) or not isinstance(phone, str):
+            report.add(BatchItemResult(index, Outcome.REJECTED, masked, message="; ".join(map(str, issues))))
+        elif (first := seen.setdefault(hashlib.blake2b(phone.encode(), digest_size=8).digest(), index)) != index:
             message = f"same phone as {report.label(first)}"
             report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))
-            continue
-        message = "valid; dry run, not sent"
-        report.add(BatchItemResult(index, Outcome.NOT_SENT, masked, error_code=DRY_RUN_CODE, message=message))
+        else:
+            message = "valid; dry run, not sent"
+            report.add(BatchItemResult(index, Outcome.NOT_SENT, masked, error_code=DRY_RUN_CODE, message=message))
     report.close()
     return report
 
 
 def read_results(path: str | Path) -> Iterator[BatchItemResult]:
-    """The results a batch streamed to `results_path`, in the order outcomes were reached (none if no file)."""
-    report = BatchReport.__new__(BatchReport)
-    report.__setstate__({"results_path": str(path), "_file": None})
+    """The results a batch streamed to its `results_path`, in the order outcomes were reached (none if no file).
+
+    A line is the `BatchItemResult` fields in order, as `BatchReport.add` writes it.
+    """
     if not Path(path).exists():
-        return iter(())
-    return report.iter_items()
+        return
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            index, outcome, *rest = json.loads(line)
+            yield BatchItemResult(index, Outcome(outcome), *rest)
+
+
+def sent_so_far(results: Iterable[BatchItemResult]) -> int:
+    """Items the batch key has texted, as a run's results show them: sent now, or by an earlier run or attempt."""
+    return sum(
+        result.outcome is Outcome.SENT or (result.outcome is Outcome.SKIPPED and result.error_code == "already_sent")
+        for result in results
+    )
+
+
+def refused_every_send(results: Iterable[BatchItemResult]) -> BatchItemResult | None:
+    """The first item Intercom refused with a status that stops the batch (`REFUSED_EVERY_SEND`), if any."""
+    return next((r for r in results if r.status in REFUSED_EVERY_SEND and r.outcome is Outcome.NOT_SENT), None)
 
 
 @flow(name=FLOW_NAME, retries=1, retry_delay_seconds=10, persist_result=False, log_prints=True)
@@ -191,14 +193,14 @@ def deflect_calls(
     report_path: Annotated[
         OptionalStr,
         labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
-    ] = None,
+    ] = "",
     batch_key: Annotated[
         OptionalStr,
         labelled(
             "Batch key",
             "Names the batch across runs; empty: derived from the file and the Intercom app, so the same file resumes.",
         ),
-    ] = None,
+    ] = "",
     send_again: Annotated[
         bool,
         labelled("Send again", "Text everyone of the file again, as a new batch (a fresh key, in the logs)."),
@@ -207,21 +209,21 @@ def deflect_calls(
     attribute_columns: Annotated[
         OptionalStrList,
         labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
-    ] = None,
+    ] = [],  # noqa: B006 - never changed; the Run form's empty list
     ledger_storage: Annotated[
         OptionalStr,
         labelled(
             "Ledger storage",
             "A file system block, e.g. s3-bucket/intercom-ledger; empty: the run's result storage.",
         ),
-    ] = None,
+    ] = "",
     concurrency: Annotated[
-        OptionalInt, labelled("Requests in flight", "Empty: adapted to Intercom's rate and latency.")
-    ] = None,
+        OptionalInt, labelled("Requests in flight", "0: adapted to Intercom's rate and latency.")
+    ] = 0,
     global_rate_limit: Annotated[
         OptionalStr,
         labelled("Global rate limit", "A Prefect global concurrency limit (slot decay) shared by every sender."),
-    ] = None,
+    ] = "",
     retry_unknown: Annotated[
         bool, labelled("Retry unknown answers", "Also retry 5xx answers and timeouts; a phone may be texted twice.")
     ] = False,
@@ -234,7 +236,7 @@ def deflect_calls(
     results_path: Annotated[
         OptionalStr,
         labelled("Results file", "A local JSON Lines file receiving every row's result as it happens (optional)."),
-    ] = None,
+    ] = "",
 ) -> dict[str, Any] | State[Any]:
     """Text every phone of a CSV file a Messenger link (Intercom's phone call redirect).
 
@@ -242,15 +244,15 @@ def deflect_calls(
         csv_path: The CSV file (a path or fsspec URL): a header row, a phone column, custom attribute columns.
         block_name: The `IntercomCredentials` block to load.
         phone_column: The column with the phone numbers (E.164, e.g. `+14155550100`).
-        attribute_columns: Columns sent as custom attributes (default: every other column).
-        batch_key: Identifies this batch across runs. Default: derived from the file's bytes and
+        attribute_columns: Columns sent as custom attributes (empty, the default: every other column).
+        batch_key: Identifies this batch across runs. Empty (the default): derived from the file's bytes and
             the Intercom app's API host (`campaign_key`), so running the same file again resumes.
         send_again: Text everyone again as a new batch: a fresh key from the file, the app and
             this flow run (its retries keep it). Not with `batch_key`.
         ledger_storage: A `WritableFileSystem` block slug (`s3-bucket/intercom-ledger`) for the
-            batch ledger, shared by every machine that sends the campaign; default: the run's
-            result storage.
-        concurrency: Requests in flight (default: adapted to Intercom's rate and latency).
+            batch ledger, shared by every machine that sends the campaign; empty (the default):
+            the run's result storage.
+        concurrency: Requests in flight (0, the default: adapted to Intercom's rate and latency).
         global_rate_limit: Name of a Prefect global concurrency limit with slot decay shared
             by every sender of the same Intercom app.
         retry_unknown: Also retry answers that may have texted (5xx, timeouts); may text twice.
@@ -266,42 +268,38 @@ def deflect_calls(
         The batch key and the items per outcome; a run returns them in its final state:
         `Completed`, `Completed` named `Completed with problems` (someone not texted), or `Failed`
         (someone may or may not have been texted), with a flow-run summary artifact
-        (`prefect_intercom.flows.run_state`).
+        (`prefect_intercom.flows.run_state`). An empty text, 0 or an empty list (or `None`)
+        means "not given".
     """
     logger = get_run_logger()
+    columns = attribute_columns or None  # empty: every column but the phone's
     with not_retried():  # an input, configuration or token problem fails the same way each time
         if batch_key and send_again:
             raise IntercomConfigurationError("pass a batch key or send again, not both: send again makes a new key")
-        if dry_run:  # the workspace's custom attribute types, read once per run (a dry run needs no block)
-            types = dry_run_types(block_name, logger)
-        else:
-            credentials = load_credentials(block_name, SANDBOX_HINT)
-            types = workspace_types(credentials, logger)
+        credentials = None if dry_run else load_credentials(block_name, SANDBOX_HINT)
+        types = workspace_types(credentials, block_name, logger)  # read once, before the file is checked
         try:  # the whole file and the report path are checked before anything is sent, as on the command line
-            scan = scan_csv(
-                csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types
-            )
-        except (OSError, ValueError) as error:  # UnicodeDecodeError is a ValueError
-            problem = f"cannot read the CSV {csv_path}: {one_line(error)}"
-            raise IntercomConfigurationError(f"{problem}; nothing was sent") from None
-        try:
+            scan = check_csv(csv_path, phone_column, columns, types)
             if report_path:
                 check_report(report_path, csv_path)
         except ValueError as error:
             raise IntercomConfigurationError(f"{error}; nothing was sent") from None
+        requests = read_requests_csv(
+            csv_path, phone_column=phone_column, attribute_columns=columns, workspace_types=types
+        )
         if dry_run:
-            report = validate_csv(csv_path, phone_column, attribute_columns, results_path, scan.row_numbers, types)
-            counts = report.counts
+            report = validate_csv(requests, scan, results_path)
+            valid, rejected, skipped = (report.counts[name] for name in ("not_sent", "rejected", "skipped"))
             logger.info(
                 "Dry run of %s, nothing sent: %s valid, %s rejected, %s skipped (duplicates)",
                 csv_path,
-                *(f"{counts[name]:,}" for name in ("not_sent", "rejected", "skipped")),
+                *(f"{count:,}" for count in (valid, rejected, skipped)),
             )
             if report_path:
                 write_report_csv(report.items(), report_path, scan.row_numbers)
-            valid, rejected, skipped = counts["not_sent"], counts["rejected"], counts["skipped"]
             return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
         storage = load_ledger_storage(ledger_storage) if ledger_storage else None
+    assert credentials is not None
     key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
     how = "run it again with the same batch key"
     if send_again:
@@ -311,18 +309,15 @@ def deflect_calls(
     logger.info("Deflecting %s rows of %s with the block %r, batch key %s", f"{scan.rows:,}", csv_path, block_name, key)
     for listener in list(_KEY_LISTENERS):
         listener(key)
-    retry: RetryPolicy = RetryPolicy(retry_unknown=True) if retry_unknown else DEFAULT_RETRY_POLICY
     with _results_file(results_path) as results:
         try:
             report = create_phone_call_redirects(
                 credentials,
-                read_requests_csv(
-                    csv_path, phone_column=phone_column, attribute_columns=attribute_columns, workspace_types=types
-                ),
+                requests,
                 batch_key=key,
-                concurrency=concurrency,
-                retry=retry,
-                global_rate_limit=global_rate_limit,
+                concurrency=concurrency or None,
+                retry=RetryPolicy(retry_unknown=True) if retry_unknown else DEFAULT_RETRY_POLICY,
+                global_rate_limit=global_rate_limit or None,
                 resend_unknown=resend_unknown,
                 expected_total=scan.rows,
                 ledger_storage=storage,
@@ -335,10 +330,9 @@ def deflect_calls(
         except BaseException as error:  # stopped, failed, cancelled, interrupted: say how it resumes
             if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: let the batch stop the orderly way first
                 stop_running_batches(key, timeout=STOP_TIMEOUT)
-            if isinstance(error, BatchStoppedError) and _REFUSED_EVERY_SEND.match(error.report.stopped or ""):
+            if isinstance(error, BatchStoppedError) and refused_every_send(error.report.iter_items()):
                 no_flow_retry()  # a wrong token or app: the automatic retry would fail the same way
-            sent = _sent_so_far(results)
-            logger.warning(resume_sentence("The batch ended early", sent, key, how))
+            logger.warning(resume_sentence("The batch ended early", _sent_so_far(results), key, how))
             raise
         if report_path:
             write_report_csv(report.items(), report_path, scan.row_numbers)
@@ -357,21 +351,13 @@ def _flow_run_id() -> str:
 
 
 @contextmanager
-def _results_file(results_path: str | None) -> Iterator[str]:
+def _results_file(results_path: str) -> Iterator[str]:
     """`results_path`, or a temporary file for the flow's duration (to count what was sent if it ends early)."""
     if results_path:
         yield results_path
         return
     with tempfile.TemporaryDirectory(prefix="prefect-intercom-results-") as folder:
         yield str(Path(folder) / "results.jsonl")
-
-
-def sent_so_far(results: Iterable[BatchItemResult]) -> int:
-    """Items the batch key has texted, as a run's results show them: sent now, or by an earlier run or attempt."""
-    return sum(
-        result.outcome is Outcome.SENT or (result.outcome is Outcome.SKIPPED and result.error_code == "already_sent")
-        for result in results
-    )
 
 
 def _sent_so_far(results_path: str) -> int:

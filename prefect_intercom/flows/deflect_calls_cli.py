@@ -1,20 +1,14 @@
 """The `prefect-intercom deflect-calls` command line: a CSV file in, every refused row named.
 
-Examples (`--help` for everything):
-
     prefect-intercom deflect-calls callers.csv --block intercom --report callers.report.csv
     prefect-intercom deflect-calls callers.csv --dry-run                # validate every row, send nothing
-    prefect-intercom deflect-calls callers.csv --sandbox                # local sandbox, no account
-    prefect-intercom deflect-calls s3://bucket/callers.csv --batch-key campaign-7
 
-Exit codes: 0 every row has an outcome; 1 the run failed (what was sent is listed, and how to
-resume); 2 the command could not start (usage, a missing file or column, a missing block).
+Exit codes: 0 every row has an outcome; 1 the run failed (what was sent, how to resume); 2 it could not start.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import tempfile
@@ -30,8 +24,17 @@ from prefect.states import State
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.flows.command_line import (
+    answer,
+    block_problem,
+    command_parser,
+    parse_command,
+    printable,
+    sandbox_block,
+)
 from prefect_intercom.flows.deflect_calls import (
     STOP_TIMEOUT,
+    check_csv,
     deflect_calls,
     load_ledger_storage,
     on_batch_key,
@@ -39,19 +42,9 @@ from prefect_intercom.flows.deflect_calls import (
     resume_sentence,
     sent_so_far,
 )
-from prefect_intercom.flows.deflect_calls_checks import (
-    OneLineParser,
-    check_csv,
-    positive_count,
-    printable,
-    write_report,
-)
 from prefect_intercom.flows.deflect_calls_output import counts, print_problems, progress_bar, quiet_console, stop_line
-from prefect_intercom.flows.parameters import DEFAULT_BLOCK_NAME
-from prefect_intercom.flows.report_file import check_report
-from prefect_intercom.flows.sandbox_block import SANDBOX_BLOCK_NAME, sandbox_block
-from prefect_intercom.flows.test_request import load_credentials
-from prefect_intercom.outcomes import Outcome
+from prefect_intercom.flows.report_file import check_report, write_report
+from prefect_intercom.flows.run_state import is_unknown
 
 PROG = "prefect-intercom deflect-calls"
 EXIT_SIGINT = 128 + signal.SIGINT
@@ -66,32 +59,30 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's `KeyboardInterrupt` so that the run stops the same orderly way."""
 
 
+def positive_count(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (so `--concurrency 0` is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The command line.
-
-    Args:
-        prog: The command's name in usage and help.
-
-    Returns:
-        The parser.
-    """
-    parser = OneLineParser(
-        prog=prog,
-        description="Text every phone of a CSV file an Intercom Messenger link (POST /phone_call_redirects).",
+    """The command line, named `prog` in usage and help."""
+    parser = command_parser(
+        prog, "Text every phone of a CSV file an Intercom Messenger link (POST /phone_call_redirects)."
     )
     parser.add_argument(
         "csv_path", help="CSV with a header row, a phone column and custom attribute columns (a path or fsspec URL)"
     )
-    target = parser.add_mutually_exclusive_group()
-    target.add_argument(
-        "--block", metavar="NAME", help=f"your saved IntercomCredentials block (default: {DEFAULT_BLOCK_NAME!r})"
-    )
-    target.add_argument("--sandbox", action="store_true", help="send to a local sandbox instead of Intercom")
     parser.add_argument(
         "--phone-column", metavar="COLUMN", default="phone", help="column with the phone numbers (default: phone)"
     )
     parser.add_argument(
-        "--attribute", metavar="COLUMN", action="append", dest="attributes", help="attribute column (repeatable)"
+        "--attribute", metavar="COLUMN", action="append", dest="attribute_columns", help="attribute column (repeatable)"
     )
     again = parser.add_mutually_exclusive_group()
     again.add_argument(
@@ -112,83 +103,52 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--concurrency",
         metavar="N",
         type=positive_count,
-        default=None,
-        help="requests in flight, 1 or more (default: adapted to Intercom's rate)",
+        help="requests in flight (default: adapted to Intercom's rate)",
     )
     parser.add_argument(
         "--global-rate-limit", metavar="NAME", help="Prefect global concurrency limit (slot decay) to share"
     )
     parser.add_argument("--retry-unknown", action="store_true", help="also retry 5xx/timeouts (may text twice)")
     parser.add_argument("--resend-unknown", action="store_true", help="resend items unknown in an earlier run")
-    parser.add_argument("--dry-run", action="store_true", help="validate every row and send nothing")
     parser.add_argument(
         "--report",
         metavar="OUT.csv",
         help="write one line per input row: row, outcome, status, intercom_code, request_id, message",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none when not on a terminal)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks (also with PREFECT_LOGGING_LEVEL=DEBUG)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
-    """Command-line entry point.
-
-    Args:
-        argv: The arguments (default: `sys.argv[1:]`).
-        prog: The command's name in usage and help.
-
-    Returns:
-        The exit code: 0 done, 1 the run failed, 2 it could not start, 130 Ctrl-C, 143 SIGTERM.
-    """
-    args = build_parser(prog).parse_args(argv)
-    # Without PREFECT_API_URL, Prefect starts a temporary server for this process; its telemetry
-    # heartbeat only prints a traceback on a machine without internet. An explicit setting wins.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    parameters: dict[str, Any] = {
-        "csv_path": args.csv_path,
-        "block_name": args.block or (SANDBOX_BLOCK_NAME if args.sandbox else DEFAULT_BLOCK_NAME),
-        "phone_column": args.phone_column,
-        "attribute_columns": args.attributes,
-        "batch_key": args.batch_key,
-        "send_again": args.send_again,
-        "ledger_storage": args.ledger_storage,
-        "concurrency": args.concurrency,
-        "global_rate_limit": args.global_rate_limit,
-        "retry_unknown": args.retry_unknown,
-        "resend_unknown": args.resend_unknown,
-        "dry_run": args.dry_run,
-    }
+    """Command-line entry point: 0 done, 1 the run failed, 2 it could not start, 130 Ctrl-C, 143 SIGTERM."""
+    args = parse_command(build_parser(prog), argv)
+    flow_parameters = deflect_calls.parameters.properties  # the options named as a parameter are passed on
+    parameters = {name: value for name, value in vars(args).items() if name in flow_parameters}
     run = _Run(parameters)
+    sending = not args.dry_run
     try:
-        with _sigterm_raises(), on_batch_key(run.key_derived), quiet_console(args.debug):
+        with _sigterm_raises(), on_batch_key(run.key_derived), quiet_console(args.debug), ExitStack() as stack:
             _start_temporary_server()
             try:
-                scan = check_csv(args.csv_path, args.phone_column, args.attributes)
+                scan = check_csv(args.csv_path, args.phone_column, args.attribute_columns)
                 if args.report:
                     check_report(args.report, args.csv_path)
-            except ValueError as error:
+                sandbox = stack.enter_context(sandbox_block()) if args.sandbox and sending else None
+                try_it = "the same command with --sandbox instead of --block"
+                if sending and not args.sandbox and (problem := block_problem(args.block_name, try_it, args.debug)):
+                    raise StartError(problem)
+                if args.ledger_storage and sending:
+                    load_ledger_storage(args.ledger_storage)
+            except (ValueError, ImportError, IntercomConfigurationError) as error:  # ImportError: no sandbox extra
                 raise StartError(str(error)) from None
-            with ExitStack() as stack:
-                if args.sandbox and not args.dry_run:
-                    try:
-                        starting = sandbox_block()
-                    except ImportError as missing:  # the sandbox's server is an extra
-                        raise StartError(str(missing)) from None
-                    sandbox = stack.enter_context(starting)
-                elif not args.dry_run:
-                    _check_block(parameters["block_name"])
-                if args.ledger_storage and not args.dry_run:
-                    _check_ledger_storage(args.ledger_storage)
-                progress = not args.no_progress and sys.stderr.isatty()
-                code = run.run(scan.rows, args.report, progress=progress, row_numbers=scan.row_numbers)
-                if args.sandbox and not args.dry_run:
-                    received, accepted = len(sandbox.received), len(sandbox.accepted)
-                    print(f"The sandbox received {received:,} request(s); {accepted:,} texted a phone.")
-                return code
+            progress = not args.no_progress and sys.stderr.isatty()
+            code = run.run(scan.rows, args.report, progress=progress, row_numbers=scan.row_numbers)
+            if sandbox is not None:
+                received, accepted = len(sandbox.received), len(sandbox.accepted)
+                print(f"The sandbox received {received:,} request(s); {accepted:,} texted a phone.")
+            return code
     except StartError as error:
-        print(f"{prog}: {printable(str(error))}", file=sys.stderr)
-        return 2
+        return answer(prog, str(error))
     except (KeyboardInterrupt, TerminationSignal) as interrupt:
         return run.interrupted(interrupt)
 
@@ -237,24 +197,6 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _check_block(block_name: str) -> None:
-    """Load the block once before the run, so a missing or wrong one is one line (and no flow retry)."""
-    try:
-        load_credentials(block_name, "the same command with --sandbox instead of --block")
-    except IntercomConfigurationError as error:
-        raise StartError(str(error)) from None
-    except Exception as error:  # e.g. a block of another type under that name, or no Prefect API
-        raise StartError(f"cannot load the Intercom credentials block {block_name!r}: {error}") from None
-
-
-def _check_ledger_storage(slug: str) -> None:
-    """Load the ledger storage block once before the run, so a missing or wrong one is one line."""
-    try:
-        load_ledger_storage(slug)
-    except IntercomConfigurationError as error:
-        raise StartError(str(error)) from None
-
-
 def _stop_batches() -> bool:
     """Wait for the batches of this process to stop the orderly way (Ctrl-C again: stop waiting)."""
     try:
@@ -276,8 +218,9 @@ class _Run:
         """Remember the batch key the flow derived; a new one (`--send-again`) is printed at once."""
         self.keys.append(key)
         if self.parameters["send_again"]:  # called inside the flow run, whose `log_prints` would take a print
-            line = f"Sending everyone again as a new batch, batch key {key} (to resume it: --batch-key {key})"
-            sys.stdout.write(line + "\n")
+            sys.stdout.write(
+                f"Sending everyone again as a new batch, batch key {key} (to resume it: --batch-key {key})\n"
+            )
             sys.stdout.flush()
 
     @property
@@ -296,10 +239,9 @@ class _Run:
         report_error = None
         with tempfile.TemporaryDirectory(prefix="prefect-intercom-deflect-") as folder:
             results_path = str(Path(folder) / "results.jsonl")
-            parameters = {**self.parameters, "results_path": results_path}
             try:
                 with progress_bar(results_path, total) if progress else nullcontext():
-                    state = deflect_calls(**parameters, return_state=True)
+                    state = deflect_calls(**self.parameters, results_path=results_path, return_state=True)
             except BaseException:  # interrupted: the batch stops first, so that what it sent is all listed
                 self.stopped = _stop_batches()
                 raise
@@ -324,8 +266,9 @@ class _Run:
             message = report_error or (state.message or "failed").splitlines()[0]
             print(printable(f"Deflect calls failed: {message}"), file=sys.stderr)
             print(f"Rows: {counts(self.results, dry_run)}", file=sys.stderr)
-        if self.keys and any(_was_sent(result) for result in self.results):
-            print(resume_sentence("Failed", self._sent(), self.keys[-1], self.how), file=sys.stderr)
+        sent = sent_so_far(self.results)
+        if self.keys and (sent or any(map(is_unknown, self.results))):  # someone was (or may have been) texted
+            print(resume_sentence("Failed", sent, self.keys[-1], self.how), file=sys.stderr)
         return 1
 
     def interrupted(self, interrupt: BaseException) -> int:
@@ -334,16 +277,13 @@ class _Run:
         stopped = self.stopped and _stop_batches()
         what = "Terminated" if terminated else "Interrupted"
         if self.keys and not self.parameters["dry_run"]:
-            line = resume_sentence(what, self._sent(), self.keys[-1], self.how)
+            line = resume_sentence(what, sent_so_far(self.results), self.keys[-1], self.how)
         else:
             line = f"{what} before anything was sent."
         if not stopped:
             line += " (The batch did not stop in time: the answers in flight may show as unknown.)"
         print(line, file=sys.stderr)
         return EXIT_SIGTERM if terminated else EXIT_SIGINT
-
-    def _sent(self) -> int:
-        return sent_so_far(self.results)
 
 
 def _reason(state: State[Any]) -> str:
@@ -355,10 +295,3 @@ def _reason(state: State[Any]) -> str:
     text = str(error) if isinstance(error, BaseException) else state.message
     lines = (text or "").strip().splitlines()
     return (lines[0].rstrip(". ") if lines else "") or "the run failed"
-
-
-def _was_sent(result: BatchItemResult) -> bool:
-    """Whether the batch key has sent (or may have sent) this item: now, or in an earlier attempt of the run."""
-    if result.outcome is Outcome.SKIPPED:
-        return result.error_code in ("already_sent", "unknown_in_earlier_run")
-    return result.outcome in (Outcome.SENT, Outcome.UNKNOWN)

@@ -1,34 +1,28 @@
 """What `prefect-intercom deflect-calls` prints: refused rows, counts, a stopped batch in one line, a progress bar.
 
-Prefect's own console records (its INFO lines, the flow's and tasks' failure with their
-tracebacks) would say again, at length, what the command says in a line: unless `--debug` or
-`PREFECT_LOGGING_LEVEL=DEBUG`, the command shows only their warnings (a ledger on local disk)
-on the terminal (`quiet_console`). The Prefect server keeps every log line for the run page.
+Unless debugging, Prefect's own console records stay off the terminal but for warnings
+(`quiet_console`; why: `docs/flow-modules.md`, "deflect_calls_output").
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from http import HTTPStatus
 
 from prefect_intercom.batch.report import BatchItemResult
-from prefect_intercom.flows.deflect_calls import DRY_RUN_CODE
-from prefect_intercom.flows.deflect_calls_checks import printable
+from prefect_intercom.flows.command_line import debugging, printable
+from prefect_intercom.flows.deflect_calls import DRY_RUN_CODE, refused_every_send
+from prefect_intercom.flows.run_state import problem_text
 from prefect_intercom.outcomes import Outcome
 
 NOT_ATTEMPTED = "not_attempted"
 _PROBLEMS = (Outcome.REJECTED, Outcome.NOT_SENT, Outcome.UNKNOWN)
 _CONSOLE_LOGGERS = ("", "prefect", "prefect.flow_runs", "prefect.task_runs", "prefect_intercom")
 _SAID_BY_THE_COMMAND = ("The batch ended early",)
-
-
-def debugging(debug: bool) -> bool:
-    """Whether tracebacks are shown: `--debug`, or `PREFECT_LOGGING_LEVEL=DEBUG`."""
-    return debug or os.environ.get("PREFECT_LOGGING_LEVEL", "").strip().upper() == "DEBUG"
 
 
 @contextmanager
@@ -74,11 +68,10 @@ def stop_line(results: list[BatchItemResult], how: str) -> str | None:
     if not left:
         return None
     requests = sum(result.attempts for result in results)
-    refused = [result for result in results if result.status in (401, 403, 404) and result.outcome is Outcome.NOT_SENT]
-    if refused:
-        first = refused[0]
-        cause = f"{first.status} {HTTPStatus(first.status or 0).phrase.lower()} ({first.error_code or 'no code'})"
-        fix = "check the access token of the credentials block" if first.status != 404 else "check its region"
+    refused = refused_every_send(results)
+    if refused is not None:
+        cause = f"{refused.status} {HTTPStatus(refused.status or 0).phrase.lower()} ({refused.error_code or 'no code'})"
+        fix = "check the access token of the credentials block" if refused.status != 404 else "check its region"
         how = f"{fix}, then {how}"
     else:
         cause = next((r.message for r in results if r.error_code == NOT_ATTEMPTED and r.message), "stopped early")
@@ -89,27 +82,23 @@ def stop_line(results: list[BatchItemResult], how: str) -> str | None:
 def print_problems(results: list[BatchItemResult], row_numbers: Callable[[int], int]) -> None:
     """One line per row that was refused or not sent (rows a stopped batch did not attempt are counted, not listed)."""
     for result in results:
-        if result.outcome not in _PROBLEMS or result.error_code in (DRY_RUN_CODE, NOT_ATTEMPTED):
-            continue
-        status = " ".join(str(part) for part in (result.status, result.error_code) if part)
-        reason = "; ".join(part for part in (status, result.message or "") if part)
-        line = f"row {row_numbers(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: {reason}"
-        print(printable(line))
+        if result.outcome in _PROBLEMS and result.error_code not in (DRY_RUN_CODE, NOT_ATTEMPTED):
+            line = f"row {row_numbers(result.index)}: {result.phone or '(no phone)'} {result.outcome.value}: "
+            print(printable(line + problem_text(result)))
 
 
 def counts(results: list[BatchItemResult], dry_run: bool) -> str:
     """The rows per outcome, in the run's words (the dry run's valid rows are those the run would send)."""
-    tally = {outcome.value: 0 for outcome in Outcome}
-    for result in results:
-        tally[result.outcome.value] += 1
+    tally = Counter(result.outcome.value for result in results)
     if dry_run:
         valid, rejected, skipped = tally["not_sent"], tally["rejected"], tally["skipped"]
         return f"dry run, nothing sent: {valid:,} valid, {rejected:,} rejected, {skipped:,} skipped"
-    return ", ".join(f"{count:,} {name}" for name, count in tally.items())
+    return ", ".join(f"{tally[outcome.value]:,} {outcome.value}" for outcome in Outcome)
 
 
-def progress_bar(results_path: str, total: int) -> AbstractContextManager[None]:
-    """A progress bar on the terminal that follows the results file (stopped on exit)."""
+@contextmanager
+def progress_bar(results_path: str, total: int) -> Iterator[None]:
+    """A progress bar on the terminal that follows the results file while the `with` block runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(
@@ -126,15 +115,11 @@ def progress_bar(results_path: str, total: int) -> AbstractContextManager[None]:
             except OSError:
                 continue
 
-    class _Bar(AbstractContextManager[None]):
-        def __enter__(self) -> None:
-            bar.start()
-            self.thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
-            self.thread.start()
-
-        def __exit__(self, *exc: object) -> None:
+    thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
+    with bar:
+        thread.start()
+        try:
+            yield
+        finally:
             stop.set()
-            self.thread.join()
-            bar.stop()
-
-    return _Bar()
+            thread.join()

@@ -1,19 +1,13 @@
-"""Flow parameters that read well in the Prefect UI's Run form: a title and help for each.
+"""Flow parameters that read well in the Prefect UI's Run form: a title, a line of help, no null.
 
-The flows annotate their parameters with these types (`Annotated[..., Field(title=..., description=...)]`),
-so the deployment's parameter schema, and hence the Run form, shows a human title and a line of help
-instead of the raw parameter name. Prefect titles every parameter with its name and takes
-its description from the docstring, so `labelled` also puts both in `json_schema_extra`, which
-wins. The Intercom-Version is a plain dropdown (no "str / None" toggle): `BLOCK_VERSION`, which
-keeps the block's, then the versions of the generated header schema
-(`prefect_intercom.credentials.INTERCOM_VERSIONS`, no hand-written list).
+Why `labelled` and the `Optional*` types look as they do: `docs/flow-modules.md`, "parameters".
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import BeforeValidator, Field
 
 from prefect_intercom.credentials import INTERCOM_VERSIONS
 
@@ -26,16 +20,13 @@ VersionChoice = Literal[(BLOCK_VERSION, *INTERCOM_VERSIONS)]  # type: ignore[val
 
 
 def labelled(title: str, description: str) -> Any:
-    """A pydantic `Field` whose title and help show in the Prefect UI's Run form (use it in `Annotated`).
-
-    Args:
-        title: The form field's label.
-        description: The help shown under it.
-
-    Returns:
-        The `Field`.
-    """
+    """A pydantic `Field` whose title and help show in the Prefect UI's Run form (use it in `Annotated`)."""
     return Field(title=title, description=description, json_schema_extra={"title": title, "description": description})
+
+
+def _none_as(empty: Any) -> BeforeValidator:
+    """Read a Python caller's `None` as `empty`, the Run form's "not given"."""
+    return BeforeValidator(lambda value: empty if value is None else value)
 
 
 BlockName = Annotated[
@@ -50,21 +41,16 @@ IntercomVersionParameter = Annotated[
     ),
 ]
 DryRun = Annotated[bool, labelled("Dry run", "Validate and show what would be sent, but send nothing.")]
+OptionalStr = Annotated[str, _none_as("")]
+"""Text whose empty value (`""`, or `None` from Python) means "not given"."""
+OptionalInt = Annotated[int, _none_as(0)]
+"""A count whose `0` (or `None` from Python) means "not given"."""
+OptionalStrList = Annotated[list[str], _none_as([])]
+"""A list whose empty value (or `None` from Python) means "not given"."""
+OptionalObject = Annotated[dict[str, Any], _none_as({})]
+"""A JSON object whose empty value (or `None` from Python) means "not given"."""
 
 
 def version_override(choice: str | None) -> str | None:
     """The version to send instead of the block's: None for `BLOCK_VERSION` (or None)."""
     return None if choice in (None, "", BLOCK_VERSION) else choice
-
-
-# Optional parameters as plain fields in the Run form: pydantic writes `anyOf: [X, null]` for
-# `X | None`, which the Prefect UI renders as a type toggle ("str | None", "Property is type
-# 'None'"). These write the plain type; a field left empty is not sent, so the default (`None`) holds.
-OptionalStr = Annotated[str | None, WithJsonSchema({"type": "string"})]
-"""`str | None`, shown in the Run form as a plain text field (empty: `None`)."""
-OptionalInt = Annotated[int | None, WithJsonSchema({"type": "integer"})]
-"""`int | None`, shown in the Run form as a plain number field (empty: `None`)."""
-OptionalStrList = Annotated[list[str] | None, WithJsonSchema({"type": "array", "items": {"type": "string"}})]
-"""`list[str] | None`, shown in the Run form as a plain list (empty: `None`)."""
-OptionalObject = Annotated[dict[str, Any] | None, WithJsonSchema({"type": "object"})]
-"""`dict[str, Any] | None`, shown in the Run form as a plain JSON object field (empty: `None`)."""

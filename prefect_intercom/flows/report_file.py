@@ -1,8 +1,6 @@
-"""The deflect-calls report file: checked before the first send, written after the run.
+"""The deflect-calls report file: one CSV line per input row, checked before the first send, written after the run.
 
-One CSV line per input row (`REPORT_COLUMNS`), rows numbered as the input file has them. The
-command line and the flow (a deployment run with `report_path`) check the path the same way
-before anything is sent (`check_report`); cells a spreadsheet would run are neutralised.
+Cells a spreadsheet would run as a formula are neutralised (`spreadsheet_safe`).
 """
 
 from __future__ import annotations
@@ -57,6 +55,15 @@ def write_report_csv(
             )
             written += 1
     return written
+
+
+def write_report(results: Iterable[BatchItemResult], report: str, row_numbers: Callable[[int], int]) -> str | None:
+    """Write the report file after the run: `None`, or one sentence saying why it could not be written."""
+    try:
+        write_report_csv(results, report, row_numbers)
+    except (OSError, ValueError) as error:
+        return f"cannot write the report {report}: {one_line(error)}"
+    return None
 
 
 def spreadsheet_safe(text: str) -> str:

@@ -1,12 +1,6 @@
-"""Markdown reports of a test request, one per documented integration step.
+"""Markdown reports of a test request, one per documented integration step (plain functions of plain values).
 
-The `test_request` flow publishes these as Prefect artifacts and the command line prints
-them; they are plain functions of plain values, so they can be tested without Prefect.
-None of them is ever given the access token: headers come from
-`PreparedRequest.display_headers()` (the token shown as `[REDACTED]`), and answers and
-errors have already been redacted by the client. Phone numbers are shown masked
-(`+1415•••0100`) in bodies, answers and messages, unless `PREFECT_INTERCOM_SHOW_PHONES=1`;
-a JSON block shows at most `MAX_JSON_BLOCK` characters.
+None is ever given the access token, and phones are shown masked: `docs/flow-modules.md`, "reports".
 """
 
 from __future__ import annotations
@@ -92,7 +86,6 @@ def reference_markdown(
     *,
     query: str,
     endpoint: Endpoint,
-    method: str,
     url: str,
     body: Any,
     prepared: PreparedRequest | None = None,
@@ -103,7 +96,6 @@ def reference_markdown(
     Args:
         query: What was searched for.
         endpoint: The endpoint the request goes to.
-        method: The HTTP method.
         url: The full URL.
         body: The request body as given (shown even when it is invalid).
         prepared: The prepared request, when the body and headers were valid.
@@ -112,11 +104,11 @@ def reference_markdown(
     Returns:
         Markdown.
     """
-    lines = [step_heading(2), "", f"Searched the catalogue for `{_code(query)}`: found **{endpoint.title}**."]
-    lines += ["", endpoint.reference_markdown(), "", "## Prepared request", "", f"`{method} {url}`", ""]
+    lines = [step_heading(2), "", f"Searched the catalogue for {_code_span(query)}: found **{endpoint.title}**."]
+    lines += ["", endpoint.reference_markdown(), "", "## Prepared request", "", f"`{endpoint.method} {url}`", ""]
     if prepared is not None:
         headers = prepared.display_headers().items()
-        lines += _table(("Header", "Value"), [(name, f"`{_code(value)}`") for name, value in headers])
+        lines += _table(("Header", "Value"), [(name, _code_span(value)) for name, value in headers])
     else:
         lines.append("_Headers are prepared once the request is valid._")
     lines += ["", "Body (JSON):", "", _json_block(mask_values(body)), "", "## Validation", ""]
@@ -136,25 +128,20 @@ def validation_lines(error: IntercomValidationError | None) -> list[str]:
 
 def issues_table(issues: Sequence[ValidationIssue]) -> list[str]:
     """A markdown table of validation issues: field (JSON Pointer), problem, hint."""
-    rows = [(f"`{_code(_field(issue.path))}`", _escape(issue.message), _escape(issue.hint or "")) for issue in issues]
+    rows = [(_code_span(_field(issue.path)), _escape(issue.message), _escape(issue.hint or "")) for issue in issues]
     return _table(("Field", "Problem", "Hint"), rows)
 
 
 def response_markdown(prepared: PreparedRequest, response: IntercomResponse) -> str:
     """Step 3, success: status, latency, request id, rate-limit headers and the JSON body."""
     phone = response.data.get("phone") or prepared.body.get("phone")
-    sent_to = f" Intercom texted a Messenger link to `{_code(mask_phone(phone))}`." if phone else ""
-    lines = [
-        step_heading(3),
-        "",
-        f"**{_status(response.status_code)}** from `{prepared.method} {prepared.url}` "
-        f"in {response.elapsed_ms:.0f} ms.{sent_to}",
-        "",
-    ]
+    sent_to = f" Intercom texted a Messenger link to {_code_span(mask_phone(phone))}." if phone else ""
+    sentence = f"**{_status(response.status_code)}** from {_request(prepared)} in {response.elapsed_ms:.0f} ms."
+    lines = [step_heading(3), "", sentence + sent_to, ""]
     rows = [
         ("Status", f"`{response.status_code}`"),
         ("Latency", f"{response.elapsed_ms:.0f} ms"),
-        ("Request id", f"`{_code(response.request_id)}`" if response.request_id else "not sent"),
+        ("Request id", _code_span(response.request_id, "not sent")),
     ]
     rows += _rate_limit_rows(response.headers)
     lines += _table(("What", "Value"), rows)
@@ -168,17 +155,12 @@ def response_markdown(prepared: PreparedRequest, response: IntercomResponse) -> 
 
 def api_error_markdown(prepared: PreparedRequest, error: IntercomAPIError) -> str:
     """Step 3, Intercom refused: status, error code, message, request id, hint and the body."""
-    lines = [
-        step_heading(3),
-        "",
-        f"**Refused: {_status(error.status_code)}** from `{prepared.method} {prepared.url}`.",
-        "",
-    ]
+    lines = [step_heading(3), "", f"**Refused: {_status(error.status_code)}** from {_request(prepared)}.", ""]
     rows = [
         ("Status", f"`{error.status_code}`"),
-        ("Error code", f"`{_code(error.error_code)}`" if error.error_code else "none"),
+        ("Error code", _code_span(error.error_code, "none")),
         ("Message", _escape(error.message or "none")),
-        ("Request id", f"`{_code(error.request_id)}`" if error.request_id else "not sent"),
+        ("Request id", _code_span(error.request_id, "not sent")),
         ("Hint", _escape(error.hint or "none")),
         ("Sent?", _outcome_text(error.outcome)),
     ]
@@ -186,7 +168,7 @@ def api_error_markdown(prepared: PreparedRequest, error: IntercomAPIError) -> st
     lines += _table(("What", "Value"), rows)
     if len(error.errors) > 1:
         lines += ["", "All errors:", ""]
-        lines += [f"- `{_code(item.get('code', ''))}`: {_escape(item.get('message', ''))}" for item in error.errors]
+        lines += [f"- {_code_span(item.get('code', ''))}: {_escape(item.get('message', ''))}" for item in error.errors]
     if error.body is not None:
         lines += ["", "Response body (JSON):", "", _json_block(error.body)]
     return "\n".join(lines)
@@ -194,26 +176,15 @@ def api_error_markdown(prepared: PreparedRequest, error: IntercomAPIError) -> st
 
 def transport_error_markdown(prepared: PreparedRequest, error: IntercomTransportError) -> str:
     """Step 3, no answer: what happened and whether the person may have been texted."""
-    lines = [
-        step_heading(3),
-        "",
-        f"**No answer** from `{prepared.method} {prepared.url}`.",
-        "",
-    ]
+    lines = [step_heading(3), "", f"**No answer** from {_request(prepared)}.", ""]
     lines += _table(("What", "Value"), [("Error", _escape(str(error))), ("Sent?", _outcome_text(error.outcome))])
     return "\n".join(lines)
 
 
 def dry_run_markdown(prepared: PreparedRequest) -> str:
     """Step 3 skipped on purpose: what would have been sent."""
-    return "\n".join(
-        [
-            step_heading(3),
-            "",
-            f"**Dry run: nothing was sent.** Run again with `dry_run` off to send "
-            f"`{prepared.method} {prepared.url}` with the body above.",
-        ]
-    )
+    sentence = f"Run again with `dry_run` off to send {_request(prepared)} with the body above."
+    return "\n".join([step_heading(3), "", f"**Dry run: nothing was sent.** {sentence}"])
 
 
 def not_sent_markdown(error: IntercomValidationError) -> str:
@@ -226,6 +197,11 @@ def not_sent_markdown(error: IntercomValidationError) -> str:
 def not_found_markdown(error: Exception) -> str:
     """Step 2 found no endpoint (or several equally): the error lists what exists."""
     return "\n".join([step_heading(2), "", f"**Not found**: {_escape(str(error))}"])
+
+
+def _request(prepared: PreparedRequest) -> str:
+    """`POST https://...` as a code span."""
+    return f"`{prepared.method} {prepared.url}`"
 
 
 def _field(path: str) -> str:
@@ -247,7 +223,7 @@ def _rate_limit_rows(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     rows = []
     for name in RATE_LIMIT_HEADERS:
         value = lowered.get(name)
-        rows.append((RATE_LIMIT_LABELS[name], f"`{_code(value)}`" if value is not None else "not sent"))
+        rows.append((RATE_LIMIT_LABELS[name], _code_span(value) if value is not None else "not sent"))
     return rows
 
 
@@ -280,6 +256,11 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def _code(text: str | None) -> str:
-    """Text safe inside a single-backtick code span in a table cell."""
-    return (text or "").replace("`", "'").replace("|", "¦").replace("\r", " ").replace("\n", " ")
+def _code_span(text: str | None, absent: str = "") -> str:
+    """Text as a single-backtick code span safe in a table cell (`absent` as is when there is no text).
+
+    An escape for markdown, not a reason code: backticks, pipes and line breaks are replaced.
+    """
+    if absent and not text:
+        return absent
+    return "`" + (text or "").replace("`", "'").replace("|", "¦").replace("\r", " ").replace("\n", " ") + "`"

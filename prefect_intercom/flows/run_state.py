@@ -1,20 +1,6 @@
 """What a deflect-calls run tells the Prefect UI: its final state, a summary artifact, WARNING lines.
 
-The final state (see `docs/deployments.md`, "What a run's state means"):
-
-| callers | state |
-| --- | --- |
-| everyone texted (or texted by an earlier run) | `Completed` |
-| someone not texted, and Intercom's answer is known for everyone | `Completed` named `Completed with problems` |
-| someone may or may not have been texted (`unknown`) by this run | `Failed` |
-
-A new `unknown` fails the run because it needs a person's decision (look in Intercom, then
-resend or not) and because "flow run failed" is what Prefect automations and notifications
-watch. Rows left `unknown` by an earlier run (a crash) are listed, but a resume that can do
-nothing about them ends `Completed with problems`: the run that made them already failed, and a
-resume that failed every time would also spend the flow's automatic retry for nothing.
-Rows refused or not sent are definite: the run did its job and says who is left, in the
-state's name and message, the summary artifact and WARNING log lines.
+Which final state for which outcome, and why: `docs/deployments.md`, "What a run's state means".
 """
 
 from __future__ import annotations
@@ -55,10 +41,15 @@ def not_texted(result: BatchItemResult) -> bool:
     return result.outcome in (Outcome.REJECTED, Outcome.NOT_SENT)
 
 
+def problem_text(result: BatchItemResult) -> str:
+    """Intercom's status and code, then the message: `400 sms_failed; SMS was not sent` (empty if none)."""
+    status = " ".join(str(part) for part in (result.status, result.error_code) if part)
+    return "; ".join(part for part in (status, result.message or "") if part)
+
+
 def _describe(result: BatchItemResult, row_numbers: RowNumber) -> str:
-    reason = " ".join(str(part) for part in (result.status, result.error_code) if part)
-    message = "; ".join(part for part in (reason, result.message or "") if part)
-    return f"row {row_numbers(result.index)} ({result.phone or 'no phone'}): {message or result.outcome.value}"
+    text = problem_text(result) or result.outcome.value
+    return f"row {row_numbers(result.index)} ({result.phone or 'no phone'}): {text}"
 
 
 def log_problems(

@@ -1,19 +1,6 @@
-"""Test request: the docs' three "How to start integrating" steps as one Prefect flow.
+"""Test request: the docs' three "How to start integrating" steps as one Prefect flow, one artifact per step.
 
-1. **Add the HTTP task**: load the `IntercomCredentials` block and show where requests go.
-2. **Find the API and load its reference**: search the endpoint catalogue, publish the
-   reference and the prepared request (token redacted) and validate the body.
-3. **Test request**: send it once (unless `dry_run`) and publish Intercom's answer.
-
-Each step publishes a markdown artifact, so a run tells its story in the Prefect UI even when
-it fails. The access token never leaves the block: it is not a parameter, not in an artifact
-and not in a log line.
-
-Command line (`prefect_intercom.flows.test_request_cli`; `--help` for everything):
-
-    prefect-intercom test-request --sandbox --phone +14155550100        # local sandbox, no account
-    prefect-intercom test-request --block intercom --phone +14155550100  # your saved block
-    prefect-intercom test-request serve --block intercom --phone +1...   # one-click "Quick run" in the UI
+The steps, and why the token never leaves the block: `docs/flow-modules.md`, "test_request".
 """
 
 from typing import Annotated, Any
@@ -21,6 +8,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, Field
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, default_catalog, get_endpoint
@@ -125,8 +113,8 @@ def load_credentials(block_name: str, try_it: str | None = None) -> IntercomCred
         raise IntercomConfigurationError(missing_block_message(DEFAULT_BLOCK_NAME, try_it))
     try:
         return IntercomCredentials.load(name)
-    except ValueError as error:
-        if "Unable to find block document" not in str(error):
+    except ValueError as error:  # Prefect's "Unable to find block document", raised from the API's 404
+        if not isinstance(error.__cause__, ObjectNotFound):
             raise
         raise IntercomConfigurationError(missing_block_message(name, try_it)) from None
 
@@ -208,7 +196,7 @@ def find_the_api_and_load_its_reference(
     logger.info("Found %s (%s): %s", endpoint.title, endpoint.name, endpoint.summary)
     overrides = {"intercom_version": intercom_version} if intercom_version else {}
     with credentials.get_client(**overrides) as client:
-        shown = {"query": api, "endpoint": endpoint, "method": endpoint.method, "body": body}
+        shown = {"query": api, "endpoint": endpoint, "body": body}
         url = f"{client.base_url}{endpoint.path}"
         try:
             _require_phone(endpoint.name, body)
