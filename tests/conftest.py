@@ -56,16 +56,17 @@ def clear_of_window_edge(window: float, margin: float) -> None:
 # longest first keeps one worker from being left with a three-minute file at the end.
 SLOWEST_FILES_FIRST = (
     "tests/e2e/test_ui_browser.py",
-    "tests/test_deflect_calls_resume.py",
     "tests/test_packaging.py",
-    "tests/distributed/test_kill_and_resume.py",
-    "tests/test_token_audit.py",
+    "tests/test_deflect_calls_resume.py",
     "tests/test_batch_crash.py",
-    "tests/test_deflect_calls_input.py",
-    "tests/test_hostile_server.py",
     "tests/test_batch_lease.py",
+    "tests/test_cli_answers.py",
+    "tests/test_deflect_calls_input.py",
+    "tests/test_token_audit.py",
+    "tests/test_hostile_server.py",
     "tests/test_batch.py",
     "tests/test_test_request_flow.py",
+    "tests/distributed/test_kill_and_resume.py",
     "tests/test_hosts.py",
 )
 
