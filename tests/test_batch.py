@@ -251,7 +251,10 @@ async def test_fault_injection_every_item_one_outcome_and_nothing_sent_twice(cou
     assert report.counts["rejected"] == report.counts["skipped"] == report.counts["not_sent"] == 0
     assert report.counts["unknown"] > 0
     answered_429 = sum(record["status"] == 429 for record in records)
-    assert answered_429 == report.rate_limited > 0  # every 429 was retried, none reported
+    # Every 429 the client read was retried, none reported. One it did not read in time (as with a
+    # 200 above) ended its item as unknown: the late answers, of either kind, are at most the unknowns.
+    assert 0 < report.rate_limited <= answered_429
+    assert (answered_429 - report.rate_limited) + len(answered_200 - sent_ids) <= report.counts["unknown"]
     assert all(not record["accepted"] for record in records if record["status"] == 429)
 
 
