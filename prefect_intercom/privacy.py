@@ -20,9 +20,10 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from prefect_intercom.redaction import ESCAPE_STARTS, replace_spans, views, whole_escapes
+from prefect_intercom.redaction import ESCAPE_STARTS, replace_spans, unchanged, views, whole_escapes
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
@@ -188,19 +189,8 @@ def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
 def phone_masker(body: Any) -> Callable[[str], str]:
     """A function that masks the phone of a request `body` (`{"phone": ...}`) in any text."""
     phone = body.get("phone") if isinstance(body, Mapping) else None
-    return _same if phone is None else _KnownPhone(phone)
-
-
-class _KnownPhone:
-    """`mask_known_phone` for one number, its digits worked out once (every answer is masked)."""
-
-    __slots__ = ("_digits",)
-
-    def __init__(self, phone: Any) -> None:
-        self._digits = _digits_of(phone)
-
-    def __call__(self, text: str) -> str:
-        return _mask_known_digits(text, self._digits)
+    # `mask_known_phone` for one number, its digits worked out once (every answer is masked).
+    return unchanged if phone is None else partial(_mask_known_digits, digits=_digits_of(phone))
 
 
 def mask_values(value: Any, mask: Callable[[str], str] = mask_phone) -> Any:
@@ -223,10 +213,6 @@ def mask_values(value: Any, mask: Callable[[str], str] = mask_phone) -> Any:
         masked = mask(str(value))
         return value if masked == str(value) else masked
     return value
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def _digits_of(phone: Any) -> str | None:
