@@ -1,12 +1,7 @@
 """The endpoint catalogue: one `Endpoint` per generated docs page, found by name or words.
 
-Everything here is read from the files `schemagen` writes into the packaged
-`prefect_intercom.schemas` folder; adding an endpoint means adding its docs page and
-regenerating, nothing else. Installed, that folder is the package `prefect_intercom.schemas`
-(`pyproject.toml` maps the checkout's top-level `schemas/` onto it); imported from a checkout
-whose `prefect_intercom/` comes first on `sys.path` (e.g. `prefect deploy` run from the
-repository, which puts the working directory first), there is no such package and the
-checkout's own `schemas/` folder is read instead (`schema_folder`).
+Everything here is read from the files `schemagen` writes (`prefect_intercom.schemas`, or a
+checkout's `schemas/`: docs/schema.md); adding an endpoint means adding its page and regenerating.
 """
 
 from __future__ import annotations

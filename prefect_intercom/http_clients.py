@@ -1,9 +1,7 @@
 """The two httpx clients the pipeline sends through, built alike: no redirects, nothing from the environment.
 
-`IntercomClient` keeps one of each, made on first use: the sync client over httpx's own pool
-(or the transport given), the async client over aiohttp's pool (`prefect_intercom.transport`,
-loaded only then) or the async transport given. Both set a redirect's `Location` aside before
-httpx reads it (`set_redirect_aside`).
+The sync client over httpx's own pool, the async one over aiohttp's (`transport`, loaded only
+then), unless given a transport; both keep no cookies and set a redirect's `Location` aside.
 """
 
 from __future__ import annotations

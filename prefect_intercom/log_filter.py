@@ -1,17 +1,7 @@
 """Keep the access token and phone numbers out of the HTTP libraries' log records, at every level.
 
-httpcore logs the response headers at DEBUG (a header that echoes `Authorization` among
-them), httpx logs the server's reason phrase at INFO, and aiohttp's and asyncio's records can
-quote what a server sent. Prefect ships such records to its API, and from there to its
-database, when `PREFECT_LOGGING_EXTRA_LOGGERS` names them.
-
-Every `IntercomClient` registers its token here before its first request (`protect`). While
-it exists, `SECRET_FILTER`, attached to each logger in `LOGGER_NAMES`, redacts the token
-(every form `prefect_intercom.redaction` knows) from the message, its arguments, the
-traceback text and the stack of every record those loggers emit, and masks every
-E.164-looking number in them (`privacy.mask_phone_numbers`: a server may echo the request's
-phone in a header; `PREFECT_INTERCOM_SHOW_PHONES=1` keeps them). A filter runs only for
-records a logger emits, so it costs nothing while their level is above the record's.
+Every `IntercomClient` registers its token (`protect`); while it exists, `SECRET_FILTER` on each
+logger of `LOGGER_NAMES` redacts it and masks phone numbers in every record (docs/security.md).
 """
 
 from __future__ import annotations

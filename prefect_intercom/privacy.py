@@ -1,17 +1,8 @@
 """Phone numbers are personal data: everything the package writes shows them masked.
 
-`mask_phone("+353871235678")` is `+3538•••5678`: the country code and the last digits stay,
-enough to tell numbers apart and to act on a hint ("remove spaces: +1 415•••0100"), the middle
-goes. Any text can be masked the same way (`mask_digits`): every run of `MIN_DIGITS` or more
-digits, spaces and phone punctuation allowed between them, keeps at most its first and last
-four digits and never shows fewer than three hidden ones. Answers from the network are masked
-for the phone of the request they answer (`mask_known_phone`: in any spacing or escaping, even
-inside a request id), so other numbers in them stay readable. Texts of unknown origin (the HTTP
-libraries' log records) have every E.164-looking number masked (`mask_phone_numbers`), and a
-name that must hold no phone is checked with `phone_number_in`.
-
-One switch shows full numbers, for debugging only: set the environment variable
-`PREFECT_INTERCOM_SHOW_PHONES=1` (read at every call, off by default).
+`mask_phone("+353871235678")` is `+3538•••5678`; answers are masked for their request's phone
+(`mask_known_phone`), log records for every E.164-looking number (`mask_phone_numbers`).
+`PREFECT_INTERCOM_SHOW_PHONES=1` shows full numbers, for debugging only (docs/security.md).
 """
 
 from __future__ import annotations

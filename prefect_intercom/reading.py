@@ -1,10 +1,8 @@
 """Bound a request: a whole-request deadline, and an answer's body read to at most `MAX_ANSWER_BYTES`.
 
-httpx's timeouts bound each network operation, not a request: a server that trickles its answer
-could hold one for ever. `deadline_for` sets the request's deadline; `applying` makes it the one
-the sync client's connections wait for (`bound_sync_client`), `within` bounds an await. A body
-larger than `MAX_ANSWER_BYTES`, or still arriving at the deadline, is kept as far as it came and
-the answer says why (`CUT_EXTENSION`). Why and how: docs/security.md.
+`deadline_for` sets a request's deadline, `applying` makes the sync client's connections wait
+for it, `within` bounds an await; a body too large or still arriving at the deadline is kept as
+far as it came, the answer saying why (`CUT_EXTENSION`). Why and how: docs/security.md.
 """
 
 from __future__ import annotations

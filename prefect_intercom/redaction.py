@@ -1,15 +1,8 @@
 r"""Remove every piece of a secret from a text, then (and only then) shorten it.
 
-A server, a proxy or an attacker can echo the `Authorization` header back in any form: as it
-is, `Bearer `-prefixed, JSON-escaped (`\u0074ok\/...`), URL-encoded (`%2F`, `%2b`), as
-HTML character references, cut short by its own limits, or upper-cased. `Redactor.redact`
-replaces every run of at least `PIECE` characters of the token (compared case-insensitively,
-after decoding those escapes) with `[REDACTED]`, so no piece of that length survives; `cut`
-shortens a text, and is only ever given one already redacted: a cut can never leave part of
-the token visible.
-
-Redacting a text that holds no piece of the token and no escape costs three passes in C (a
-scan for escape characters, an ASCII lower-casing and one regular expression search).
+`Redactor.redact` replaces every run of `PIECE` or more characters of the token, in any form a
+server may echo it (escaped, upper-cased), with `[REDACTED]`; `cut` shortens a text already
+redacted (docs/security.md).
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """A local stand-in for Intercom's `POST /phone_call_redirects`, over real HTTP (docs/sandbox.md).
 
-It answers as Intercom documents, can behave like Intercom under load (rate-limit windows,
-latency, faults) and records every request it receives, so that tests count exactly what a real
-person would have been texted: `with Sandbox() as sandbox: ...`, or
-`python -m prefect_intercom.sandbox --port 8765`. One job per module: `state` (the options and
-what a running sandbox knows), `app` (Intercom's documented answers and the starlette
-application), `server` (`Sandbox` and the command line), `process` (the command line as a child
-process).
+It answers as Intercom documents, behaves like Intercom under load and records what it receives:
+`state` (options, what a running sandbox knows), `app` (the answers), `server` (`Sandbox`, the
+command line), `process` (the command line as a child process).
 """
 
 try:  # the sandbox's own dependencies are an extra

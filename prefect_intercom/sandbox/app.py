@@ -1,10 +1,7 @@
 """The sandbox's starlette application: Intercom's documented answers, then rate limit, latency and faults.
 
-What Intercom documents `POST /phone_call_redirects` answers (`documented_answer`): `401` with an
-`error.list` without the right bearer token, `400 intercom_version_invalid` for an unknown
-`Intercom-Version`, `400 invalid_phone_number` for a phone that is not E.164, the two numbers
-below for the documented failures, `422` for custom attributes Intercom would not take, and the
-documented `200` otherwise. See docs/sandbox.md.
+`documented_answer` is what Intercom documents `POST /phone_call_redirects` answers before any
+rate limit or fault (401, 400 version or phone, the two failing numbers, 422, 200): docs/sandbox.md.
 """
 
 from __future__ import annotations
