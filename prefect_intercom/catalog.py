@@ -24,6 +24,8 @@ SCHEMA_PACKAGE = "prefect_intercom.schemas"
 ENDPOINT_SUFFIX = ".endpoint.json"
 PHONE_CALL_REDIRECTS = "phone_call_redirects"
 _WORD = re.compile(r"[a-z0-9]+")
+# What an endpoint record holds as it is (the two schemas it names are read from their files).
+_RECORD_FIELDS = ("name", "method", "path", "summary", "description", "headers", "body_fields", "steps")
 _METHOD_FIRST = re.compile(r"^\s*(get|post|put|patch|delete|head|options)\s+/", re.IGNORECASE)
 
 
@@ -279,17 +281,11 @@ def find(query: str) -> Endpoint:
 def _load_endpoint(root: Traversable, entry: Traversable) -> Endpoint:
     try:
         record = _read_json(entry)
+        fields = {name: record[name] for name in _RECORD_FIELDS}
         return Endpoint(
-            name=record["name"],
-            method=record["method"],
-            path=record["path"],
-            summary=record["summary"],
-            description=record["description"],
+            **fields,
             request_schema=_read_json(root / record["request_schema"]),
             headers_schema=_read_json(root / record["headers_schema"]),
-            headers=record["headers"],
-            body_fields=record["body_fields"],
-            steps=record["steps"],
         )
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise EndpointNotFoundError(

@@ -70,11 +70,6 @@ class Sandbox:
         return self.state.token
 
     @property
-    def keep_alive(self) -> float:
-        """Seconds an idle keep-alive connection stays open."""
-        return self.state.keep_alive
-
-    @property
     def url(self) -> str:
         """Base URL of the running sandbox, e.g. `http://127.0.0.1:54321`."""
         if self.port is None:

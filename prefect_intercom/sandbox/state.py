@@ -271,9 +271,7 @@ class SandboxState(SandboxOptions):
         if low == high and not self.omit_rate_limit_headers:
             return low, True
         key = _phone_key(body)
-        with self.lock:
-            arrival = self._shape_arrivals.get(key, 0)
-            self._shape_arrivals[key] = arrival + 1
+        arrival = self._arrival(self._shape_arrivals, key)
         latency = low + (high - low) * _uniform(self.seed, key, arrival, "latency") if high > low else low
         omit = _uniform(self.seed, key, arrival, "omit-headers") < self.omit_rate_limit_headers
         return latency, not omit
@@ -283,9 +281,7 @@ class SandboxState(SandboxOptions):
         if not self.faults:
             return None, False
         key = _phone_key(body)
-        with self.lock:
-            arrival = self._arrivals.get(key, 0)
-            self._arrivals[key] = arrival + 1
+        arrival = self._arrival(self._arrivals, key)
         draw = _uniform(self.seed, key, arrival, "fault")
         for kind in FAULT_KINDS:
             rate = self.faults.get(kind, 0.0)
@@ -294,6 +290,12 @@ class SandboxState(SandboxOptions):
                 return kind, effect
             draw -= rate
         return None, False
+
+    def _arrival(self, counts: dict[str, int], key: str) -> int:
+        """How many times `key` arrived before (counted in `counts`), this arrival counted."""
+        with self.lock:
+            counts[key] = counts.get(key, 0) + 1
+            return counts[key] - 1
 
     def record(self, entry: ReceivedRequest) -> None:
         """Keep a received request."""
