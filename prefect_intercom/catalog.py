@@ -1,12 +1,7 @@
 """The endpoint catalogue: one `Endpoint` per generated docs page, found by name or words.
 
-Everything here is read from the files `schemagen` writes into the packaged
-`prefect_intercom.schemas` folder; adding an endpoint means adding its docs page and
-regenerating, nothing else. Installed, that folder is the package `prefect_intercom.schemas`
-(`pyproject.toml` maps the checkout's top-level `schemas/` onto it); imported from a checkout
-whose `prefect_intercom/` comes first on `sys.path` (e.g. `prefect deploy` run from the
-repository, which puts the working directory first), there is no such package and the
-checkout's own `schemas/` folder is read instead (`schema_folder`).
+Everything here is read from the files `schemagen` writes (`prefect_intercom.schemas`, or a
+checkout's `schemas/`: docs/schema.md); adding an endpoint means adding its page and regenerating.
 """
 
 from __future__ import annotations
@@ -29,6 +24,8 @@ SCHEMA_PACKAGE = "prefect_intercom.schemas"
 ENDPOINT_SUFFIX = ".endpoint.json"
 PHONE_CALL_REDIRECTS = "phone_call_redirects"
 _WORD = re.compile(r"[a-z0-9]+")
+# What an endpoint record holds as it is (the two schemas it names are read from their files).
+_RECORD_FIELDS = ("name", "method", "path", "summary", "description", "headers", "body_fields", "steps")
 _METHOD_FIRST = re.compile(r"^\s*(get|post|put|patch|delete|head|options)\s+/", re.IGNORECASE)
 
 
@@ -284,17 +281,11 @@ def find(query: str) -> Endpoint:
 def _load_endpoint(root: Traversable, entry: Traversable) -> Endpoint:
     try:
         record = _read_json(entry)
+        fields = {name: record[name] for name in _RECORD_FIELDS}
         return Endpoint(
-            name=record["name"],
-            method=record["method"],
-            path=record["path"],
-            summary=record["summary"],
-            description=record["description"],
+            **fields,
             request_schema=_read_json(root / record["request_schema"]),
             headers_schema=_read_json(root / record["headers_schema"]),
-            headers=record["headers"],
-            body_fields=record["body_fields"],
-            steps=record["steps"],
         )
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise EndpointNotFoundError(

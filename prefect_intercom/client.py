@@ -1,8 +1,7 @@
 """The one request pipeline: prepare (validate, URL, headers, JSON), send (httpx), parse.
 
-Every caller (tasks, flows, the batch, benchmarks) goes through `IntercomClient`. Preparing
-never touches the network and never holds the token, so a `PreparedRequest` is safe to show;
-the `Authorization` header is added only at the moment of sending.
+Every caller goes through `IntercomClient`; the token joins a request only as it is sent
+(docs/single-send.md).
 """
 
 from __future__ import annotations
@@ -21,22 +20,24 @@ from pydantic import SecretStr
 
 from prefect_intercom import log_filter
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, Endpoint, get_endpoint
-from prefect_intercom.deadline import Deadline, applying, bound_sync_client, deadline_for, within
-from prefect_intercom.errors import IntercomAPIError, IntercomTransportError
+from prefect_intercom.errors import IntercomAPIError, IntercomError, IntercomTransportError
 from prefect_intercom.hosts import check_base_url
 from prefect_intercom.http_clients import async_client, sync_client
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.prepared import USER_AGENT, PreparedRequest, check_token
 from prefect_intercom.privacy import phone_masker
-from prefect_intercom.reading import aread_bounded, read_bounded
-from prefect_intercom.redaction import Redactor, cut
-from prefect_intercom.responses import (
-    MAX_TEXT,
-    IntercomResponse,
-    RateLimit,
-    parse_response,
+from prefect_intercom.reading import (
+    Deadline,
+    applying,
+    aread_bounded,
+    bound_sync_client,
+    deadline_for,
+    read_bounded,
+    within,
 )
+from prefect_intercom.redaction import Redactor, cut
+from prefect_intercom.responses import MAX_TEXT, IntercomResponse, RateLimit, parse_response
 from prefect_intercom.retry import RetryCallback, RetryPolicy, acall_with_retry, call_with_retry
 from prefect_intercom.validation import validate_headers, validate_request
 
@@ -192,15 +193,13 @@ class IntercomClient:
                 `.attempts` says how many were made).
             IntercomTransportError: No answer; `.outcome` says whether it may have been sent.
         """
-        if self.retry is None and self.pacer is None:
-            return self._send_once(prepared)
         attempts = 0
 
         def attempt() -> IntercomResponse:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
+                self.pacer.acquire(max_wait=self._max_wait)
             try:
                 response = self._send_once(prepared)
             except BaseException as error:
@@ -228,22 +227,16 @@ class IntercomClient:
             on_retry: Called as `on_retry(error, attempt, wait)` before each retry of this
                 request, after the client's own `on_retry`.
         """
-        if self.retry is None and self.pacer is None and before_send is None:
-            return await self._asend_once(prepared)
         attempts = 0
 
         async def attempt() -> IntercomResponse:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                await self.pacer.aacquire(max_wait=self.retry.max_wait if self.retry is not None else None)
-            if before_send is not None:
-                try:
-                    await before_send()
-                except BaseException:
-                    self._release(None)
-                    raise
+                await self.pacer.aacquire(max_wait=self._max_wait)
             try:
+                if before_send is not None:
+                    await before_send()
                 response = await self._asend_once(prepared)
             except BaseException as error:
                 self._release(error)
@@ -251,31 +244,35 @@ class IntercomClient:
             self._release(response)
             return response
 
-        hook = self.on_retry if on_retry is None else _chain(self.on_retry, on_retry)
-        response = await acall_with_retry(attempt, self.retry, on_retry=hook)
+        def both(error: IntercomError, attempt: int, wait: float) -> None:
+            for callback in (self.on_retry, on_retry):
+                if callback is not None:
+                    callback(error, attempt, wait)
+
+        response = await acall_with_retry(attempt, self.retry, on_retry=both)
         return replace(response, attempts=attempts) if attempts > 1 else response
 
+    @property
+    def _max_wait(self) -> float | None:
+        """What one send may wait for the pacer: the retry policy's budget (the pacer's own without one)."""
+        return self.retry.max_wait if self.retry is not None else None
+
     def _release(self, outcome: IntercomResponse | BaseException) -> None:
-        """Tell the pacer what the answer's rate-limit headers said (nothing, if no answer)."""
-        if self.pacer is None:
-            return
-        if isinstance(outcome, IntercomResponse):
-            self.pacer.release(outcome.rate_limit)
-        elif isinstance(outcome, IntercomAPIError):
-            rate_limit = RateLimit.from_headers(outcome.headers)
-            # An error without the headers (a proxy's 502 page) says nothing about the window.
-            self.pacer.release(rate_limit if rate_limit.remaining is not None else None)
-        else:
-            self.pacer.release(None)
+        """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer)."""
+        if self.pacer is not None:
+            self.pacer.release(
+                outcome.rate_limit
+                if isinstance(outcome, IntercomResponse)
+                else RateLimit.from_headers(outcome.headers)
+                if isinstance(outcome, IntercomAPIError)
+                else None
+            )
 
     def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:
         """One attempt: send and parse (never retried, never paced), within the request's deadline."""
         client = self._sync_client()
         bound_sync_client(client)  # every read and write waits at most until the deadline
-        log_filter.protect(self, self._token.get_secret_value())
-        request = self._httpx_request(client, prepared)
-        started = time.perf_counter()
-        deadline = deadline_for(self.timeout)
+        request, started, deadline = self._start(client, prepared)
         try:
             with applying(deadline):
                 response = read_bounded(client.send(request, stream=True), deadline)
@@ -288,10 +285,7 @@ class IntercomClient:
     async def _asend_once(self, prepared: PreparedRequest) -> IntercomResponse:
         """Async twin of `_send_once`."""
         client = self._async_client()
-        log_filter.protect(self, self._token.get_secret_value())
-        request = self._httpx_request(client, prepared)
-        started = time.perf_counter()
-        deadline = deadline_for(self.timeout)
+        request, started, deadline = self._start(client, prepared)
         try:
             response = await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
         except httpx.TransportError as error:
@@ -363,9 +357,15 @@ class IntercomClient:
             )
         return self._async
 
-    def _httpx_request(self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest) -> httpx.Request:
-        headers = {**prepared.headers, "Authorization": f"Bearer {self._token.get_secret_value()}"}
-        return client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
+    def _start(
+        self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest
+    ) -> tuple[httpx.Request, float, Deadline | None]:
+        """The request with its token (kept out of the HTTP libraries' logs), its start and its deadline."""
+        token = self._token.get_secret_value()
+        log_filter.protect(self, token)
+        headers = {**prepared.headers, "Authorization": f"Bearer {token}"}
+        request = client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
+        return request, time.perf_counter(), deadline_for(self.timeout)
 
     def _parse(self, response: httpx.Response, started: float, prepared: PreparedRequest) -> IntercomResponse:
         """Parse a read answer: the token redacted from all of it, the request's phone masked in errors."""
@@ -373,7 +373,7 @@ class IntercomClient:
         return parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact, mask=phone_masker(prepared.body))
 
     def _transport_error(
-        self, error: httpx.TransportError, prepared: PreparedRequest, deadline: Deadline | None = None
+        self, error: httpx.TransportError, prepared: PreparedRequest, deadline: Deadline | None
     ) -> IntercomTransportError:
         """The error for no answer: its kind, its text (redacted whole, phone masked, then cut), the outcome."""
         outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
@@ -383,15 +383,3 @@ class IntercomClient:
             detail = deadline.describe()
         detail = cut(phone_masker(prepared.body)(self.redact(detail)), MAX_TEXT) or "no detail"
         return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
-
-
-def _chain(first: RetryCallback | None, second: RetryCallback) -> RetryCallback:
-    """One retry callback that calls `first` (if any), then `second`."""
-    if first is None:
-        return second
-
-    def both(error: Any, attempt: int, wait: float) -> None:
-        first(error, attempt, wait)
-        second(error, attempt, wait)
-
-    return both

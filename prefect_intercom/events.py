@@ -1,16 +1,7 @@
 """Prefect events for Automations: what a send or a batch did, never a phone number or the token.
 
-| event | when | payload |
-| --- | --- | --- |
-| `intercom.phone_call_redirect.<outcome>` | one send: `sent`, `not_sent`, `unknown`, `rejected` | status, code, id |
-| `intercom.batch.finished` | every batch that ran, stopped early or not | `batch_key`, `run`, `counts`, `stopped` |
-| `intercom.batch.unknown` | a batch left someone `unknown` (maybe texted) | as above |
-| `intercom.batch.not_sent` | a batch left someone `not_sent` (a re-run sends them) | as above |
-
-The resource of a send is the Intercom app's host (`intercom.host.api.intercom.io`); the resource
-of a batch is its key (`intercom.batch.<hash of the key>`, named by the key). Prefect adds the
-flow run and task run as related resources. An Automation that alerts when a batch leaves anyone
-`unknown` triggers on `intercom.batch.unknown` (see the README).
+`intercom.phone_call_redirect.<outcome>` for one send, `intercom.batch.finished` (and
+`.unknown`, `.not_sent`) for a batch: docs/events.md.
 """
 
 from __future__ import annotations

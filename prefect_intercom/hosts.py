@@ -20,7 +20,6 @@ REGION_HOSTS: dict[str, str] = {
     "au": "https://api.au.intercom.io",
 }
 INTERCOM_HOSTNAMES = frozenset(httpx.URL(url).host for url in REGION_HOSTS.values())
-LOOPBACK_NAMES = frozenset({"localhost"})
 
 
 def region_base_url(region: str) -> str:
@@ -35,7 +34,7 @@ def region_base_url(region: str) -> str:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine (`localhost`, 127.0.0.0/8 or ::1)."""
-    if host.lower() in LOOPBACK_NAMES:
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

@@ -1,14 +1,12 @@
 """The two httpx clients the pipeline sends through, built alike: no redirects, nothing from the environment.
 
-`IntercomClient` keeps one of each, made on first use: the sync client over httpx's own pool
-(or the transport given), the async client over aiohttp's pool (`prefect_intercom.transport`,
-loaded only then) or the async transport given. Both set a redirect's `Location` aside before
-httpx reads it (`set_redirect_aside`).
+The sync client over httpx's own pool, the async one over aiohttp's (`transport`, loaded only
+then), unless given a transport; both keep no cookies and set a redirect's `Location` aside.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -29,13 +27,13 @@ def client_options(*, timeout: float, max_connections: int | None) -> dict[str, 
 
 def sync_client(transport: httpx.BaseTransport | None, *, timeout: float, max_connections: int | None) -> httpx.Client:
     """The sync client: httpx's own pool unless given a transport."""
-    return _without_cookies(
-        httpx.Client(
-            transport=transport,
-            event_hooks={"response": [set_redirect_aside]},
-            **client_options(timeout=timeout, max_connections=max_connections),
-        )
+    client = httpx.Client(
+        transport=transport,
+        event_hooks={"response": [set_redirect_aside]},
+        **client_options(timeout=timeout, max_connections=max_connections),
     )
+    client._cookies = NoCookies()  # httpx's `cookies` setter would wrap it in a plain `Cookies`
+    return client
 
 
 def async_client(
@@ -50,13 +48,13 @@ def async_client(
         from prefect_intercom.transport import async_transport
 
         transport = async_transport(max_connections)
-    return _without_cookies(
-        httpx.AsyncClient(
-            transport=transport,
-            event_hooks={"response": [aset_redirect_aside]},
-            **client_options(timeout=timeout, max_connections=max_connections),
-        )
+    client = httpx.AsyncClient(
+        transport=transport,
+        event_hooks={"response": [aset_redirect_aside]},
+        **client_options(timeout=timeout, max_connections=max_connections),
     )
+    client._cookies = NoCookies()  # httpx's `cookies` setter would wrap it in a plain `Cookies`
+    return client
 
 
 class NoCookies(httpx.Cookies):
@@ -69,14 +67,6 @@ class NoCookies(httpx.Cookies):
     def extract_cookies(self, response: httpx.Response) -> None:
         """Keep no cookie from `response`."""
         return None
-
-
-_ClientT = TypeVar("_ClientT", httpx.Client, httpx.AsyncClient)
-
-
-def _without_cookies(client: _ClientT) -> _ClientT:
-    client._cookies = NoCookies()  # httpx's `cookies` setter would wrap it in a plain `Cookies`
-    return client
 
 
 def set_redirect_aside(response: httpx.Response) -> None:

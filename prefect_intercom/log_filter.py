@@ -1,17 +1,7 @@
 """Keep the access token and phone numbers out of the HTTP libraries' log records, at every level.
 
-httpcore logs the response headers at DEBUG (a header that echoes `Authorization` among
-them), httpx logs the server's reason phrase at INFO, and aiohttp's and asyncio's records can
-quote what a server sent. Prefect ships such records to its API, and from there to its
-database, when `PREFECT_LOGGING_EXTRA_LOGGERS` names them.
-
-Every `IntercomClient` registers its token here before its first request (`protect`). While
-it exists, `SECRET_FILTER`, attached to each logger in `LOGGER_NAMES`, redacts the token
-(every form `prefect_intercom.redaction` knows) from the message, its arguments, the
-traceback text and the stack of every record those loggers emit, and masks every
-E.164-looking number in them (`privacy.mask_phone_numbers`: a server may echo the request's
-phone in a header; `PREFECT_INTERCOM_SHOW_PHONES=1` keeps them). A filter runs only for
-records a logger emits, so it costs nothing while their level is above the record's.
+Every `IntercomClient` registers its token (`protect`); while it exists, `SECRET_FILTER` on each
+logger of `LOGGER_NAMES` redacts it and masks phone numbers in every record (docs/security.md).
 """
 
 from __future__ import annotations
@@ -19,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from prefect_intercom.privacy import mask_phone_numbers, show_phones
@@ -56,25 +47,11 @@ class SecretLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Clean `record` in place (message, arguments, traceback and stack text); keep it."""
         redactors = _active
-        if show_phones():
-            if redactors:
-                redact_record(record, redactors)
-        else:
-            redact_record(record, _PhonesMasked(redactors))
+        if not show_phones():  # the tokens redacted, then every E.164-looking number masked
+            redact_record(record, lambda text: mask_phone_numbers(redactors.redact(text) if redactors else text))
+        elif redactors:
+            redact_record(record, redactors.redact)
         return True
-
-
-class _PhonesMasked:
-    """The tokens redacted, then every E.164-looking number masked (`privacy.mask_phone_numbers`)."""
-
-    __slots__ = ("_redactors",)
-
-    def __init__(self, redactors: RedactorSet) -> None:
-        self._redactors = redactors
-
-    def redact(self, text: str) -> str:
-        """`text` without the tokens, its phone-like numbers masked."""
-        return mask_phone_numbers(self._redactors.redact(text) if self._redactors else text)
 
 
 SECRET_FILTER = SecretLogFilter()
@@ -118,24 +95,24 @@ def install() -> None:
             logger.addFilter(SECRET_FILTER)
 
 
-def redact_record(record: logging.LogRecord, redactor: Redactor | RedactorSet | _PhonesMasked) -> None:
+def redact_record(record: logging.LogRecord, redact: Callable[[str], str]) -> None:
     """Redact `record` in place: its message (formatted with its arguments), traceback and stack."""
     try:
         message = record.getMessage()
     except Exception:  # arguments that do not fit the format: redact what there is
         message = f"{record.msg} {record.args!r}"
-    clean = redactor.redact(message)
+    clean = redact(message)
     if clean != message:
         record.msg, record.args = clean, None
     if record.exc_info:
         text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-        clean = redactor.redact(text)
+        clean = redact(text)
         if clean != text:  # the traceback text stands in for the exception, which holds the token
             record.exc_text, record.exc_info = clean, None
     elif record.exc_text:
-        record.exc_text = redactor.redact(record.exc_text)
+        record.exc_text = redact(record.exc_text)
     if record.stack_info:
-        record.stack_info = redactor.redact(record.stack_info)
+        record.stack_info = redact(record.stack_info)
 
 
 def _release(secret: str) -> None:

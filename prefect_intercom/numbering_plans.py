@@ -1,22 +1,8 @@
-"""Numbering plans: refuse E.164 numbers that cannot exist in any country.
+"""Numbering plans: refuse E.164 numbers that cannot exist in any country (docs/validation.md).
 
-The schema's E.164 pattern only checks the shape (`+`, then 7 to 15 digits). After it,
-`phonenumbers.is_possible_number` (Google's libphonenumber metadata) checks the country code
-exists and the number's length fits that country's plan: `+1415555010` (one digit short for
-North America), `+141555501000` (one too many) and `+999123456789` (no country uses +999) are
-refused. `is_valid_number` is deliberately not used: it also checks number ranges, and would
-refuse ranges a country opened after the installed metadata was published.
-
-A number written with its national (trunk) prefix after the country code, as people copy it
-from `+44 (0)20 7946 0958`, is refused too: `+4402079460958` has E.164's shape, but E.164 leaves
-the prefix out, and the message and hint give the number as libphonenumber writes it
-(`+442079460958`). Every example number libphonenumber's metadata holds, of every region and
-type, is written the same way back, so this refuses no number in its E.164 form.
-
-The check is on by default; set `PREFECT_INTERCOM_NUMBERING_PLANS=0` (or `false`, `no`, `off`)
-to turn it off, e.g. for test numbers a carrier accepts although no plan lists them. The switch
-is read at every check, so it applies to the tasks and the batches of the process alike.
-Numbers quoted in messages and hints are masked (see `prefect_intercom.privacy`).
+After the schema's shape check, `phonenumbers.is_possible_number` checks the country code and
+the number's length, and a national prefix kept after the country code is refused.
+`PREFECT_INTERCOM_NUMBERING_PLANS=0` turns the check off (read at every check).
 """
 
 from __future__ import annotations
@@ -43,11 +29,6 @@ class ImpossibleNumber:
     hint: str
 
 
-def numbering_plans_checked() -> bool:
-    """Whether numbers are checked against the numbering plans (`PREFECT_INTERCOM_NUMBERING_PLANS`; on by default)."""
-    return os.environ.get(NUMBERING_PLANS_ENV, "").strip().lower() not in _OFF
-
-
 def impossible_number(e164: str) -> ImpossibleNumber | None:
     """Why `e164` cannot be a phone number, or `None` when it can (or the check is off).
 
@@ -57,7 +38,7 @@ def impossible_number(e164: str) -> ImpossibleNumber | None:
     Returns:
         `None` when `phonenumbers.is_possible_number` accepts it, else the reason.
     """
-    if not numbering_plans_checked():
+    if os.environ.get(NUMBERING_PLANS_ENV, "").strip().lower() in _OFF:  # read at every check
         return None
     try:
         number = phonenumbers.parse(e164, None)

@@ -1,15 +1,7 @@
 """The one outcome vocabulary: what a send did for the person at the other end.
 
-Every layer speaks it: an error's `.outcome`, the retry policy's decisions, a batch item's
-outcome, and the batch ledger's records.
-
-| outcome | meaning | texted? |
-| --- | --- | --- |
-| `SENT` | Intercom accepted it (2xx) | yes |
-| `REJECTED` | the body broke the schema; never sent | no |
-| `NOT_SENT` | Intercom provably did not act (refused connection, 4xx, 429), or it was never attempted | no |
-| `UNKNOWN` | it may have been acted on (5xx, timeout or reset after sending) | maybe |
-| `SKIPPED` | a batch left it out: sent (or unknown) in an earlier run, or a duplicate in the batch | - |
+Every layer speaks it: an error's `.outcome`, the retry policy, a batch item, the batch ledger
+(the table: docs/errors.md).
 """
 
 from __future__ import annotations
@@ -27,11 +19,6 @@ class Outcome(StrEnum):
     NOT_SENT = "not_sent"
     UNKNOWN = "unknown"
     SKIPPED = "skipped"
-
-    @property
-    def may_have_texted(self) -> bool:
-        """Whether the person may have been texted (`SENT` or `UNKNOWN`): never send it again blindly."""
-        return self in (Outcome.SENT, Outcome.UNKNOWN)
 
 
 class BatchSummary(Protocol):

@@ -1,17 +1,8 @@
 """Phone numbers are personal data: everything the package writes shows them masked.
 
-`mask_phone("+353871235678")` is `+3538•••5678`: the country code and the last digits stay,
-enough to tell numbers apart and to act on a hint ("remove spaces: +1 415•••0100"), the middle
-goes. Any text can be masked the same way (`mask_digits`): every run of `MIN_DIGITS` or more
-digits, spaces and phone punctuation allowed between them, keeps at most its first and last
-four digits and never shows fewer than three hidden ones. Answers from the network are masked
-for the phone of the request they answer (`mask_known_phone`: in any spacing or escaping, even
-inside a request id), so other numbers in them stay readable. Texts of unknown origin (the HTTP
-libraries' log records) have every E.164-looking number masked (`mask_phone_numbers`), and a
-name that must hold no phone is checked with `phone_number_in`.
-
-One switch shows full numbers, for debugging only: set the environment variable
-`PREFECT_INTERCOM_SHOW_PHONES=1` (read at every call, off by default).
+`mask_phone("+353871235678")` is `+3538•••5678`; answers are masked for their request's phone
+(`mask_known_phone`), log records for every E.164-looking number (`mask_phone_numbers`).
+`PREFECT_INTERCOM_SHOW_PHONES=1` shows full numbers, for debugging only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -20,9 +11,10 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
-from prefect_intercom.redaction import ESCAPE_STARTS, replace_spans, views, whole_escapes
+from prefect_intercom.redaction import ESCAPE_STARTS, replace_spans, unchanged, views, whole_escapes
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
@@ -188,19 +180,8 @@ def _known_spans(text: str, digits: str) -> list[tuple[int, int]]:
 def phone_masker(body: Any) -> Callable[[str], str]:
     """A function that masks the phone of a request `body` (`{"phone": ...}`) in any text."""
     phone = body.get("phone") if isinstance(body, Mapping) else None
-    return _same if phone is None else _KnownPhone(phone)
-
-
-class _KnownPhone:
-    """`mask_known_phone` for one number, its digits worked out once (every answer is masked)."""
-
-    __slots__ = ("_digits",)
-
-    def __init__(self, phone: Any) -> None:
-        self._digits = _digits_of(phone)
-
-    def __call__(self, text: str) -> str:
-        return _mask_known_digits(text, self._digits)
+    # `mask_known_phone` for one number, its digits worked out once (every answer is masked).
+    return unchanged if phone is None else partial(_mask_known_digits, digits=_digits_of(phone))
 
 
 def mask_values(value: Any, mask: Callable[[str], str] = mask_phone) -> Any:
@@ -223,10 +204,6 @@ def mask_values(value: Any, mask: Callable[[str], str] = mask_phone) -> Any:
         masked = mask(str(value))
         return value if masked == str(value) else masked
     return value
-
-
-def _same(text: str) -> str:
-    return text
 
 
 def _digits_of(phone: Any) -> str | None:

@@ -1,15 +1,8 @@
 r"""Remove every piece of a secret from a text, then (and only then) shorten it.
 
-A server, a proxy or an attacker can echo the `Authorization` header back in any form: as it
-is, `Bearer `-prefixed, JSON-escaped (`\u0074ok\/...`), URL-encoded (`%2F`, `%2b`), as
-HTML character references, cut short by its own limits, or upper-cased. `Redactor.redact`
-replaces every run of at least `PIECE` characters of the token (compared case-insensitively,
-after decoding those escapes) with `[REDACTED]`, so no piece of that length survives, and
-`redact_then_cut` shortens a text only after redacting it: a cut can never leave part of the
-token visible.
-
-Redacting a text that holds no piece of the token and no escape costs three passes in C (a
-scan for escape characters, an ASCII lower-casing and one regular expression search).
+`Redactor.redact` replaces every run of `PIECE` or more characters of the token, in any form a
+server may echo it (escaped, upper-cased), with `[REDACTED]`; `cut` shortens a text already
+redacted (docs/security.md).
 """
 
 from __future__ import annotations
@@ -158,9 +151,9 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
-def redact_then_cut(text: str, redact: Redactor | RedactorSet | None, limit: int) -> str:
-    """Redact `text` whole, then `cut` it: no cut can leave part of the secret visible."""
-    return cut(redact.redact(text) if redact is not None else text, limit)
+def unchanged(text: str) -> str:
+    """`text` as it is: the redaction (or mask) of a text that holds nothing to hide."""
+    return text
 
 
 class _Decoded:

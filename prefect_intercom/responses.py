@@ -1,9 +1,6 @@
 """Turn Intercom's HTTP answers into results or errors (the "parse" step of the pipeline).
 
-Every text taken from an answer is redacted for the access token whole, before anything
-shortens it (`prefect_intercom.redaction`), then has the request's phone number masked in
-every form (`prefect_intercom.privacy`), a success's as an error's. Texts are then cut to
-`MAX_TEXT` characters; bodies were already bounded when read (`prefect_intercom.reading`).
+Every text of an answer is redacted whole, then phone-masked, then cut (docs/security.md).
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from prefect_intercom.errors import (
 )
 from prefect_intercom.privacy import mask_values
 from prefect_intercom.reading import CUT_EXTENSION
-from prefect_intercom.redaction import cut
+from prefect_intercom.redaction import cut, unchanged
 
 REQUEST_ID_HEADERS = ("x-request-id", "intercom-request-id")
 RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
@@ -37,10 +34,6 @@ _KEPT = frozenset(KEPT_HEADERS)
 MAX_TEXT = 300
 MAX_JSON_DEPTH = 64
 MAX_ERRORS = 20  # entries of an `error.list` kept in an error
-
-
-def _same(text: str) -> str:
-    return text
 
 
 @dataclass(frozen=True)
@@ -134,8 +127,8 @@ def parse_response(
     response: httpx.Response,
     *,
     elapsed_ms: float,
-    redact: Callable[[str], str] = _same,
-    mask: Callable[[str], str] = _same,
+    redact: Callable[[str], str] = unchanged,
+    mask: Callable[[str], str] = unchanged,
 ) -> IntercomResponse:
     """Return the answer if it is a success, else raise the matching `IntercomAPIError`.
 
@@ -170,45 +163,48 @@ def parse_response(
             rate_limit=RateLimit.from_headers(present),
             elapsed_ms=elapsed_ms,
             headers=kept,
-            unparsed_body=None if isinstance(body, dict) or not text else cut(mask(text), MAX_TEXT),
+            unparsed_body=None if isinstance(body, dict) or not text else cut(text, MAX_TEXT),
             truncated=truncated,
         )
-    raise _api_error(response, body, text, request_id, kept, mask, truncated)
+    raise _api_error(response.status_code, body, text, request_id, kept, present, mask, truncated)
 
 
 def _api_error(
-    response: httpx.Response,
+    status: int,
     body: Any,
     text: str,
     request_id: str | None,
     headers: dict[str, str],
+    present: dict[str, str],
     mask: Callable[[str], str],
     truncated: str | None,
 ) -> IntercomAPIError:
-    """The error for a non-2xx answer; `body`, `text`, `request_id` and `headers` are redacted already."""
-    status = response.status_code
+    """The error for a non-2xx answer: `body`, `text`, `request_id` and `headers` redacted and masked already.
+
+    `present` are the kept headers as they came, for the numbers of a 429.
+    """
     code, message, errors = _error_details(body, text, headers.get("content-type"), mask)
     if truncated:
         message = f"{message or 'no message'} (the answer was {truncated})"
     fields: dict[str, Any] = {
         "error_code": cut(mask(code), MAX_TEXT) if code else None,
         "message": message,
-        "request_id": cut(mask(request_id), MAX_TEXT) if request_id else None,
+        "request_id": cut(request_id, MAX_TEXT) if request_id else None,
         "errors": [
             {cut(mask(str(key)), MAX_TEXT): cut(mask(str(value)), MAX_TEXT) for key, value in item.items()}
             for item in errors[:MAX_ERRORS]
         ],
-        "body": _walk_strings(body, mask),
-        "headers": {name: mask(value) for name, value in headers.items()},
+        "body": body,
+        "headers": headers,
     }
     if status in (401, 403):
         return IntercomAuthenticationError(status, **fields)
     if status == 429:
-        rate_limit = RateLimit.from_headers(response.headers)
+        rate_limit = RateLimit.from_headers(present)
         return IntercomRateLimitError(
             status,
             reset_at=rate_limit.reset_at,
-            retry_after=_retry_after(response.headers),
+            retry_after=_retry_after(present.get("retry-after")),
             limit=rate_limit.limit,
             remaining=rate_limit.remaining,
             **fields,
@@ -279,8 +275,7 @@ def _request_id(body: Any, headers: Mapping[str, str]) -> str | None:
     return next((headers[name] for name in REQUEST_ID_HEADERS if name in headers), None)
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
+def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     try:

@@ -1,18 +1,8 @@
 """The retry policy: when a failed send may be repeated, and how long to wait first.
 
-Each call texts a person, so the rule is about the person, not the error:
-
-| failure | did it take effect? | retried |
-| --- | --- | --- |
-| 429 `rate_limit_exceeded` | no, Intercom refused it | yes: after `Retry-After`, else the reset time, + jitter |
-| connection refused / connect timeout | no, it never left | yes, with exponential backoff and jitter |
-| 5xx, read timeout, connection dropped after sending | maybe | only with `retry_unknown=True` |
-| 400, 401, 403, 404, 422 (any other 4xx) | no, and repeating cannot help | never |
-
-Every retry of one request shares one bounded budget of attempts and of waiting time; when
-it is spent, the last failure is raised as it is (its `.outcome` still says whether the
-person may have been texted). `IntercomClient(retry=...)` applies the policy to every send,
-so the single task and the batch follow the same rule.
+Each call texts a person: only what provably did not take effect (429, a connection refused) is
+repeated by default, within one bounded budget per request. `IntercomClient(retry=...)` applies
+it to every send (the table: docs/retries-and-pacing.md).
 """
 
 from __future__ import annotations

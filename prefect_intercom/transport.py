@@ -1,37 +1,8 @@
 """How the async client's bytes move: aiohttp's connection pool behind httpx's API.
 
-httpx stays the client and the test seam (`async_transport=` in `IntercomClient`). Only the default
-async transport changes: httpx 0.28's own pool (httpcore 1.0) rescans every connection for
-every request and costs 4-20 ms of CPU per request at 50-100 connections (encode/httpcore#1035),
-which is most of a core at the concurrency a batch needs to reach Intercom's rate.
-`bench/transports.py` measured the candidates; `httpx_aiohttp.AiohttpTransport` won (see
-`bench/README.md`). The sync client keeps httpx's default transport.
-
-`IntercomAsyncTransport` adjusts `AiohttpTransport` where it would change what an answer
-means or what an error holds:
-
-- Errors say whether the request may have reached the server, as httpx's own transport says
-  it. `AiohttpTransport` maps every `aiohttp.ClientConnectionError`, including a server that
-  disconnects after the request went out, to `httpx.ConnectTimeout`, which would make the
-  client call an SMS that may have gone out `not_sent` and resend it. Here only a failure to
-  connect is `httpx.ConnectError` (or `httpx.ConnectTimeout`); a reset, a disconnect, a read
-  timeout or a broken answer is a read-side error (`Outcome.UNKNOWN`).
-- Every error raised is new, with no `__cause__` or `__context__`: aiohttp's errors carry the
-  request's headers (`request_info`), the access token among them.
-- The aiohttp session is made lazily, inside the running event loop, and belongs to that
-  loop only; used later from another loop (`asyncio.run` again, or Prefect's
-  `run_coro_as_sync`), the transport lets the old session go and opens a new one. It serves
-  one loop at a time: a client used from two loops at once (two threads) would close one
-  loop's connections under the other's requests, so give each thread its own client.
-- As with the httpx client it replaces: redirects are not followed, proxies and other
-  environment settings are ignored, TLS is verified with httpx's context, bodies arrive still
-  encoded (httpx decodes them, so a broken gzip body fails the same way), cookies are left to
-  httpx, and at most `max_connections` connections are open.
-- Heads with many headers are read like httpx's own transport reads them (up to
-  `MAX_HEADERS` lines, not aiohttp's 128): a 2xx with 10,000 headers is `sent` in both clients.
-- An idle connection is reused for 4 s (`KEEPALIVE_EXPIRY`), not httpx's 5 s: under the idle
-  timeout of common servers, so that a request does not go out on a connection the server is
-  closing (no answer: `unknown`).
+httpx stays the client and the test seam; `IntercomAsyncTransport` keeps httpx's error meanings
+(a failure after the request left is never a connect error), puts no token in its errors and
+keeps one session per event loop. Why and what it adjusts: docs/single-send.md.
 """
 
 from __future__ import annotations

@@ -54,10 +54,7 @@ def request_issues(endpoint: str | Endpoint, body: Any) -> list[ValidationIssue]
     After the schema, every top-level E.164 field that passed it is checked against the numbering
     plans (`prefect_intercom.numbering_plans`; `PREFECT_INTERCOM_NUMBERING_PLANS=0` turns it off).
     """
-    if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
-        validator = _compile(endpoint.request_schema)
-    else:
-        validator = _request_validator(_endpoint_name(endpoint))
+    validator = _validator(endpoint, "request_schema")
     issues = _issues(validator, body)
     if isinstance(body, dict):
         refused = {issue.path for issue in issues}
@@ -95,23 +92,21 @@ def validate_headers(endpoint: str | Endpoint, headers: Mapping[str, Any]) -> No
         IntercomValidationError: A header value is not allowed (e.g. an unknown
             `Intercom-Version`, or a value with a line break).
     """
-    if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
-        validator = _compile(endpoint.headers_schema)
-    else:
-        validator = _headers_validator(_endpoint_name(endpoint))
-    issues = _issues(validator, dict(headers))
+    issues = _issues(_validator(endpoint, "headers_schema"), dict(headers))
     if issues:
         raise IntercomValidationError(_endpoint_name(endpoint), issues, what="request headers")
 
 
-@cache
-def _request_validator(endpoint: str) -> Draft202012Validator:
-    return _compile(get_endpoint(endpoint).request_schema)
+def _validator(endpoint: str | Endpoint, schema: str) -> Draft202012Validator:
+    """The validator of `endpoint`'s `request_schema` or `headers_schema` (a packaged endpoint's compiled once)."""
+    if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
+        return _compile(getattr(endpoint, schema))
+    return _packaged_validator(_endpoint_name(endpoint), schema)
 
 
 @cache
-def _headers_validator(endpoint: str) -> Draft202012Validator:
-    return _compile(get_endpoint(endpoint).headers_schema)
+def _packaged_validator(endpoint: str, schema: str) -> Draft202012Validator:
+    return _compile(getattr(get_endpoint(endpoint), schema))
 
 
 def _compile(schema: dict[str, Any]) -> Draft202012Validator:

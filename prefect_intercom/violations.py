@@ -1,13 +1,7 @@
 """How a refused value is told: its JSON Pointer, a plain-English message and, where the fix is obvious, a hint.
 
-`prefect_intercom.validation` decides whether a body or headers are valid; this module words
-what is wrong: each `jsonschema` violation (`explain`), values JSON cannot carry
-(`not_json_issues`), and the fix for a phone number written the way people write them
-(`phone_hint`).
-
-Values quoted from the input are phone numbers as often as not: their digit runs are masked
-(`'+1 415•••0100' is not a phone number ...`), unless `PREFECT_INTERCOM_SHOW_PHONES=1`
-(see `prefect_intercom.privacy`).
+`validation` decides; this module words each `jsonschema` violation (`explain`), values JSON
+cannot carry (`not_json_issues`) and the fix for a phone (`phone_hint`), digits masked.
 """
 
 from __future__ import annotations
@@ -25,15 +19,7 @@ from prefect_intercom.numbering_plans import e164_written
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.schema_rules import E164, E164_FORMAT, FORMAT_ANNOTATION
 
-_JSON_TYPE_NAMES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-    type(None): "null",
-}
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
 _SCHEMA_TYPE_NAMES = {
     "object": "an object",
     "array": "an array",
@@ -277,7 +263,7 @@ def _expected_types(types: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    kind = _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+    kind = _SCHEMA_TYPE_NAMES.get(_JSON_TYPES.get(type(value), "null" if value is None else ""), type(value).__name__)
     if isinstance(value, (dict, list)) or value is None:
         return kind
     return f"{kind} ({_safe_repr(value, limit=40)})"

@@ -22,7 +22,7 @@ from prefect_intercom.catalog import (
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import EndpointNotFoundError, IntercomValidationError
 from prefect_intercom.schemagen import generate_from_files, write_outputs
-from prefect_intercom.schemagen.openapi_description import descriptions_for
+from prefect_intercom.schemagen.generator import descriptions_for
 from prefect_intercom.validation import request_issues, validate_headers, validate_request
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

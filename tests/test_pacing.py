@@ -17,16 +17,9 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect_intercom import IntercomConfigurationError, IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.errors import IntercomError, IntercomRateLimitWaitError
 from prefect_intercom.outcomes import Outcome
-from prefect_intercom.pacing import (
-    DEFAULT_MARGIN,
-    DEFAULT_WINDOW,
-    PROBE_INTERVAL,
-    PROBE_TIMEOUT,
-    GlobalRateLimit,
-    HeaderPacer,
-    default_slots_per_acquire,
-    rate_limit_settings,
-)
+from prefect_intercom.pacing import GlobalRateLimit, HeaderPacer, rate_limit_settings
+from prefect_intercom.pacing.global_limit import default_slots_per_acquire
+from prefect_intercom.pacing.headers import DEFAULT_MARGIN, DEFAULT_WINDOW, PROBE_INTERVAL, PROBE_TIMEOUT
 from prefect_intercom.responses import RateLimit
 from prefect_intercom.sandbox import Sandbox
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 from prefect_intercom.errors import IntercomRateLimitWaitError
 from prefect_intercom.pacing.global_limit import GlobalRateLimit
@@ -73,14 +74,8 @@ class Pacer:
         Raises:
             IntercomRateLimitWaitError: The wait would go past `max_wait`; nothing was sent.
         """
-        if self.header_pacer is not None:
-            waited, budget = 0.0, self.max_wait if max_wait is None else max_wait
-            while True:
-                wait, counted = self._next_wait(waited, budget)
-                if wait <= 0:
-                    break
-                time.sleep(wait)
-                waited += counted
+        for wait in self._waits(max_wait):
+            time.sleep(wait)
         if self.global_limit is not None:
             try:
                 self.global_limit.acquire()
@@ -90,14 +85,8 @@ class Pacer:
 
     async def aacquire(self, max_wait: float | None = None) -> None:
         """Wait until one send may go out (async); see `acquire`."""
-        if self.header_pacer is not None:
-            waited, budget = 0.0, self.max_wait if max_wait is None else max_wait
-            while True:
-                wait, counted = self._next_wait(waited, budget)
-                if wait <= 0:
-                    break
-                await asyncio.sleep(wait)
-                waited += counted
+        for wait in self._waits(max_wait):
+            await asyncio.sleep(wait)
         if self.global_limit is not None:
             try:
                 await self.global_limit.aacquire()
@@ -105,18 +94,24 @@ class Pacer:
                 self.release(None)
                 raise
 
-    def _next_wait(self, waited: float, budget: float) -> tuple[float, float]:
-        """Take a header-pacer slot (`0.0`) or say how long to wait; refuse a wait past the budget.
+    def _waits(self, max_wait: float | None) -> Iterator[float]:
+        """The header pacer's waits before one send may go out (it holds a slot once they end).
 
-        Returns the wait and the waiting that counts against the budget: waits for a window
-        to reset (the short polls while the first answer is awaited are bounded apart).
+        Waits for a window to reset count against the budget, and one past it is refused; the
+        short polls while the first answer is awaited are bounded apart (`PROBE_TIMEOUT`).
         """
-        wait, reset_at = self.header_pacer.next_send()  # type: ignore[union-attr]
-        if reset_at is None:
-            return wait, 0.0
-        if waited + wait > budget:
-            raise IntercomRateLimitWaitError(reset_at, wait, budget, waited)
-        return wait, wait
+        if self.header_pacer is None:
+            return
+        waited, budget = 0.0, self.max_wait if max_wait is None else max_wait
+        while True:
+            wait, reset_at = self.header_pacer.next_send()
+            if wait <= 0:
+                return
+            if reset_at is not None:
+                if waited + wait > budget:
+                    raise IntercomRateLimitWaitError(reset_at, wait, budget, waited)
+                waited += wait
+            yield wait
 
     def rate(self) -> float | None:
         """Requests per second this pacer lets out, `None` until known.

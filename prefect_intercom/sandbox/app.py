@@ -1,4 +1,8 @@
-"""The sandbox's starlette application: the endpoint (documented answer, rate limit, latency, faults) and inspection."""
+"""The sandbox's starlette application: Intercom's documented answers, then rate limit, latency and faults.
+
+`documented_answer` is what Intercom documents `POST /phone_call_redirects` answers before any
+rate limit or fault (401, 400 version or phone, the two failing numbers, 422, 200): docs/sandbox.md.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,150 @@ import time
 import uuid
 from typing import Any
 
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from prefect_intercom.sandbox.contract import ENDPOINT, data_attributes_answer, documented_answer, rate_limited
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
 from prefect_intercom.sandbox.state import ReceivedRequest, SandboxState
+from prefect_intercom.schema_rules import E164
+
+SMS_FAILS_PHONE = "+15005550001"
+UNPROCESSABLE_PHONE = "+15005550002"
+ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
+
+_VERSIONS = frozenset(ENDPOINT.header_enum("Intercom-Version"))
+# What Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as custom attributes,
+# plus booleans and non-integer numbers: its own example carries them and Intercom's data
+# attributes support them. Anything else is answered 422, as Intercom documents.
+_CUSTOM_ATTRIBUTES = Draft202012Validator(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "anyOf": [
+                {"type": ["string", "number", "boolean"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "instances": {
+                            "type": "array",
+                            "items": {
+                                "type": ["object", "null"],
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "external_id": {"type": "string"},
+                                    "external_created_at": {"type": ["integer", "null"]},
+                                    "external_updated_at": {"type": ["integer", "null"]},
+                                    "created_at": {"type": "integer"},
+                                    "updated_at": {"type": "integer"},
+                                    "type": {"type": "string"},
+                                    "custom_attributes": {"type": "object", "additionalProperties": {"type": "string"}},
+                                },
+                            },
+                        },
+                    },
+                },
+            ]
+        },
+    }
+)
+
+
+def documented_answer(
+    *, token: str, response_shape: str, authorization: str | None, version: str | None, body: Any
+) -> tuple[int, dict[str, Any]]:
+    """The documented answer to one request: `(status, JSON payload)`.
+
+    Args:
+        token: The bearer token the sandbox accepts.
+        response_shape: `"phone"` or `"url"`, the shape of the 200 answer.
+        authorization: The request's Authorization header.
+        version: The request's Intercom-Version header.
+        body: The request's JSON body (`None` when it was not JSON).
+
+    Returns:
+        The status and the JSON payload.
+    """
+    refused = _refused(token, authorization, version)
+    if refused is not None:
+        return refused
+    if not isinstance(body, dict):
+        return 400, _error_list("parameter_invalid", "Invalid JSON body")
+    phone = body.get("phone")
+    if not isinstance(phone, str) or not E164.match(phone):
+        return 400, {"error_key": "invalid_phone_number", "message": "Invalid phone number"}
+    if phone == SMS_FAILS_PHONE:
+        return 400, {"error_key": "sms_failed", "message": "SMS was not sent due to an unknown error"}
+    attributes_refused = "custom_attributes" in body and not _CUSTOM_ATTRIBUTES.is_valid(body["custom_attributes"])
+    if phone == UNPROCESSABLE_PHONE or attributes_refused:
+        return 422, {"error_key": "unprocessable_entity", "message": "Custom attributes could not be processed"}
+    if response_shape == "url":
+        return 200, {"type": "phone_call_redirect", "url": f"http://via.intercom.io/msgr/{uuid.uuid4()}"}
+    return 200, {"type": "phone_call_redirect", "phone": phone}
+
+
+def _refused(token: str, authorization: str | None, version: str | None) -> tuple[int, dict[str, Any]] | None:
+    """Intercom's answer to a request without the right bearer token or with an unknown version, else `None`."""
+    if authorization != f"Bearer {token}":
+        return 401, _error_list("unauthorized", "Access Token Invalid")
+    if version is not None and version not in _VERSIONS:
+        return 400, _error_list("intercom_version_invalid", f"Requested version {version} is invalid")
+    return None
+
+
+def _error_list(code: str, message: str) -> dict[str, Any]:
+    """Intercom's `error.list` body with one error (a new one each time: the app adds to a 401's)."""
+    return {"type": "error.list", "errors": [{"code": code, "message": message}]}
+
+
+def rate_limited(limit: int | None, window: float) -> tuple[int, dict[str, Any]]:
+    """Intercom's `429 rate_limit_exceeded` answer for `limit` requests per `window` seconds."""
+    return 429, _error_list("rate_limit_exceeded", f"Exceeded rate limit of {limit} in {window:g}_seconds")
+
+
+def data_attributes_answer(
+    *, token: str, authorization: str | None, version: str | None, attributes: dict[str, str], status: int
+) -> tuple[int, dict[str, Any]]:
+    """The answer to `GET /data_attributes?model=contact`: the workspace's attributes, or an error.
+
+    Args:
+        token: The bearer token the sandbox accepts.
+        authorization: The request's Authorization header.
+        version: The request's Intercom-Version header.
+        attributes: The custom attributes, name to data type.
+        status: The status to answer with (anything but 200 is an `error.list`).
+
+    Returns:
+        The status and the JSON payload: `{type: list, data: [data_attribute, ...]}` with two
+        standard attributes (`custom: false`) and the custom ones.
+    """
+    refused = _refused(token, authorization, version)
+    if refused is not None:
+        return refused
+    if status != 200:
+        return status, _error_list("unauthorized", "Not authorized")
+    standard = [("name", "string", False), ("email", "string", False)]
+    custom = [(name, data_type, True) for name, data_type in attributes.items()]
+    data = [
+        {
+            "type": "data_attribute",
+            "model": "contact",
+            "name": name,
+            "full_name": f"custom_attributes.{name}" if is_custom else name,
+            "label": name,
+            "description": "",
+            "data_type": data_type,
+            "api_writable": True,
+            "custom": is_custom,
+            "archived": False,
+        }
+        for name, data_type, is_custom in standard + custom
+    ]
+    return 200, {"type": "list", "data": data}
+
 
 _PROXY_PAGE = "<html><head><title>{status}</title></head><body><h1>{status}</h1><hr>proxy</body></html>"
 
@@ -64,7 +205,7 @@ def create_app(state: SandboxState) -> Starlette:
             ReceivedRequest(
                 method=request.method,
                 path=request.url.path,
-                headers={key.lower(): value for key, value in request.headers.items()},
+                headers=_headers(request),
                 body=body,
                 status=status,
                 request_id=request_id,
@@ -102,7 +243,7 @@ def create_app(state: SandboxState) -> Starlette:
             ReceivedRequest(
                 method=request.method,
                 path=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
-                headers={key.lower(): value for key, value in request.headers.items()},
+                headers=_headers(request),
                 body=None,
                 status=status,
                 request_id=request_id,
@@ -135,6 +276,10 @@ def create_app(state: SandboxState) -> Starlette:
     )
 
 
+def _headers(request: Request) -> dict[str, str]:
+    return {key.lower(): value for key, value in request.headers.items()}
+
+
 def _json_or_none(raw: bytes) -> Any:
     try:
         return json.loads(raw)
@@ -153,7 +298,7 @@ def _faulty(
     codes = {"500": (500, "server_error"), "503": (503, "service_unavailable")}
     if fault in codes:
         code, name = codes[fault]
-        return code, {"type": "error.list", "errors": [{"code": name, "message": "Server error"}]}, effect
+        return code, _error_list(name, "Server error"), effect
     return (502 if fault in ("502", "reset") else 503), {}, effect
 
 

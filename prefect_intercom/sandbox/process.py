@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from prefect_intercom.sandbox.options import DEFAULT_HOST, DEFAULT_TOKEN
+from prefect_intercom.sandbox.state import DEFAULT_HOST, DEFAULT_TOKEN
 
 _LISTENING = re.compile(r"(http://[^\s/]+)/")
 

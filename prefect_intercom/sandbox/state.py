@@ -1,14 +1,176 @@
-"""What a running sandbox knows: its options, the rate-limit window, the per-request draws, what it received."""
+"""The sandbox's options, each defined once with its help text and flag, and what a running sandbox knows.
+
+`SandboxOptions` is what `Sandbox(...)` takes as keywords and what the command line turns into
+flags; `SandboxState` adds the rate-limit window, the per-request draws and what was received.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from prefect_intercom.sandbox.options import FAULT_KINDS, SandboxOptions
+from prefect_intercom.client import DEFAULT_TIMEOUT
+
+DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - a well-known test token, not a secret
+DEFAULT_HOST = "127.0.0.1"
+ResponseShape = Literal["phone", "url"]
+# Intercom's default: 10,000 calls a minute per app, counted in 10-second windows.
+DEFAULT_RATE_LIMIT = 1667
+DEFAULT_RATE_LIMIT_WINDOW = 10.0
+# uvicorn's default: a client that keeps idle connections as long races the server closing them.
+DEFAULT_KEEP_ALIVE = 5.0
+FAULT_KINDS = ("429", "500", "502", "503", "html", "reset", "slow", "empty")
+DATA_TYPES = ("string", "integer", "float", "boolean", "date")
+
+
+def _cli(help: str, **argparse_keywords: Any) -> dict[str, Any]:
+    """A field's metadata: its help text and its argparse keywords (`flag`, `convert`, `cli_default`, ...)."""
+    return {"help": help, "cli": argparse_keywords}
+
+
+def parse_data_attributes(items: Sequence[str]) -> dict[str, str]:
+    """`["vip=boolean", "account_id=integer"]` as `{"vip": "boolean", "account_id": "integer"}`."""
+    return {name.strip(): type_.strip() for name, _, type_ in (item.partition("=") for item in items)}
+
+
+def parse_faults(items: Sequence[str]) -> dict[str, float]:
+    """`["503=0.02", "reset=0.01"]` as `{"503": 0.02, "reset": 0.01}` (a bad rate raises `ValueError`)."""
+    return {kind: float(rate) for kind, _, rate in (item.partition("=") for item in items)}
+
+
+@dataclass(kw_only=True)
+class SandboxOptions:
+    """How the sandbox answers: token, answer shape, rate limit, latency and faults.
+
+    Attributes:
+        token: The bearer token the sandbox accepts.
+        response_shape: Answer 200 with `{type, phone}` ("phone") or `{type, url}` ("url").
+        latency: Seconds to wait before every answer, or a `(low, high)` range drawn from
+            uniformly per request (reproducible from `seed`).
+        latency_max: With a number as `latency`, the top of the range (`latency` its bottom).
+        omit_rate_limit_headers: Probability that an answer comes without the rate-limit headers.
+        rate_limit: Requests allowed per window (`None`: no limit and no rate-limit headers).
+        rate_limit_window: The window's length in seconds.
+        retry_after: Seconds to announce in a `Retry-After` header on 429s (default: none).
+        faults: Probability per fault kind, e.g. `{"429": 0.05, "503": 0.02, "reset": 0.01}`
+            (kinds: `FAULT_KINDS`, described in the package docstring).
+        fault_effect: Probability that a 5xx, HTML or reset fault happened after the SMS went out.
+        slow_seconds: How late a `slow` answer comes (set it above the client's timeout).
+        seed: Seed of the latency, header and fault draws.
+        keep_alive: Seconds an idle keep-alive connection stays open (uvicorn's default, 5 s).
+        data_attributes: The contact custom attributes `GET /data_attributes` lists, name to
+            data type (`{"vip": "boolean"}`; default: none).
+        data_attributes_status: The status `GET /data_attributes` answers (403: the token lacks
+            the scope, as Intercom answers it).
+        latency_range: `(low, high)` of the latency, worked out from `latency` and `latency_max`.
+
+    Raises:
+        ValueError: An option is out of range (an unknown fault kind, rates adding up past 1,
+            a negative or inverted latency, ...).
+    """
+
+    token: str = field(default=DEFAULT_TOKEN, metadata=_cli("accepted bearer token"))
+    response_shape: ResponseShape = field(
+        default="phone", metadata=_cli("shape of the 200 answer", choices=["phone", "url"])
+    )
+    latency: float | tuple[float, float] = field(default=0.0, metadata=_cli("seconds before every answer", type=float))
+    latency_max: float | None = field(
+        default=None,
+        metadata=_cli("draw each answer's latency uniformly between --latency and this, from --seed", type=float),
+    )
+    omit_rate_limit_headers: float = field(
+        default=0.0,
+        metadata=_cli("probability that an answer comes without the X-RateLimit-* headers", type=float, metavar="P"),
+    )
+    rate_limit: int | None = field(
+        default=DEFAULT_RATE_LIMIT,
+        metadata=_cli("requests per window, 0 for no limit", type=int, convert=lambda limit: limit or None),
+    )
+    rate_limit_window: float = field(
+        default=DEFAULT_RATE_LIMIT_WINDOW, metadata=_cli("window length in seconds", type=float)
+    )
+    retry_after: float | None = field(default=None, metadata=_cli("Retry-After seconds on 429s", type=float))
+    faults: Mapping[str, float] = field(
+        default_factory=dict,
+        metadata=_cli(
+            f"inject a fault with a probability, e.g. 503=0.02 (repeatable; kinds: {', '.join(FAULT_KINDS)})",
+            flag="--fault",
+            action="append",
+            metavar="KIND=RATE",
+            cli_default=[],
+            convert=parse_faults,
+        ),
+    )
+    fault_effect: float = field(
+        default=0.0, metadata=_cli("probability that a 5xx/HTML/reset fault still sent the SMS", type=float)
+    )
+    slow_seconds: float = field(
+        default=DEFAULT_TIMEOUT + 5, metadata=_cli("how late a 'slow' answer comes", type=float)
+    )
+    seed: int = field(default=0, metadata=_cli("seed of the latency, header and fault draws", type=int))
+    keep_alive: float = field(
+        default=DEFAULT_KEEP_ALIVE,
+        metadata=_cli("seconds an idle keep-alive connection stays open (uvicorn's default)", type=float),
+    )
+    data_attributes: Mapping[str, str] = field(
+        default_factory=dict,
+        metadata=_cli(
+            "a contact custom attribute GET /data_attributes lists, e.g. vip=boolean (repeatable; types: "
+            f"{', '.join(DATA_TYPES)})",
+            flag="--data-attribute",
+            action="append",
+            metavar="NAME=TYPE",
+            cli_default=[],
+            convert=parse_data_attributes,
+        ),
+    )
+    data_attributes_status: int = field(
+        default=200,
+        metadata=_cli("answer GET /data_attributes with this status (403: a token without the scope)", type=int),
+    )
+    latency_range: tuple[float, float] = field(init=False, default=(0.0, 0.0))
+
+    def __post_init__(self) -> None:
+        self.faults = dict(self.faults or {})
+        unknown = sorted(set(self.faults) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
+        if any(not 0 <= rate <= 1 for rate in self.faults.values()) or sum(self.faults.values()) > 1:
+            raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
+        if self.rate_limit is not None and (self.rate_limit < 1 or self.rate_limit_window <= 0):
+            raise ValueError("rate_limit must be at least 1 and rate_limit_window positive")
+        low, high = _latency_range(self.latency, self.latency_max)
+        if low < 0 or self.slow_seconds < 0 or not 0 <= self.fault_effect <= 1:
+            raise ValueError("latency and slow_seconds must not be negative; fault_effect is a probability")
+        if not 0 <= self.omit_rate_limit_headers <= 1:
+            raise ValueError("omit_rate_limit_headers is a probability")
+        self.data_attributes = dict(self.data_attributes or {})
+        wrong = sorted(f"{name}={type_}" for name, type_ in self.data_attributes.items() if type_ not in DATA_TYPES)
+        if wrong or not all(self.data_attributes):
+            raise ValueError(f"data attributes are NAME=TYPE with a type of {', '.join(DATA_TYPES)}, not {wrong}")
+        if not 200 <= self.data_attributes_status <= 599:
+            raise ValueError("data_attributes_status is an HTTP status")
+        self.latency_range = (low, high)
+
+
+def _latency_range(latency: float | Sequence[float], latency_max: float | None) -> tuple[float, float]:
+    """`(low, high)` from `latency` (seconds, or a `(low, high)` pair) and `latency_max`."""
+    if isinstance(latency, (int, float)):
+        low = high = float(latency)
+        if latency_max is not None:
+            high = float(latency_max)
+    else:
+        if latency_max is not None:
+            raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
+        low, high = (float(value) for value in latency)
+    if not (math.isfinite(low) and math.isfinite(high)) or high < low:
+        raise ValueError(f"the latency range must be finite and low <= high, not {low:g}..{high:g}")
+    return low, high
+
 
 # Faults that may or may not have sent the SMS before failing (`fault_effect`).
 _UNCERTAIN_FAULTS = frozenset({"500", "502", "503", "html", "reset"})
@@ -109,9 +271,7 @@ class SandboxState(SandboxOptions):
         if low == high and not self.omit_rate_limit_headers:
             return low, True
         key = _phone_key(body)
-        with self.lock:
-            arrival = self._shape_arrivals.get(key, 0)
-            self._shape_arrivals[key] = arrival + 1
+        arrival = self._arrival(self._shape_arrivals, key)
         latency = low + (high - low) * _uniform(self.seed, key, arrival, "latency") if high > low else low
         omit = _uniform(self.seed, key, arrival, "omit-headers") < self.omit_rate_limit_headers
         return latency, not omit
@@ -121,9 +281,7 @@ class SandboxState(SandboxOptions):
         if not self.faults:
             return None, False
         key = _phone_key(body)
-        with self.lock:
-            arrival = self._arrivals.get(key, 0)
-            self._arrivals[key] = arrival + 1
+        arrival = self._arrival(self._arrivals, key)
         draw = _uniform(self.seed, key, arrival, "fault")
         for kind in FAULT_KINDS:
             rate = self.faults.get(kind, 0.0)
@@ -132,6 +290,12 @@ class SandboxState(SandboxOptions):
                 return kind, effect
             draw -= rate
         return None, False
+
+    def _arrival(self, counts: dict[str, int], key: str) -> int:
+        """How many times `key` arrived before (counted in `counts`), this arrival counted."""
+        with self.lock:
+            counts[key] = counts.get(key, 0) + 1
+            return counts[key] - 1
 
     def record(self, entry: ReceivedRequest) -> None:
         """Keep a received request."""

@@ -1,32 +1,7 @@
-"""Parser for API reference pages in the integration catalogue's text format.
+"""Parser for API reference pages in the integration catalogue's text format (docs/schema.md).
 
-A page looks like this (see `schemas/phone_call_redirects.txt`)::
-
-    POST /phone_call_redirects
-
-    Free text describing the endpoint ...
-
-    Servers
-    Request headers
-
-    Name Type Required Description
-    Content-Type String Yes The media type of the request body.
-    Default value: "application/json"
-
-    Request body fields
-
-    Name Type Required Description
-    phone String Yes
-    Phone number in E.164 format ...
-
-    How to start integrating
-      1. Add HTTP Task to your workflow definition.
-
-Tables list one field per row (`name Type Yes|No [description]`); a row's description may
-continue on the lines below it, and may carry `Possible values:` bullets and a
-`Default value: "..."` line. Nested fields are dotted paths, array items are written `[]`.
-
-This module only reads the page into plain records; `schemagen` turns them into JSON Schema.
+This module only reads a page into plain records (`DocsPage`, `FieldRow`); `generator` turns
+them into JSON Schema.
 """
 
 from __future__ import annotations
@@ -133,7 +108,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
         ```
     """
     lines = _split_lines(text)
-    first = _first_content_line(lines)
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise DocsPageError(0, "the page is empty; expected an endpoint line such as 'POST /path'", source)
     match = _ENDPOINT_LINE.match(lines[first].strip())
@@ -162,7 +137,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
         number = index + 1
         raw = lines[index]
         stripped = raw.strip()
-        heading = _section_heading(stripped)
+        heading = stripped if stripped in SECTIONS else None
         if heading is not None:
             finish_row()
             in_possible_values = False
@@ -270,14 +245,6 @@ def _split_lines(text: str) -> list[str]:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
-def _first_content_line(lines: list[str]) -> int | None:
-    return next((i for i, line in enumerate(lines) if line.strip()), None)
-
-
-def _section_heading(stripped: str) -> str | None:
-    return stripped if stripped in SECTIONS else None
-
-
 def _join_paragraphs(lines: list[str]) -> str:
     paragraphs: list[str] = []
     current: list[str] = []
@@ -315,11 +282,7 @@ def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
 
 def _parent_name(name: str) -> str | None:
     """`a.b[].c` -> `a.b[]`, `a.b[]` -> `a`, `a` -> None."""
-    if name.endswith("[]"):
-        return None if "." not in name else name.rsplit(".", 1)[0]
-    if "." not in name:
-        return None
-    return name.rsplit(".", 1)[0]
+    return name.rsplit(".", 1)[0] if "." in name else None
 
 
 def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:
