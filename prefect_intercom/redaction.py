@@ -20,7 +20,9 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 # Escapes a reader may decode: %XX (URL); \uXXXX, \xXX, \/ (JSON, JavaScript); character
 # references (HTML, read exactly as `html.unescape` reads them: `&#116`, `&sol;`, `&amp`).
 _URL_ESCAPE = r"%(?P<url>[0-9A-Fa-f]{2})"
-_JSON_ESCAPE = r"\\u(?P<u>[0-9A-Fa-f]{4})|\\x(?P<x>[0-9A-Fa-f]{2})|\\(?P<slash>/)"
+# One or more backslashes: a JSON text escaped again (`\\\\u002f` in a body whose message says `\\u002f`) is read
+# through both layers, as a reader unescaping twice would.
+_JSON_ESCAPE = r"\\+u(?P<u>[0-9A-Fa-f]{4})|\\+x(?P<x>[0-9A-Fa-f]{2})|\\+(?P<slash>/)"
 _HTML_ESCAPE = r"(?P<html>&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?))"
 # Each scheme on its own (what a reader of one of them sees), and all of them at once.
 _SCHEMES = (

@@ -330,6 +330,8 @@ def _hostile_answer(status: int, where: str, text: str) -> httpx.Response:
 )
 @example(status=401, echo=("message", f"Bearer {CANARY}"), padding=270, filler=".")
 @example(status=500, echo=("html", f"Bearer {CANARY}"[:30]), padding=280, filler="a")
+@example(status=200, echo=("data", "OkZVWlo\\u002f4c1"), padding=0, filler=".")  # JSON-escaped twice in the body
+@example(status=400, echo=("message", "OkZVWlo\\u002f4c1"), padding=3, filler="\\")
 def test_an_echoed_token_in_any_form_at_any_offset_leaves_no_piece_of_it(
     status: int, echo: tuple[str, str], padding: int, filler: str
 ) -> None:

@@ -19,6 +19,8 @@ SECRET = "tok_abcdefghijklmnop"
         "tok\\u005fabcdefghijklmnop",  # JSON-escaped
         "tok&#95;abcdefghijklmnop",  # an HTML character reference
         SECRET[3 : 3 + PIECE],  # a piece just long enough
+        "ok\\\\u005fabcde",  # JSON-escaped twice (a body whose message holds `\\u005f`): the only piece
+        "ok\\\\x5fabcde",
     ],
 )
 def test_every_form_of_the_secret_is_redacted(echo: str) -> None:
