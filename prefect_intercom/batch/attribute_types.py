@@ -266,11 +266,11 @@ def fetch_workspace_types(
     try:
         response = client.send(client.prepare_get(DATA_ATTRIBUTES_PATH, {"model": "contact"}))
     except IntercomError as error:
-        if getattr(error, "status_code", None) == 401:  # the token itself is refused: no send would go through
+        status = getattr(error, "status_code", None)
+        if status == 401:  # the token itself is refused: no send would go through
             raise
         reason = cut(str(error).splitlines()[0] if str(error) else type(error).__name__, 200)
-        denied = getattr(error, "status_code", None) == 403
-        scope = " (does the token have the read_users_companies scope?)" if denied else ""
+        scope = " (does the token have the read_users_companies scope?)" if status == 403 else ""
         logger.warning(
             "Could not read the workspace's custom attribute types with GET %s: %s%s; only the types the CSV "
             "header declares (name:type) are applied, other columns are sent as text",

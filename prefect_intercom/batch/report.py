@@ -154,6 +154,9 @@ class BatchReport:
         self.flush()
         return {**self.__dict__, "_file": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)  # also called directly (`flows.deflect_calls.read_results`)
+
     @property
     def total(self) -> int:
         """Items with an outcome so far."""
