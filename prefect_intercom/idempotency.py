@@ -1,32 +1,7 @@
 """Flow retries never resend: each send is remembered per flow run, keyed on what it sends.
 
-When Prefect retries a flow run, the flow function runs again from the top with the same
-flow run id and a higher `run_count`. Without help, every `create_phone_call_redirect` in it
-would text its person again. `SentOncePerFlowRun` is the task's Prefect cache policy: its key
-names one call of one flow run, so a call that got a 2xx in an earlier attempt comes back as
-Prefect's `Cached` state with the earlier `PhoneCallRedirect`, and nothing is sent.
-
-"The same call" is, all of:
-
-- the same flow run (the id of the flow run that calls the task; any attempt of it);
-- the same endpoint (`phone_call_redirects`);
-- the same Intercom app: the API root (`credentials.api_url`) and an HMAC of the access
-  token keyed on the flow run id (never the token itself, and useless outside that run);
-- the same body: the phone and the custom attributes, as JSON with sorted keys;
-- the same occurrence: the n-th identical call in this attempt of the flow run. Counting
-  restarts with each attempt, so a flow that texts one phone twice on purpose sends twice,
-  and on a retry each earlier send is matched once. Identical calls are interchangeable,
-  so under `.submit()` or `asyncio.gather` only the numbering must be unique, not its order.
-
-Only a 2xx is remembered as a result (Prefect caches completed task runs only). A failed send
-leaves a small marker next to where the result would be (`SendGuard`): before a send it
-records `unknown` ("in flight"); a failure that provably did not text the person (4xx, 429, refused
-connection) rewrites it to `not_sent`, and the retry sends again; one that may have (5xx,
-timeout, dropped connection, or a crash while in flight) stays `unknown`, and the retry
-raises `EarlierAttemptUnknownError` instead of sending, unless the task's `RetryPolicy` has
-`retry_unknown=True`, the same rule the client applies inside one attempt.
-
-Outside a flow run the key is `None`: nothing is remembered and every call sends.
+`SentOncePerFlowRun` is the single task's cache policy (a 2xx comes back `Cached` on a retry);
+`SendGuard` marks a send that did not end in a 2xx. What counts as the same call: docs/flow-retries.md.
 """
 
 from __future__ import annotations
@@ -39,7 +14,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -64,12 +39,6 @@ IN_FLIGHT = "in flight"
 BodyFromInputs = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-@dataclass
-class _AttemptCounts:
-    by_identity: dict[str, int] = field(default_factory=dict)
-    by_task_run: dict[UUID, int] = field(default_factory=dict)
-
-
 class OccurrenceCounter:
     """Numbers identical calls within one flow-run attempt: 1, 2, 3, ... (thread-safe).
 
@@ -80,37 +49,36 @@ class OccurrenceCounter:
 
     def __init__(self, max_attempts: int = MAX_TRACKED_ATTEMPTS) -> None:
         self._lock = threading.Lock()
-        self._attempts: OrderedDict[tuple[UUID, int], _AttemptCounts] = OrderedDict()
+        # (flow run id, run count) -> (number by identity, number by task run)
+        self._attempts: OrderedDict[tuple[UUID, int], tuple[dict[str, int], dict[UUID, int]]] = OrderedDict()
         self._max_attempts = max_attempts
 
-    def number(self, flow_run_id: UUID, run_count: int, identity: str, task_run_id: UUID) -> int:
+    def number(self, flow_run_id: UUID, run_count: int, identity: str, task_run_id: UUID | None = None) -> int:
         """The occurrence number of the call `identity` made by task run `task_run_id`.
 
         Args:
             flow_run_id: The flow run.
             run_count: Which attempt of the flow run this is (Prefect's `run_count`).
             identity: Everything that makes two calls the same, hashed.
-            task_run_id: The task run making the call.
+            task_run_id: The task run making the call (`None`: every call is a new occurrence).
 
         Returns:
             1 for the first such call in this attempt, 2 for the second, and so on.
         """
         with self._lock:
             attempt = (flow_run_id, run_count)
-            counts = self._attempts.get(attempt)
-            if counts is None:
+            if attempt not in self._attempts:
                 for earlier in [key for key in self._attempts if key[0] == flow_run_id]:
                     del self._attempts[earlier]
-                counts = self._attempts[attempt] = _AttemptCounts()
-                while len(self._attempts) > self._max_attempts:
-                    self._attempts.popitem(last=False)
-            else:
-                self._attempts.move_to_end(attempt)
-            number = counts.by_task_run.get(task_run_id)
+            by_identity, by_task_run = self._attempts.setdefault(attempt, ({}, {}))
+            self._attempts.move_to_end(attempt)
+            while len(self._attempts) > self._max_attempts:
+                self._attempts.popitem(last=False)
+            number = by_task_run.get(task_run_id) if task_run_id is not None else None
             if number is None:
-                number = counts.by_identity.get(identity, 0) + 1
-                counts.by_identity[identity] = number
-                counts.by_task_run[task_run_id] = number
+                number = by_identity[identity] = by_identity.get(identity, 0) + 1
+                if task_run_id is not None:
+                    by_task_run[task_run_id] = number
             return number
 
 
@@ -167,7 +135,7 @@ class SendGuard:
 
     Attributes:
         store: The task run's result store (where Prefect keeps the remembered result).
-        key: The call's cache key; the marker is kept at `key + MARKER_SUFFIX`.
+        marker_key: Where the marker is kept: the call's cache key and `MARKER_SUFFIX`.
         flow_run_id: The flow run.
         occurrence: The call's occurrence number.
         retrying: Whether this is a later attempt of the flow run (only then can a marker exist).
@@ -175,16 +143,11 @@ class SendGuard:
     """
 
     store: ResultStore
-    key: str
+    marker_key: str
     flow_run_id: UUID
     occurrence: int
     retrying: bool
     retry_unknown: bool
-
-    @property
-    def marker_key(self) -> str:
-        """Where the marker is stored."""
-        return self.key + MARKER_SUFFIX
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[None]:
@@ -195,13 +158,13 @@ class SendGuard:
             except Exception:
                 marker = None
             self._check(marker)
-        self._recorded(self.store.write, Outcome.UNKNOWN, IN_FLIGHT)
+        self._write(Outcome.UNKNOWN, IN_FLIGHT)
         try:
             yield
         except IntercomError as error:
             # A marker that cannot be rewritten stays "in flight": the retry refuses, the safe side.
             with contextlib.suppress(IntercomError):
-                self._recorded(self.store.write, *_failure(error))
+                self._write(*_failure(error))
             raise
 
     @contextlib.asynccontextmanager
@@ -213,12 +176,12 @@ class SendGuard:
             except Exception:
                 marker = None
             self._check(marker)
-        await self._arecorded(Outcome.UNKNOWN, IN_FLIGHT)
+        await self._awrite(Outcome.UNKNOWN, IN_FLIGHT)
         try:
             yield
         except IntercomError as error:
             with contextlib.suppress(IntercomError):
-                await self._arecorded(*_failure(error))
+                await self._awrite(*_failure(error))
             raise
 
     def _check(self, marker: Any) -> None:
@@ -235,13 +198,13 @@ class SendGuard:
             return
         raise EarlierAttemptUnknownError(earlier=earlier, flow_run_id=self.flow_run_id, occurrence=self.occurrence)
 
-    def _recorded(self, write: Callable[..., None], state: Outcome, detail: str) -> None:
+    def _write(self, state: Outcome, detail: str) -> None:
         try:
-            write(obj=_marker(state, detail), key=self.marker_key)
+            self.store.write(obj=_marker(state, detail), key=self.marker_key)
         except Exception as error:
             raise _storage_error(error) from None
 
-    async def _arecorded(self, state: Outcome, detail: str) -> None:
+    async def _awrite(self, state: Outcome, detail: str) -> None:
         try:
             await self.store.awrite(obj=_marker(state, detail), key=self.marker_key)
         except Exception as error:
@@ -267,7 +230,7 @@ def send_guard(retry: RetryPolicy | None) -> SendGuard | None:
         return None
     return SendGuard(
         store=task_ctx.result_store,
-        key=key,
+        marker_key=key + MARKER_SUFFIX,
         flow_run_id=flow_run.id,
         occurrence=occurrence,
         retrying=flow_run.run_count > 1,
@@ -300,12 +263,8 @@ def _marker(state: Outcome, detail: str) -> dict[str, Any]:
 
 def _failure(error: IntercomError) -> tuple[Outcome, str]:
     """The marker for a failed send: `not_sent` when it provably did not text, else `unknown`."""
-    parts = [type(error).__name__]
-    for name in ("status_code", "error_code", "request_id"):
-        value = getattr(error, name, None)
-        if value is not None:
-            parts.append(f"{name}={value}")
-    return outcome_of(error), " ".join(parts)
+    named = [(name, getattr(error, name, None)) for name in ("status_code", "error_code", "request_id")]
+    return outcome_of(error), " ".join([type(error).__name__, *(f"{n}={v}" for n, v in named if v is not None)])
 
 
 def _storage_error(error: Exception) -> IntercomError:

@@ -11,7 +11,6 @@ from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp
-from prefect_intercom.batch.ledger_store import BlockStore, LedgerAccessDeniedError, classify
 from prefect_intercom.errors import LedgerError, LedgerLocationError
 from prefect_intercom.outcomes import Outcome
 
@@ -100,49 +99,6 @@ async def test_a_record_copied_under_another_name_is_refused(tmp_path: Path) -> 
         await BatchLedger.open("copy", storage, app=APP)
 
 
-class ClientError(Exception):
-    """Shaped like botocore's: the verdict is in `response`, never in the words."""
-
-    def __init__(self, code: str, status: int) -> None:
-        super().__init__(f"An error occurred ({code}) when calling GetObject: record-00000404 not found")
-        self.response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
-
-
-def test_not_found_is_the_storage_signal_never_words() -> None:
-    assert classify(FileNotFoundError("x")) == "missing"
-    assert classify(ClientError("NoSuchKey", 404)) == "missing"
-    assert classify(ClientError("AccessDenied", 403)) == "denied"
-    assert classify(ValueError("record-00000404 not found: 404 does not exist")) is None
-    wrapped = RuntimeError("wrapped")
-    wrapped.__cause__ = ClientError("404", 404)
-    assert classify(wrapped) == "missing"
-
-
-class DeniedStorage(LocalFileSystem):
-    """An S3 policy without s3:ListBucket: a missing object answers 403."""
-
-    async def aread_path(self, path: str) -> bytes:
-        raise ClientError("AccessDenied", 403)
-
-
-async def test_a_403_fails_closed_naming_the_permission(tmp_path: Path) -> None:
-    store = BlockStore(DeniedStorage(basepath=str(tmp_path)))
-    with pytest.raises(LedgerAccessDeniedError, match="s3:ListBucket"):
-        await store.read("prefect-intercom-ledger/x/run-00000/claim")
-
-
-class WordyStorage(LocalFileSystem):
-    """Read errors whose words say 404 / not found, but which are not the storage's not-found signal."""
-
-    async def aread_path(self, path: str) -> bytes:
-        raise ValueError(f"proxy error 404 not found while reading {path}")
-
-
-async def test_an_error_that_only_says_404_is_not_a_missing_record(tmp_path: Path) -> None:
-    with pytest.raises(LedgerError, match="cannot be read"):
-        await BatchLedger.open("wordy", WordyStorage(basepath=str(tmp_path)), app=APP)
-
-
 async def test_the_ledger_belongs_to_one_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = LocalFileSystem(basepath=str(tmp_path))
     sandbox = LedgerApp("http://127.0.0.1:8090", "sandbox-token")
@@ -200,58 +156,7 @@ async def test_resuming_reads_a_snapshot_and_a_bounded_tail_whatever_the_length(
     assert len(READS) <= 1 + 8 + 2 + 1 + 1 + 1, READS
 
 
-# --- where the ledger is (said before the first send) ---------------------------------------------
-
-
-async def test_local_disk_on_a_container_pool_is_refused_unless_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
-    from prefect_intercom.batch import ledger_location
-
-    async def pool(kind: str | None) -> str | None:
-        return kind
-
-    for kind in ("kubernetes", "docker", "ecs", "cloud-run", "some-new-type"):
-        monkeypatch.setattr(ledger_location, "work_pool_type", lambda kind=kind: pool(kind))
-        with pytest.raises(ledger_location.LedgerLocationError, match=r"share no disk.*ledger_storage="):
-            await ledger_location.ledger_location_note(local=True, where="/root/.prefect/storage", chosen=False)
-        assert "/root/.prefect/storage" in await ledger_location.ledger_location_note(
-            local=True, where="/root/.prefect/storage", chosen=True
-        )
-        assert await ledger_location.ledger_location_note(local=False, where="s3", chosen=False) is None
-    for kind in ("process", None):  # one host: proceed, and say where the ledger is
-        monkeypatch.setattr(ledger_location, "work_pool_type", lambda kind=kind: pool(kind))
-        note = await ledger_location.ledger_location_note(local=True, where="/srv/ledger", chosen=False)
-        assert note is not None and "/srv/ledger" in note and "another machine" in note
-
-
-async def test_the_default_local_storage_is_not_chosen_but_an_argument_is(tmp_path: Path) -> None:
-    from prefect_intercom.batch.ledger_location import storage_was_chosen
-
-    assert await storage_was_chosen(None) is False
-    assert await storage_was_chosen(LocalFileSystem(basepath=str(tmp_path))) is True
-
-
-async def test_a_batch_with_a_local_ledger_warns_once_in_the_logs_and_the_report(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    from prefect_intercom import IntercomCredentials
-    from prefect_intercom.batch import asend_batch
-    from prefect_intercom.sandbox import Sandbox
-
-    with Sandbox(token="tok_A") as sandbox:
-        credentials = IntercomCredentials(access_token="tok_A", base_url=sandbox.url)
-        async with credentials.get_client() as client:
-            report = await asend_batch(
-                client,
-                [{"phone": phone(i)} for i in range(3)],
-                batch_key="where",
-                lock=False,
-                ledger_storage=LocalFileSystem(basepath=str(tmp_path)),
-            )
-    warnings = [
-        r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "ledger is on local" in r.getMessage()
-    ]
-    assert len(warnings) == 1 and str(tmp_path) in warnings[0]
-    assert "another machine" in report.summary_markdown() and report.counts["sent"] == 3
+# --- the marker on the Prefect server: another disk than the ledger's ------------------------
 
 
 async def test_a_rerun_reading_another_disk_than_the_ledgers_is_refused_naming_where_it_is(tmp_path: Path) -> None:

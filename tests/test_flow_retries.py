@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,7 @@ from prefect_intercom import (
     create_phone_call_redirect,
 )
 from prefect_intercom.errors import EarlierAttemptUnknownError
-from prefect_intercom.idempotency import KEY_PREFIX, MARKER_SUFFIX, OccurrenceCounter
+from prefect_intercom.idempotency import KEY_PREFIX, MARKER_SUFFIX
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, Sandbox
 
@@ -240,31 +239,3 @@ def test_another_intercom_app_on_the_same_host_is_another_call(
 
     assert state.is_failed()  # the sandbox knows only the first app's token: 401
     assert [entry.status for entry in sandbox.received] == [200, 401]
-
-
-def test_occurrence_numbers_are_unique_across_threads_and_restart_with_each_attempt() -> None:
-    counter, flow_run_id, numbers = OccurrenceCounter(), uuid.uuid4(), []
-    lock = threading.Lock()
-
-    def call_many() -> None:
-        mine = [counter.number(flow_run_id, 1, "same call", uuid.uuid4()) for _ in range(50)]
-        with lock:
-            numbers.extend(mine)
-
-    threads = [threading.Thread(target=call_many) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(numbers) == list(range(1, 401))
-    assert counter.number(flow_run_id, 2, "same call", uuid.uuid4()) == 1
-
-
-def test_a_task_run_keeps_its_occurrence_number_when_its_key_is_computed_again() -> None:
-    counter, flow_run_id, task_run_id = OccurrenceCounter(), uuid.uuid4(), uuid.uuid4()
-
-    first = counter.number(flow_run_id, 1, "same call", task_run_id)
-
-    assert counter.number(flow_run_id, 1, "same call", task_run_id) == first == 1
-    assert counter.number(flow_run_id, 1, "same call", uuid.uuid4()) == 2

@@ -1,15 +1,6 @@
 """Batches: many phone call redirects in one task run, every item in exactly one outcome, never sent twice.
 
-The modules, each with one job:
-
-- `engine`: streams items through the one request pipeline (`asend_batch`, `send_batch`);
-- `run`: one run's state: admitting, sending and recording each item, stopping early;
-- `concurrency`: how many requests are in flight (adaptive to Intercom's rate and latency);
-- `ledger`: the write-ahead journal in result storage that makes re-runs and crashes safe;
-- `keys`: the compact table of item keys (flat memory at a million items);
-- `report`: counts, the table artifact's rows, every item's result in a file;
-- `csv_input`: CSV rows as request bodies, streamed;
-- `tasks`: the Prefect tasks `create_phone_call_redirects` / `acreate_phone_call_redirects`.
+The modules and their jobs: docs/batches.md ("The modules").
 """
 
 from prefect_intercom.batch.csv_input import count_csv_rows, read_requests_csv

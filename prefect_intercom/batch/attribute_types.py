@@ -1,22 +1,7 @@
 """Typed custom attributes: a CSV column's type, declared (`vip:boolean`) or the workspace's, and strict parsing.
 
-A value is converted only when a type says so; every other cell is sent as the text it is:
-
-| type | a cell that converts | sent as | refused (examples) |
-| --- | --- | --- | --- |
-| `string` | anything | the text | - |
-| `integer` | `-12`, `0`, `1001` (64-bit) | JSON integer | `02134` (leading zero), `1e3`, `1.0`, `1,000` |
-| `float` | `3.5`, `-0.25`, `1e3`, `7` | JSON number | `nan`, `inf`, `1,5`, `0x10` |
-| `boolean` | `true`, `false` (any case) | JSON boolean | `yes`, `no`, `1`, `0`, `t` |
-| `date` | `2026-12-03` (00:00 UTC), `2026-12-03T14:30Z`, `...+01:00` | UNIX seconds | `03/12/2026`, no zone |
-
-Intercom keeps custom date attributes as UNIX timestamps in seconds. Surrounding spaces are
-ignored in a typed cell; an empty (or blank) cell leaves the attribute out, as for text. A
-refused cell refuses its row (`RefusedRow`, reason `attribute_type`): nothing is sent for it.
-
-The workspace's own types come from one `GET /data_attributes?model=contact` per batch
-(`fetch_workspace_types`); if it fails (a token without the `read_users_companies` scope, the
-network), one WARNING line says so and only the header's declarations apply.
+A cell is converted only when a type says so; what each type accepts and refuses: docs/csv-format.md.
+A refused cell refuses its row (`RefusedRow`, reason `attribute_type`): nothing is sent for it.
 """
 
 from __future__ import annotations
@@ -184,7 +169,7 @@ def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> tup
 
 
 def parse_value(text: str, type_: str, name: str = "name") -> Any:
-    """`text` (stripped, not empty) as a value of `type_`, strictly (see the module's table).
+    """`text` (stripped, not empty) as a value of `type_`, strictly (the table in docs/csv-format.md).
 
     Args:
         text: The cell, without surrounding spaces.
@@ -281,11 +266,11 @@ def fetch_workspace_types(
     try:
         response = client.send(client.prepare_get(DATA_ATTRIBUTES_PATH, {"model": "contact"}))
     except IntercomError as error:
-        if getattr(error, "status_code", None) == 401:  # the token itself is refused: no send would go through
+        status = getattr(error, "status_code", None)
+        if status == 401:  # the token itself is refused: no send would go through
             raise
         reason = cut(str(error).splitlines()[0] if str(error) else type(error).__name__, 200)
-        denied = getattr(error, "status_code", None) == 403
-        scope = " (does the token have the read_users_companies scope?)" if denied else ""
+        scope = " (does the token have the read_users_companies scope?)" if status == 403 else ""
         logger.warning(
             "Could not read the workspace's custom attribute types with GET %s: %s%s; only the types the CSV "
             "header declares (name:type) are applied, other columns are sent as text",

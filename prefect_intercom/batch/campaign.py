@@ -1,14 +1,6 @@
 """The default batch key of a campaign: the same input sent to the same Intercom app is the same batch.
 
-A batch key names what the ledger remembers. Derived from *what* is sent (the input file's
-bytes) and *where* (the Intercom app's API host), it is the same every time the same file goes
-to the same app: running the same command or deployment again after an interruption resumes
-the batch and texts nobody twice. The access token is left out, so a rotated token still
-resumes; the path is left out, so a copied or renamed file is the same campaign. The key is a
-hash: it holds no personal data and no path.
-
-Sending the same people again is an explicit choice: a new batch key, or a `nonce` (e.g. the
-flow run id, which a retry of the flow run keeps) that makes a fresh key.
+What goes into the key and what is left out: docs/batches.md, `campaign`.
 """
 
 from __future__ import annotations

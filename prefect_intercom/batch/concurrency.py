@@ -1,11 +1,6 @@
 """How many requests a batch keeps in flight: fixed, or adapted to Intercom's rate and the measured latency.
 
-Reaching a rate limit of R requests a second when each request holds its slot for L seconds
-takes R x L requests in flight (Little's law): Intercom's 1,667 per 10 s at 150-400 ms needs
-25-70. By default the batch measures L (from the end of any pacing wait, so the ledger's write
-announcing it included, to the moment its outcome is recorded) and reads R from Intercom's rate-limit
-headers, and keeps `ceil(R x L x headroom) + 2` in flight, between `minimum` and `maximum`;
-the pacer, not the concurrency, keeps the batch under the limit.
+`ceil(rate x latency x HEADROOM) + 2` (Little's law; docs/batches.md, `concurrency`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """CSV input for batches: request bodies streamed one row at a time, never the whole file.
 
-The file is read strictly and within bounds: a header naming the phone column twice, a quoted
-field that is never closed, a field over `FIELD_LIMIT`, a line over `LINE_LIMIT` or a NUL byte
-(a binary file, `/dev/zero`) stop the reading with a `ValueError`, one sentence naming the line.
-Rows are numbered as the file has them (the header is row 1; blank lines count).
+Read strictly and within bounds (`FIELD_LIMIT`, `LINE_LIMIT`, no NUL byte), each refusal one sentence
+naming the line; rows are numbered as the file has them (docs/csv-format.md).
 """
 
 from __future__ import annotations
@@ -123,14 +121,10 @@ def numbered_requests(
         ValueError: See `read_requests_csv`.
     """
     records = _records(handle)
-    header: list[str] | None = None
-    header_line = 1
-    for _row, first, fields in records:
-        if fields:
-            header, header_line = fields, first
-            break
-    if header is None:
+    found = next(((first, fields) for _, first, fields in records if fields), None)  # blank lines before it skipped
+    if found is None:
         raise ValueError(f"{name} has no header row")
+    header_line, header = found
     names = attribute_names(header, phone_column)
     columns = _columns(name, names, header_line, phone_column, attribute_columns)
     typed = typed_columns(f"{name}, line {header_line} (the header)", header, columns, workspace_types)
@@ -154,10 +148,8 @@ def _columns(
 ) -> list[tuple[str, int]]:
     """The attribute columns and their places; `ValueError` when a column is missing or ambiguous."""
     where = f"{name}, line {line} (the header)"
-    used = [] if phone_column is None else [phone_column]
     wanted = None if attribute_columns is None else list(attribute_columns)
-    used += wanted if wanted is not None else []
-    for column in used:
+    for column in [*([] if phone_column is None else [phone_column]), *(wanted or [])]:
         same = [repr(title) for title in header if _loose(title) == _loose(column)]
         if len(same) > 1:
             raise ValueError(

@@ -1,22 +1,7 @@
 """The batch engine: stream items through the one request pipeline, every item in exactly one outcome.
 
-One Prefect task run per phone costs tens of milliseconds of orchestration, far below
-Intercom's rate; a batch sends its items inside one task run through the same pipeline as the
-single task (`IntercomClient.prepare` / `asend`, with its retry policy and pacing). Items are
-read lazily from any iterable; each ends in exactly one `Outcome`:
-
-| outcome | meaning | texted? | a re-run with the batch key |
-| --- | --- | --- | --- |
-| `sent` | Intercom accepted it (2xx) | yes | skips it |
-| `rejected` | invalid (schema errors in `message`); never sent | no | rejects it again |
-| `not_sent` | Intercom refused it, it never connected, or the batch stopped first | no | sends it |
-| `unknown` | 5xx, timeout or connection dropped after sending | maybe | skips it (`resend_unknown`) |
-| `skipped` | sent (or unknown) by an earlier run, or a duplicate item key in this batch | - | skips it |
-
-Intercom's refusals are definitive (400, 401, 403, 404, 422, and 429 once the retry budget is
-spent): `not_sent`, with the status and Intercom's error code. The batch stops early, leaving
-the rest `not_sent` for a re-run, when every further item would fail the same way (401, 403,
-404), when Intercom's window is spent beyond the retry budget, or after a streak of unknowns.
+`asend_batch` sends a batch inside one task run through `IntercomClient.prepare` / `asend`, so with the
+single task's retry policy and pacing; outcomes and when a batch stops early: docs/batches.md.
 """
 
 from __future__ import annotations
@@ -24,17 +9,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY, ConcurrencyLimit
-from prefect_intercom.batch.ledger import BatchLedger, LedgerApp, LedgerError
+from prefect_intercom.batch.lease import hold_batch_key
+from prefect_intercom.batch.lease_state import run_logger
+from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
 from prefect_intercom.batch.ledger_location import ledger_location_note, storage_was_chosen
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
-from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, BatchRun, ItemKey, ProgressCallback
+from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, BatchRun, ItemKeyFunction, ProgressCallback
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.privacy import mask_digits, phone_number_in
@@ -69,7 +56,7 @@ async def asend_batch(
     concurrency: int | None = None,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     resend_unknown: bool = False,
-    item_key: ItemKey | None = None,
+    item_key: ItemKeyFunction | None = None,
     stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
     expected_total: int | None = None,
     on_progress: ProgressCallback | None = None,
@@ -135,20 +122,13 @@ async def asend_batch(
     started = time.monotonic()
     pacer_rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
     limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, allowed_rate=pacer_rate)
-    holder: AbstractAsyncContextManager[Any]
-    if lock:
-        from prefect_intercom.batch.lease import hold_batch_key
-
-        holder = hold_batch_key(batch_key, wait=lock_wait)
-    else:
-        holder = nullcontext()
-    async with holder as lease:
+    async with hold_batch_key(batch_key, wait=lock_wait) if lock else nullcontext() as lease:
         ledger = await BatchLedger.open(batch_key, ledger_storage, app=LedgerApp.of(client))
         note = await ledger_location_note(
             local=ledger.local, where=ledger.where, chosen=await storage_was_chosen(ledger_storage)
         )
         if note is not None:
-            _logger().warning(note)
+            run_logger(__name__).warning(note)
         report = BatchReport(
             batch_key=batch_key,
             run=ledger.run,
@@ -168,22 +148,19 @@ async def asend_batch(
             stop_after_unknown=stop_after_unknown,
             on_progress=on_progress,
             progress_interval=progress_interval,
-            check_lease=lease.confirm if lease is not None else _nothing,
+            confirm_lease=lease.confirm if lease is not None else None,
         )
-        await run._progress(final=True)  # progress is visible from the start
+        await run.progress(final=True)  # progress is visible from the start
         try:
             await _feed(run, requests)
         finally:
             report.concurrency = limit.peak
             report.elapsed = time.monotonic() - started
             report.close()  # every result is in the file; `report.items()` reads it back
-            try:
-                await ledger.close()
-            except LedgerError as error:
-                run.ledger_failure = run.ledger_failure or error
+            await run.close_ledger()
     if run.ledger_failure is not None:
         raise run.ledger_failure
-    await run._progress(final=True)
+    await run.progress(final=True)
     return report
 
 
@@ -223,25 +200,7 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
     if broken is not None:
-        run._stop(broken)
-
-
-async def _nothing() -> None:
-    """No lease to confirm (`lock=False`)."""
-    return None
-
-
-def _logger() -> Any:
-    """The run's logger inside a Prefect run, else this module's."""
-    from prefect import get_run_logger
-    from prefect.exceptions import MissingContextError
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        import logging
-
-        return logging.getLogger(__name__)
+        run.stop(broken)
 
 
 def send_batch(client: IntercomClient, requests: Iterable[Any], **options: Any) -> BatchReport:

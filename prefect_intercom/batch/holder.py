@@ -1,18 +1,7 @@
 """Who holds a batch key's lease: a record on the Prefect server, for taking over at once.
 
-When a run inside a Prefect flow run takes a batch key's lease, it records on the server who
-holds it: a Prefect Variable with the lease's name (`intercom-batch-<hash>`) whose value holds
-only ids (the global concurrency limit's id, the holder's flow run id, its run count and task
-run id), never the batch key. A later run that finds the key held reads that record, and takes
-the key over at once when the record names the current limit (same id) and Prefect knows the
-holder is gone: its flow run is Crashed, Failed, Cancelled or Completed, or it is an earlier
-attempt (lower run count) of the taker's own flow run (a retry, also the UI's Retry button).
-
-The record only speeds recovery up. The exclusion still rests on the limit's row: the taker
-deletes the old row by its id and creates a new one (one create wins, the other gets 409), and
-the old holder's renewals, confirmations and release work by id, so they never touch the new
-row. A record that is missing, unreadable or names another limit id changes nothing: the run
-waits for the lease to expire, as without a record.
+The record is a Prefect Variable named like the lease, holding only ids, never the batch key.
+When and why a re-run takes over, and why the record only speeds recovery up: docs/batch-lease.md.
 """
 
 from __future__ import annotations
@@ -124,21 +113,15 @@ async def write_record(client: PrefectClient, name: str, holder: Holder) -> uuid
         return (await client.create_variable(create)).id
 
 
-async def read_record(client: PrefectClient, name: str) -> tuple[uuid.UUID, Holder] | None:
-    """The record of lease `name`: its id and the holder it names; `None` if there is none.
+async def read_record(client: PrefectClient, name: str) -> Holder | None:
+    """The holder the record of lease `name` names; `None` when there is no record or it is not one.
 
     Args:
         client: A Prefect client.
         name: The lease's name.
-
-    Returns:
-        The record's id and holder, or `None` when missing or not a record.
     """
     variable = await client.read_variable_by_name(name)
-    if variable is None:
-        return None
-    holder = Holder.from_value(variable.value)
-    return (variable.id, holder) if holder is not None else None
+    return Holder.from_value(variable.value) if variable is not None else None
 
 
 async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:

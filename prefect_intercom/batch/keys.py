@@ -1,8 +1,6 @@
 """A compact table of 64-bit item keys: the batch's memory of what it has seen, flat at a million items.
 
-A Python `dict` or `set` of a million ints costs 70-100 MB; this open-addressing table keeps
-each key in 8 bytes and its value in 4: about 24 MB for a million items, 36 MB for the moment
-it doubles.
+Each key takes 8 bytes and its value 4 (about 24 MB for a million items; a `dict` costs 70-100 MB).
 """
 
 from __future__ import annotations
@@ -36,13 +34,17 @@ class KeyTable:
         size = 16
         while size * _MAX_LOAD < capacity:
             size *= 2
+        # Each table its own odd multiplier: one table's slot order says nothing of another's, so
+        # copying a large table into a small one, in slot order, never piles keys into one run.
+        self._multiplier = secrets.randbits(64) | 1
+        self._allocate(size)
+
+    def _allocate(self, size: int) -> None:
+        """Empty the table into `size` slots (a power of two)."""
         self._keys = array("Q", [0]) * size
         self._values = array("I", [0]) * size
         self._mask = size - 1
         self._shift = 64 - (size.bit_length() - 1)  # the top bits of the product pick the slot
-        # Each table its own odd multiplier: one table's slot order says nothing of another's, so
-        # copying a large table into a small one, in slot order, never piles keys into one run.
-        self._multiplier = secrets.randbits(64) | 1
         self._count = 0
 
     def __len__(self) -> int:
@@ -71,6 +73,10 @@ class KeyTable:
             self._values[slot] = value
         else:
             self._place(slot, key, value)
+
+    def set_word(self, key: int, word: int) -> None:
+        """Set the low two bits of `key`'s value (an item's word; 0 when new), keeping the rest."""
+        self.put(key, ((self.get(key) or 0) & ~3) | word)
 
     def items(self) -> tuple[array, array]:
         """Every key and its value, as two arrays in slot order."""
@@ -104,13 +110,8 @@ class KeyTable:
             self._grow()
 
     def _grow(self) -> None:
-        old_keys, old_values = self._keys, self._values
-        size = (self._mask + 1) * 2
-        self._keys = array("Q", [0]) * size
-        self._values = array("I", [0]) * size
-        self._mask = size - 1
-        self._shift = 64 - (size.bit_length() - 1)
-        self._count = 0
-        for key, value in zip(old_keys, old_values, strict=True):
+        pairs = zip(self._keys, self._values, strict=True)
+        self._allocate((self._mask + 1) * 2)
+        for key, value in pairs:
             if key != _EMPTY:
                 self.put(key, value)

@@ -1,32 +1,6 @@
-"""One run per batch key: a lease kept in the Prefect server's database (see `docs/batch-lease.md`).
+"""One run per batch key: a lease kept in the Prefect server's database.
 
-`hold_batch_key(batch_key)` is an async context manager: on entry it takes the batch key's
-lease, or refuses at once with `BatchKeyBusyError` (or polls for up to `wait` seconds), renews
-the lease in the background while the body runs, and gives it back on exit, also after an
-exception or a cancellation. Before each group of sends the engine awaits `lease.confirm()`,
-which raises `BatchKeyLostError` once the lease is lost.
-
-The lease is one Prefect global concurrency limit named `intercom-batch-<first 24 hex digits
-of sha256(batch_key)>`, created with `limit=1`, one active slot and a slot decay of
-`1 / lease_seconds`, so the database itself frees the slot `lease_seconds` after the row was
-last written. Every step is a single statement in the database shared by every process and
-machine that talks to that Prefect server:
-
-- **take**: create the limit. The name is unique, so of two runs that create it at the same
-  instant exactly one succeeds; the other is refused (409).
-- **renew** (every `lease_seconds / 3`): set its active slot to 1 again, by the row's id.
-- **confirm** (before a group of sends, at most every second): read the row by its id; gone,
-  renamed, deactivated, its limit, slot or decay changed: the lease is lost. No answer is not
-  a loss: the local deadline decides.
-- **expire**: nothing to do; the slot decays to 0 `lease_seconds` after the last write.
-- **take over**: an expired lease (increment its decayed slot: the database grants that to one
-  run only), or at once a holder that Prefect knows is gone (`prefect_intercom.batch.holder`):
-  delete the old row by its id, then create a new one (a fresh id, so a late renewal or
-  release of the old holder never touches it).
-- **release**: delete the row (and the holder record) by id.
-
-The holder counts its lease from the moment it *sent* its last successful renewal, and gives
-up a safety margin (`min(lease_seconds / 4, 10)` seconds) before `lease_seconds` has passed.
+`hold_batch_key` takes, renews and releases it; every step and its safety: docs/batch-lease.md.
 """
 
 from __future__ import annotations
@@ -49,7 +23,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalC
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_intercom.batch import holder as records
-from prefect_intercom.batch.lease_state import BatchLease, _logger
+from prefect_intercom.batch.lease_state import BatchLease, run_logger
 from prefect_intercom.errors import BatchKeyBusyError, BatchLeaseError
 
 LEASE_PREFIX = "intercom-batch-"
@@ -115,7 +89,7 @@ async def hold_batch_key(
     if lease_seconds < MIN_LEASE_SECONDS:
         raise ValueError(f"lease_seconds must be at least {MIN_LEASE_SECONDS}")
     name = lease_name(batch_key)
-    logger = _logger()
+    logger = run_logger()
     async with get_client() as client:
         lease = await _take(client, batch_key, name, wait=wait, lease_seconds=lease_seconds)
         logger.info("Holding the batch key's lease %r (it expires %g s after its last renewal)", name, lease_seconds)
@@ -151,7 +125,6 @@ async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float
                 lease_name=name,
             ) from error
         if isinstance(outcome, BatchLease):
-            outcome._client = client
             if me is not None:
                 await _record(client, outcome, me)
             return outcome
@@ -187,7 +160,7 @@ async def _try_take(
                 return _Refusal(holder_lease)
             # Prefect knows the holder is gone: delete its row by id, then create ours (of two
             # runs doing this, one create wins and the other gets 409).
-            _logger().warning("Taking over the batch key's lease %r at once: its holder is gone (%s)", name, why)
+            run_logger().warning("Taking over the batch key's lease %r at once: its holder is gone (%s)", name, why)
             await _delete(client, row.id)
             settle = TAKEOVER_SETTLE_SECONDS
         else:
@@ -209,7 +182,7 @@ async def _try_take(
         limit_id = await client.create_global_concurrency_limit(create)
     except ObjectAlreadyExists:
         return _Refusal(None)
-    lease = BatchLease(batch_key, name, lease_seconds, limit_id, sent_at)
+    lease = BatchLease(batch_key, name, lease_seconds, limit_id, sent_at, client)
     if settle:
         # A holder marked gone while its process still runs stops at its next confirmation
         # (at most every second); let that happen, and its last announcements land in the ledger.
@@ -220,10 +193,10 @@ async def _try_take(
 async def _holder_gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: records.Holder | None) -> str | None:
     """Why the holder of the live row `limit_id` is known to be gone, or `None` (also when unsure)."""
     try:
-        record = await records.read_record(client, name)
-        if record is None or record[1].limit_id != limit_id:
+        holder = await records.read_record(client, name)
+        if holder is None or holder.limit_id != limit_id:
             return None  # no record, or one of an older row: wait for the lease to expire
-        return await records.gone(client, record[1], me)
+        return await records.gone(client, holder, me)
     except (httpx.HTTPError, OSError):
         return None
 
@@ -234,7 +207,7 @@ async def _record(client: PrefectClient, lease: BatchLease, me: records.Holder) 
     try:
         lease._record_id = await records.write_record(client, lease.name, holder)
     except (httpx.HTTPError, OSError, ObjectAlreadyExists) as error:
-        _logger().warning(
+        run_logger().warning(
             "Could not record the holder of the batch key's lease %r (%s): after a crash, the next run "
             "waits for the lease to expire",
             lease.name,

@@ -1,8 +1,6 @@
-"""The state of a held batch key lease: its local deadline and its confirmation with the server.
+"""The state of a held batch key lease: its local deadline (`check()`) and its server confirmation (`confirm()`).
 
-`prefect_intercom.batch.lease.hold_batch_key` takes, renews and releases the lease; the
-`BatchLease` it yields knows until when it may send (`check()`, local) and asks the server
-whether the lease is still its own (`confirm()`, at most one read per second).
+`prefect_intercom.batch.lease.hold_batch_key` takes, renews and releases it (docs/batch-lease.md).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import MissingContextError, ObjectNotFound
 
@@ -23,8 +22,6 @@ from prefect_intercom.errors import BatchKeyLostError
 MAX_GUARD_SECONDS = 10.0
 CONFIRM_EVERY_SECONDS = 1.0  # at most one confirmation (one read) per second
 CONFIRM_WAIT_SECONDS = 1.0  # senders wait this long at most for a read, then go on under the local deadline
-
-_fallback_logger = logging.getLogger("prefect_intercom.batch.lease")
 
 
 class BatchLease:
@@ -131,7 +128,7 @@ class BatchLease:
             self._lose("its Prefect global concurrency limit was removed or taken over")
             return
         except Exception as error:  # no answer is not a loss: the local deadline decides
-            _logger().debug("Could not confirm the lease %r (%s)", self.name, type(error).__name__)
+            run_logger().debug("Could not confirm the lease %r (%s)", self.name, type(error).__name__)
             self._confirm_due = time.monotonic() + CONFIRM_EVERY_SECONDS
             return
         finally:
@@ -168,10 +165,9 @@ def _changed(row: Any, name: str, lease_seconds: float) -> str | None:
     return None
 
 
-def _logger() -> Any:
-    from prefect import get_run_logger
-
+def run_logger(name: str = "prefect_intercom.batch.lease") -> Any:
+    """The run's logger inside a Prefect run, else the logger `name`."""
     try:
         return get_run_logger()
     except MissingContextError:
-        return _fallback_logger
+        return logging.getLogger(name)

@@ -1,12 +1,7 @@
 """The batch ledger: a write-ahead journal of each run of a batch, in storage its re-runs read.
 
-An item is released to the network only once a record announcing it is written; its outcome is
-written no later than the next announcement, so a crash leaves at most the requests in flight
-`unknown`. Records are grouped, checksummed and compacted into snapshots, so a re-run reads O(1)
-objects plus a bounded tail (`ledger_history`); damage, a gap, or a storage holding fewer runs
-than the Prefect server has on record (`ledger_marker`) stops the batch before it sends. Each
-ledger belongs to one Intercom app; digests are keyed with a secret on the Prefect server
-(`ledger_secret`). Design and limits: docs/batches.md, docs/deployments.md.
+The journal and its guarantees (write-ahead, snapshots, fail closed, one app's ledger): docs/batches.md;
+where to keep it when runs move between machines: docs/deployments.md.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,8 +149,8 @@ class BatchLedger:
             storage = get_result_store().result_storage or await aget_default_result_storage()
         secret = await load_ledger_key()
         scope = app.scope if app is not None else ""
-        ledger = cls(batch_key, store_for(storage), scope=scope, digest_secret=digest_key(secret, scope, batch_key))
-        ledger.linger = linger
+        digest_secret = digest_key(secret, scope, batch_key)
+        ledger = cls(batch_key, store_for(storage), scope=scope, digest_secret=digest_secret, linger=linger)
         tag = token_tag(secret, app.token) if app is not None else ""
         await ledger._load(key_check(secret), tag)
         return ledger
@@ -188,7 +182,7 @@ class BatchLedger:
         self._sending.append(digest)
         await self._next_commit()
 
-    def retract(self, index: int, digest: bytes, status: int | None = None, code: str | None = None) -> None:
+    def retract(self, digest: bytes) -> None:
         """Record that an announced attempt provably did not take effect (429, refused connection)."""
         self._done.append((digest, fmt.NOT_SENT))
         self._kick()
@@ -220,7 +214,7 @@ class BatchLedger:
             self._kick()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
-        if self._snapshot is not None:
+        if self._snapshot is not None:  # read after the writer ended: its last record may have started one
             await asyncio.gather(self._snapshot, return_exceptions=True)
         if self._failure is None:
             try:
@@ -284,13 +278,10 @@ class BatchLedger:
 
     def _apply_written(self, done: list[tuple[bytes, int]], sending: list[bytes]) -> None:
         """Keep this run's last word per item in memory, as written (outcomes, then announcements)."""
-        current = self._current
-        for digest, code in done:
-            key = key64(digest)
-            current.put(key, (current.get(key, 0) & ~3) | code)
+        for digest, word in done:
+            self._current.set_word(key64(digest), word)
         for digest in sending:
-            key = key64(digest)
-            current.put(key, (current.get(key, 0) & ~3) | fmt.UNKNOWN)
+            self._current.set_word(key64(digest), fmt.UNKNOWN)
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -352,7 +343,7 @@ class BatchLedger:
                 )
         await check_marker(self.folder, len(claims), self.where)
         if claims:
-            self._previous = await self._history.state_after(len(claims) - 1, claims)
+            self._previous = await self._history.state_after(len(claims) - 1)
         self.run = len(claims)
         if self.run >= MAX_RUNS:
             raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")
@@ -376,9 +367,3 @@ class BatchLedger:
 def snapshot_due(entries: int) -> int:
     """Records between periodic snapshots for a ledger of `entries` items (the longest tail a crash leaves)."""
     return max(SNAPSHOT_EVERY, entries // 2048)
-
-
-def entries(ledger: BatchLedger) -> Iterable[tuple[int, int]]:
-    """Every (key, run << 2 | word) earlier runs left (for tools and tests)."""
-    keys, values = ledger._previous.items()
-    return zip(keys, values, strict=True)

@@ -1,9 +1,7 @@
 """The batch ledger's objects on storage, each carrying its name and a checksum.
 
-Every object starts with a 16-hex-digit checksum (BLAKE2b-64 of the rest) and a newline, then
-its body; a JSON body names its run and sequence, so an object that was cut, flipped or copied
-under another name is refused with a sentence naming it. Snapshots are binary: the item keys
-and outcomes of the whole ledger up to one record, as two packed arrays.
+Every object is a checksum, a newline and its body: JSON (records, claims, heads) or a binary snapshot
+(docs/batches.md, `ledger_format`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Reading a batch ledger's earlier runs: claims, the newest snapshot, and the records after it.
 
-A run's state is its newest snapshot (named by the newer of two alternating head objects) plus
-the records written after it, read `TAIL_WINDOW` at a time; with no head, the run before it plus
-all its records. A record missing while a later one exists, or a damaged object, fails closed.
+A gap or a damaged object fails closed (docs/batches.md, `ledger_history`).
 """
 
 from __future__ import annotations
@@ -71,13 +69,13 @@ class LedgerHistory:
                         raise  # a run that wrote records had a whole claim: this one was damaged since
                     claims.append(None)
 
-    async def state_after(self, run: int, claims: list[dict[str, Any] | None]) -> KeyTable:
+    async def state_after(self, run: int) -> KeyTable:
         """Earlier runs' merged state after `run`: its latest snapshot and the records after it."""
         head = await self._read_head(run)
         if head is not None and not head.get("snapshot", True):
             if head["records"] != 0 or await self._store.read(self.paths.record(run, 0)) is not None:
                 raise LedgerError(f"the batch ledger {self.folder}: run {run} ended with no record, yet has some")
-            return await self.state_after(run - 1, claims) if run > 0 else KeyTable()
+            return await self.state_after(run - 1) if run > 0 else KeyTable()
         if head is not None:
             raw = await self._store.read(self.paths.snapshot(run, head["records"]))
             if raw is None:
@@ -94,12 +92,11 @@ class LedgerHistory:
             del earlier, this_run
             start, closed = head["records"], head["closed"]
         else:
-            previous = await self.state_after(run - 1, claims) if run > 0 else KeyTable()
+            previous = await self.state_after(run - 1) if run > 0 else KeyTable()
             states, start, closed = KeyTable(), 0, False
         for items in await self._read_tail(run, start, closed, tolerate_torn=not self._store.atomic):
-            for digest, code in items:
-                key = key64(digest)
-                states.put(key, (states.get(key, 0) & ~3) | code)
+            for digest, word in items:
+                states.set_word(key64(digest), word)
         return _merge(previous, states, run)
 
     async def _read_head(self, run: int) -> dict[str, Any] | None:

@@ -1,10 +1,6 @@
 """Where the ledger is, said before the first send: can a re-run elsewhere read it?
 
-The rule: a ledger on shared storage (S3, GCS, Azure, SMB...) says nothing more. A ledger on
-this machine's disk is refused on a work pool whose runs share no disk (container pools, and any
-type not known to run on one host), unless local storage was chosen explicitly; otherwise (a
-`process` pool, a plain script) the run proceeds and says once, at WARNING and in the report,
-where the ledger is and that a re-run on another machine would not see it.
+Local disk on a pool whose runs share no disk is refused unless chosen (docs/batches.md, `ledger_location`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """How many runs a ledger has, and where it is, recorded on the Prefect server beside the storage.
 
-A ledger on one machine's disk is invisible to a re-run on another machine or in a fresh
-container: that re-run would find no earlier run and text everyone again. So every run also
-records on the Prefect server (a Variable named after the ledger folder, holding a count and a
-place, never the batch key) how many runs the ledger has and where the last one kept it. A run
-whose storage holds fewer runs than the server knows stops before sending, naming where the
-ledger is: the storage it reads is not the ledger's.
+A run whose storage holds fewer runs than the server knows stops before sending (docs/batches.md, `ledger_marker`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """The ledger key: a secret on the Prefect server that makes the ledger's item digests irreversible.
 
-Item digests are keyed hashes of phone numbers. Keyed by the batch key alone (which events and
-logs carry), anyone who reads the ledger storage can recover the phones by trying every number
-(phone numbers have little entropy). The ledger key is a random secret kept in a Prefect
-`Secret` block on the Prefect server, not in the ledger storage: every worker that talks to the
-same server uses the same key, and rotating the Intercom access token does not change it.
+Why it lives on the server, not in the ledger storage: docs/batches.md, `ledger_secret`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Where the batch ledger's objects are read and written: local disk, or any Prefect file system block.
 
-A read answers the object's bytes or `None` when the storage itself says it does not exist
-(`FileNotFoundError`, HTTP 404, S3's `NoSuchKey`), never by words in an error message. A
-refusal (HTTP 401/403, `PermissionError`) fails closed with a sentence naming the missing
-permission: without `s3:ListBucket`, S3 answers 403 for a missing object. On local disk an
-object is written to a temporary file and renamed, so it is never seen half-written.
+"Missing" is the storage's own signal, never words; a refusal fails closed (docs/batches.md, `ledger_store`).
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
@@ -25,8 +21,10 @@ _DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "401", "AllAccess
 _LARGE = 1 << 16  # bytes: local reads and writes above this go to a worker thread
 
 
-class LedgerStore(Protocol):
+class LedgerStore:
     """What the ledger needs of a storage: read (`None` when missing) and write whole objects.
+
+    Subclasses move the bytes (`_read`, `_write`); errors are told apart here, the same for all.
 
     Attributes:
         local: The objects are on this machine's disk.
@@ -40,11 +38,35 @@ class LedgerStore(Protocol):
 
     async def read(self, key: str) -> bytes | None:
         """The object's bytes, or `None` when the storage says it does not exist."""
-        ...
+        try:
+            return await self._read(key)
+        except Exception as error:
+            verdict = classify(error)
+            if verdict == "missing":
+                return None
+            if verdict == "denied":
+                raise _denied(key, self.where, error) from None
+            raise LedgerError(
+                f"the batch ledger object {key} cannot be read from {self.where} ({type(error).__name__}); "
+                "nothing more is sent"
+            ) from error
 
     async def write(self, key: str, content: bytes) -> None:
         """Write the object whole (replacing it)."""
-        ...
+        try:
+            await self._write(key, content)
+        except Exception as error:
+            if classify(error) == "denied":
+                raise _denied(key, self.where, error, writing=True) from None
+            raise LedgerError(
+                f"could not write the batch ledger object {key} to {self.where}: {type(error).__name__}"
+            ) from error
+
+    async def _read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    async def _write(self, key: str, content: bytes) -> None:
+        raise NotImplementedError
 
 
 def store_for(storage: WritableFileSystem) -> LedgerStore:
@@ -78,7 +100,7 @@ def describe(storage: WritableFileSystem) -> str:
     return f"{type(storage).__name__} {name}" if name else type(storage).__name__
 
 
-class LocalStore:
+class LocalStore(LedgerStore):
     """Ledger objects as files under a `LocalFileSystem`'s base path, each written by rename."""
 
     local = True
@@ -88,33 +110,19 @@ class LocalStore:
         self._storage = storage
         self.where = describe(storage)
 
-    async def read(self, key: str) -> bytes | None:  # noqa: D102 - LedgerStore.read
+    async def _read(self, key: str) -> bytes:
         path = Path(self._storage._resolve_path(key))
-        try:
-            if path.stat().st_size > _LARGE:
-                return await asyncio.to_thread(path.read_bytes)
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except PermissionError as error:
-            raise _denied(key, self.where, error) from None
-        except OSError as error:
-            raise LedgerError(f"the batch ledger object {key} cannot be read ({type(error).__name__})") from error
+        if path.stat().st_size > _LARGE:
+            return await asyncio.to_thread(path.read_bytes)
+        return path.read_bytes()
 
-    async def write(self, key: str, content: bytes) -> None:  # noqa: D102 - LedgerStore.write
+    async def _write(self, key: str, content: bytes) -> None:
         if type(self._storage).awrite_path is not LocalFileSystem.awrite_path:  # a subclass that writes its own way
             await self._storage.awrite_path(key, content)
-            return
-        path = Path(self._storage._resolve_path(key))
-        try:
-            if len(content) > _LARGE:
-                await asyncio.to_thread(_write_by_rename, path, content)
-            else:
-                _write_by_rename(path, content)
-        except PermissionError as error:
-            raise _denied(key, self.where, error) from None
-        except OSError as error:
-            raise LedgerError(f"could not write the batch ledger object {key}: {type(error).__name__}") from error
+        elif len(content) > _LARGE:
+            await asyncio.to_thread(_write_by_rename, Path(self._storage._resolve_path(key)), content)
+        else:
+            _write_by_rename(Path(self._storage._resolve_path(key)), content)
 
 
 def _write_by_rename(path: Path, content: bytes) -> None:
@@ -124,7 +132,7 @@ def _write_by_rename(path: Path, content: bytes) -> None:
     os.replace(temporary, path)
 
 
-class BlockStore:
+class BlockStore(LedgerStore):
     """Ledger objects through a file system block's `aread_path`/`awrite_path` (S3, GCS, Azure, SMB...)."""
 
     def __init__(self, storage: WritableFileSystem) -> None:
@@ -133,29 +141,11 @@ class BlockStore:
         self.atomic = not self.local and type(storage).__name__ != "SMB"  # object stores replace whole objects
         self.where = describe(storage)
 
-    async def read(self, key: str) -> bytes | None:  # noqa: D102 - LedgerStore.read
-        try:
-            return await _call(self._storage, "read_path", key)
-        except Exception as error:
-            verdict = classify(error)
-            if verdict == "missing":
-                return None
-            if verdict == "denied":
-                raise _denied(key, self.where, error) from None
-            raise LedgerError(
-                f"the batch ledger object {key} cannot be read from {self.where} ({type(error).__name__}); "
-                "nothing more is sent"
-            ) from error
+    async def _read(self, key: str) -> bytes:
+        return await _call(self._storage, "read_path", key)
 
-    async def write(self, key: str, content: bytes) -> None:  # noqa: D102 - LedgerStore.write
-        try:
-            await _call(self._storage, "write_path", key, content)
-        except Exception as error:
-            if classify(error) == "denied":
-                raise _denied(key, self.where, error, writing=True) from None
-            raise LedgerError(
-                f"could not write the batch ledger object {key} to {self.where}: {type(error).__name__}"
-            ) from error
+    async def _write(self, key: str, content: bytes) -> None:
+        await _call(self._storage, "write_path", key, content)
 
 
 def classify(error: BaseException) -> str | None:

@@ -1,13 +1,11 @@
-"""The report of a batch run: counts in memory, every item's result in a file as it happens.
+"""The report of a batch run: counts in memory, every item's result in a file as it happens (`items()` reads it).
 
-A report never holds a list of its items: counts, reasons and the rows of the table artifact
-(the first `max_table_rows` problems) stay in memory, and each item's `BatchItemResult` is
-appended to a JSON Lines file (a temporary file by default, or `results_path`), so a batch of a
-million items costs the same memory as one of ten thousand. `report.items()` reads the file back.
+Memory stays flat at any size: see "Outcomes" in docs/batches.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
@@ -15,7 +13,8 @@ import tempfile
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,11 +78,6 @@ class BatchItemResult:
         }
 
 
-def _numbered(row: dict[str, Any], number: int) -> dict[str, Any]:
-    """A table row whose `item` column is the column `row`, holding `number` (in the same place)."""
-    return {("row" if name == "item" else name): (number if name == "item" else value) for name, value in row.items()}
-
-
 def shorten(text: str, limit: int) -> str:
     """`text` in at most `limit` characters, cut after a whole word with an ellipsis (`...the number…`)."""
     text = " ".join(text.split())
@@ -96,11 +90,12 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
+_FIELDS_OF = attrgetter(*(field.name for field in fields(BatchItemResult)))  # a result as a tuple, as the file has it
+
+
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -160,7 +155,7 @@ class BatchReport:
         return {**self.__dict__, "_file": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update(state)  # also called directly (`flows.deflect_calls.read_results`)
 
     @property
     def total(self) -> int:
@@ -177,28 +172,10 @@ class BatchReport:
         self._total += 1
         self.counts[result.outcome.value] += 1
         if result.outcome is not Outcome.SENT:
-            self.reasons[
-                " ".join(
-                    str(part) for part in (result.outcome.value, result.status, result.error_code) if part is not None
-                )
-            ] += 1
+            parts = (result.outcome.value, result.status, result.error_code)
+            self.reasons[" ".join(str(part) for part in parts if part is not None)] += 1
         if self._file is not None:
-            self._file.write(
-                json.dumps(
-                    [
-                        result.index,
-                        result.outcome.value,
-                        result.phone,
-                        result.status,
-                        result.error_code,
-                        result.request_id,
-                        result.message,
-                        result.attempts,
-                    ],
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+            self._file.write(json.dumps(_FIELDS_OF(result), ensure_ascii=False) + "\n")
         # Keep the `max_table_rows` first rows by (problem order, index): a bounded max-heap.
         rank = (-_PROBLEM_ORDER[result.outcome], -result.index, result)
         if len(self._table) < self.max_table_rows:
@@ -225,10 +202,9 @@ class BatchReport:
             raise FileNotFoundError(f"the batch's results file {self.results_path} is gone")
         with open(self.results_path, encoding="utf-8") as handle:
             for line in handle:
-                index, value, phone, status, code, request_id, message, attempts = json.loads(line)
-                result = BatchItemResult(index, Outcome(value), phone, status, code, request_id, message, attempts)
-                if wanted is None or result.outcome is wanted:
-                    yield result
+                index, value, *rest = json.loads(line)
+                if wanted is None or value == wanted:
+                    yield BatchItemResult(index, Outcome(value), *rest)
 
     def items(self, outcome: Outcome | str | None = None) -> list[BatchItemResult]:
         """Every item's result in input order (or only those with `outcome`); read from the results file."""
@@ -240,7 +216,9 @@ class BatchReport:
         rows = [rank[2].row() for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
         if self.first_row is None:
             return rows
-        return [_numbered(row, self.row_number(row["item"])) for row in rows]
+        for row in rows:  # the column `item` becomes `row`, in the same place
+            row.update(item=self.row_number(row["item"]))
+        return [{("row" if name == "item" else name): value for name, value in row.items()} for row in rows]
 
     def row_number(self, index: int) -> int:
         """The row number of the item `index` (`first_row`; without it, the index)."""

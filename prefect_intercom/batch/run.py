@@ -1,30 +1,28 @@
 """One batch run's state: admitting each item, sending it through the pipeline, stopping early.
 
-`asend_batch` (in `engine`) feeds items to a `BatchRun`; the run validates and sorts each item
-(`admit`), sends it with its write-ahead ledger entries around every attempt (`send`), records
-its one outcome in the report, and decides when every further item would fail the same way.
+`engine.asend_batch` feeds items to a `BatchRun`; docs/batches.md tells what each outcome means.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect_intercom.batch.attribute_types import RefusedRow
 from prefect_intercom.batch.concurrency import ConcurrencyLimit
-from prefect_intercom.batch.ledger import BatchLedger, LedgerError
+from prefect_intercom.batch.ledger import BatchLedger
 from prefect_intercom.batch.report import BatchItemResult, BatchReport
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import (
     IntercomAPIError,
-    IntercomAuthenticationError,
     IntercomError,
     IntercomRateLimitError,
     IntercomTransportError,
     IntercomValidationError,
+    LedgerError,
 )
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.prepared import PreparedRequest
@@ -32,10 +30,11 @@ from prefect_intercom.privacy import mask_digits, mask_phone
 from prefect_intercom.retry import outcome_of
 
 DEFAULT_STOP_AFTER_UNKNOWN = 25
-# Answers that would be the same for every item: stop instead of failing each one.
+# Answers that would be the same for every item (authentication errors are 401 or 403): stop, not fail each.
 _STOP_STATUSES = frozenset({401, 403, 404})
 
-ItemKey = Callable[[Mapping[str, Any]], str]
+ItemKeyFunction = Callable[[Mapping[str, Any]], str]
+"""Gives an item's identity in its batch from its request body (default: its phone)."""
 ProgressCallback = Callable[[BatchReport], Awaitable[None] | None]
 
 
@@ -51,39 +50,30 @@ class _Pending:
     prepared: PreparedRequest
 
 
+@dataclass(eq=False, repr=False)  # compared and shown as an object: its client and ledger stay out of reprs
 class BatchRun:
-    """The state of one `asend_batch` call."""
+    """The state of one `asend_batch` call.
 
-    def __init__(
-        self,
-        client: IntercomClient,
-        ledger: BatchLedger,
-        report: BatchReport,
-        limit: ConcurrencyLimit,
-        *,
-        resend_unknown: bool,
-        item_key: ItemKey | None,
-        stop_after_unknown: int | None,
-        on_progress: ProgressCallback | None,
-        progress_interval: float,
-        check_lease: Callable[[], Awaitable[None]],
-    ) -> None:
-        self.client = client
-        self.ledger = ledger
-        self.report = report
-        self.limit = limit
-        self.resend_unknown = resend_unknown
-        self.item_key = item_key
-        self.stop_after_unknown = stop_after_unknown
-        self.on_progress = on_progress
-        self.progress_interval = progress_interval
-        self.check_lease = check_lease
-        self.unknown_streak = 0
-        self.last_progress = time.monotonic()
-        self.reporting = False
-        self.ledger_failure: LedgerError | None = None
-        self.progress_failures = 0
-        self.last_progress_error: str | None = None
+    Attributes:
+        confirm_lease: Awaited before each attempt: raises once the batch key's lease is lost
+            (`None`: the run holds no lease).
+        ledger_failure: The first ledger error; the engine raises it once the run is over.
+    """
+
+    client: IntercomClient
+    ledger: BatchLedger
+    report: BatchReport
+    limit: ConcurrencyLimit
+    resend_unknown: bool = False
+    item_key: ItemKeyFunction | None = None
+    stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN
+    on_progress: ProgressCallback | None = None
+    progress_interval: float = 1.0
+    confirm_lease: Callable[[], Awaitable[None]] | None = None
+    ledger_failure: LedgerError | None = None
+    unknown_streak: int = 0
+    _last_progress: float = field(default_factory=time.monotonic)
+    _reporting: bool = False
 
     # --- reading and sorting the input -----------------------------------------------------
 
@@ -91,38 +81,34 @@ class BatchRun:
         """Validate one item and decide whether it is sent; record it at once if not."""
         phone = body.get("phone") if isinstance(body, Mapping) else None
         masked = mask_phone(phone) if isinstance(phone, str) else None
+
+        def record(outcome: Outcome, code: str | None, message: str | None) -> None:
+            self.report.add(BatchItemResult(index, outcome, masked, error_code=code, message=message))
+
         if isinstance(body, RefusedRow):  # its reader refused it (a custom attribute's type): its own reason
-            self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
-            return None
+            return record(Outcome.REJECTED, body.code, body.message)
         try:
             prepared = self.client.prepare(PHONE_CALL_REDIRECTS, body)
             key = self.item_key(body) if self.item_key is not None else phone
             if not isinstance(key, str) or not key:
                 raise ValueError(f"the item key is {key!r}; it must be a non-empty string")
         except IntercomValidationError as error:
-            message = "; ".join(str(issue) for issue in error.errors)
-            self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
-            return None
+            return record(Outcome.REJECTED, None, "; ".join(str(issue) for issue in error.errors))
         except Exception as error:  # an item the schema cannot even look at, or a failing item_key
-            message = mask_digits(f"{type(error).__name__}: {error}")
-            self.report.add(BatchItemResult(index, Outcome.REJECTED, masked, message=message))
-            return None
+            return record(Outcome.REJECTED, None, mask_digits(f"{type(error).__name__}: {error}"))
         digest = self.ledger.digest(key)
         first = self.ledger.first_seen(digest, index)
         if first != index:
             what = "item key" if self.item_key is not None else "phone"
-            message = f"same {what} as {self.report.label(first)}"
-            self.report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))
-            return None
+            return record(Outcome.SKIPPED, "duplicate_in_batch", f"same {what} as {self.report.label(first)}")
         earlier = self.ledger.previous(digest)
         if earlier is not None and (earlier.outcome is Outcome.SENT or not self.resend_unknown):
             code = "already_sent" if earlier.outcome is Outcome.SENT else "unknown_in_earlier_run"
-            message = f"recorded as {earlier.outcome.value} by run {earlier.run} of this batch key"
-            self.report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, code, None, message))
-            return None
+            return record(
+                Outcome.SKIPPED, code, f"recorded as {earlier.outcome.value} by run {earlier.run} of this batch key"
+            )
         if self.report.stopped:
-            self.not_attempted(index, masked)
-            return None
+            return self.not_attempted(index, masked)
         return _Pending(index, digest, masked, prepared)
 
     def not_attempted(self, index: int, phone: str | None) -> None:
@@ -146,11 +132,13 @@ class BatchRun:
                 served_from = time.monotonic()
             if self.report.stopped:
                 raise _NotAttempted(self.report.stopped)
-            await self.check_lease()
+            if self.confirm_lease is not None:
+                await self.confirm_lease()
             if not announced:
                 await self.ledger.announce(item.index, item.digest)
                 announced = True
-                await self.check_lease()  # still ours once the announcement is written: nobody else read the ledger
+                if self.confirm_lease is not None:  # still ours once the announcement is written
+                    await self.confirm_lease()
             if on_wire is None:
                 on_wire = time.monotonic()
 
@@ -162,7 +150,7 @@ class BatchRun:
             if outcome_of(error) is Outcome.UNKNOWN:
                 uncertain = True
             elif announced and not uncertain:
-                self.ledger.retract(item.index, item.digest, getattr(error, "status_code", None), _code(error))
+                self.ledger.retract(item.digest)
                 announced = False
 
         try:
@@ -170,19 +158,14 @@ class BatchRun:
                 response = await self.client.asend(item.prepared, before_send=before_send, on_retry=on_retry)
             except IntercomError as error:
                 result = self._failed(item, error, announced)
-                if (
-                    uncertain and result.outcome is Outcome.NOT_SENT
-                ):  # its last attempt was refused, an earlier one may have texted
-                    result = replace(
-                        result,
-                        outcome=Outcome.UNKNOWN,
-                        message=f"an earlier attempt may have texted; then: {result.message}",
-                    )
+                if uncertain and result.outcome is Outcome.NOT_SENT:  # refused now, an earlier attempt may have texted
+                    message = f"an earlier attempt may have texted; then: {result.message}"
+                    result = replace(result, outcome=Outcome.UNKNOWN, message=message)
             except Exception as error:  # not ours to expect; still one outcome, and no more sends
-                self._stop(f"unexpected {type(error).__name__} while sending")
+                self.stop(f"unexpected {type(error).__name__} while sending")
                 outcome = Outcome.UNKNOWN if on_wire is not None else Outcome.NOT_SENT
                 result = BatchItemResult(
-                    item.index, outcome, item.phone, error_code="internal_error", message=f"{type(error).__name__}"
+                    item.index, outcome, item.phone, None, "internal_error", None, type(error).__name__
                 )
             else:
                 self.unknown_streak = 0
@@ -203,19 +186,11 @@ class BatchRun:
             self.report.add(result)
         finally:
             self.limit.release(time.monotonic() - served_from if on_wire is not None and served_from else None)
-        await self._progress()
+        await self.progress()
 
     def _failed(self, item: _Pending, error: IntercomError, announced: bool) -> BatchItemResult:
         """The result of a failed send, stopping the batch when the failure concerns every item."""
-        if isinstance(error, LedgerError):
-            self._ledger_failed(error)
-            outcome = Outcome.UNKNOWN if announced else Outcome.NOT_SENT
-            return BatchItemResult(item.index, outcome, item.phone, error_code="ledger_failed", message=str(error))
-        if isinstance(error, _NotAttempted):
-            return BatchItemResult(
-                item.index, Outcome.NOT_SENT, item.phone, error_code="not_attempted", message=str(error)
-            )
-        outcome = outcome_of(error)
+        outcome, message = outcome_of(error), str(error)
         if isinstance(error, IntercomAPIError):
             self._observe(outcome, error)
             message = error.message
@@ -233,57 +208,66 @@ class BatchRun:
                 message=message,
                 attempts=error.attempts,
             )
+        attempts = 0
         if isinstance(error, IntercomTransportError):
             self._observe(outcome, error)
-            code = "no_answer" if outcome is Outcome.UNKNOWN else "no_connection"
-            return BatchItemResult(
-                item.index, outcome, item.phone, error_code=code, message=str(error), attempts=error.attempts
-            )
-        # Nothing went out: the pacer would wait beyond the budget, the lease was lost, a shared rate limit is missing.
-        self._stop(str(error))
-        return BatchItemResult(item.index, Outcome.NOT_SENT, item.phone, error_code=_code(error), message=str(error))
+            code, attempts = ("no_answer" if outcome is Outcome.UNKNOWN else "no_connection"), error.attempts
+        elif isinstance(error, LedgerError):
+            self._ledger_failed(error)
+            outcome, code = (Outcome.UNKNOWN if announced else Outcome.NOT_SENT), "ledger_failed"
+        elif isinstance(error, _NotAttempted):
+            outcome, code = Outcome.NOT_SENT, "not_attempted"
+        else:  # nothing went out: the pacer would wait beyond the budget, the lease was lost, a shared limit is missing
+            self.stop(message)
+            outcome, code = Outcome.NOT_SENT, _code(error)
+        return BatchItemResult(item.index, outcome, item.phone, error_code=code, message=message, attempts=attempts)
 
-    def _observe(self, outcome: Outcome, error: IntercomError) -> None:
+    def _observe(self, outcome: Outcome, error: IntercomAPIError | IntercomTransportError) -> None:
         """Stop the batch when every further item would fail the same way."""
-        if isinstance(error, IntercomAuthenticationError) or (
-            isinstance(error, IntercomAPIError) and error.status_code in _STOP_STATUSES
-        ):
-            self._stop(f"Intercom answered {error.status_code} ({error.error_code or 'no code'})")  # type: ignore[attr-defined]
+        if isinstance(error, IntercomAPIError) and error.status_code in _STOP_STATUSES:
+            self.stop(f"Intercom answered {error.status_code} ({error.error_code or 'no code'})")
         if isinstance(error, IntercomRateLimitError):
             when = f" until {error.reset_at.isoformat()}" if error.reset_at is not None else ""
-            self._stop(f"Intercom's rate limit refused sends{when}, beyond the retry budget")
-        if outcome is Outcome.UNKNOWN:
-            self.unknown_streak += 1
-            limit = self.stop_after_unknown
-            if limit is not None and self.unknown_streak >= limit:
-                self._stop(f"{self.unknown_streak} answers in a row had an unknown outcome; Intercom may be failing")
-        else:
-            self.unknown_streak = 0
+            self.stop(f"Intercom's rate limit refused sends{when}, beyond the retry budget")
+        self.unknown_streak = self.unknown_streak + 1 if outcome is Outcome.UNKNOWN else 0
+        limit = self.stop_after_unknown
+        if self.unknown_streak and limit is not None and self.unknown_streak >= limit:
+            self.stop(f"{self.unknown_streak} answers in a row had an unknown outcome; Intercom may be failing")
 
     def _ledger_failed(self, error: LedgerError) -> None:
         self.ledger_failure = self.ledger_failure or error
-        self._stop(f"the batch ledger failed: {error}")
+        self.stop(f"the batch ledger failed: {error}")
 
-    def _stop(self, reason: str) -> None:
+    # --- what the engine calls -------------------------------------------------------------
+
+    def stop(self, reason: str) -> None:
+        """Stop sending (the first reason stays): every item not yet attempted ends `not_sent`."""
         if self.report.stopped is None:
             self.report.stopped = reason
 
-    async def _progress(self, final: bool = False) -> None:
-        if self.on_progress is None or self.reporting:
+    async def close_ledger(self) -> None:
+        """Close the ledger; a failure to close counts as the run's ledger failure (unless one came first)."""
+        try:
+            await self.ledger.close()
+        except LedgerError as error:
+            self.ledger_failure = self.ledger_failure or error
+
+    async def progress(self, final: bool = False) -> None:
+        """Call `on_progress` with the report, at most every `progress_interval` seconds unless `final`."""
+        if self.on_progress is None or self._reporting:
             return
         now = time.monotonic()
-        if not final and now - self.last_progress < self.progress_interval:
+        if not final and now - self._last_progress < self.progress_interval:
             return
-        self.last_progress, self.reporting = now, True
+        self._last_progress, self._reporting = now, True
         try:
             outcome = self.on_progress(self.report)
             if outcome is not None:
                 await outcome
-        except Exception as error:  # progress is for people watching: it never stops or loses the batch
-            self.progress_failures += 1
-            self.last_progress_error = f"{type(error).__name__}"
+        except Exception:  # noqa: S110 - progress is for people watching: it never stops or loses the batch
+            pass
         finally:
-            self.reporting = False
+            self._reporting = False
 
 
 def _code(error: IntercomError) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 import anyio
 from prefect import get_run_logger, task
@@ -23,10 +23,11 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY
 from prefect_intercom.batch.engine import asend_batch, check_batch_key
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
-from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, ItemKey
+from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, ItemKeyFunction
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.events import emit_batch_finished
+from prefect_intercom.idempotency import OCCURRENCES
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
@@ -40,12 +41,11 @@ _BATCH_TASK_OPTIONS: dict[str, Any] = {
     "persist_result": False,
 }
 
-# Default-keyed batch calls so far in each flow run attempt, (flow run id, attempt) -> calls, for
-# the most recent flow runs of this process (a parent's count survives its subflows).
-_BATCH_CALLS: OrderedDict[tuple[str, int], int] = OrderedDict()
-_REMEMBERED_FLOW_RUNS = 1024
-# Default-keyed batches running now, per flow run attempt.
-_RUNNING_DEFAULT_KEYED: dict[tuple[str, int], int] = {}
+# Default-keyed batch calls are numbered per flow run attempt by `idempotency.OCCURRENCES` (the single
+# task's counter), as this one call.
+_DEFAULT_KEYED_CALL = "prefect-intercom/default-keyed batch"
+# The flow run attempts running a default-keyed batch now (one at a time each).
+_RUNNING_DEFAULT_KEYED: set[tuple[UUID, int] | None] = set()
 # Batch bodies running now in this process: their asyncio task -> (its loop, its batch key, set when over).
 _RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[asyncio.AbstractEventLoop, str | None, threading.Event]] = {}
 
@@ -132,19 +132,16 @@ def default_batch_key() -> str:
         if task_context is None:
             raise ValueError("pass batch_key= when sending a batch outside a Prefect run")
         return f"task-run-{task_context.task_run.id}"
-    attempt = _attempt_of(flow_context)
-    calls = _BATCH_CALLS.pop(attempt, 0)
-    _BATCH_CALLS[attempt] = calls + 1
-    while len(_BATCH_CALLS) > _REMEMBERED_FLOW_RUNS:
-        _BATCH_CALLS.popitem(last=False)
-    return f"flow-run-{attempt[0]}/batch-{calls}"
+    flow_run_id, attempt = _attempt_of(flow_context)
+    call = OCCURRENCES.number(flow_run_id, attempt, _DEFAULT_KEYED_CALL)  # a parent's count survives its subflows
+    return f"flow-run-{flow_run_id}/batch-{call - 1}"
 
 
-def _attempt_of(flow_context: FlowRunContext) -> tuple[str, int]:
+def _attempt_of(flow_context: FlowRunContext) -> tuple[UUID, int]:
     """(flow run id, attempt number): the attempt is Prefect's run count, one more at each retry."""
     flow_run = flow_context.flow_run
     assert flow_run is not None
-    return str(flow_run.id), int(flow_run.run_count or 0)
+    return flow_run.id, int(flow_run.run_count or 0)
 
 
 @contextmanager
@@ -155,22 +152,18 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
         return
     flow_context = FlowRunContext.get()
     attempt = _attempt_of(flow_context) if flow_context is not None and flow_context.flow_run is not None else None
-    if attempt is not None and _RUNNING_DEFAULT_KEYED.get(attempt):
+    if attempt in _RUNNING_DEFAULT_KEYED:
         raise IntercomConfigurationError(
             "another batch of this flow run is running with a default batch key; batches started together "
             "(.submit(), asyncio.gather) need batch_key= each, so that a flow retry finds what each one sent"
         )
     key = default_batch_key()
-    if attempt is None:
-        yield key
-        return
-    _RUNNING_DEFAULT_KEYED[attempt] = _RUNNING_DEFAULT_KEYED.get(attempt, 0) + 1
+    if attempt is not None:
+        _RUNNING_DEFAULT_KEYED.add(attempt)
     try:
         yield key
     finally:
-        _RUNNING_DEFAULT_KEYED[attempt] -= 1
-        if not _RUNNING_DEFAULT_KEYED[attempt]:
-            del _RUNNING_DEFAULT_KEYED[attempt]
+        _RUNNING_DEFAULT_KEYED.discard(attempt)
 
 
 class _ProgressArtifact:
@@ -204,17 +197,11 @@ async def _abatch(
     retry: RetryPolicy | None,
     pace: bool,
     global_rate_limit: str | None,
-    resend_unknown: bool,
-    item_key: ItemKey | None,
-    expected_total: int | None,
-    ledger_storage: WritableFileSystem | None,
     artifact_key: str,
     max_table_rows: int,
-    first_row: int | Callable[[int], int] | None,
-    stop_after_unknown: int | None,
-    results_path: str | None,
-    lock_wait: float,
+    **options: Any,
 ) -> BatchReport:
+    """The task's body: the rest of its arguments (`options`) go to `asend_batch` as they are."""
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         async with get_client() as prefect_client:
@@ -234,19 +221,12 @@ async def _abatch(
                     client,
                     requests,
                     batch_key=key,
-                    ledger_storage=ledger_storage,
                     concurrency=concurrency,
                     max_concurrency=max_concurrency,
-                    resend_unknown=resend_unknown,
-                    item_key=item_key,
-                    stop_after_unknown=stop_after_unknown,
-                    expected_total=expected_total,
+                    max_table_rows=max_table_rows,
                     on_progress=progress.update,
                     progress_interval=PROGRESS_INTERVAL,
-                    results_path=results_path,
-                    max_table_rows=max_table_rows,
-                    first_row=first_row,
-                    lock_wait=lock_wait,
+                    **options,
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
@@ -274,7 +254,7 @@ async def acreate_phone_call_redirects(
     pace: bool = True,
     global_rate_limit: str | None = None,
     resend_unknown: bool = False,
-    item_key: ItemKey | None = None,
+    item_key: ItemKeyFunction | None = None,
     expected_total: int | None = None,
     ledger_storage: WritableFileSystem | None = None,
     artifact_key: str = "intercom-batch",
@@ -303,7 +283,7 @@ def create_phone_call_redirects(
     pace: bool = True,
     global_rate_limit: str | None = None,
     resend_unknown: bool = False,
-    item_key: ItemKey | None = None,
+    item_key: ItemKeyFunction | None = None,
     expected_total: int | None = None,
     ledger_storage: WritableFileSystem | None = None,
     artifact_key: str = "intercom-batch",
