@@ -175,7 +175,7 @@ def print_profile(path: str, items: int) -> None:
         "json",
         "pacing",
         "aiohttp",
-        "check_lease",
+        "confirm",
     )
     for fragment in wanted:
         matched = [(frame, count) for frame, count in inclusive.items() if fragment in frame]

@@ -225,6 +225,8 @@ def _child_env(api_url: str | None, home: Path | None = None) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
     env["PYTHONPATH"] = str(PROJECT_ROOT)
     env["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    # A temporary server on a busy CI machine can take longer than Prefect's default 20 s to answer.
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "200"
     if api_url:
         env["PREFECT_API_URL"] = api_url
     if home is not None:
