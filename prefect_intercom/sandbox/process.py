@@ -51,7 +51,7 @@ class SandboxProcess:
 
 @contextmanager
 def sandbox_process(
-    *flags: str, token: str = DEFAULT_TOKEN, host: str = DEFAULT_HOST, start_timeout: float = 20.0
+    *flags: str, token: str = DEFAULT_TOKEN, host: str = DEFAULT_HOST, start_timeout: float = 60.0
 ) -> Iterator[SandboxProcess]:
     """Start the sandbox CLI on a free port with extra command-line `flags`; stop it afterwards.
 

@@ -673,9 +673,12 @@ def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
         # The task's table artifact at 1,400 px (item 4): outcome, reason and row first, all three in view.
         open_run_tab(page, stack, flow_run_id, "Completed with problems", "Artifacts")
         open_artifact(page, "intercom-batch-report")
-        page.locator("th").first.wait_for()
+        # The artifact's own table (its description's Markdown tables are shown above it): the one with a row column.
+        table = page.locator("table", has=page.locator("th", has_text=re.compile(r"^\s*row\s*$", re.IGNORECASE)))
+        table.first.wait_for()
+        table.first.scroll_into_view_if_needed()
         camera.shot("problems-table-artifact", full_page=False)
-        headers = page.locator("th")
+        headers = table.first.locator("th")
         names = [" ".join(text.split()).lower() for text in headers.all_inner_texts()]
         assert names[:3] == ["outcome", "reason", "row"], names
         width = page.viewport_size["width"]
