@@ -676,7 +676,6 @@ def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
         # The artifact's own table (its description's Markdown tables are shown above it): the one with a row column.
         table = page.locator("table", has=page.locator("th", has_text=re.compile(r"^\s*row\s*$", re.IGNORECASE)))
         table.first.wait_for()
-        table.first.scroll_into_view_if_needed()
         camera.shot("problems-table-artifact", full_page=False)
         headers = table.first.locator("th")
         names = [" ".join(text.split()).lower() for text in headers.all_inner_texts()]
