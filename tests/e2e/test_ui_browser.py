@@ -731,29 +731,28 @@ def test_the_run_form_of_each_readme_deployment_has_plain_fields_in_the_order_us
             "id"
         ]
         page.goto(f"{stack.ui_url}/v2/deployments/deployment/{deployment_id}")
-        page.get_by_role("button", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Custom run").click()
+        page.get_by_role("button", name="Run", exact=True).wait_for()
         titles = RUN_FORM_FIRST_FIELDS[deployment]
-        labels = [page.get_by_text(re.compile(rf"^{re.escape(title)}( \(Optional\))?$")).first for title in titles]
-        for label in labels:
-            label.wait_for()
-        camera.shot(f"run-form-{deployment}")
-        shown = shown_text(page, titles[-1])
-        assert "str | None" not in shown and "Property is type" not in shown, shown
-        tops = [label.bounding_box()["y"] for label in labels]
-        assert tops == sorted(tops), dict(zip(titles, tops, strict=True))
 
-        # The form as a user fills it: the server accepts what it sends (a null in the body was a 409).
-        if deployment == "deflect-calls":
-            page.get_by_label(re.compile(r"^CSV file")).fill("docs/examples/callers.csv")
-        block = page.get_by_label(re.compile(r"^Credentials block"))
-        block.fill(README_BLOCK)
-        page.get_by_label(re.compile(r"^Dry run")).click()
-        before = len(readme_sandbox_requests(readme))
-        with page.expect_response(_is_create_flow_run) as created:
+        def check_fill_and_submit() -> None:
+            labels = [page.get_by_text(re.compile(rf"^{re.escape(title)}( \(Optional\))?$")).first for title in titles]
+            for label in labels:
+                label.wait_for()
+            camera.shot(f"run-form-{deployment}")
+            shown = shown_text(page, titles[-1])
+            assert "str | None" not in shown and "Property is type" not in shown, shown
+            tops = [label.bounding_box()["y"] for label in labels]
+            assert tops == sorted(tops), dict(zip(titles, tops, strict=True))
+            # The form as a user fills it: the server accepts what it sends (a null in the body was a 409).
+            if deployment == "deflect-calls":
+                page.get_by_label(re.compile(r"^CSV file")).fill("docs/examples/callers.csv")
+            page.get_by_label(re.compile(r"^Credentials block")).fill(README_BLOCK)
+            page.get_by_label(re.compile(r"^Dry run")).click()
             page.get_by_role("button", name="Submit").click()
-        assert created.value.status == 201, created.value.text()
-        run = stack.wait_until_final(created.value.json()["id"])
+
+        before = len(readme_sandbox_requests(readme))
+        flow_run_id = start_run(page, stack, "Custom run", submit=check_fill_and_submit)
+        run = stack.wait_until_final(flow_run_id)
         assert run["state"]["type"] == "COMPLETED", (run["state"], stack.logs(run["id"])[-10:])
         assert run["parameters"]["dry_run"] is True and run["parameters"]["block_name"] == README_BLOCK
         assert readme_sandbox_requests(readme)[before:] == []  # a dry run sends nothing
