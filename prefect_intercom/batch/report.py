@@ -5,7 +5,6 @@ Memory stays flat at any size: see "Outcomes" in docs/batches.md.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import os
@@ -23,13 +22,8 @@ from prefect_intercom.outcomes import Outcome
 DEFAULT_TABLE_ROWS = 500
 TABLE_MESSAGE_CHARS = 80
 """Characters of a message the table artifact shows at most (the results file and the report CSV hold it whole)."""
-_PROBLEM_ORDER = {
-    Outcome.UNKNOWN: 0,
-    Outcome.NOT_SENT: 1,
-    Outcome.REJECTED: 2,
-    Outcome.SKIPPED: 3,
-    Outcome.SENT: 4,
-}
+_PROBLEMS_FIRST = (Outcome.UNKNOWN, Outcome.NOT_SENT, Outcome.REJECTED, Outcome.SKIPPED, Outcome.SENT)
+_PROBLEM_ORDER = {outcome: rank for rank, outcome in enumerate(_PROBLEMS_FIRST)}
 
 
 @dataclass(frozen=True)
@@ -93,9 +87,12 @@ def shorten(text: str, limit: int) -> str:
 _FIELDS_OF = attrgetter(*(field.name for field in fields(BatchItemResult)))  # a result as a tuple, as the file has it
 
 
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def read_results(path: str | Path) -> Iterator[BatchItemResult]:
+    """The results a batch wrote to its `results_path` (JSON Lines), in the order outcomes were reached."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            index, outcome, *rest = json.loads(line)
+            yield BatchItemResult(index, Outcome(outcome), *rest)
 
 
 @dataclass
@@ -147,15 +144,12 @@ class BatchReport:
             handle, path = tempfile.mkstemp(prefix="prefect-intercom-batch-", suffix=".jsonl")
             os.close(handle)
             self.results_path = path
-            weakref.finalize(self, _remove, path)
+            weakref.finalize(self, Path(path).unlink, missing_ok=True)
         self._file = open(self.results_path, "w", encoding="utf-8")
 
     def __getstate__(self) -> dict[str, Any]:
         self.flush()
         return {**self.__dict__, "_file": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)  # also called directly (`flows.deflect_calls.read_results`)
 
     @property
     def total(self) -> int:
@@ -198,13 +192,7 @@ class BatchReport:
         """Every item's result in the order outcomes were reached (or only those with `outcome`), streamed."""
         wanted = Outcome(outcome) if outcome is not None else None
         self.flush()
-        if self.results_path is None or not Path(self.results_path).exists():
-            raise FileNotFoundError(f"the batch's results file {self.results_path} is gone")
-        with open(self.results_path, encoding="utf-8") as handle:
-            for line in handle:
-                index, value, *rest = json.loads(line)
-                if wanted is None or value == wanted:
-                    yield BatchItemResult(index, Outcome(value), *rest)
+        return (result for result in read_results(str(self.results_path)) if wanted in (None, result.outcome))
 
     def items(self, outcome: Outcome | str | None = None) -> list[BatchItemResult]:
         """Every item's result in input order (or only those with `outcome`); read from the results file."""

@@ -15,7 +15,7 @@ from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
@@ -126,22 +126,22 @@ def default_batch_key() -> str:
     running, so pass `batch_key` to each. Outside a flow run: the task run id (every run is
     then a new batch).
     """
-    task_context = TaskRunContext.get()
-    flow_context = FlowRunContext.get()
-    if flow_context is None or flow_context.flow_run is None:
+    attempt = _attempt()
+    if attempt is None:
+        task_context = TaskRunContext.get()
         if task_context is None:
             raise ValueError("pass batch_key= when sending a batch outside a Prefect run")
         return f"task-run-{task_context.task_run.id}"
-    flow_run_id, attempt = _attempt_of(flow_context)
-    call = OCCURRENCES.number(flow_run_id, attempt, _DEFAULT_KEYED_CALL)  # a parent's count survives its subflows
-    return f"flow-run-{flow_run_id}/batch-{call - 1}"
+    call = OCCURRENCES.number(*attempt, _DEFAULT_KEYED_CALL)  # a parent's count survives its subflows
+    return f"flow-run-{attempt[0]}/batch-{call - 1}"
 
 
-def _attempt_of(flow_context: FlowRunContext) -> tuple[UUID, int]:
-    """(flow run id, attempt number): the attempt is Prefect's run count, one more at each retry."""
-    flow_run = flow_context.flow_run
-    assert flow_run is not None
-    return flow_run.id, int(flow_run.run_count or 0)
+def _attempt() -> tuple[UUID, int] | None:
+    """(flow run id, attempt number) of the current flow run, if any: the attempt is Prefect's run count."""
+    flow_context = FlowRunContext.get()
+    if flow_context is None or flow_context.flow_run is None:
+        return None
+    return flow_context.flow_run.id, int(flow_context.flow_run.run_count or 0)
 
 
 @contextmanager
@@ -150,8 +150,7 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
     if batch_key:
         yield batch_key
         return
-    flow_context = FlowRunContext.get()
-    attempt = _attempt_of(flow_context) if flow_context is not None and flow_context.flow_run is not None else None
+    attempt = _attempt()
     if attempt in _RUNNING_DEFAULT_KEYED:
         raise IntercomConfigurationError(
             "another batch of this flow run is running with a default batch key; batches started together "
@@ -164,27 +163,6 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
         yield key
     finally:
         _RUNNING_DEFAULT_KEYED.discard(attempt)
-
-
-class _ProgressArtifact:
-    """A Prefect progress artifact kept up to date while the batch runs (one update every few seconds)."""
-
-    def __init__(self, key: str, client: PrefectClient) -> None:
-        self.key = key
-        self.client = client  # one client for every update: a new one each time cost 12% of the batch's CPU
-        self.artifact_id: Any = None
-
-    async def update(self, report: BatchReport) -> None:
-        expected = report.expected_total
-        percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
-        if self.artifact_id is None:
-            self.artifact_id = await acreate_progress_artifact(
-                progress=percent, key=self.key, description=report.progress_text()
-            )
-        else:
-            await aupdate_progress_artifact(
-                self.artifact_id, progress=percent, description=report.progress_text(), client=self.client
-            )
 
 
 async def _abatch(
@@ -206,9 +184,19 @@ async def _abatch(
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         async with get_client() as prefect_client:
             logger = get_run_logger()
-            progress = _ProgressArtifact(f"{artifact_key}-progress", prefect_client)
+            artifact_id: Any = None
+
+            async def show_progress(report: BatchReport) -> None:
+                """Create the progress artifact, then update it (with one client: a new one each time cost 12% CPU)."""
+                nonlocal artifact_id
+                expected, text = report.expected_total, report.progress_text()
+                percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
+                if artifact_id is None:
+                    artifact_id = await acreate_progress_artifact(percent, f"{artifact_key}-progress", text)
+                else:
+                    await aupdate_progress_artifact(artifact_id, percent, text, client=prefect_client)
+
             pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
-            connections = concurrency or max_concurrency
             logger.info(
                 "Sending batch %r: concurrency %s, pacing %s, retry %s",
                 key,
@@ -216,7 +204,9 @@ async def _abatch(
                 "off" if pacer is None else f"headers{' + ' + repr(global_rate_limit) if global_rate_limit else ''}",
                 retry,
             )
-            async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
+            async with credentials.get_client(
+                retry=retry, pacer=pacer, max_connections=concurrency or max_concurrency
+            ) as client:
                 report = await asend_batch(
                     client,
                     requests,
@@ -224,13 +214,13 @@ async def _abatch(
                     concurrency=concurrency,
                     max_concurrency=max_concurrency,
                     max_table_rows=max_table_rows,
-                    on_progress=progress.update,
+                    on_progress=show_progress,
                     progress_interval=PROGRESS_INTERVAL,
                     **options,
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
-            await progress.update(report)
+            await show_progress(report)
             await acreate_table_artifact(
                 table=report.table_rows(max_table_rows),
                 key=f"{artifact_key}-report",
