@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -17,10 +18,10 @@ from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.objects import StateType
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from pydantic import TypeAdapter, ValidationError
 
 GONE_STATES = frozenset({StateType.CRASHED, StateType.FAILED, StateType.CANCELLED, StateType.COMPLETED})
 RECORD_TAGS = ["prefect-intercom", "batch-lease"]
-_NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -41,26 +42,18 @@ class Holder:
 
     def value(self) -> dict[str, Any]:
         """The record's value: ids and a count, nothing personal."""
-        return {
-            "limit_id": str(self.limit_id),
-            "flow_run_id": str(self.flow_run_id),
-            "run_count": self.run_count,
-            "task_run_id": str(self.task_run_id) if self.task_run_id else None,
-        }
+        return _RECORD.dump_python(self, mode="json")
 
     @classmethod
     def from_value(cls, value: Any) -> Holder | None:
         """Read a record's value back; `None` when it is not one (edited by hand, another format)."""
         try:
-            task_run_id = value.get("task_run_id")
-            return cls(
-                limit_id=uuid.UUID(value["limit_id"]),
-                flow_run_id=uuid.UUID(value["flow_run_id"]),
-                run_count=int(value["run_count"]),
-                task_run_id=uuid.UUID(task_run_id) if task_run_id else None,
-            )
-        except (AttributeError, KeyError, TypeError, ValueError):
+            return _RECORD.validate_python(value)
+        except ValidationError:
             return None
+
+
+_RECORD = TypeAdapter(Holder)
 
 
 async def this_attempt(client: PrefectClient) -> Holder | None:
@@ -134,7 +127,7 @@ async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:
     try:
         await client.request("DELETE", "/variables/{id}", path_params={"id": str(record_id)})
     except httpx.HTTPStatusError as error:
-        if error.response.status_code != _NOT_FOUND:
+        if error.response.status_code != HTTPStatus.NOT_FOUND:
             raise
 
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import anyio
@@ -31,8 +32,6 @@ DEFAULT_LEASE_SECONDS = 30.0  # measured: bench/lease_length.py, docs/batch-leas
 MIN_LEASE_SECONDS = 1.0
 TAKEOVER_SETTLE_SECONDS = 2.0  # after taking over from a gone holder: its confirmation (every 1 s) sees 404
 RELEASE_TIMEOUT_SECONDS = 10.0
-_LOCKED = 423
-_UNPROCESSABLE = 422
 
 
 def lease_name(batch_key: str) -> str:
@@ -97,7 +96,6 @@ async def hold_batch_key(
         try:
             yield lease
         finally:
-            renewer.cancel()
             pending = {renewer} | ({lease._confirming} if lease._confirming is not None else set())
             for task in pending:
                 task.cancel()
@@ -169,7 +167,7 @@ async def _try_take(
             try:
                 response = await client.increment_concurrency_slots(names=[name], slots=1, mode="concurrency")
             except httpx.HTTPStatusError as error:
-                if error.response.status_code in (_LOCKED, _UNPROCESSABLE):
+                if error.response.status_code in (HTTPStatus.LOCKED, HTTPStatus.UNPROCESSABLE_ENTITY):
                     return _Refusal(holder_lease)
                 raise
             for taken in response.json():
@@ -292,8 +290,4 @@ async def _delete(client: PrefectClient, limit_id: uuid.UUID | str) -> None:
         await client.delete_global_concurrency_limit_by_name(str(limit_id))
 
 
-__all__ = [
-    "DEFAULT_LEASE_SECONDS",
-    "hold_batch_key",
-    "lease_name",
-]
+__all__ = ["DEFAULT_LEASE_SECONDS", "hold_batch_key", "lease_name"]

@@ -152,17 +152,14 @@ class BatchLease:
 
 def _changed(row: Any, name: str, lease_seconds: float) -> str | None:
     """What about the limit read back says it is no longer this lease, or `None`."""
-    if row.name != name:
-        return "was renamed"
-    if not row.active:
-        return "was deactivated"
-    if row.limit != 1:
-        return f"had its limit changed to {row.limit}"
-    if row.active_slots < 1:
-        return "had its active slot freed"
-    if not math.isclose(row.slot_decay_per_second, 1 / lease_seconds, rel_tol=1e-6):
-        return "had its slot decay changed"
-    return None
+    changes = [
+        (row.name != name, "was renamed"),
+        (not row.active, "was deactivated"),
+        (row.limit != 1, f"had its limit changed to {row.limit}"),
+        (row.active_slots < 1, "had its active slot freed"),
+        (not math.isclose(row.slot_decay_per_second, 1 / lease_seconds, rel_tol=1e-6), "had its slot decay changed"),
+    ]
+    return next((change for changed, change in changes if changed), None)
 
 
 def run_logger(name: str = "prefect_intercom.batch.lease") -> Any:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import anyio
@@ -32,6 +33,8 @@ from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
 PROGRESS_INTERVAL = 2.0
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _BATCH_TASK_OPTIONS: dict[str, Any] = {
     "name": "create-phone-call-redirects",
@@ -254,36 +257,10 @@ async def acreate_phone_call_redirects(
     results_path: str | None = None,
     lock_wait: float = 0.0,
 ) -> BatchReport:
-    """Deflect many callers to the Intercom Messenger in one task run.
-
-    Async version of `create_phone_call_redirects`; see there for arguments and errors.
-    """
-    return await _arun_batch_task(**locals())
-
-
-@async_dispatch(acreate_phone_call_redirects)
-@task(**_BATCH_TASK_OPTIONS)
-def create_phone_call_redirects(
-    credentials: IntercomCredentials,
-    requests: Iterable[Any] | AsyncIterable[Any],
-    batch_key: str | None = None,
-    concurrency: int | None = None,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY,
-    pace: bool = True,
-    global_rate_limit: str | None = None,
-    resend_unknown: bool = False,
-    item_key: ItemKeyFunction | None = None,
-    expected_total: int | None = None,
-    ledger_storage: WritableFileSystem | None = None,
-    artifact_key: str = "intercom-batch",
-    max_table_rows: int = DEFAULT_TABLE_ROWS,
-    first_row: int | Callable[[int], int] | None = None,
-    stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
-    results_path: str | None = None,
-    lock_wait: float = 0.0,
-) -> BatchReport:
     """Deflect many callers to the Intercom Messenger in one task run; each item ends in one outcome.
+
+    `create_phone_call_redirects` runs it to its end in a sync context and is awaitable in an async
+    one; `acreate_phone_call_redirects` is the async task itself.
 
     Items are streamed from `requests`, validated (invalid ones are `rejected`, never sent),
     and sent through the same pipeline as `create_phone_call_redirect`: the same retry policy
@@ -352,10 +329,23 @@ def create_phone_call_redirects(
             return report.counts
         ```
     """
-    return run_coro_as_sync(_arun_batch_task(**locals()))
+    return await _arun_batch_task(**locals())
 
 
-# `create_phone_call_redirects` runs the sync or the async task by context; like the single
-# task it also carries the sync task's `submit`, `map` and `with_options`.
+def _blocking(body: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
+    """`body` run to its end, with its signature (Prefect reads the task's parameters there)."""
+
+    @functools.wraps(body)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_coro_as_sync(body(*args, **kwargs))
+
+    return blocking
+
+
+# `create_phone_call_redirects` runs the sync or the async task by context (one signature, one docstring for
+# both); like the single task it also carries the sync task's `submit`, `map` and `with_options`.
+create_phone_call_redirects = async_dispatch(acreate_phone_call_redirects)(
+    task(**_BATCH_TASK_OPTIONS)(_blocking(acreate_phone_call_redirects.fn))
+)
 for _method in ("submit", "map", "with_options"):
     setattr(create_phone_call_redirects, _method, getattr(create_phone_call_redirects.__wrapped__, _method))
