@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect_intercom.client import IntercomClient
@@ -211,8 +211,7 @@ def _unix_seconds(text: str) -> int:
     """An ISO 8601 date (midnight UTC) or a date and time with a zone, as UNIX seconds."""
     try:
         if _DATE.match(text):
-            day = date.fromisoformat(text)
-            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+            return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
         if _DATETIME.match(text):
             return math.floor(datetime.fromisoformat(text).timestamp())
     except ValueError:

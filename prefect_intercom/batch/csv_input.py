@@ -10,6 +10,8 @@ import bisect
 import csv
 import hashlib
 import io
+import itertools
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ FIELD_LIMIT = 64 * 1024
 """Characters a field may hold at most."""
 LINE_LIMIT = 1024 * 1024
 """Characters a line (or a row spanning lines) may hold at most."""
+# A quoted field: a quote at the start of a field, doubled quotes or any other character, its closing quote if any.
+_QUOTED_FIELD = re.compile(r'(?:^|(?<=[,\r\n]))"(?:[^"]|"")*(?P<close>"?)')
 
 
 @dataclass
@@ -126,8 +130,9 @@ def numbered_requests(
         raise ValueError(f"{name} has no header row")
     header_line, header = found
     names = attribute_names(header, phone_column)
-    columns = _columns(name, names, header_line, phone_column, attribute_columns)
-    typed = typed_columns(f"{name}, line {header_line} (the header)", header, columns, workspace_types)
+    where = f"{name}, line {header_line} (the header)"
+    columns = _columns(name, where, names, phone_column, attribute_columns)
+    typed = typed_columns(where, header, columns, workspace_types)
     phone_at = header.index(phone_column) if phone_column is not None else None
     for row, _, fields in records:
         if not fields:
@@ -144,13 +149,12 @@ def numbered_requests(
 
 
 def _columns(
-    name: str, header: list[str], line: int, phone_column: str | None, attribute_columns: Iterable[str] | None
+    name: str, where: str, header: list[str], phone_column: str | None, attribute_columns: Iterable[str] | None
 ) -> list[tuple[str, int]]:
     """The attribute columns and their places; `ValueError` when a column is missing or ambiguous."""
-    where = f"{name}, line {line} (the header)"
     wanted = None if attribute_columns is None else list(attribute_columns)
     for column in [*([] if phone_column is None else [phone_column]), *(wanted or [])]:
-        same = [repr(title) for title in header if _loose(title) == _loose(column)]
+        same = [repr(title) for title in header if title.strip().casefold() == column.strip().casefold()]
         if len(same) > 1:
             raise ValueError(
                 f"{where} has {len(same)} columns named like {column!r} ({', '.join(same)}): "
@@ -164,11 +168,6 @@ def _columns(
     if wanted is None:
         return [(title, at) for at, title in enumerate(header) if title != phone_column]
     return [(title, header.index(title)) for title in wanted]
-
-
-def _loose(title: str) -> str:
-    """A column title as a reader would take it: case and surrounding spaces ignored."""
-    return title.strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -273,8 +272,7 @@ def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
     """Every record of the stream, blank ones included: `(row, first line, fields)`, within bounds."""
     lines = _Lines(handle)
     reader = csv.reader(lines, strict=True)
-    row = 0
-    while True:
+    for row in itertools.count(1):
         lines.record.clear()
         first = lines.number + 1
         try:
@@ -283,7 +281,6 @@ def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
             return
         except csv.Error as error:
             raise _record_error(str(error), first, lines) from None
-        row += 1
         if any(len(value) > FIELD_LIMIT for value in fields):
             raise _record_error("field larger than field limit", first, lines)
         yield row, first, fields
@@ -304,23 +301,10 @@ def _record_error(reason: str, first: int, lines: _Lines) -> ValueError:
 
 def _open_quote_line(text: str, first: int) -> int | None:
     """The line where a quoted field of the record `text` (starting on line `first`) opens and never closes."""
-    line, quoted, start, opened = first, False, True, first
-    at = 0
-    while at < len(text):
-        char = text[at]
-        if quoted:
-            if char == '"':
-                if text[at + 1 : at + 2] == '"':
-                    at += 1
-                else:
-                    quoted = False
-        elif start and char == '"':
-            quoted, opened = True, line
-        start = not quoted and char in ",\r\n"
-        if char == "\n":
-            line += 1
-        at += 1
-    return opened if quoted else None
+    for quoted in _QUOTED_FIELD.finditer(text):
+        if not quoted["close"]:
+            return first + text.count("\n", 0, quoted.start())
+    return None
 
 
 class _Lines:
@@ -344,9 +328,7 @@ class _Lines:
             raise ValueError(f"line {self.number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
         if "\x00" in line:
             raise ValueError(f"line {self.number} holds a NUL byte: is it a text CSV file?")
-        if not self.record:
-            self._size = 0
-        self._size += len(line)
+        self._size = (self._size if self.record else 0) + len(line)
         if self._size > LINE_LIMIT:
             quote = _open_quote_line("".join(self.record), self.number - len(self.record))
             where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
@@ -359,15 +341,13 @@ class _Hashing(io.RawIOBase):
     """A readable binary stream that feeds every byte it reads to a hash."""
 
     def __init__(self, raw: IO[bytes], digest: Any) -> None:
-        self._raw = raw
-        self._digest = digest
+        self._raw, self._digest = raw, digest
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         data = self._raw.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
+        buffer[: len(data)] = data
         self._digest.update(data)
-        return size
+        return len(data)
