@@ -63,7 +63,7 @@ class TypedColumn:
     Attributes:
         name: The custom attribute's name (the title before `:type`).
         at: The column's place in the row.
-        type: One of `TYPES`, or `None` (sent as text).
+        type: One of `TYPES` but `string`, or `None` (sent as text, as it is).
         source: Where the type comes from: `declared in the header` or `the workspace's type`.
     """
 
@@ -132,12 +132,8 @@ def typed_columns(
                 f"workspace defines the custom attribute {name!r} as {_article(known)} {known}; declare {name}:{known} "
                 "(or change the attribute in Intercom), nothing was sent"
             )
-        if declared is not None:
-            typed.append(TypedColumn(name, at, declared, "declared in the header"))
-        elif known is not None and known != "string":
-            typed.append(TypedColumn(name, at, known, "the workspace's type"))
-        else:
-            typed.append(TypedColumn(name, at))
+        type_, source = (declared, "declared in the header") if declared else (known, "the workspace's type")
+        typed.append(TypedColumn(name, at, None if type_ == "string" else type_, source))
     return typed
 
 
@@ -150,13 +146,12 @@ def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> tup
     """
     attributes: dict[str, Any] = {}
     for column in columns:
-        if column.at >= len(fields) or fields[column.at] == "":
+        text = fields[column.at] if column.at < len(fields) else ""
+        if column.type is None:
+            if text:
+                attributes[column.name] = text  # sent as it is
             continue
-        raw = fields[column.at]
-        if column.type is None or column.type == "string":
-            attributes[column.name] = raw
-            continue
-        text = raw.strip()
+        text = text.strip()
         if not text:
             continue
         try:

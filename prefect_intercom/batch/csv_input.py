@@ -14,6 +14,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,10 +37,10 @@ class RowNumbers:
     Only the places where the numbering jumps (blank lines) are kept, so any file fits.
 
     Attributes:
-        jumps: `(index, row)` where the row of `index` is not the row of `index - 1` plus one.
+        jumps: `(index, row)` where the row of `index` is not the row of `index - 1` plus one (from `(0, 2)`).
     """
 
-    jumps: list[tuple[int, int]] = field(default_factory=list)
+    jumps: list[tuple[int, int]] = field(default_factory=lambda: [(0, 2)])
 
     def add(self, index: int, row: int) -> None:
         """Record that the data row `index` (0-based, added in order) is the file's row `row`."""
@@ -48,10 +49,7 @@ class RowNumbers:
 
     def __call__(self, index: int) -> int:
         """The file's row number of the data row `index`."""
-        place = bisect.bisect_right(self.jumps, (index, float("inf")))
-        if place == 0:
-            return index + 2
-        first, row = self.jumps[place - 1]
+        first, row = self.jumps[bisect.bisect_right(self.jumps, index, key=itemgetter(0)) - 1]
         return row + index - first
 
 

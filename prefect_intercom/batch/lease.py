@@ -237,24 +237,19 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
     """Renew every third of the lease; on failure retry each second until the lease runs out."""
     every = lease.lease_seconds / 3
     delay = every
+    renewal = GlobalConcurrencyLimitUpdate(active_slots=1)
     while True:
         await asyncio.sleep(delay)
         sent_at = time.monotonic()
         if lease.lost:
             lease._lose("it was not renewed in time")
-            logger.warning("Lost the batch key's lease %r: %s", lease.name, lease._lost)
-            return
+            break
         try:
-            await asyncio.wait_for(
-                client.update_global_concurrency_limit(
-                    str(lease.limit_id), GlobalConcurrencyLimitUpdate(active_slots=1)
-                ),
-                timeout=lease.valid_for,
-            )
+            renewed = client.update_global_concurrency_limit(str(lease.limit_id), renewal)
+            await asyncio.wait_for(renewed, timeout=lease.valid_for)
         except ObjectNotFound:
             lease._lose("its Prefect global concurrency limit was removed or taken over")
-            logger.warning("Lost the batch key's lease %r: it was removed or taken over", lease.name)
-            return
+            break
         except TimeoutError:
             delay = 0.0
             continue
@@ -265,6 +260,7 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
         if time.monotonic() < lease._valid_until:
             lease._renewed(sent_at)
         delay = every
+    logger.warning("Lost the batch key's lease %r: %s", lease.name, lease._lost)
 
 
 async def _release(client: PrefectClient, lease: BatchLease, logger: Any) -> None:

@@ -41,7 +41,7 @@ class BatchLease:
         lease_seconds: float,
         limit_id: uuid.UUID,
         sent_at: float,
-        client: PrefectClient | None = None,
+        client: PrefectClient,
     ) -> None:
         self.batch_key = batch_key
         self.name = name
@@ -105,7 +105,7 @@ class BatchLease:
         """
         self.check()
         now = time.monotonic()
-        if now < self._confirm_due or self._client is None:
+        if now < self._confirm_due:
             return
         if self._confirming is None:
             self._confirming = asyncio.ensure_future(self._confirm_once(self._client))

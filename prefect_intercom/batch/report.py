@@ -188,15 +188,15 @@ class BatchReport:
             self._file.close()
             self._file = None
 
-    def iter_items(self, outcome: Outcome | str | None = None) -> Iterator[BatchItemResult]:
-        """Every item's result in the order outcomes were reached (or only those with `outcome`), streamed."""
-        wanted = Outcome(outcome) if outcome is not None else None
+    def iter_items(self) -> Iterator[BatchItemResult]:
+        """Every item's result in the order outcomes were reached, streamed from the results file."""
         self.flush()
-        return (result for result in read_results(str(self.results_path)) if wanted in (None, result.outcome))
+        return read_results(str(self.results_path))
 
     def items(self, outcome: Outcome | str | None = None) -> list[BatchItemResult]:
         """Every item's result in input order (or only those with `outcome`); read from the results file."""
-        return sorted(self.iter_items(outcome), key=lambda result: result.index)
+        wanted = Outcome(outcome) if outcome is not None else None
+        return sorted((item for item in self.iter_items() if wanted in (None, item.outcome)), key=attrgetter("index"))
 
     def table_rows(self, max_rows: int | None = None) -> list[dict[str, Any]]:
         """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""
