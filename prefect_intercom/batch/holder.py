@@ -106,17 +106,6 @@ async def write_record(client: PrefectClient, name: str, holder: Holder) -> uuid
         return (await client.create_variable(create)).id
 
 
-async def read_record(client: PrefectClient, name: str) -> Holder | None:
-    """The holder the record of lease `name` names; `None` when there is no record or it is not one.
-
-    Args:
-        client: A Prefect client.
-        name: The lease's name.
-    """
-    variable = await client.read_variable_by_name(name)
-    return Holder.from_value(variable.value) if variable is not None else None
-
-
 async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:
     """Delete a record by its id; one already gone is fine.
 
@@ -131,23 +120,32 @@ async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:
             raise
 
 
-async def gone(client: PrefectClient, holder: Holder, me: Holder | None) -> str | None:
-    """Why Prefect knows `holder` no longer runs, or `None` if it may still be sending.
+async def gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: Holder | None) -> str | None:
+    """Why Prefect knows the holder of lease `name`'s live row `limit_id` no longer runs, or `None`.
 
     Args:
         client: A Prefect client.
-        holder: The holder named by the lease's record.
+        name: The lease's name (also its record's).
+        limit_id: The id of the lease's row now.
         me: This run's attempt, when it runs in a flow run.
 
     Returns:
-        A reason (for the log), or `None`: the holder may be alive, wait for its lease to expire.
+        A reason (for the log), or `None`: the holder may be alive (or the server could not tell), wait
+        for its lease to expire.
     """
-    if me is not None and holder.flow_run_id == me.flow_run_id:
-        if holder.run_count < me.run_count:
-            return f"it is an earlier attempt (run {holder.run_count}) of this flow run (run {me.run_count})"
-        return None  # this very attempt holds it (or a later one does)
-    with contextlib.suppress(ObjectNotFound):
-        flow_run = await client.read_flow_run(holder.flow_run_id)
-        if flow_run.state_type in GONE_STATES:
-            return f"its flow run {holder.flow_run_id} is {flow_run.state_name or flow_run.state_type.value}"
+    try:
+        variable = await client.read_variable_by_name(name)
+        holder = Holder.from_value(variable.value) if variable is not None else None
+        if holder is None or holder.limit_id != limit_id:
+            return None  # no record, or one of an older row: wait for the lease to expire
+        if me is not None and holder.flow_run_id == me.flow_run_id:
+            if holder.run_count < me.run_count:
+                return f"it is an earlier attempt (run {holder.run_count}) of this flow run (run {me.run_count})"
+            return None  # this very attempt holds it (or a later one does)
+        with contextlib.suppress(ObjectNotFound):
+            flow_run = await client.read_flow_run(holder.flow_run_id)
+            if flow_run.state_type in GONE_STATES:
+                return f"its flow run {holder.flow_run_id} is {flow_run.state_name or flow_run.state_type.value}"
+    except (httpx.HTTPError, OSError):
+        pass  # unsure: wait for the lease to expire
     return None

@@ -153,7 +153,7 @@ async def _try_take(
         if holder_lease is None:
             return _Refusal(None, f"the limit never expires (no slot decay); delete it: prefect gcl delete {name}")
         if row.active_slots >= 1:
-            why = await _holder_gone(client, name, row.id, me)
+            why = await records.gone(client, name, row.id, me)
             if why is None:
                 return _Refusal(holder_lease)
             # Prefect knows the holder is gone: delete its row by id, then create ours (of two
@@ -186,17 +186,6 @@ async def _try_take(
         # (at most every second); let that happen, and its last announcements land in the ledger.
         await asyncio.sleep(settle)
     return lease
-
-
-async def _holder_gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: records.Holder | None) -> str | None:
-    """Why the holder of the live row `limit_id` is known to be gone, or `None` (also when unsure)."""
-    try:
-        holder = await records.read_record(client, name)
-        if holder is None or holder.limit_id != limit_id:
-            return None  # no record, or one of an older row: wait for the lease to expire
-        return await records.gone(client, holder, me)
-    except (httpx.HTTPError, OSError):
-        return None
 
 
 async def _record(client: PrefectClient, lease: BatchLease, me: records.Holder) -> None:
