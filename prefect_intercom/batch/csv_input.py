@@ -268,33 +268,50 @@ def _reason(error: BaseException) -> str:
 
 def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
     """Every record of the stream, blank ones included: `(row, first line, fields)`, within bounds."""
-    lines = _Lines(handle)
-    reader = csv.reader(lines, strict=True)
+    record: list[str] = []  # the lines of the record being read
+
+    def lines() -> Iterator[str]:
+        """The stream's lines for the csv module, each at most `LINE_LIMIT` characters, no NUL."""
+        size = 0
+        for number, line in enumerate(iter(lambda: handle.readline(LINE_LIMIT + 1), ""), 1):
+            if len(line) > LINE_LIMIT:
+                raise ValueError(f"line {number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
+            if "\x00" in line:
+                raise ValueError(f"line {number} holds a NUL byte: is it a text CSV file?")
+            size = (size if record else 0) + len(line)
+            if size > LINE_LIMIT:
+                quote = _open_quote_line("".join(record), number - len(record))
+                where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
+                raise ValueError(f"line {number}: {where} (over {LINE_LIMIT // 1024} KiB)")
+            record.append(line)
+            yield line
+
+    reader = csv.reader(lines(), strict=True)
     for row in itertools.count(1):
-        lines.record.clear()
-        first = lines.number + 1
+        record.clear()
+        first = reader.line_num + 1
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise _record_error(str(error), first, lines) from None
+            raise _record_error(str(error), first, reader.line_num, record) from None
         if any(len(value) > FIELD_LIMIT for value in fields):
-            raise _record_error("field larger than field limit", first, lines)
+            raise _record_error("field larger than field limit", first, reader.line_num, record)
         yield row, first, fields
 
 
-def _record_error(reason: str, first: int, lines: _Lines) -> ValueError:
-    """One sentence for a record the csv module (or a limit) refused, naming the line."""
-    quote = _open_quote_line("".join(lines.record), first)
-    if reason.startswith("field larger") or reason.startswith("unexpected end"):
+def _record_error(reason: str, first: int, last: int, record: list[str]) -> ValueError:
+    """One sentence for a record (lines `first` to `last`) the csv module (or a limit) refused, naming the line."""
+    quote = _open_quote_line("".join(record), first)
+    if reason.startswith(("field larger", "unexpected end")):
         if quote is not None:
             runs = "to the end of the file" if reason.startswith("unexpected") else f"past {FIELD_LIMIT // 1024} KiB"
             return ValueError(
                 f"line {quote}: a quoted field starts there and is never closed (it runs {runs}); close its quote"
             )
         return ValueError(f"line {first}: a field is longer than {FIELD_LIMIT // 1024} KiB")
-    return ValueError(f"line {lines.number}: not valid CSV ({reason})")
+    return ValueError(f"line {last}: not valid CSV ({reason})")
 
 
 def _open_quote_line(text: str, first: int) -> int | None:
@@ -303,36 +320,6 @@ def _open_quote_line(text: str, first: int) -> int | None:
         if not quoted["close"]:
             return first + text.count("\n", 0, quoted.start())
     return None
-
-
-class _Lines:
-    """The lines of a text stream for the csv module, each at most `LINE_LIMIT` characters, no NUL."""
-
-    def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
-        self.number = 0  # the last line read
-        self.record: list[str] = []  # the lines of the record being read
-        self._size = 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self._handle.readline(LINE_LIMIT + 1)
-        if not line:
-            raise StopIteration
-        self.number += 1
-        if len(line) > LINE_LIMIT:
-            raise ValueError(f"line {self.number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
-        if "\x00" in line:
-            raise ValueError(f"line {self.number} holds a NUL byte: is it a text CSV file?")
-        self._size = (self._size if self.record else 0) + len(line)
-        if self._size > LINE_LIMIT:
-            quote = _open_quote_line("".join(self.record), self.number - len(self.record))
-            where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
-            raise ValueError(f"line {self.number}: {where} (over {LINE_LIMIT // 1024} KiB)")
-        self.record.append(line)
-        return line
 
 
 class _Hashing(io.RawIOBase):
