@@ -177,10 +177,9 @@ def parse_value(text: str, type_: str, name: str = "name") -> Any:
     if type_ == "string":
         return text
     if type_ == "boolean":
-        folded = text.casefold()
-        if folded in ("true", "false"):
-            return folded == "true"
-        raise ValueError("write true or false")
+        if text.casefold() not in ("true", "false"):
+            raise ValueError("write true or false")
+        return text.casefold() == "true"
     if type_ == "integer":
         if _LEADING_ZERO.match(text):
             raise ValueError(f"an integer would lose its leading zero; declare the column {name}:string to keep it")

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
 
@@ -190,9 +190,8 @@ async def _try_take(
 
 async def _record(client: PrefectClient, lease: BatchLease, me: records.Holder) -> None:
     """Record this attempt as the lease's holder; without a record a crash only recovers slower."""
-    holder = records.Holder(lease.limit_id, me.flow_run_id, me.run_count, me.task_run_id)
     try:
-        lease._record_id = await records.write_record(client, lease.name, holder)
+        lease._record_id = await records.write_record(client, lease.name, replace(me, limit_id=lease.limit_id))
     except (httpx.HTTPError, OSError, ObjectAlreadyExists) as error:
         run_logger().warning(
             "Could not record the holder of the batch key's lease %r (%s): after a crash, the next run "

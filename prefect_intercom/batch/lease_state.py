@@ -108,7 +108,7 @@ class BatchLease:
         if now < self._confirm_due:
             return
         if self._confirming is None:
-            self._confirming = asyncio.ensure_future(self._confirm_once(self._client))
+            self._confirming = asyncio.ensure_future(self._confirm_once())
             self._confirm_started = now
         wait = self._confirm_started + CONFIRM_WAIT_SECONDS - now
         if wait > 0:
@@ -118,12 +118,11 @@ class BatchLease:
 
     # --- used by hold_batch_key -------------------------------------------------------------
 
-    async def _confirm_once(self, client: PrefectClient) -> None:
+    async def _confirm_once(self) -> None:
         started = time.monotonic()
         try:  # bounded by the local deadline: past it the lease is lost whatever the answer
-            row = await asyncio.wait_for(
-                client.read_global_concurrency_limit_by_name(str(self.limit_id)), timeout=max(0.01, self.valid_for)
-            )
+            read = self._client.read_global_concurrency_limit_by_name(str(self.limit_id))
+            row = await asyncio.wait_for(read, timeout=max(0.01, self.valid_for))
         except ObjectNotFound:
             self._lose("its Prefect global concurrency limit was removed or taken over")
             return
@@ -137,9 +136,7 @@ class BatchLease:
         self._confirm_due = started + CONFIRM_EVERY_SECONDS
         if time.monotonic() >= self._valid_until:  # a stalled server: its slot decayed, our renewals came late
             self._lose("it was not renewed in time")
-            return
-        changed = _changed(row, self.name, self.lease_seconds)
-        if changed:
+        elif changed := _changed(row, self.name, self.lease_seconds):
             self._lose(f"its Prefect global concurrency limit {changed}")
 
     def _lose(self, reason: str) -> None:
