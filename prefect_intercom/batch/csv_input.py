@@ -127,23 +127,21 @@ def numbered_requests(
     if found is None:
         raise ValueError(f"{name} has no header row")
     header_line, header = found
-    names = attribute_names(header, phone_column)
     where = f"{name}, line {header_line} (the header)"
-    columns = _columns(name, where, names, phone_column, attribute_columns)
+    columns = _columns(name, where, attribute_names(header, phone_column), phone_column, attribute_columns)
     typed = typed_columns(where, header, columns, workspace_types)
     phone_at = header.index(phone_column) if phone_column is not None else None
     for row, _, fields in records:
         if not fields:
             continue
-        phone = fields[phone_at] if phone_at is not None and phone_at < len(fields) else ""
-        body: dict[str, Any] = {"phone": phone.strip()}
+        phone = (fields[phone_at] if phone_at is not None and phone_at < len(fields) else "").strip()
         attributes, problem = row_attributes(typed, fields)
         if problem is not None:
-            yield row, RefusedRow(body["phone"], problem)
-            continue
-        if attributes:
-            body["custom_attributes"] = attributes
-        yield row, body
+            yield row, RefusedRow(phone, problem)
+        elif attributes:
+            yield row, {"phone": phone, "custom_attributes": attributes}
+        else:
+            yield row, {"phone": phone}
 
 
 def _columns(
@@ -213,9 +211,8 @@ def scan_csv(
     with open_csv(path) as raw:
         text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest)), encoding=encoding, newline="")
         rows_read = numbered_requests(text, str(path), phone_column, attribute_columns, workspace_types)
-        for index, (row, _) in enumerate(rows_read):
-            numbers.add(index, row)
-            rows = index + 1
+        for rows, (row, _) in enumerate(rows_read, 1):
+            numbers.add(rows - 1, row)
         while text.buffer.read(1 << 16):  # the bytes after the last row the csv module needed, if any
             pass
     return CsvScan(rows=rows, sha256=digest.hexdigest(), row_numbers=numbers)

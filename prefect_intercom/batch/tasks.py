@@ -207,9 +207,8 @@ async def _abatch(
                 "off" if pacer is None else f"headers{' + ' + repr(global_rate_limit) if global_rate_limit else ''}",
                 retry,
             )
-            async with credentials.get_client(
-                retry=retry, pacer=pacer, max_connections=concurrency or max_concurrency
-            ) as client:
+            connections = concurrency or max_concurrency
+            async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
                 report = await asend_batch(
                     client,
                     requests,
