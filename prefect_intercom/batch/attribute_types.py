@@ -196,14 +196,9 @@ def parse_value(text: str, type_: str, name: str = "name") -> Any:
         if not math.isfinite(value):
             raise ValueError("it is too large")
         return value
-    if type_ == "date":
-        return _unix_seconds(text)
-    raise ValueError(f"unknown type {type_!r}")
-
-
-def _unix_seconds(text: str) -> int:
-    """An ISO 8601 date (midnight UTC) or a date and time with a zone, as UNIX seconds."""
-    try:
+    if type_ != "date":
+        raise ValueError(f"unknown type {type_!r}")
+    try:  # an ISO 8601 date (midnight UTC) or a date and time with a zone, as UNIX seconds
         if _DATE.match(text):
             return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
         if _DATETIME.match(text):

@@ -156,11 +156,6 @@ class BatchReport:
         """Items with an outcome so far."""
         return self._total
 
-    @property
-    def sent(self) -> int:
-        """Items Intercom accepted in this run."""
-        return self.counts[Outcome.SENT.value]
-
     def add(self, result: BatchItemResult) -> None:
         """Record the outcome of one item (counted, written to the results file, kept for the table if it ranks)."""
         self._total += 1
