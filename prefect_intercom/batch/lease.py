@@ -108,10 +108,9 @@ async def hold_batch_key(
 
 async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float, lease_seconds: float) -> BatchLease:
     started = time.monotonic()
-    try:
+    me: records.Holder | None = None  # unknown: no record, no take-over of an earlier attempt, as outside a flow run
+    with contextlib.suppress(httpx.HTTPError, OSError, ObjectNotFound):
         me = await records.this_attempt(client)
-    except (httpx.HTTPError, OSError, ObjectNotFound):
-        me = None  # no record, no take-over of an earlier attempt: as outside a flow run
     while True:
         try:
             outcome = await _try_take(client, batch_key, name, lease_seconds, me)
@@ -140,10 +139,9 @@ async def _try_take(
 ) -> BatchLease | _Refusal:
     """One attempt: take a free key, or take over an expired or abandoned lease; otherwise say why not."""
     settle = 0.0
-    try:
+    row = None
+    with contextlib.suppress(ObjectNotFound):
         row = await client.read_global_concurrency_limit_by_name(name)
-    except ObjectNotFound:
-        row = None
     if row is not None:
         holder_lease = 1 / row.slot_decay_per_second if row.slot_decay_per_second > 0 else None
         if not row.active:

@@ -166,7 +166,7 @@ class BatchRun:
                 self.stop(f"unexpected {type(error).__name__} while sending")
                 outcome = Outcome.UNKNOWN if on_wire is not None else Outcome.NOT_SENT
                 result = BatchItemResult(
-                    item.index, outcome, item.phone, None, "internal_error", None, type(error).__name__
+                    item.index, outcome, item.phone, error_code="internal_error", message=type(error).__name__
                 )
             else:
                 self.unknown_streak = 0
