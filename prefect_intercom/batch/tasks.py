@@ -331,20 +331,21 @@ async def acreate_phone_call_redirects(
     return await _arun_batch_task(**locals())
 
 
-def _blocking(body: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, R]:
-    """`body` run to its end, with its signature (Prefect reads the task's parameters there)."""
+def _blocking(body: Callable[P, Coroutine[Any, Any, R]], name: str) -> Callable[P, R]:
+    """`body` run to its end, as the function `name` with its signature (Prefect reads the task's parameters there)."""
 
     @functools.wraps(body)
     def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
         return run_coro_as_sync(body(*args, **kwargs))
 
+    blocking.__name__ = blocking.__qualname__ = name
     return blocking
 
 
 # `create_phone_call_redirects` runs the sync or the async task by context (one signature, one docstring for
 # both); like the single task it also carries the sync task's `submit`, `map` and `with_options`.
 create_phone_call_redirects = async_dispatch(acreate_phone_call_redirects)(
-    task(**_BATCH_TASK_OPTIONS)(_blocking(acreate_phone_call_redirects.fn))
+    task(**_BATCH_TASK_OPTIONS)(_blocking(acreate_phone_call_redirects.fn, "create_phone_call_redirects"))
 )
 for _method in ("submit", "map", "with_options"):
     setattr(create_phone_call_redirects, _method, getattr(create_phone_call_redirects.__wrapped__, _method))
