@@ -73,8 +73,7 @@ async def this_attempt(client: PrefectClient) -> Holder | None:
         return None
     flow_run = await client.read_flow_run(context.flow_run.id)
     task_context = TaskRunContext.get()
-    task_run_id = task_context.task_run.id if task_context is not None else None
-    return Holder(None, flow_run.id, flow_run.run_count, task_run_id)
+    return Holder(None, flow_run.id, flow_run.run_count, task_context.task_run.id if task_context else None)
 
 
 async def write_record(client: PrefectClient, name: str, holder: Holder) -> uuid.UUID:

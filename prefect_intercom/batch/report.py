@@ -119,6 +119,7 @@ class BatchReport:
             the row number of each item (`scan_csv(...).row_numbers`: blank lines counted, the
             one numbering of the command line, the report file and the artifacts): the table
             says `row` and messages `row N`; `None`: `item` from 0.
+        total: Items with an outcome so far.
     """
 
     batch_key: str
@@ -135,7 +136,7 @@ class BatchReport:
     max_table_rows: int = DEFAULT_TABLE_ROWS
     ledger_note: str | None = None
     first_row: int | Callable[[int], int] | None = None
-    _total: int = field(default=0, repr=False)
+    total: int = 0
     _table: list[tuple[int, int, BatchItemResult]] = field(default_factory=list, repr=False)
     _file: IO[str] | None = field(default=None, repr=False, compare=False)
 
@@ -151,14 +152,9 @@ class BatchReport:
         self.flush()
         return {**self.__dict__, "_file": None}
 
-    @property
-    def total(self) -> int:
-        """Items with an outcome so far."""
-        return self._total
-
     def add(self, result: BatchItemResult) -> None:
         """Record the outcome of one item (counted, written to the results file, kept for the table if it ranks)."""
-        self._total += 1
+        self.total += 1
         self.counts[result.outcome.value] += 1
         if result.outcome is not Outcome.SENT:
             parts = (result.outcome.value, result.status, result.error_code)
