@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect_intercom.client import IntercomClient
@@ -63,7 +63,7 @@ class TypedColumn:
     Attributes:
         name: The custom attribute's name (the title before `:type`).
         at: The column's place in the row.
-        type: One of `TYPES`, or `None` (sent as text).
+        type: One of `TYPES` but `string`, or `None` (sent as text, as it is).
         source: Where the type comes from: `declared in the header` or `the workspace's type`.
     """
 
@@ -132,12 +132,8 @@ def typed_columns(
                 f"workspace defines the custom attribute {name!r} as {_article(known)} {known}; declare {name}:{known} "
                 "(or change the attribute in Intercom), nothing was sent"
             )
-        if declared is not None:
-            typed.append(TypedColumn(name, at, declared, "declared in the header"))
-        elif known is not None and known != "string":
-            typed.append(TypedColumn(name, at, known, "the workspace's type"))
-        else:
-            typed.append(TypedColumn(name, at))
+        type_, source = (declared, "declared in the header") if declared else (known, "the workspace's type")
+        typed.append(TypedColumn(name, at, None if type_ == "string" else type_, source))
     return typed
 
 
@@ -150,13 +146,12 @@ def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> tup
     """
     attributes: dict[str, Any] = {}
     for column in columns:
-        if column.at >= len(fields) or fields[column.at] == "":
+        text = fields[column.at] if column.at < len(fields) else ""
+        if column.type is None:
+            if text:
+                attributes[column.name] = text  # sent as it is
             continue
-        raw = fields[column.at]
-        if column.type is None or column.type == "string":
-            attributes[column.name] = raw
-            continue
-        text = raw.strip()
+        text = text.strip()
         if not text:
             continue
         try:
@@ -182,10 +177,9 @@ def parse_value(text: str, type_: str, name: str = "name") -> Any:
     if type_ == "string":
         return text
     if type_ == "boolean":
-        folded = text.casefold()
-        if folded in ("true", "false"):
-            return folded == "true"
-        raise ValueError("write true or false")
+        if text.casefold() not in ("true", "false"):
+            raise ValueError("write true or false")
+        return text.casefold() == "true"
     if type_ == "integer":
         if _LEADING_ZERO.match(text):
             raise ValueError(f"an integer would lose its leading zero; declare the column {name}:string to keep it")
@@ -202,17 +196,11 @@ def parse_value(text: str, type_: str, name: str = "name") -> Any:
         if not math.isfinite(value):
             raise ValueError("it is too large")
         return value
-    if type_ == "date":
-        return _unix_seconds(text)
-    raise ValueError(f"unknown type {type_!r}")
-
-
-def _unix_seconds(text: str) -> int:
-    """An ISO 8601 date (midnight UTC) or a date and time with a zone, as UNIX seconds."""
-    try:
+    if type_ != "date":
+        raise ValueError(f"unknown type {type_!r}")
+    try:  # an ISO 8601 date (midnight UTC) or a date and time with a zone, as UNIX seconds
         if _DATE.match(text):
-            day = date.fromisoformat(text)
-            return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+            return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
         if _DATETIME.match(text):
             return math.floor(datetime.fromisoformat(text).timestamp())
     except ValueError:

@@ -10,8 +10,11 @@ import bisect
 import csv
 import hashlib
 import io
+import itertools
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +26,8 @@ FIELD_LIMIT = 64 * 1024
 """Characters a field may hold at most."""
 LINE_LIMIT = 1024 * 1024
 """Characters a line (or a row spanning lines) may hold at most."""
+# A quoted field: a quote at the start of a field, doubled quotes or any other character, its closing quote if any.
+_QUOTED_FIELD = re.compile(r'(?:^|(?<=[,\r\n]))"(?:[^"]|"")*(?P<close>"?)')
 
 
 @dataclass
@@ -32,10 +37,10 @@ class RowNumbers:
     Only the places where the numbering jumps (blank lines) are kept, so any file fits.
 
     Attributes:
-        jumps: `(index, row)` where the row of `index` is not the row of `index - 1` plus one.
+        jumps: `(index, row)` where the row of `index` is not the row of `index - 1` plus one (from `(0, 2)`).
     """
 
-    jumps: list[tuple[int, int]] = field(default_factory=list)
+    jumps: list[tuple[int, int]] = field(default_factory=lambda: [(0, 2)])
 
     def add(self, index: int, row: int) -> None:
         """Record that the data row `index` (0-based, added in order) is the file's row `row`."""
@@ -44,10 +49,7 @@ class RowNumbers:
 
     def __call__(self, index: int) -> int:
         """The file's row number of the data row `index`."""
-        place = bisect.bisect_right(self.jumps, (index, float("inf")))
-        if place == 0:
-            return index + 2
-        first, row = self.jumps[place - 1]
+        first, row = self.jumps[bisect.bisect_right(self.jumps, index, key=itemgetter(0)) - 1]
         return row + index - first
 
 
@@ -125,32 +127,30 @@ def numbered_requests(
     if found is None:
         raise ValueError(f"{name} has no header row")
     header_line, header = found
-    names = attribute_names(header, phone_column)
-    columns = _columns(name, names, header_line, phone_column, attribute_columns)
-    typed = typed_columns(f"{name}, line {header_line} (the header)", header, columns, workspace_types)
+    where = f"{name}, line {header_line} (the header)"
+    columns = _columns(name, where, attribute_names(header, phone_column), phone_column, attribute_columns)
+    typed = typed_columns(where, header, columns, workspace_types)
     phone_at = header.index(phone_column) if phone_column is not None else None
     for row, _, fields in records:
         if not fields:
             continue
-        phone = fields[phone_at] if phone_at is not None and phone_at < len(fields) else ""
-        body: dict[str, Any] = {"phone": phone.strip()}
+        phone = (fields[phone_at] if phone_at is not None and phone_at < len(fields) else "").strip()
         attributes, problem = row_attributes(typed, fields)
         if problem is not None:
-            yield row, RefusedRow(body["phone"], problem)
-            continue
-        if attributes:
-            body["custom_attributes"] = attributes
-        yield row, body
+            yield row, RefusedRow(phone, problem)
+        elif attributes:
+            yield row, {"phone": phone, "custom_attributes": attributes}
+        else:
+            yield row, {"phone": phone}
 
 
 def _columns(
-    name: str, header: list[str], line: int, phone_column: str | None, attribute_columns: Iterable[str] | None
+    name: str, where: str, header: list[str], phone_column: str | None, attribute_columns: Iterable[str] | None
 ) -> list[tuple[str, int]]:
     """The attribute columns and their places; `ValueError` when a column is missing or ambiguous."""
-    where = f"{name}, line {line} (the header)"
     wanted = None if attribute_columns is None else list(attribute_columns)
     for column in [*([] if phone_column is None else [phone_column]), *(wanted or [])]:
-        same = [repr(title) for title in header if _loose(title) == _loose(column)]
+        same = [repr(title) for title in header if title.strip().casefold() == column.strip().casefold()]
         if len(same) > 1:
             raise ValueError(
                 f"{where} has {len(same)} columns named like {column!r} ({', '.join(same)}): "
@@ -164,11 +164,6 @@ def _columns(
     if wanted is None:
         return [(title, at) for at, title in enumerate(header) if title != phone_column]
     return [(title, header.index(title)) for title in wanted]
-
-
-def _loose(title: str) -> str:
-    """A column title as a reader would take it: case and surrounding spaces ignored."""
-    return title.strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -216,9 +211,8 @@ def scan_csv(
     with open_csv(path) as raw:
         text = io.TextIOWrapper(io.BufferedReader(_Hashing(raw, digest)), encoding=encoding, newline="")
         rows_read = numbered_requests(text, str(path), phone_column, attribute_columns, workspace_types)
-        for index, (row, _) in enumerate(rows_read):
-            numbers.add(index, row)
-            rows = index + 1
+        for rows, (row, _) in enumerate(rows_read, 1):
+            numbers.add(rows - 1, row)
         while text.buffer.read(1 << 16):  # the bytes after the last row the csv module needed, if any
             pass
     return CsvScan(rows=rows, sha256=digest.hexdigest(), row_numbers=numbers)
@@ -271,103 +265,71 @@ def _reason(error: BaseException) -> str:
 
 def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
     """Every record of the stream, blank ones included: `(row, first line, fields)`, within bounds."""
-    lines = _Lines(handle)
-    reader = csv.reader(lines, strict=True)
-    row = 0
-    while True:
-        lines.record.clear()
-        first = lines.number + 1
+    record: list[str] = []  # the lines of the record being read
+
+    def lines() -> Iterator[str]:
+        """The stream's lines for the csv module, each at most `LINE_LIMIT` characters, no NUL."""
+        size = 0
+        for number, line in enumerate(iter(lambda: handle.readline(LINE_LIMIT + 1), ""), 1):
+            if len(line) > LINE_LIMIT:
+                raise ValueError(f"line {number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
+            if "\x00" in line:
+                raise ValueError(f"line {number} holds a NUL byte: is it a text CSV file?")
+            size = (size if record else 0) + len(line)
+            if size > LINE_LIMIT:
+                quote = _open_quote_line("".join(record), number - len(record))
+                where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
+                raise ValueError(f"line {number}: {where} (over {LINE_LIMIT // 1024} KiB)")
+            record.append(line)
+            yield line
+
+    reader = csv.reader(lines(), strict=True)
+    for row in itertools.count(1):
+        record.clear()
+        first = reader.line_num + 1
         try:
             fields = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise _record_error(str(error), first, lines) from None
-        row += 1
+            raise _record_error(str(error), first, reader.line_num, record) from None
         if any(len(value) > FIELD_LIMIT for value in fields):
-            raise _record_error("field larger than field limit", first, lines)
+            raise _record_error("field larger than field limit", first, reader.line_num, record)
         yield row, first, fields
 
 
-def _record_error(reason: str, first: int, lines: _Lines) -> ValueError:
-    """One sentence for a record the csv module (or a limit) refused, naming the line."""
-    quote = _open_quote_line("".join(lines.record), first)
-    if reason.startswith("field larger") or reason.startswith("unexpected end"):
+def _record_error(reason: str, first: int, last: int, record: list[str]) -> ValueError:
+    """One sentence for a record (lines `first` to `last`) the csv module (or a limit) refused, naming the line."""
+    quote = _open_quote_line("".join(record), first)
+    if reason.startswith(("field larger", "unexpected end")):
         if quote is not None:
             runs = "to the end of the file" if reason.startswith("unexpected") else f"past {FIELD_LIMIT // 1024} KiB"
             return ValueError(
                 f"line {quote}: a quoted field starts there and is never closed (it runs {runs}); close its quote"
             )
         return ValueError(f"line {first}: a field is longer than {FIELD_LIMIT // 1024} KiB")
-    return ValueError(f"line {lines.number}: not valid CSV ({reason})")
+    return ValueError(f"line {last}: not valid CSV ({reason})")
 
 
 def _open_quote_line(text: str, first: int) -> int | None:
     """The line where a quoted field of the record `text` (starting on line `first`) opens and never closes."""
-    line, quoted, start, opened = first, False, True, first
-    at = 0
-    while at < len(text):
-        char = text[at]
-        if quoted:
-            if char == '"':
-                if text[at + 1 : at + 2] == '"':
-                    at += 1
-                else:
-                    quoted = False
-        elif start and char == '"':
-            quoted, opened = True, line
-        start = not quoted and char in ",\r\n"
-        if char == "\n":
-            line += 1
-        at += 1
-    return opened if quoted else None
-
-
-class _Lines:
-    """The lines of a text stream for the csv module, each at most `LINE_LIMIT` characters, no NUL."""
-
-    def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
-        self.number = 0  # the last line read
-        self.record: list[str] = []  # the lines of the record being read
-        self._size = 0
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = self._handle.readline(LINE_LIMIT + 1)
-        if not line:
-            raise StopIteration
-        self.number += 1
-        if len(line) > LINE_LIMIT:
-            raise ValueError(f"line {self.number} is longer than {LINE_LIMIT // 1024} KiB: is it a CSV file?")
-        if "\x00" in line:
-            raise ValueError(f"line {self.number} holds a NUL byte: is it a text CSV file?")
-        if not self.record:
-            self._size = 0
-        self._size += len(line)
-        if self._size > LINE_LIMIT:
-            quote = _open_quote_line("".join(self.record), self.number - len(self.record))
-            where = f"a quoted field opened on line {quote} is never closed" if quote else "a row is too long"
-            raise ValueError(f"line {self.number}: {where} (over {LINE_LIMIT // 1024} KiB)")
-        self.record.append(line)
-        return line
+    for quoted in _QUOTED_FIELD.finditer(text):
+        if not quoted["close"]:
+            return first + text.count("\n", 0, quoted.start())
+    return None
 
 
 class _Hashing(io.RawIOBase):
     """A readable binary stream that feeds every byte it reads to a hash."""
 
     def __init__(self, raw: IO[bytes], digest: Any) -> None:
-        self._raw = raw
-        self._digest = digest
+        self._raw, self._digest = raw, digest
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         data = self._raw.read(len(buffer))
-        size = len(data)
-        buffer[:size] = data
+        buffer[: len(data)] = data
         self._digest.update(data)
-        return size
+        return len(data)

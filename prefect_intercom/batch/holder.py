@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -17,10 +18,10 @@ from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.objects import StateType
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from pydantic import TypeAdapter, ValidationError
 
 GONE_STATES = frozenset({StateType.CRASHED, StateType.FAILED, StateType.CANCELLED, StateType.COMPLETED})
 RECORD_TAGS = ["prefect-intercom", "batch-lease"]
-_NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -41,26 +42,18 @@ class Holder:
 
     def value(self) -> dict[str, Any]:
         """The record's value: ids and a count, nothing personal."""
-        return {
-            "limit_id": str(self.limit_id),
-            "flow_run_id": str(self.flow_run_id),
-            "run_count": self.run_count,
-            "task_run_id": str(self.task_run_id) if self.task_run_id else None,
-        }
+        return _RECORD.dump_python(self, mode="json")
 
     @classmethod
     def from_value(cls, value: Any) -> Holder | None:
         """Read a record's value back; `None` when it is not one (edited by hand, another format)."""
         try:
-            task_run_id = value.get("task_run_id")
-            return cls(
-                limit_id=uuid.UUID(value["limit_id"]),
-                flow_run_id=uuid.UUID(value["flow_run_id"]),
-                run_count=int(value["run_count"]),
-                task_run_id=uuid.UUID(task_run_id) if task_run_id else None,
-            )
-        except (AttributeError, KeyError, TypeError, ValueError):
+            return _RECORD.validate_python(value)
+        except ValidationError:
             return None
+
+
+_RECORD = TypeAdapter(Holder)
 
 
 async def this_attempt(client: PrefectClient) -> Holder | None:
@@ -80,8 +73,7 @@ async def this_attempt(client: PrefectClient) -> Holder | None:
         return None
     flow_run = await client.read_flow_run(context.flow_run.id)
     task_context = TaskRunContext.get()
-    task_run_id = task_context.task_run.id if task_context is not None else None
-    return Holder(None, flow_run.id, flow_run.run_count, task_run_id)
+    return Holder(None, flow_run.id, flow_run.run_count, task_context.task_run.id if task_context else None)
 
 
 async def write_record(client: PrefectClient, name: str, holder: Holder) -> uuid.UUID:
@@ -113,17 +105,6 @@ async def write_record(client: PrefectClient, name: str, holder: Holder) -> uuid
         return (await client.create_variable(create)).id
 
 
-async def read_record(client: PrefectClient, name: str) -> Holder | None:
-    """The holder the record of lease `name` names; `None` when there is no record or it is not one.
-
-    Args:
-        client: A Prefect client.
-        name: The lease's name.
-    """
-    variable = await client.read_variable_by_name(name)
-    return Holder.from_value(variable.value) if variable is not None else None
-
-
 async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:
     """Delete a record by its id; one already gone is fine.
 
@@ -134,27 +115,36 @@ async def delete_record(client: PrefectClient, record_id: uuid.UUID) -> None:
     try:
         await client.request("DELETE", "/variables/{id}", path_params={"id": str(record_id)})
     except httpx.HTTPStatusError as error:
-        if error.response.status_code != _NOT_FOUND:
+        if error.response.status_code != HTTPStatus.NOT_FOUND:
             raise
 
 
-async def gone(client: PrefectClient, holder: Holder, me: Holder | None) -> str | None:
-    """Why Prefect knows `holder` no longer runs, or `None` if it may still be sending.
+async def gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: Holder | None) -> str | None:
+    """Why Prefect knows the holder of lease `name`'s live row `limit_id` no longer runs, or `None`.
 
     Args:
         client: A Prefect client.
-        holder: The holder named by the lease's record.
+        name: The lease's name (also its record's).
+        limit_id: The id of the lease's row now.
         me: This run's attempt, when it runs in a flow run.
 
     Returns:
-        A reason (for the log), or `None`: the holder may be alive, wait for its lease to expire.
+        A reason (for the log), or `None`: the holder may be alive (or the server could not tell), wait
+        for its lease to expire.
     """
-    if me is not None and holder.flow_run_id == me.flow_run_id:
-        if holder.run_count < me.run_count:
-            return f"it is an earlier attempt (run {holder.run_count}) of this flow run (run {me.run_count})"
-        return None  # this very attempt holds it (or a later one does)
-    with contextlib.suppress(ObjectNotFound):
-        flow_run = await client.read_flow_run(holder.flow_run_id)
-        if flow_run.state_type in GONE_STATES:
-            return f"its flow run {holder.flow_run_id} is {flow_run.state_name or flow_run.state_type.value}"
+    try:
+        variable = await client.read_variable_by_name(name)
+        holder = Holder.from_value(variable.value) if variable is not None else None
+        if holder is None or holder.limit_id != limit_id:
+            return None  # no record, or one of an older row: wait for the lease to expire
+        if me is not None and holder.flow_run_id == me.flow_run_id:
+            if holder.run_count < me.run_count:
+                return f"it is an earlier attempt (run {holder.run_count}) of this flow run (run {me.run_count})"
+            return None  # this very attempt holds it (or a later one does)
+        with contextlib.suppress(ObjectNotFound):
+            flow_run = await client.read_flow_run(holder.flow_run_id)
+            if flow_run.state_type in GONE_STATES:
+                return f"its flow run {holder.flow_run_id} is {flow_run.state_name or flow_run.state_type.value}"
+    except (httpx.HTTPError, OSError):
+        pass  # unsure: wait for the lease to expire
     return None

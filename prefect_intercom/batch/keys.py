@@ -110,8 +110,6 @@ class KeyTable:
             self._grow()
 
     def _grow(self) -> None:
-        pairs = zip(self._keys, self._values, strict=True)
+        keys, values = self.items()
         self._allocate((self._mask + 1) * 2)
-        for key, value in pairs:
-            if key != _EMPTY:
-                self.put(key, value)
+        self.update(keys, values)

@@ -13,7 +13,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from http import HTTPStatus
 from typing import Any
 
 import anyio
@@ -31,8 +32,6 @@ DEFAULT_LEASE_SECONDS = 30.0  # measured: bench/lease_length.py, docs/batch-leas
 MIN_LEASE_SECONDS = 1.0
 TAKEOVER_SETTLE_SECONDS = 2.0  # after taking over from a gone holder: its confirmation (every 1 s) sees 404
 RELEASE_TIMEOUT_SECONDS = 10.0
-_LOCKED = 423
-_UNPROCESSABLE = 422
 
 
 def lease_name(batch_key: str) -> str:
@@ -97,7 +96,6 @@ async def hold_batch_key(
         try:
             yield lease
         finally:
-            renewer.cancel()
             pending = {renewer} | ({lease._confirming} if lease._confirming is not None else set())
             for task in pending:
                 task.cancel()
@@ -110,10 +108,9 @@ async def hold_batch_key(
 
 async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float, lease_seconds: float) -> BatchLease:
     started = time.monotonic()
-    try:
+    me: records.Holder | None = None  # unknown: no record, no take-over of an earlier attempt, as outside a flow run
+    with contextlib.suppress(httpx.HTTPError, OSError, ObjectNotFound):
         me = await records.this_attempt(client)
-    except (httpx.HTTPError, OSError, ObjectNotFound):
-        me = None  # no record, no take-over of an earlier attempt: as outside a flow run
     while True:
         try:
             outcome = await _try_take(client, batch_key, name, lease_seconds, me)
@@ -142,10 +139,9 @@ async def _try_take(
 ) -> BatchLease | _Refusal:
     """One attempt: take a free key, or take over an expired or abandoned lease; otherwise say why not."""
     settle = 0.0
-    try:
+    row = None
+    with contextlib.suppress(ObjectNotFound):
         row = await client.read_global_concurrency_limit_by_name(name)
-    except ObjectNotFound:
-        row = None
     if row is not None:
         holder_lease = 1 / row.slot_decay_per_second if row.slot_decay_per_second > 0 else None
         if not row.active:
@@ -155,7 +151,7 @@ async def _try_take(
         if holder_lease is None:
             return _Refusal(None, f"the limit never expires (no slot decay); delete it: prefect gcl delete {name}")
         if row.active_slots >= 1:
-            why = await _holder_gone(client, name, row.id, me)
+            why = await records.gone(client, name, row.id, me)
             if why is None:
                 return _Refusal(holder_lease)
             # Prefect knows the holder is gone: delete its row by id, then create ours (of two
@@ -169,7 +165,7 @@ async def _try_take(
             try:
                 response = await client.increment_concurrency_slots(names=[name], slots=1, mode="concurrency")
             except httpx.HTTPStatusError as error:
-                if error.response.status_code in (_LOCKED, _UNPROCESSABLE):
+                if error.response.status_code in (HTTPStatus.LOCKED, HTTPStatus.UNPROCESSABLE_ENTITY):
                     return _Refusal(holder_lease)
                 raise
             for taken in response.json():
@@ -190,22 +186,10 @@ async def _try_take(
     return lease
 
 
-async def _holder_gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: records.Holder | None) -> str | None:
-    """Why the holder of the live row `limit_id` is known to be gone, or `None` (also when unsure)."""
-    try:
-        holder = await records.read_record(client, name)
-        if holder is None or holder.limit_id != limit_id:
-            return None  # no record, or one of an older row: wait for the lease to expire
-        return await records.gone(client, holder, me)
-    except (httpx.HTTPError, OSError):
-        return None
-
-
 async def _record(client: PrefectClient, lease: BatchLease, me: records.Holder) -> None:
     """Record this attempt as the lease's holder; without a record a crash only recovers slower."""
-    holder = records.Holder(lease.limit_id, me.flow_run_id, me.run_count, me.task_run_id)
     try:
-        lease._record_id = await records.write_record(client, lease.name, holder)
+        lease._record_id = await records.write_record(client, lease.name, replace(me, limit_id=lease.limit_id))
     except (httpx.HTTPError, OSError, ObjectAlreadyExists) as error:
         run_logger().warning(
             "Could not record the holder of the batch key's lease %r (%s): after a crash, the next run "
@@ -239,24 +223,19 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
     """Renew every third of the lease; on failure retry each second until the lease runs out."""
     every = lease.lease_seconds / 3
     delay = every
+    renewal = GlobalConcurrencyLimitUpdate(active_slots=1)
     while True:
         await asyncio.sleep(delay)
         sent_at = time.monotonic()
         if lease.lost:
             lease._lose("it was not renewed in time")
-            logger.warning("Lost the batch key's lease %r: %s", lease.name, lease._lost)
-            return
+            break
         try:
-            await asyncio.wait_for(
-                client.update_global_concurrency_limit(
-                    str(lease.limit_id), GlobalConcurrencyLimitUpdate(active_slots=1)
-                ),
-                timeout=lease.valid_for,
-            )
+            renewed = client.update_global_concurrency_limit(str(lease.limit_id), renewal)
+            await asyncio.wait_for(renewed, timeout=lease.valid_for)
         except ObjectNotFound:
             lease._lose("its Prefect global concurrency limit was removed or taken over")
-            logger.warning("Lost the batch key's lease %r: it was removed or taken over", lease.name)
-            return
+            break
         except TimeoutError:
             delay = 0.0
             continue
@@ -267,6 +246,7 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
         if time.monotonic() < lease._valid_until:
             lease._renewed(sent_at)
         delay = every
+    logger.warning("Lost the batch key's lease %r: %s", lease.name, lease._lost)
 
 
 async def _release(client: PrefectClient, lease: BatchLease, logger: Any) -> None:
@@ -292,8 +272,4 @@ async def _delete(client: PrefectClient, limit_id: uuid.UUID | str) -> None:
         await client.delete_global_concurrency_limit_by_name(str(limit_id))
 
 
-__all__ = [
-    "DEFAULT_LEASE_SECONDS",
-    "hold_batch_key",
-    "lease_name",
-]
+__all__ = ["DEFAULT_LEASE_SECONDS", "hold_batch_key", "lease_name"]

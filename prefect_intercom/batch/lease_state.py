@@ -41,7 +41,7 @@ class BatchLease:
         lease_seconds: float,
         limit_id: uuid.UUID,
         sent_at: float,
-        client: PrefectClient | None = None,
+        client: PrefectClient,
     ) -> None:
         self.batch_key = batch_key
         self.name = name
@@ -105,10 +105,10 @@ class BatchLease:
         """
         self.check()
         now = time.monotonic()
-        if now < self._confirm_due or self._client is None:
+        if now < self._confirm_due:
             return
         if self._confirming is None:
-            self._confirming = asyncio.ensure_future(self._confirm_once(self._client))
+            self._confirming = asyncio.ensure_future(self._confirm_once())
             self._confirm_started = now
         wait = self._confirm_started + CONFIRM_WAIT_SECONDS - now
         if wait > 0:
@@ -118,12 +118,11 @@ class BatchLease:
 
     # --- used by hold_batch_key -------------------------------------------------------------
 
-    async def _confirm_once(self, client: PrefectClient) -> None:
+    async def _confirm_once(self) -> None:
         started = time.monotonic()
         try:  # bounded by the local deadline: past it the lease is lost whatever the answer
-            row = await asyncio.wait_for(
-                client.read_global_concurrency_limit_by_name(str(self.limit_id)), timeout=max(0.01, self.valid_for)
-            )
+            read = self._client.read_global_concurrency_limit_by_name(str(self.limit_id))
+            row = await asyncio.wait_for(read, timeout=max(0.01, self.valid_for))
         except ObjectNotFound:
             self._lose("its Prefect global concurrency limit was removed or taken over")
             return
@@ -137,9 +136,7 @@ class BatchLease:
         self._confirm_due = started + CONFIRM_EVERY_SECONDS
         if time.monotonic() >= self._valid_until:  # a stalled server: its slot decayed, our renewals came late
             self._lose("it was not renewed in time")
-            return
-        changed = _changed(row, self.name, self.lease_seconds)
-        if changed:
+        elif changed := _changed(row, self.name, self.lease_seconds):
             self._lose(f"its Prefect global concurrency limit {changed}")
 
     def _lose(self, reason: str) -> None:
@@ -152,17 +149,14 @@ class BatchLease:
 
 def _changed(row: Any, name: str, lease_seconds: float) -> str | None:
     """What about the limit read back says it is no longer this lease, or `None`."""
-    if row.name != name:
-        return "was renamed"
-    if not row.active:
-        return "was deactivated"
-    if row.limit != 1:
-        return f"had its limit changed to {row.limit}"
-    if row.active_slots < 1:
-        return "had its active slot freed"
-    if not math.isclose(row.slot_decay_per_second, 1 / lease_seconds, rel_tol=1e-6):
-        return "had its slot decay changed"
-    return None
+    changes = [
+        (row.name != name, "was renamed"),
+        (not row.active, "was deactivated"),
+        (row.limit != 1, f"had its limit changed to {row.limit}"),
+        (row.active_slots < 1, "had its active slot freed"),
+        (not math.isclose(row.slot_decay_per_second, 1 / lease_seconds, rel_tol=1e-6), "had its slot decay changed"),
+    ]
+    return next((change for changed, change in changes if changed), None)
 
 
 def run_logger(name: str = "prefect_intercom.batch.lease") -> Any:

@@ -5,7 +5,6 @@ Memory stays flat at any size: see "Outcomes" in docs/batches.md.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import os
@@ -23,13 +22,8 @@ from prefect_intercom.outcomes import Outcome
 DEFAULT_TABLE_ROWS = 500
 TABLE_MESSAGE_CHARS = 80
 """Characters of a message the table artifact shows at most (the results file and the report CSV hold it whole)."""
-_PROBLEM_ORDER = {
-    Outcome.UNKNOWN: 0,
-    Outcome.NOT_SENT: 1,
-    Outcome.REJECTED: 2,
-    Outcome.SKIPPED: 3,
-    Outcome.SENT: 4,
-}
+_PROBLEMS_FIRST = (Outcome.UNKNOWN, Outcome.NOT_SENT, Outcome.REJECTED, Outcome.SKIPPED, Outcome.SENT)
+_PROBLEM_ORDER = {outcome: rank for rank, outcome in enumerate(_PROBLEMS_FIRST)}
 
 
 @dataclass(frozen=True)
@@ -93,9 +87,12 @@ def shorten(text: str, limit: int) -> str:
 _FIELDS_OF = attrgetter(*(field.name for field in fields(BatchItemResult)))  # a result as a tuple, as the file has it
 
 
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def read_results(path: str | Path) -> Iterator[BatchItemResult]:
+    """The results a batch wrote to its `results_path` (JSON Lines), in the order outcomes were reached."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            index, outcome, *rest = json.loads(line)
+            yield BatchItemResult(index, Outcome(outcome), *rest)
 
 
 @dataclass
@@ -122,6 +119,7 @@ class BatchReport:
             the row number of each item (`scan_csv(...).row_numbers`: blank lines counted, the
             one numbering of the command line, the report file and the artifacts): the table
             says `row` and messages `row N`; `None`: `item` from 0.
+        total: Items with an outcome so far.
     """
 
     batch_key: str
@@ -138,7 +136,7 @@ class BatchReport:
     max_table_rows: int = DEFAULT_TABLE_ROWS
     ledger_note: str | None = None
     first_row: int | Callable[[int], int] | None = None
-    _total: int = field(default=0, repr=False)
+    total: int = 0
     _table: list[tuple[int, int, BatchItemResult]] = field(default_factory=list, repr=False)
     _file: IO[str] | None = field(default=None, repr=False, compare=False)
 
@@ -147,29 +145,16 @@ class BatchReport:
             handle, path = tempfile.mkstemp(prefix="prefect-intercom-batch-", suffix=".jsonl")
             os.close(handle)
             self.results_path = path
-            weakref.finalize(self, _remove, path)
+            weakref.finalize(self, Path(path).unlink, missing_ok=True)
         self._file = open(self.results_path, "w", encoding="utf-8")
 
     def __getstate__(self) -> dict[str, Any]:
         self.flush()
         return {**self.__dict__, "_file": None}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)  # also called directly (`flows.deflect_calls.read_results`)
-
-    @property
-    def total(self) -> int:
-        """Items with an outcome so far."""
-        return self._total
-
-    @property
-    def sent(self) -> int:
-        """Items Intercom accepted in this run."""
-        return self.counts[Outcome.SENT.value]
-
     def add(self, result: BatchItemResult) -> None:
         """Record the outcome of one item (counted, written to the results file, kept for the table if it ranks)."""
-        self._total += 1
+        self.total += 1
         self.counts[result.outcome.value] += 1
         if result.outcome is not Outcome.SENT:
             parts = (result.outcome.value, result.status, result.error_code)
@@ -194,21 +179,15 @@ class BatchReport:
             self._file.close()
             self._file = None
 
-    def iter_items(self, outcome: Outcome | str | None = None) -> Iterator[BatchItemResult]:
-        """Every item's result in the order outcomes were reached (or only those with `outcome`), streamed."""
-        wanted = Outcome(outcome) if outcome is not None else None
+    def iter_items(self) -> Iterator[BatchItemResult]:
+        """Every item's result in the order outcomes were reached, streamed from the results file."""
         self.flush()
-        if self.results_path is None or not Path(self.results_path).exists():
-            raise FileNotFoundError(f"the batch's results file {self.results_path} is gone")
-        with open(self.results_path, encoding="utf-8") as handle:
-            for line in handle:
-                index, value, *rest = json.loads(line)
-                if wanted is None or value == wanted:
-                    yield BatchItemResult(index, Outcome(value), *rest)
+        return read_results(str(self.results_path))
 
     def items(self, outcome: Outcome | str | None = None) -> list[BatchItemResult]:
         """Every item's result in input order (or only those with `outcome`); read from the results file."""
-        return sorted(self.iter_items(outcome), key=lambda result: result.index)
+        wanted = Outcome(outcome) if outcome is not None else None
+        return sorted((item for item in self.iter_items() if wanted in (None, item.outcome)), key=attrgetter("index"))
 
     def table_rows(self, max_rows: int | None = None) -> list[dict[str, Any]]:
         """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -165,7 +166,7 @@ class BatchRun:
                 self.stop(f"unexpected {type(error).__name__} while sending")
                 outcome = Outcome.UNKNOWN if on_wire is not None else Outcome.NOT_SENT
                 result = BatchItemResult(
-                    item.index, outcome, item.phone, None, "internal_error", None, type(error).__name__
+                    item.index, outcome, item.phone, error_code="internal_error", message=type(error).__name__
                 )
             else:
                 self.unknown_streak = 0
@@ -190,26 +191,18 @@ class BatchRun:
 
     def _failed(self, item: _Pending, error: IntercomError, announced: bool) -> BatchItemResult:
         """The result of a failed send, stopping the batch when the failure concerns every item."""
-        outcome, message = outcome_of(error), str(error)
+        outcome, message, code = outcome_of(error), str(error), _code(error)
+        status = request_id = None
+        attempts = 0
         if isinstance(error, IntercomAPIError):
             self._observe(outcome, error)
-            message = error.message
-            if 200 <= error.status_code < 300:  # Intercom said "success" and "error" at once
+            status, code, request_id = error.status_code, error.error_code, error.request_id
+            message, attempts = error.message, error.attempts
+            if 200 <= status < 300:  # Intercom said "success" and "error" at once
                 message = f"a success status with an error body, the SMS may have been sent: {message or 'no message'}"
             if isinstance(error, IntercomRateLimitError) and error.reset_at is not None:
                 message = f"{message}; the window resets at {error.reset_at.isoformat()}, beyond the retry budget"
-            return BatchItemResult(
-                item.index,
-                outcome,
-                item.phone,
-                status=error.status_code,
-                error_code=error.error_code,
-                request_id=error.request_id,
-                message=message,
-                attempts=error.attempts,
-            )
-        attempts = 0
-        if isinstance(error, IntercomTransportError):
+        elif isinstance(error, IntercomTransportError):
             self._observe(outcome, error)
             code, attempts = ("no_answer" if outcome is Outcome.UNKNOWN else "no_connection"), error.attempts
         elif isinstance(error, LedgerError):
@@ -219,8 +212,8 @@ class BatchRun:
             outcome, code = Outcome.NOT_SENT, "not_attempted"
         else:  # nothing went out: the pacer would wait beyond the budget, the lease was lost, a shared limit is missing
             self.stop(message)
-            outcome, code = Outcome.NOT_SENT, _code(error)
-        return BatchItemResult(item.index, outcome, item.phone, error_code=code, message=message, attempts=attempts)
+            outcome = Outcome.NOT_SENT
+        return BatchItemResult(item.index, outcome, item.phone, status, code, request_id, message, attempts)
 
     def _observe(self, outcome: Outcome, error: IntercomAPIError | IntercomTransportError) -> None:
         """Stop the batch when every further item would fail the same way."""
@@ -261,11 +254,10 @@ class BatchRun:
             return
         self._last_progress, self._reporting = now, True
         try:
-            outcome = self.on_progress(self.report)
-            if outcome is not None:
-                await outcome
-        except Exception:  # noqa: S110 - progress is for people watching: it never stops or loses the batch
-            pass
+            with contextlib.suppress(Exception):  # progress is for people watching: it never stops or loses the batch
+                outcome = self.on_progress(self.report)
+                if outcome is not None:
+                    await outcome
         finally:
             self._reporting = False
 

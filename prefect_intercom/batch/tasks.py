@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import anyio
@@ -15,7 +16,7 @@ from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
@@ -32,6 +33,8 @@ from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
 PROGRESS_INTERVAL = 2.0
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _BATCH_TASK_OPTIONS: dict[str, Any] = {
     "name": "create-phone-call-redirects",
@@ -126,22 +129,22 @@ def default_batch_key() -> str:
     running, so pass `batch_key` to each. Outside a flow run: the task run id (every run is
     then a new batch).
     """
-    task_context = TaskRunContext.get()
-    flow_context = FlowRunContext.get()
-    if flow_context is None or flow_context.flow_run is None:
+    attempt = _attempt()
+    if attempt is None:
+        task_context = TaskRunContext.get()
         if task_context is None:
             raise ValueError("pass batch_key= when sending a batch outside a Prefect run")
         return f"task-run-{task_context.task_run.id}"
-    flow_run_id, attempt = _attempt_of(flow_context)
-    call = OCCURRENCES.number(flow_run_id, attempt, _DEFAULT_KEYED_CALL)  # a parent's count survives its subflows
-    return f"flow-run-{flow_run_id}/batch-{call - 1}"
+    call = OCCURRENCES.number(*attempt, _DEFAULT_KEYED_CALL)  # a parent's count survives its subflows
+    return f"flow-run-{attempt[0]}/batch-{call - 1}"
 
 
-def _attempt_of(flow_context: FlowRunContext) -> tuple[UUID, int]:
-    """(flow run id, attempt number): the attempt is Prefect's run count, one more at each retry."""
-    flow_run = flow_context.flow_run
-    assert flow_run is not None
-    return flow_run.id, int(flow_run.run_count or 0)
+def _attempt() -> tuple[UUID, int] | None:
+    """(flow run id, attempt number) of the current flow run, if any: the attempt is Prefect's run count."""
+    flow_context = FlowRunContext.get()
+    if flow_context is None or flow_context.flow_run is None:
+        return None
+    return flow_context.flow_run.id, int(flow_context.flow_run.run_count or 0)
 
 
 @contextmanager
@@ -150,8 +153,7 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
     if batch_key:
         yield batch_key
         return
-    flow_context = FlowRunContext.get()
-    attempt = _attempt_of(flow_context) if flow_context is not None and flow_context.flow_run is not None else None
+    attempt = _attempt()
     if attempt in _RUNNING_DEFAULT_KEYED:
         raise IntercomConfigurationError(
             "another batch of this flow run is running with a default batch key; batches started together "
@@ -164,27 +166,6 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
         yield key
     finally:
         _RUNNING_DEFAULT_KEYED.discard(attempt)
-
-
-class _ProgressArtifact:
-    """A Prefect progress artifact kept up to date while the batch runs (one update every few seconds)."""
-
-    def __init__(self, key: str, client: PrefectClient) -> None:
-        self.key = key
-        self.client = client  # one client for every update: a new one each time cost 12% of the batch's CPU
-        self.artifact_id: Any = None
-
-    async def update(self, report: BatchReport) -> None:
-        expected = report.expected_total
-        percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
-        if self.artifact_id is None:
-            self.artifact_id = await acreate_progress_artifact(
-                progress=percent, key=self.key, description=report.progress_text()
-            )
-        else:
-            await aupdate_progress_artifact(
-                self.artifact_id, progress=percent, description=report.progress_text(), client=self.client
-            )
 
 
 async def _abatch(
@@ -206,9 +187,19 @@ async def _abatch(
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         async with get_client() as prefect_client:
             logger = get_run_logger()
-            progress = _ProgressArtifact(f"{artifact_key}-progress", prefect_client)
+            artifact_id: Any = None
+
+            async def show_progress(report: BatchReport) -> None:
+                """Create the progress artifact, then update it (with one client: a new one each time cost 12% CPU)."""
+                nonlocal artifact_id
+                expected, text = report.expected_total, report.progress_text()
+                percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
+                if artifact_id is None:
+                    artifact_id = await acreate_progress_artifact(percent, f"{artifact_key}-progress", text)
+                else:
+                    await aupdate_progress_artifact(artifact_id, percent, text, client=prefect_client)
+
             pacer = Pacer(headers=pace, global_rate_limit=global_rate_limit) if pace or global_rate_limit else None
-            connections = concurrency or max_concurrency
             logger.info(
                 "Sending batch %r: concurrency %s, pacing %s, retry %s",
                 key,
@@ -216,6 +207,7 @@ async def _abatch(
                 "off" if pacer is None else f"headers{' + ' + repr(global_rate_limit) if global_rate_limit else ''}",
                 retry,
             )
+            connections = concurrency or max_concurrency
             async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
                 report = await asend_batch(
                     client,
@@ -224,13 +216,13 @@ async def _abatch(
                     concurrency=concurrency,
                     max_concurrency=max_concurrency,
                     max_table_rows=max_table_rows,
-                    on_progress=progress.update,
+                    on_progress=show_progress,
                     progress_interval=PROGRESS_INTERVAL,
                     **options,
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
-            await progress.update(report)
+            await show_progress(report)
             await acreate_table_artifact(
                 table=report.table_rows(max_table_rows),
                 key=f"{artifact_key}-report",
@@ -264,36 +256,10 @@ async def acreate_phone_call_redirects(
     results_path: str | None = None,
     lock_wait: float = 0.0,
 ) -> BatchReport:
-    """Deflect many callers to the Intercom Messenger in one task run.
-
-    Async version of `create_phone_call_redirects`; see there for arguments and errors.
-    """
-    return await _arun_batch_task(**locals())
-
-
-@async_dispatch(acreate_phone_call_redirects)
-@task(**_BATCH_TASK_OPTIONS)
-def create_phone_call_redirects(
-    credentials: IntercomCredentials,
-    requests: Iterable[Any] | AsyncIterable[Any],
-    batch_key: str | None = None,
-    concurrency: int | None = None,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY,
-    pace: bool = True,
-    global_rate_limit: str | None = None,
-    resend_unknown: bool = False,
-    item_key: ItemKeyFunction | None = None,
-    expected_total: int | None = None,
-    ledger_storage: WritableFileSystem | None = None,
-    artifact_key: str = "intercom-batch",
-    max_table_rows: int = DEFAULT_TABLE_ROWS,
-    first_row: int | Callable[[int], int] | None = None,
-    stop_after_unknown: int | None = DEFAULT_STOP_AFTER_UNKNOWN,
-    results_path: str | None = None,
-    lock_wait: float = 0.0,
-) -> BatchReport:
     """Deflect many callers to the Intercom Messenger in one task run; each item ends in one outcome.
+
+    `create_phone_call_redirects` runs it to its end in a sync context and is awaitable in an async
+    one; `acreate_phone_call_redirects` is the async task itself.
 
     Items are streamed from `requests`, validated (invalid ones are `rejected`, never sent),
     and sent through the same pipeline as `create_phone_call_redirect`: the same retry policy
@@ -362,10 +328,24 @@ def create_phone_call_redirects(
             return report.counts
         ```
     """
-    return run_coro_as_sync(_arun_batch_task(**locals()))
+    return await _arun_batch_task(**locals())
 
 
-# `create_phone_call_redirects` runs the sync or the async task by context; like the single
-# task it also carries the sync task's `submit`, `map` and `with_options`.
+def _blocking(body: Callable[P, Coroutine[Any, Any, R]], name: str) -> Callable[P, R]:
+    """`body` run to its end, as the function `name` with its signature (Prefect reads the task's parameters there)."""
+
+    @functools.wraps(body)
+    def blocking(*args: P.args, **kwargs: P.kwargs) -> R:
+        return run_coro_as_sync(body(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = name
+    return blocking
+
+
+# `create_phone_call_redirects` runs the sync or the async task by context (one signature, one docstring for
+# both); like the single task it also carries the sync task's `submit`, `map` and `with_options`.
+create_phone_call_redirects = async_dispatch(acreate_phone_call_redirects)(
+    task(**_BATCH_TASK_OPTIONS)(_blocking(acreate_phone_call_redirects.fn, "create_phone_call_redirects"))
+)
 for _method in ("submit", "map", "with_options"):
     setattr(create_phone_call_redirects, _method, getattr(create_phone_call_redirects.__wrapped__, _method))
