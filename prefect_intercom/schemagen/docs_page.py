@@ -7,6 +7,7 @@ them into JSON Schema.
 from __future__ import annotations
 
 import re
+from itertools import groupby
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,8 @@ TABLE_HEADER = "Name Type Required Description"
 SECTION_SERVERS = "Servers"
 SECTION_HEADERS = "Request headers"
 SECTION_BODY = "Request body fields"
-SECTION_QUERY = "Query parameters"
-SECTION_PATH = "Path parameters"
 SECTION_STEPS = "How to start integrating"
-TABLE_SECTIONS = (SECTION_HEADERS, SECTION_BODY, SECTION_QUERY, SECTION_PATH)
+TABLE_SECTIONS = (SECTION_HEADERS, SECTION_BODY, "Query parameters", "Path parameters")
 SECTIONS = (SECTION_SERVERS, *TABLE_SECTIONS, SECTION_STEPS)
 
 _ENDPOINT_LINE = re.compile(r"^(?P<method>[A-Z]+) (?P<path>/\S*)$")
@@ -121,8 +120,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
     page = DocsPage(method=match["method"], path=match["path"], description="")
     section: str | None = None
     description: list[str] = []
-    table_seen_header: dict[str, bool] = {}
-    heading_line: dict[str, int] = {}
+    no_header_yet: dict[str, int] = {}  # the table sections whose header is still to come, and their heading's line
     current: FieldRow | None = None
     row_text: list[str] = []
     in_possible_values = False
@@ -146,8 +144,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             section = heading
             if heading in TABLE_SECTIONS:
                 page.tables[heading] = []
-                table_seen_header[heading] = False
-                heading_line[heading] = number
+                no_header_yet[heading] = number
             continue
         if section is None:
             description.append(stripped)
@@ -164,13 +161,12 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             row_text.append("")
             continue
         if stripped == TABLE_HEADER:
-            if table_seen_header[section]:
+            if no_header_yet.pop(section, None) is None:
                 raise DocsPageError(number, f"a second table header in {section!r}", source)
-            table_seen_header[section] = True
             continue
         row = _ROW.match(stripped)
         if row and _FIELD_NAME.match(row["name"]):
-            if not table_seen_header[section]:
+            if section in no_header_yet:
                 raise DocsPageError(
                     number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}", source
                 )
@@ -190,7 +186,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             page.tables[section].append(current)
             continue
         if current is None:
-            if not table_seen_header[section]:
+            if section in no_header_yet:
                 raise DocsPageError(
                     number, f"expected the table header {TABLE_HEADER!r} in {section!r}, found {stripped!r}", source
                 )
@@ -217,9 +213,8 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
         row_text.append(stripped)
     finish_row()
     page.description = _join_paragraphs(description)
-    for name, seen in table_seen_header.items():
-        if not seen:
-            raise DocsPageError(heading_line[name], f"section {name!r} has no table header {TABLE_HEADER!r}", source)
+    for name, line in no_header_yet.items():
+        raise DocsPageError(line, f"section {name!r} has no table header {TABLE_HEADER!r}", source)
     return page
 
 
@@ -246,26 +241,17 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _join_paragraphs(lines: list[str]) -> str:
-    paragraphs: list[str] = []
-    current: list[str] = []
-    for line in lines:
-        if line:
-            current.append(line)
-        elif current:
-            paragraphs.append(" ".join(current))
-            current = []
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n\n".join(paragraphs)
+    """Stripped lines as paragraphs: the lines of a paragraph joined by spaces, paragraphs by a blank line."""
+    return "\n\n".join(" ".join(group) for text, group in groupby(lines, key=bool) if text)
 
 
 def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
     names = {existing.name for existing in rows}
     if row.name in names:
         raise DocsPageError(row.line, f"field {row.name!r} is listed twice", source)
-    parent = _parent_name(row.name)
-    if parent is None:
+    if "." not in row.name:
         return
+    parent = row.name.rsplit(".", 1)[0]  # `a.b[].c` -> `a.b[]`, `a.b[]` -> `a`
     if parent not in names and parent.endswith("[]") and parent[:-2] in names:
         parent = parent[:-2]  # the array row may be written without its "[]"
     if parent not in names:
@@ -278,11 +264,6 @@ def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
             f"field {row.name!r} is nested under {parent!r}, which is {parent_row.type}, not {expected}",
             source,
         )
-
-
-def _parent_name(name: str) -> str | None:
-    """`a.b[].c` -> `a.b[]`, `a.b[]` -> `a`, `a` -> None."""
-    return name.rsplit(".", 1)[0] if "." in name else None
 
 
 def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:

@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,6 @@ SCHEMA_ID_BASE = "urn:prefect-intercom:schemas:"
 NO_LINE_BREAKS = {"not": {"pattern": "[\\r\\n]"}}
 PLAIN_ATTRIBUTE_VALUE = {"type": ["string", "number", "boolean"]}
 
-_TYPE_MAP = {
-    "String": "string",
-    "Object": "object",
-    "Array": "array",
-    "Integer": "integer",
-    "Number": "number",
-    "Boolean": "boolean",
-}
 _MAP_PHRASE = re.compile(r"key-value pairs", re.IGNORECASE)
 _E164_PHRASE = re.compile(r"\bE\.164\b")
 _VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
@@ -124,12 +116,9 @@ def endpoint_record(page: DocsPage, name: str) -> dict[str, Any]:
 def write_outputs(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[Path]:
     """Write generated documents as stable, indented JSON; returns the paths written."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
     for file_name, document in documents.items():
-        path = output_dir / file_name
-        path.write_text(render(document), encoding="utf-8")
-        written.append(path)
-    return written
+        (output_dir / file_name).write_text(render(document), encoding="utf-8")
+    return [output_dir / file_name for file_name in documents]
 
 
 def render(document: dict[str, Any]) -> str:
@@ -183,12 +172,11 @@ def _version_order(values: list[str]) -> list[str]:
 
 def find_drift(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[str]:
     """Names of generated files whose committed copy in `output_dir` is missing or differs."""
-    drifted = []
-    for file_name, document in documents.items():
-        path = output_dir / file_name
-        if not path.exists() or path.read_text(encoding="utf-8") != render(document):
-            drifted.append(file_name)
-    return drifted
+    return [
+        name
+        for name, document in documents.items()
+        if not (output_dir / name).exists() or (output_dir / name).read_text(encoding="utf-8") != render(document)
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,9 +231,9 @@ def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str,
         return _scalar(row)
     children = tree.get(row.name, [])
     if _MAP_PHRASE.search(row.description):
-        shapes = [{"$ref": f"#/$defs/{_def_name(child)}"} for child in children]
+        shapes = [{"$ref": f"#/$defs/{_last_segment(child.name)}"} for child in children]
         for child in children:
-            defs[_def_name(child)] = _node(child, tree, defs)
+            defs[_last_segment(child.name)] = _node(child, tree, defs)
         values = {"anyOf": [PLAIN_ATTRIBUTE_VALUE, *shapes]} if shapes else PLAIN_ATTRIBUTE_VALUE
         return _described({"type": "object", "additionalProperties": values}, row)
     if children:
@@ -264,7 +252,7 @@ def _closed_object(tree: dict[str | None, list[FieldRow]], parent: str | None, d
 
 
 def _scalar(row: FieldRow) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": _TYPE_MAP[row.type]}
+    schema: dict[str, Any] = {"type": row.type.lower()}  # the page's types, as JSON Schema names them
     if row.type == "String" and _E164_PHRASE.search(row.description):
         schema.update({"pattern": E164_PATTERN, FORMAT_ANNOTATION: E164_FORMAT})
     if row.enum:
@@ -282,10 +270,6 @@ def _last_segment(name: str) -> str:
     return name.rsplit(".", 1)[-1].removesuffix("[]")
 
 
-def _def_name(row: FieldRow) -> str:
-    return _last_segment(row.name)
-
-
 def _first_sentence(text: str) -> str:
     first_paragraph = text.split("\n\n", 1)[0]
     match = re.match(r"(.+?[.!?])(\s|$)", first_paragraph)
@@ -293,17 +277,8 @@ def _first_sentence(text: str) -> str:
 
 
 def _row_record(row: FieldRow) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "name": row.name,
-        "type": row.type,
-        "required": row.required,
-        "description": row.description,
-    }
-    if row.enum:
-        record["enum"] = row.enum
-    if row.default is not None:
-        record["default"] = row.default
-    return record
+    """The row's fields but its line number; `enum` and `default` only when the page gives them."""
+    return {key: value for key, value in asdict(row).items() if key != "line" and value not in ([], None)}
 
 
 def descriptions_for(page_path: Path) -> list[Path]:
