@@ -7,8 +7,8 @@ them into JSON Schema.
 from __future__ import annotations
 
 import re
-from itertools import groupby
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 from prefect_intercom.errors import DocsPageError
