@@ -107,14 +107,8 @@ class Catalog:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
 
-    def __len__(self) -> int:
-        return len(self._endpoints)
-
     def __contains__(self, name: object) -> bool:
         return name in self._endpoints
-
-    def __repr__(self) -> str:
-        return f"Catalog({self.names!r})"
 
     @property
     def names(self) -> list[str]:
@@ -219,17 +213,10 @@ def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Cat
         catalog = load_catalog("/tmp/catalogue")
         ```
     """
-    if folder is None:
-        root: Traversable = schema_folder()
-    elif isinstance(folder, (str, PathLike)):
-        root = Path(folder)
-    else:
-        root = folder
-    endpoints = []
-    for entry in sorted(root.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(ENDPOINT_SUFFIX):
-            endpoints.append(_load_endpoint(root, entry))
-    return Catalog(endpoints)
+    folder = schema_folder() if folder is None else folder
+    root = Path(folder) if isinstance(folder, str | PathLike) else folder
+    records = sorted((entry for entry in root.iterdir() if entry.name.endswith(ENDPOINT_SUFFIX)), key=lambda e: e.name)
+    return Catalog(_load_endpoint(root, entry) for entry in records)
 
 
 def schema_folder() -> Traversable:

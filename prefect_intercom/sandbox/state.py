@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -32,14 +32,9 @@ def _cli(help: str, **argparse_keywords: Any) -> dict[str, Any]:
     return {"help": help, "cli": argparse_keywords}
 
 
-def parse_data_attributes(items: Sequence[str]) -> dict[str, str]:
-    """`["vip=boolean", "account_id=integer"]` as `{"vip": "boolean", "account_id": "integer"}`."""
-    return {name.strip(): type_.strip() for name, _, type_ in (item.partition("=") for item in items)}
-
-
-def parse_faults(items: Sequence[str]) -> dict[str, float]:
-    """`["503=0.02", "reset=0.01"]` as `{"503": 0.02, "reset": 0.01}` (a bad rate raises `ValueError`)."""
-    return {kind: float(rate) for kind, _, rate in (item.partition("=") for item in items)}
+def parse_pairs(items: Sequence[str], value: Callable[[str], Any] = str.strip) -> dict[str, Any]:
+    """`["vip=boolean"]` as `{"vip": "boolean"}`; `value=float`: `["503=0.02"]` as `{"503": 0.02}` (or `ValueError`)."""
+    return {name.strip(): value(text) for name, _, text in (item.partition("=") for item in items)}
 
 
 @dataclass(kw_only=True)
@@ -102,7 +97,7 @@ class SandboxOptions:
             action="append",
             metavar="KIND=RATE",
             cli_default=[],
-            convert=parse_faults,
+            convert=lambda items: parse_pairs(items, float),
         ),
     )
     fault_effect: float = field(
@@ -125,7 +120,7 @@ class SandboxOptions:
             action="append",
             metavar="NAME=TYPE",
             cli_default=[],
-            convert=parse_data_attributes,
+            convert=parse_pairs,
         ),
     )
     data_attributes_status: int = field(
@@ -297,25 +292,15 @@ class SandboxState(SandboxOptions):
             counts[key] = counts.get(key, 0) + 1
             return counts[key] - 1
 
-    def record(self, entry: ReceivedRequest) -> None:
-        """Keep a received request."""
+    def record(self, entry: ReceivedRequest, *, read: bool = False) -> None:
+        """Keep a received request (`read`: a `GET /data_attributes`, kept apart)."""
         with self.lock:
-            self.received.append(entry)
+            (self.reads if read else self.received).append(entry)
 
-    def record_read(self, entry: ReceivedRequest) -> None:
-        """Keep a received read (`GET /data_attributes`)."""
+    def snapshot(self, *, reads: bool = False) -> list[ReceivedRequest]:
+        """A copy of the requests (or the reads) received so far."""
         with self.lock:
-            self.reads.append(entry)
-
-    def read_snapshot(self) -> list[ReceivedRequest]:
-        """A copy of the reads received so far."""
-        with self.lock:
-            return list(self.reads)
-
-    def snapshot(self) -> list[ReceivedRequest]:
-        """A copy of what was received so far."""
-        with self.lock:
-            return list(self.received)
+            return list(self.reads if reads else self.received)
 
     def clear(self) -> None:
         """Forget what was received (and how often each phone arrived)."""
