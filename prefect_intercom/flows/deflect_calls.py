@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.blocks.core import Block
-from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
+from prefect.runtime import flow_run
 from prefect.states import State
 
 from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
@@ -300,7 +300,8 @@ def deflect_calls(
             return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
         storage = load_ledger_storage(ledger_storage) if ledger_storage else None
     assert credentials is not None
-    key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
+    nonce = (flow_run.get_id() or uuid.uuid4().hex) if send_again else None  # the flow run's id: its retries keep it
+    key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=nonce)
     how = "run it again with the same batch key"
     if send_again:
         how = f"run it again with batch key {key} and without send again"
@@ -309,7 +310,8 @@ def deflect_calls(
     logger.info("Deflecting %s rows of %s with the block %r, batch key %s", f"{scan.rows:,}", csv_path, block_name, key)
     for listener in list(_KEY_LISTENERS):
         listener(key)
-    with _results_file(results_path) as results:
+    with tempfile.TemporaryDirectory(prefix="prefect-intercom-results-") as folder:
+        results = results_path or str(Path(folder) / "results.jsonl")  # to count what was sent if it ends early
         try:
             report = create_phone_call_redirects(
                 credentials,
@@ -340,24 +342,6 @@ def deflect_calls(
         results_in_order = report.items()
     log_problems(logger, results_in_order, scan.row_numbers)
     return final_state(results_in_order, key, how, scan.row_numbers, {"batch_key": report.batch_key, **report.counts})
-
-
-def _flow_run_id() -> str:
-    """The current flow run's id (the same for its retries), or a random one outside a flow run."""
-    context = FlowRunContext.get()
-    if context is not None and context.flow_run is not None:
-        return str(context.flow_run.id)
-    return uuid.uuid4().hex
-
-
-@contextmanager
-def _results_file(results_path: str) -> Iterator[str]:
-    """`results_path`, or a temporary file for the flow's duration (to count what was sent if it ends early)."""
-    if results_path:
-        yield results_path
-        return
-    with tempfile.TemporaryDirectory(prefix="prefect-intercom-results-") as folder:
-        yield str(Path(folder) / "results.jsonl")
 
 
 def _sent_so_far(results_path: str) -> int:

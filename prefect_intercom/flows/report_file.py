@@ -43,16 +43,9 @@ def write_report_csv(
         writer = csv.writer(handle)
         writer.writerow(REPORT_COLUMNS)
         for result in results:
-            writer.writerow(
-                [
-                    number(result.index),
-                    result.outcome.value,
-                    "" if result.status is None else result.status,
-                    spreadsheet_safe(result.error_code or ""),
-                    spreadsheet_safe(result.request_id or ""),
-                    spreadsheet_safe(result.message or ""),
-                ]
-            )
+            texts = (spreadsheet_safe(text or "") for text in (result.error_code, result.request_id, result.message))
+            status = "" if result.status is None else result.status
+            writer.writerow([number(result.index), result.outcome.value, status, *texts])
             written += 1
     return written
 

@@ -78,8 +78,7 @@ def documented_answer(state: SandboxState, headers: Mapping[str, str], body: Any
     Returns:
         The status and the JSON payload.
     """
-    refused = _refused(state, headers)
-    if refused is not None:
+    if (refused := _refused(state, headers)) is not None:
         return refused
     if not isinstance(body, dict):
         return 400, _error_list("parameter_invalid", "Invalid JSON body")
@@ -128,8 +127,7 @@ def data_attributes_answer(state: SandboxState, headers: Mapping[str, str]) -> t
         The status and the JSON payload: `{type: list, data: [data_attribute, ...]}` with two
         standard attributes (`custom: false`) and the custom ones.
     """
-    refused = _refused(state, headers)
-    if refused is not None:
+    if (refused := _refused(state, headers)) is not None:
         return refused
     if state.data_attributes_status != 200:
         return state.data_attributes_status, _error_list("unauthorized", "Not authorized")

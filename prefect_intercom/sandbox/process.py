@@ -77,8 +77,7 @@ def sandbox_process(
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # noqa: S603 - our own interpreter and module
     try:
         line = process.stdout.readline() if process.stdout else ""
-        found = _LISTENING.search(line)
-        if not found:
+        if not (found := _LISTENING.search(line)):
             raise RuntimeError(f"the sandbox did not start: {line!r}")
         url = found.group(1)
         deadline = time.monotonic() + start_timeout
