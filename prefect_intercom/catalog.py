@@ -268,9 +268,8 @@ def find(query: str) -> Endpoint:
 def _load_endpoint(root: Traversable, entry: Traversable) -> Endpoint:
     try:
         record = _read_json(entry)
-        fields = {name: record[name] for name in _RECORD_FIELDS}
         return Endpoint(
-            **fields,
+            **{name: record[name] for name in _RECORD_FIELDS},
             request_schema=_read_json(root / record["request_schema"]),
             headers_schema=_read_json(root / record["headers_schema"]),
         )
@@ -286,8 +285,7 @@ def _read_json(entry: Traversable) -> dict[str, Any]:
 
 
 def _markdown_table(rows: list[dict[str, Any]], *, with_values: bool) -> list[str]:
-    header = "| Name | Type | Required | Description |"
-    lines = [header, "|---|---|---|---|"]
+    lines = ["| Name | Type | Required | Description |", "|---|---|---|---|"]
     for row in rows:
         description = row["description"].replace("\n\n", " ").replace("|", "\\|")
         if with_values and row.get("enum"):

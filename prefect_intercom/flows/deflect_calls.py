@@ -144,15 +144,14 @@ def validate_csv(requests: Iterable[Any], scan: CsvScan, results_path: str) -> B
         phone = body.get("phone")
         masked = mask_phone(phone) if isinstance(phone, str) else None
         if isinstance(body, RefusedRow):  # a custom attribute not of its type: rejected as the run rejects it
-            report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
+            outcome, code, message = Outcome.REJECTED, body.code, body.message
         elif (issues := request_issues(PHONE_CALL_REDIRECTS, body)) or not isinstance(phone, str):
-            report.add(BatchItemResult(index, Outcome.REJECTED, masked, message="; ".join(map(str, issues))))
+            outcome, code, message = Outcome.REJECTED, None, "; ".join(map(str, issues))
         elif (first := seen.setdefault(hashlib.blake2b(phone.encode(), digest_size=8).digest(), index)) != index:
-            message = f"same phone as {report.label(first)}"
-            report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))
+            outcome, code, message = Outcome.SKIPPED, "duplicate_in_batch", f"same phone as {report.label(first)}"
         else:
-            message = "valid; dry run, not sent"
-            report.add(BatchItemResult(index, Outcome.NOT_SENT, masked, error_code=DRY_RUN_CODE, message=message))
+            outcome, code, message = Outcome.NOT_SENT, DRY_RUN_CODE, "valid; dry run, not sent"
+        report.add(BatchItemResult(index, outcome, masked, error_code=code, message=message))
     report.close()
     return report
 

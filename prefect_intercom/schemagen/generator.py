@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +165,7 @@ def with_described_values(page: DocsPage, descriptions: Sequence[Path]) -> DocsP
 
 def _version_order(values: list[str]) -> list[str]:
     """Version numbers (`1.0`, `2.16`) in numeric order, then every other value in its first-seen order."""
-    numbers = sorted(
-        (value for value in values if _VERSION.fullmatch(value)), key=lambda v: tuple(map(int, v.split(".")))
-    )
-    return numbers + [value for value in values if not _VERSION.fullmatch(value)]
+    return sorted(values, key=lambda v: (0, *map(int, v.split("."))) if _VERSION.fullmatch(v) else (1,))
 
 
 def find_drift(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[str]:
@@ -336,8 +334,5 @@ def _resolve(spec: Any, node: Any, path: Path) -> Any:
 
 
 def _get(node: Any, keys: list[str]) -> Any:
-    for key in keys:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
+    """`node[keys[0]][keys[1]]...`, or `None` where a key is missing or a value is not a mapping."""
+    return reduce(lambda value, key: value.get(key) if isinstance(value, dict) else None, keys, node)
