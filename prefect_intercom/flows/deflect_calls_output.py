@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http import HTTPStatus
 
 from prefect_intercom.batch.report import BatchItemResult
@@ -109,11 +109,8 @@ def progress_bar(results_path: str, total: int) -> Iterator[None]:
 
     def follow() -> None:
         while not stop.wait(0.25):
-            try:
-                with open(results_path, "rb") as handle:
-                    bar.update(task, completed=sum(1 for _ in handle))
-            except OSError:
-                continue
+            with suppress(OSError), open(results_path, "rb") as handle:  # not there yet: the next turn
+                bar.update(task, completed=sum(1 for _ in handle))
 
     thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
     with bar:

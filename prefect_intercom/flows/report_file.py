@@ -79,8 +79,8 @@ def check_report(report: str, csv_path: str) -> None:
         if report.rstrip("/") == csv_path.rstrip("/"):
             raise ValueError(f"{where} is the input file: it would overwrite the callers; name another file")
         return
-    path = Path(_local(report)).expanduser()
-    if not _is_url(csv_path) and _same_file(path, Path(_local(csv_path)).expanduser()):
+    path = Path(report.removeprefix("file://")).expanduser()
+    if not _is_url(csv_path) and _same_file(path, Path(csv_path.removeprefix("file://")).expanduser()):
         raise ValueError(f"{where} is the input file {csv_path}: it would overwrite the callers; name another file")
     if path.is_dir():
         raise ValueError(f"{where} is a directory: name a file in it")
@@ -123,7 +123,3 @@ def _same_file(one: Path, other: Path) -> bool:
 
 def _is_url(text: str) -> bool:
     return "://" in text and not text.startswith("file://")
-
-
-def _local(text: str) -> str:
-    return text.removeprefix("file://")

@@ -117,9 +117,7 @@ def validation_lines(error: IntercomValidationError | None) -> list[str]:
     if error is None:
         return ["**Valid**: the body and headers match the schemas generated from Intercom's documentation."]
     count = f"{len(error.errors)} problem" + ("s" if len(error.errors) != 1 else "")
-    lines = [f"**Invalid {error.what}** ({count}); nothing was sent.", ""]
-    lines += issues_table(error.errors)
-    return lines
+    return [f"**Invalid {error.what}** ({count}); nothing was sent.", "", *issues_table(error.errors)]
 
 
 def issues_table(issues: Sequence[ValidationIssue]) -> list[str]:

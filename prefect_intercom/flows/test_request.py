@@ -144,7 +144,6 @@ def add_the_http_task(block_name: str, intercom_version: str | None = None) -> I
     Returns:
         The credentials.
     """
-    logger = get_run_logger()
     credentials = load_credentials(block_name)
     _publish(
         1,
@@ -158,7 +157,7 @@ def add_the_http_task(block_name: str, intercom_version: str | None = None) -> I
             timeout=credentials.timeout,
         ),
     )
-    logger.info(
+    get_run_logger().info(
         "Loaded block %r: host %s, region %s, Intercom-Version %s",
         block_name,
         credentials.api_url,

@@ -190,7 +190,7 @@ def create_app(state: SandboxState) -> Starlette:
             ReceivedRequest(
                 method=request.method,
                 path=request.url.path,
-                headers=_headers(request),
+                headers=dict(request.headers.items()),  # ASGI names are lower case
                 body=body,
                 status=status,
                 request_id=request_id,
@@ -222,7 +222,7 @@ def create_app(state: SandboxState) -> Starlette:
             ReceivedRequest(
                 method=request.method,
                 path=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
-                headers=_headers(request),
+                headers=dict(request.headers.items()),
                 body=None,
                 status=status,
                 request_id=request_id,
@@ -233,14 +233,12 @@ def create_app(state: SandboxState) -> Starlette:
         )
         return JSONResponse(payload, status_code=status, headers={"X-Request-Id": request_id})
 
-    async def list_reads(_: Request) -> Response:
-        return JSONResponse([entry.public() for entry in state.snapshot(reads=True)])
-
-    async def list_requests(request: Request) -> Response:
+    async def records(request: Request) -> Response:
         if request.method == "DELETE":
             state.clear()
             return Response(status_code=204)
-        return JSONResponse([entry.public() for entry in state.snapshot()])
+        reads = request.url.path == "/sandbox/reads"
+        return JSONResponse([entry.public() for entry in state.snapshot(reads=reads)])
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoint": ENDPOINT.title})
@@ -249,15 +247,11 @@ def create_app(state: SandboxState) -> Starlette:
         routes=[
             Route(ENDPOINT.path, phone_call_redirects, methods=[ENDPOINT.method]),
             Route("/data_attributes", data_attributes, methods=["GET"]),
-            Route("/sandbox/requests", list_requests, methods=["GET", "DELETE"]),
-            Route("/sandbox/reads", list_reads, methods=["GET"]),
+            Route("/sandbox/requests", records, methods=["GET", "DELETE"]),
+            Route("/sandbox/reads", records, methods=["GET"]),
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
-
-
-def _headers(request: Request) -> dict[str, str]:
-    return {key.lower(): value for key, value in request.headers.items()}
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -222,19 +222,15 @@ class SandboxState(SandboxOptions):
         width = self.rate_limit_window
         start = math.floor(now / width) * width
         with self.lock:
-            window_start, count = self._window
-            if window_start != start:
-                count = 0
-            admitted = count < self.rate_limit
-            if admitted:
+            count = self._window[1] if self._window[0] == start else 0  # a new window starts at 0
+            if admitted := count < self.rate_limit:
                 count += 1
             self._window = (start, count)
-        headers = {
+        return admitted, {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(self.rate_limit - count),
             "X-RateLimit-Reset": str(math.ceil(start + width)),
         }
-        return admitted, headers
 
     def draw_shape(self, body: Any) -> tuple[float, bool]:
         """This request's latency and whether its answer keeps the rate-limit headers.

@@ -225,24 +225,21 @@ def _join_paragraphs(lines: list[str]) -> str:
 
 
 def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
-    names = {existing.name for existing in rows}
-    if row.name in names:
-        raise DocsPageError(row.line, f"field {row.name!r} is listed twice", source)
+    """Refuse a row listed twice, or nested under a row that is missing, later or not an object or array."""
+    broken = partial(DocsPageError, row.line, source=source)  # broken(reason)
+    by_name = {existing.name: existing for existing in rows}
+    if row.name in by_name:
+        raise broken(f"field {row.name!r} is listed twice")
     if "." not in row.name:
         return
     parent = row.name.rsplit(".", 1)[0]  # `a.b[].c` -> `a.b[]`, `a.b[]` -> `a`
-    if parent not in names and parent.endswith("[]") and parent[:-2] in names:
+    if parent not in by_name and parent.endswith("[]") and parent[:-2] in by_name:
         parent = parent[:-2]  # the array row may be written without its "[]"
-    if parent not in names:
-        raise DocsPageError(row.line, f"field {row.name!r} comes before its parent {parent!r}", source)
-    parent_row = next(existing for existing in rows if existing.name == parent)
+    if parent not in by_name:
+        raise broken(f"field {row.name!r} comes before its parent {parent!r}")
     expected = "Array" if row.name.startswith(parent + "[]") or parent.endswith("[]") else "Object"
-    if parent_row.type != expected:
-        raise DocsPageError(
-            row.line,
-            f"field {row.name!r} is nested under {parent!r}, which is {parent_row.type}, not {expected}",
-            source,
-        )
+    if by_name[parent].type != expected:
+        raise broken(f"field {row.name!r} is nested under {parent!r}, which is {by_name[parent].type}, not {expected}")
 
 
 def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:

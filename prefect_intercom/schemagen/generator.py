@@ -234,9 +234,7 @@ def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str,
             defs[_last_segment(child.name)] = _node(child, tree, defs)
         values = {"anyOf": [PLAIN_ATTRIBUTE_VALUE, *shapes]} if shapes else PLAIN_ATTRIBUTE_VALUE
         return _described({"type": "object", "additionalProperties": values}, row)
-    if children:
-        return _described(_closed_object(tree, row.name, defs), row)
-    return _described({"type": "object"}, row)
+    return _described(_closed_object(tree, row.name, defs) if children else {"type": "object"}, row)
 
 
 def _closed_object(tree: dict[str | None, list[FieldRow]], parent: str | None, defs: dict[str, Any]) -> dict[str, Any]:
