@@ -68,8 +68,7 @@ def stop_line(results: list[BatchItemResult], how: str) -> str | None:
     if not left:
         return None
     requests = sum(result.attempts for result in results)
-    refused = refused_every_send(results)
-    if refused is not None:
+    if (refused := refused_every_send(results)) is not None:
         cause = f"{refused.status} {HTTPStatus(refused.status or 0).phrase.lower()} ({refused.error_code or 'no code'})"
         fix = "check the access token of the credentials block" if refused.status != 404 else "check its region"
         how = f"{fix}, then {how}"

@@ -49,16 +49,12 @@ class Sandbox:
 
     def __init__(self, token: str = DEFAULT_TOKEN, host: str = DEFAULT_HOST, port: int = 0, **options: Any) -> None:
         self.state = SandboxState(token=token, **options)
+        self.token = token  # the bearer token the sandbox accepts
         self.host = host
         self._requested_port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
-
-    @property
-    def token(self) -> str:
-        """The bearer token the sandbox accepts."""
-        return self.state.token
 
     @property
     def url(self) -> str:

@@ -153,8 +153,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             if no_header_yet.pop(section, None) is None:
                 raise broken(number, f"a second table header in {section!r}")
             continue
-        row = _ROW.match(stripped)
-        if row and _FIELD_NAME.match(row["name"]):
+        if (row := _ROW.match(stripped)) and _FIELD_NAME.match(row["name"]):
             if section in no_header_yet:
                 raise broken(number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}")
             if row["type"] not in FIELD_TYPES:
@@ -181,8 +180,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             current.default = default["value"]
             in_possible_values = False
             continue
-        bullet = _BULLET_VALUE.match(raw)
-        if in_possible_values and bullet:
+        if in_possible_values and (bullet := _BULLET_VALUE.match(raw)):
             if bullet["value"] in current.enum:
                 raise broken(number, f"value {bullet['value']!r} is listed twice")
             current.enum.append(bullet["value"])

@@ -67,7 +67,9 @@ def generate(page: DocsPage, name: str) -> dict[str, dict[str, Any]]:
 def body_schema(page: DocsPage, name: str) -> dict[str, Any]:
     """JSON Schema of the request body described by the page's body table."""
     defs: dict[str, Any] = {}
-    tree = _children_by_parent(page.body_fields)
+    tree: dict[str | None, list[FieldRow]] = {}  # rows by their parent's path (`None`: the top); `a[]` parents `a[].b`
+    for row in page.body_fields:
+        tree.setdefault(row.name.rsplit(".", 1)[0] if "." in row.name else None, []).append(row)
     schema: dict[str, Any] = {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": f"{SCHEMA_ID_BASE}{request_schema_file(name)}",
@@ -203,21 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    pages: list[Path] = []
-    for path in inputs:
-        pages.extend(sorted(path.glob("*.txt")) if path.is_dir() else [path])
+    pages = [page for path in inputs for page in (sorted(path.glob("*.txt")) if path.is_dir() else [path])]
     if not pages:
         raise DocsPageError(0, "no documentation pages (*.txt) found", ", ".join(map(str, inputs)))
     return pages
-
-
-def _children_by_parent(rows: list[FieldRow]) -> dict[str | None, list[FieldRow]]:
-    """Group rows by their parent's path (`None` for top level); `a[]` parents `a[].b`."""
-    tree: dict[str | None, list[FieldRow]] = {}
-    for row in rows:
-        parent = row.name.rsplit(".", 1)[0] if "." in row.name else None
-        tree.setdefault(parent, []).append(row)
-    return tree
 
 
 def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str, Any]) -> dict[str, Any]:
@@ -310,8 +301,7 @@ def header_values(path: Path, method: str, api_path: str) -> dict[str, list[str]
         parameter = _resolve(spec, parameter, path)
         if not isinstance(parameter, dict) or parameter.get("in") != "header":
             continue
-        schema = _resolve(spec, parameter.get("schema", {}), path)
-        enum = schema.get("enum") if isinstance(schema, dict) else None
+        enum = _get(_resolve(spec, parameter.get("schema", {}), path), ["enum"])
         if isinstance(enum, list):
             values[str(parameter["name"])] = [str(value) for value in enum]
     return values
