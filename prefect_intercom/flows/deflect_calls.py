@@ -12,7 +12,7 @@ import logging
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -345,7 +345,6 @@ def deflect_calls(
 
 def _sent_so_far(results_path: str) -> int:
     """`sent_so_far` from the results file (0 if it cannot be read: the count is for the message only)."""
-    try:
+    with suppress(Exception):
         return sent_so_far(read_results(results_path))
-    except Exception:
-        return 0
+    return 0

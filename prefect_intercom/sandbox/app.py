@@ -203,11 +203,8 @@ def create_app(state: SandboxState) -> Starlette:
         )
         if status == 401:
             payload["request_id"] = request_id
-        if latency:
-            await asyncio.sleep(latency)
-        if fault == "slow":
-            await asyncio.sleep(state.slow_seconds)
-        elif fault == "reset":
+        await asyncio.sleep(latency + (state.slow_seconds if fault == "slow" else 0))
+        if fault == "reset":
             return await _reset_connection(state, request)
         elif fault == "empty":
             return Response(b"", status_code=status, headers=headers, media_type="application/json")

@@ -136,12 +136,10 @@ class SandboxOptions:
 def _latency_range(latency: float | Sequence[float], latency_max: float | None) -> tuple[float, float]:
     """`(low, high)` from `latency` (seconds, or a `(low, high)` pair) and `latency_max`."""
     if isinstance(latency, (int, float)):
-        low = high = float(latency)
-        if latency_max is not None:
-            high = float(latency_max)
+        low, high = float(latency), float(latency if latency_max is None else latency_max)
+    elif latency_max is not None:
+        raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
     else:
-        if latency_max is not None:
-            raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
         low, high = (float(value) for value in latency)
     if not (math.isfinite(low) and math.isfinite(high)) or high < low:
         raise ValueError(f"the latency range must be finite and low <= high, not {low:g}..{high:g}")
