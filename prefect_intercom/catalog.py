@@ -107,14 +107,8 @@ class Catalog:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
 
-    def __len__(self) -> int:
-        return len(self._endpoints)
-
     def __contains__(self, name: object) -> bool:
         return name in self._endpoints
-
-    def __repr__(self) -> str:
-        return f"Catalog({self.names!r})"
 
     @property
     def names(self) -> list[str]:
@@ -219,17 +213,10 @@ def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Cat
         catalog = load_catalog("/tmp/catalogue")
         ```
     """
-    if folder is None:
-        root: Traversable = schema_folder()
-    elif isinstance(folder, (str, PathLike)):
-        root = Path(folder)
-    else:
-        root = folder
-    endpoints = []
-    for entry in sorted(root.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(ENDPOINT_SUFFIX):
-            endpoints.append(_load_endpoint(root, entry))
-    return Catalog(endpoints)
+    folder = schema_folder() if folder is None else folder
+    root = Path(folder) if isinstance(folder, str | PathLike) else folder
+    records = sorted((entry for entry in root.iterdir() if entry.name.endswith(ENDPOINT_SUFFIX)), key=lambda e: e.name)
+    return Catalog(_load_endpoint(root, entry) for entry in records)
 
 
 def schema_folder() -> Traversable:
@@ -281,9 +268,8 @@ def find(query: str) -> Endpoint:
 def _load_endpoint(root: Traversable, entry: Traversable) -> Endpoint:
     try:
         record = _read_json(entry)
-        fields = {name: record[name] for name in _RECORD_FIELDS}
         return Endpoint(
-            **fields,
+            **{name: record[name] for name in _RECORD_FIELDS},
             request_schema=_read_json(root / record["request_schema"]),
             headers_schema=_read_json(root / record["headers_schema"]),
         )
@@ -299,8 +285,7 @@ def _read_json(entry: Traversable) -> dict[str, Any]:
 
 
 def _markdown_table(rows: list[dict[str, Any]], *, with_values: bool) -> list[str]:
-    header = "| Name | Type | Required | Description |"
-    lines = [header, "|---|---|---|---|"]
+    lines = ["| Name | Type | Required | Description |", "|---|---|---|---|"]
     for row in rows:
         description = row["description"].replace("\n\n", " ").replace("|", "\\|")
         if with_values and row.get("enum"):

@@ -13,7 +13,7 @@ import secrets
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 from prefect_intercom.credentials import IntercomCredentials
@@ -98,21 +98,18 @@ def block_problem(block_name: str, try_it: str | None, debug: bool) -> str | Non
     return None
 
 
-def sandbox_block() -> AbstractContextManager[Sandbox]:
+@contextmanager
+def sandbox_block() -> Iterator[Sandbox]:
     """Start the sandbox with a fresh random token and save the block `SANDBOX_BLOCK_NAME` for it.
 
     Raises:
-        ImportError: The `sandbox` extra is not installed (raised before anything starts; the
-            message says what to install).
+        ImportError: The `sandbox` extra is not installed (raised on entering, before anything
+            starts; the message says what to install).
     """
     from prefect_intercom.sandbox import Sandbox  # the sandbox's server is an extra
 
-    @contextmanager
-    def started() -> Iterator[Sandbox]:
-        with Sandbox(token=secrets.token_urlsafe(24)) as sandbox:
-            credentials = IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url)
-            credentials.save(SANDBOX_BLOCK_NAME, overwrite=True)
-            print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")
-            yield sandbox
-
-    return started()
+    with Sandbox(token=secrets.token_urlsafe(24)) as sandbox:
+        credentials = IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url)
+        credentials.save(SANDBOX_BLOCK_NAME, overwrite=True)
+        print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")
+        yield sandbox

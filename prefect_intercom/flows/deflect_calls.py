@@ -12,14 +12,14 @@ import logging
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.blocks.core import Block
-from prefect.context import FlowRunContext
 from prefect.filesystems import WritableFileSystem
+from prefect.runtime import flow_run
 from prefect.states import State
 
 from prefect_intercom.batch import create_phone_call_redirects, read_requests_csv
@@ -144,15 +144,14 @@ def validate_csv(requests: Iterable[Any], scan: CsvScan, results_path: str) -> B
         phone = body.get("phone")
         masked = mask_phone(phone) if isinstance(phone, str) else None
         if isinstance(body, RefusedRow):  # a custom attribute not of its type: rejected as the run rejects it
-            report.add(BatchItemResult(index, Outcome.REJECTED, masked, None, body.code, None, body.message))
+            outcome, code, message = Outcome.REJECTED, body.code, body.message
         elif (issues := request_issues(PHONE_CALL_REDIRECTS, body)) or not isinstance(phone, str):
-            report.add(BatchItemResult(index, Outcome.REJECTED, masked, message="; ".join(map(str, issues))))
+            outcome, code, message = Outcome.REJECTED, None, "; ".join(map(str, issues))
         elif (first := seen.setdefault(hashlib.blake2b(phone.encode(), digest_size=8).digest(), index)) != index:
-            message = f"same phone as {report.label(first)}"
-            report.add(BatchItemResult(index, Outcome.SKIPPED, masked, None, "duplicate_in_batch", None, message))
+            outcome, code, message = Outcome.SKIPPED, "duplicate_in_batch", f"same phone as {report.label(first)}"
         else:
-            message = "valid; dry run, not sent"
-            report.add(BatchItemResult(index, Outcome.NOT_SENT, masked, error_code=DRY_RUN_CODE, message=message))
+            outcome, code, message = Outcome.NOT_SENT, DRY_RUN_CODE, "valid; dry run, not sent"
+        report.add(BatchItemResult(index, outcome, masked, error_code=code, message=message))
     report.close()
     return report
 
@@ -300,7 +299,8 @@ def deflect_calls(
             return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}
         storage = load_ledger_storage(ledger_storage) if ledger_storage else None
     assert credentials is not None
-    key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=_flow_run_id() if send_again else None)
+    nonce = (flow_run.get_id() or uuid.uuid4().hex) if send_again else None  # the flow run's id: its retries keep it
+    key = batch_key or campaign_key(scan.sha256, credentials.api_url, nonce=nonce)
     how = "run it again with the same batch key"
     if send_again:
         how = f"run it again with batch key {key} and without send again"
@@ -309,7 +309,8 @@ def deflect_calls(
     logger.info("Deflecting %s rows of %s with the block %r, batch key %s", f"{scan.rows:,}", csv_path, block_name, key)
     for listener in list(_KEY_LISTENERS):
         listener(key)
-    with _results_file(results_path) as results:
+    with tempfile.TemporaryDirectory(prefix="prefect-intercom-results-") as folder:
+        results = results_path or str(Path(folder) / "results.jsonl")  # to count what was sent if it ends early
         try:
             report = create_phone_call_redirects(
                 credentials,
@@ -342,27 +343,8 @@ def deflect_calls(
     return final_state(results_in_order, key, how, scan.row_numbers, {"batch_key": report.batch_key, **report.counts})
 
 
-def _flow_run_id() -> str:
-    """The current flow run's id (the same for its retries), or a random one outside a flow run."""
-    context = FlowRunContext.get()
-    if context is not None and context.flow_run is not None:
-        return str(context.flow_run.id)
-    return uuid.uuid4().hex
-
-
-@contextmanager
-def _results_file(results_path: str) -> Iterator[str]:
-    """`results_path`, or a temporary file for the flow's duration (to count what was sent if it ends early)."""
-    if results_path:
-        yield results_path
-        return
-    with tempfile.TemporaryDirectory(prefix="prefect-intercom-results-") as folder:
-        yield str(Path(folder) / "results.jsonl")
-
-
 def _sent_so_far(results_path: str) -> int:
     """`sent_so_far` from the results file (0 if it cannot be read: the count is for the message only)."""
-    try:
+    with suppress(Exception):
         return sent_so_far(read_results(results_path))
-    except Exception:
-        return 0
+    return 0

@@ -260,11 +260,10 @@ class _Run:
         if not self.results and not report_error:  # failed before its first row: input, configuration, token
             raise StartError(f"{_reason(state)}; nothing was sent")
         stopped = None if report_error else stop_line(self.results, self.how)
-        if stopped:  # one line: why, how many requests, what was not attempted, what to do
-            print(printable(f"Deflect calls failed: {stopped}"), file=sys.stderr)
-        else:
-            message = report_error or (state.message or "failed").splitlines()[0]
-            print(printable(f"Deflect calls failed: {message}"), file=sys.stderr)
+        # a stopped batch is one line: why, how many requests, what was not attempted, what to do
+        message = stopped or report_error or (state.message or "failed").splitlines()[0]
+        print(printable(f"Deflect calls failed: {message}"), file=sys.stderr)
+        if not stopped:
             print(f"Rows: {counts(self.results, dry_run)}", file=sys.stderr)
         sent = sent_so_far(self.results)
         if self.keys and (sent or any(map(is_unknown, self.results))):  # someone was (or may have been) texted

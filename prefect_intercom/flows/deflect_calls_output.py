@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http import HTTPStatus
 
 from prefect_intercom.batch.report import BatchItemResult
@@ -68,8 +68,7 @@ def stop_line(results: list[BatchItemResult], how: str) -> str | None:
     if not left:
         return None
     requests = sum(result.attempts for result in results)
-    refused = refused_every_send(results)
-    if refused is not None:
+    if (refused := refused_every_send(results)) is not None:
         cause = f"{refused.status} {HTTPStatus(refused.status or 0).phrase.lower()} ({refused.error_code or 'no code'})"
         fix = "check the access token of the credentials block" if refused.status != 404 else "check its region"
         how = f"{fix}, then {how}"
@@ -109,11 +108,8 @@ def progress_bar(results_path: str, total: int) -> Iterator[None]:
 
     def follow() -> None:
         while not stop.wait(0.25):
-            try:
-                with open(results_path, "rb") as handle:
-                    bar.update(task, completed=sum(1 for _ in handle))
-            except OSError:
-                continue
+            with suppress(OSError), open(results_path, "rb") as handle:  # not there yet: the next turn
+                bar.update(task, completed=sum(1 for _ in handle))
 
     thread = threading.Thread(target=follow, name="deflect-calls-progress", daemon=True)
     with bar:

@@ -43,16 +43,9 @@ def write_report_csv(
         writer = csv.writer(handle)
         writer.writerow(REPORT_COLUMNS)
         for result in results:
-            writer.writerow(
-                [
-                    number(result.index),
-                    result.outcome.value,
-                    "" if result.status is None else result.status,
-                    spreadsheet_safe(result.error_code or ""),
-                    spreadsheet_safe(result.request_id or ""),
-                    spreadsheet_safe(result.message or ""),
-                ]
-            )
+            texts = (spreadsheet_safe(text or "") for text in (result.error_code, result.request_id, result.message))
+            status = "" if result.status is None else result.status
+            writer.writerow([number(result.index), result.outcome.value, status, *texts])
             written += 1
     return written
 
@@ -86,8 +79,8 @@ def check_report(report: str, csv_path: str) -> None:
         if report.rstrip("/") == csv_path.rstrip("/"):
             raise ValueError(f"{where} is the input file: it would overwrite the callers; name another file")
         return
-    path = Path(_local(report)).expanduser()
-    if not _is_url(csv_path) and _same_file(path, Path(_local(csv_path)).expanduser()):
+    path = Path(report.removeprefix("file://")).expanduser()
+    if not _is_url(csv_path) and _same_file(path, Path(csv_path.removeprefix("file://")).expanduser()):
         raise ValueError(f"{where} is the input file {csv_path}: it would overwrite the callers; name another file")
     if path.is_dir():
         raise ValueError(f"{where} is a directory: name a file in it")
@@ -130,7 +123,3 @@ def _same_file(one: Path, other: Path) -> bool:
 
 def _is_url(text: str) -> bool:
     return "://" in text and not text.startswith("file://")
-
-
-def _local(text: str) -> str:
-    return text.removeprefix("file://")

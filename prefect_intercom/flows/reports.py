@@ -20,18 +20,14 @@ from prefect_intercom.errors import (
 )
 from prefect_intercom.prepared import REDACTED, PreparedRequest
 from prefect_intercom.privacy import mask_phone, mask_values
-from prefect_intercom.responses import RATE_LIMIT_HEADERS, IntercomResponse
+from prefect_intercom.responses import IntercomResponse
 
 STEP_HTTP_TASK = "Add the HTTP task"
 STEP_FIND_API = "Find the API and load its reference"
 STEP_TEST_REQUEST = "Test request"
 STEPS = (STEP_HTTP_TASK, STEP_FIND_API, STEP_TEST_REQUEST)
 MAX_JSON_BLOCK = 20_000
-RATE_LIMIT_LABELS = {
-    "x-ratelimit-limit": "X-RateLimit-Limit",
-    "x-ratelimit-remaining": "X-RateLimit-Remaining",
-    "x-ratelimit-reset": "X-RateLimit-Reset",
-}
+RATE_LIMIT_LABELS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
 def step_heading(number: int) -> str:
@@ -121,9 +117,7 @@ def validation_lines(error: IntercomValidationError | None) -> list[str]:
     if error is None:
         return ["**Valid**: the body and headers match the schemas generated from Intercom's documentation."]
     count = f"{len(error.errors)} problem" + ("s" if len(error.errors) != 1 else "")
-    lines = [f"**Invalid {error.what}** ({count}); nothing was sent.", ""]
-    lines += issues_table(error.errors)
-    return lines
+    return [f"**Invalid {error.what}** ({count}); nothing was sent.", "", *issues_table(error.errors)]
 
 
 def issues_table(issues: Sequence[ValidationIssue]) -> list[str]:
@@ -220,11 +214,8 @@ def _outcome_text(outcome: Outcome) -> str:
 
 def _rate_limit_rows(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     lowered = {name.lower(): value for name, value in headers.items()}
-    rows = []
-    for name in RATE_LIMIT_HEADERS:
-        value = lowered.get(name)
-        rows.append((RATE_LIMIT_LABELS[name], _code_span(value) if value is not None else "not sent"))
-    return rows
+    values = ((label, lowered.get(label.lower())) for label in RATE_LIMIT_LABELS)
+    return [(label, "not sent" if value is None else _code_span(value)) for label, value in values]
 
 
 def _status(code: int) -> str:

@@ -95,16 +95,10 @@ def summary_markdown(
 
 
 def _headline(results: Sequence[BatchItemResult]) -> str:
-    unknown = sum(is_unknown(result) for result in results)
     missed = sum(not_texted(result) for result in results)
-    parts = [f"{len(results):,} row(s)"]
-    if missed:
-        parts.append(f"{missed:,} not texted")
-    if unknown:
-        parts.append(f"{unknown:,} unknown")
-    if not (missed or unknown):
-        parts.append("everyone texted")
-    return ", ".join(parts)
+    unknown = sum(is_unknown(result) for result in results)
+    problems = [f"{count:,} {what}" for count, what in ((missed, "not texted"), (unknown, "unknown")) if count]
+    return ", ".join([f"{len(results):,} row(s)", *(problems or ["everyone texted"])])
 
 
 def final_state(
@@ -127,12 +121,12 @@ def final_state(
         `Completed`, `Completed` named `Completed with problems` (both holding `data`), or
         `Failed`; its message is the headline.
     """
+    headline = _headline(results)
     create_markdown_artifact(
         summary_markdown(results, batch_key, how_to_resume, row_numbers),
         key=SUMMARY_ARTIFACT_KEY,
-        description=f"Deflect calls: {_headline(results)}",
+        description=f"Deflect calls: {headline}",
     )
-    headline = _headline(results)
     if any(result.outcome is Outcome.UNKNOWN for result in results):
         return Failed(message=f"{headline}: look in Intercom before resending the unknown rows")
     if any(not_texted(result) or is_unknown(result) for result in results):

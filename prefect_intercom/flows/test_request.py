@@ -144,7 +144,6 @@ def add_the_http_task(block_name: str, intercom_version: str | None = None) -> I
     Returns:
         The credentials.
     """
-    logger = get_run_logger()
     credentials = load_credentials(block_name)
     _publish(
         1,
@@ -158,7 +157,7 @@ def add_the_http_task(block_name: str, intercom_version: str | None = None) -> I
             timeout=credentials.timeout,
         ),
     )
-    logger.info(
+    get_run_logger().info(
         "Loaded block %r: host %s, region %s, Intercom-Version %s",
         block_name,
         credentials.api_url,
@@ -197,12 +196,11 @@ def find_the_api_and_load_its_reference(
     overrides = {"intercom_version": intercom_version} if intercom_version else {}
     with credentials.get_client(**overrides) as client:
         shown = {"query": api, "endpoint": endpoint, "body": body}
-        url = f"{client.base_url}{endpoint.path}"
         try:
             _require_phone(endpoint.name, body)
             prepared = client.prepare(endpoint, body)
         except IntercomValidationError as error:
-            _publish(2, reports.reference_markdown(**shown, url=url, error=error))
+            _publish(2, reports.reference_markdown(**shown, url=f"{client.base_url}{endpoint.path}", error=error))
             logger.error("The request is invalid; nothing will be sent. %s", error)
             raise
     _publish(2, reports.reference_markdown(**shown, url=prepared.url, prepared=prepared))

@@ -12,8 +12,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack
+from typing import Any
 from uuid import UUID
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
@@ -30,9 +30,6 @@ from prefect_intercom.flows.test_request import (
     test_request,
 )
 from prefect_intercom.validation import request_issues
-
-if TYPE_CHECKING:
-    from prefect_intercom.sandbox import Sandbox
 
 PROG = "prefect-intercom test-request"
 
@@ -112,11 +109,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             problem = block_problem(args.block_name, None, args.debug)
         if problem:
             return answer(prog, problem)
-    try:
-        target: AbstractContextManager[Sandbox | None] = sandbox_block() if args.sandbox else nullcontext()
-    except ImportError as missing:  # the sandbox's server is an extra
-        return answer(prog, str(missing))
-    with target as sandbox:
+    with ExitStack() as stack:
+        try:
+            sandbox = stack.enter_context(sandbox_block()) if args.sandbox else None
+        except ImportError as missing:  # the sandbox's server is an extra
+            return answer(prog, str(missing))
         if args.command == "serve":
             return _serve(args.name, parameters)
         code = _run(parameters)

@@ -12,6 +12,7 @@ import socket
 import struct
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -66,23 +67,18 @@ _CUSTOM_ATTRIBUTES = Draft202012Validator(
 )
 
 
-def documented_answer(
-    *, token: str, response_shape: str, authorization: str | None, version: str | None, body: Any
-) -> tuple[int, dict[str, Any]]:
+def documented_answer(state: SandboxState, headers: Mapping[str, str], body: Any) -> tuple[int, dict[str, Any]]:
     """The documented answer to one request: `(status, JSON payload)`.
 
     Args:
-        token: The bearer token the sandbox accepts.
-        response_shape: `"phone"` or `"url"`, the shape of the 200 answer.
-        authorization: The request's Authorization header.
-        version: The request's Intercom-Version header.
+        state: The sandbox (its token and the shape of its 200 answer).
+        headers: The request's headers (Authorization, Intercom-Version).
         body: The request's JSON body (`None` when it was not JSON).
 
     Returns:
         The status and the JSON payload.
     """
-    refused = _refused(token, authorization, version)
-    if refused is not None:
+    if (refused := _refused(state, headers)) is not None:
         return refused
     if not isinstance(body, dict):
         return 400, _error_list("parameter_invalid", "Invalid JSON body")
@@ -94,15 +90,16 @@ def documented_answer(
     attributes_refused = "custom_attributes" in body and not _CUSTOM_ATTRIBUTES.is_valid(body["custom_attributes"])
     if phone == UNPROCESSABLE_PHONE or attributes_refused:
         return 422, {"error_key": "unprocessable_entity", "message": "Custom attributes could not be processed"}
-    if response_shape == "url":
+    if state.response_shape == "url":
         return 200, {"type": "phone_call_redirect", "url": f"http://via.intercom.io/msgr/{uuid.uuid4()}"}
     return 200, {"type": "phone_call_redirect", "phone": phone}
 
 
-def _refused(token: str, authorization: str | None, version: str | None) -> tuple[int, dict[str, Any]] | None:
+def _refused(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]] | None:
     """Intercom's answer to a request without the right bearer token or with an unknown version, else `None`."""
-    if authorization != f"Bearer {token}":
+    if headers.get("authorization") != f"Bearer {state.token}":
         return 401, _error_list("unauthorized", "Access Token Invalid")
+    version = headers.get("intercom-version")
     if version is not None and version not in _VERSIONS:
         return 400, _error_list("intercom_version_invalid", f"Requested version {version} is invalid")
     return None
@@ -118,29 +115,24 @@ def rate_limited(limit: int | None, window: float) -> tuple[int, dict[str, Any]]
     return 429, _error_list("rate_limit_exceeded", f"Exceeded rate limit of {limit} in {window:g}_seconds")
 
 
-def data_attributes_answer(
-    *, token: str, authorization: str | None, version: str | None, attributes: dict[str, str], status: int
-) -> tuple[int, dict[str, Any]]:
+def data_attributes_answer(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
     """The answer to `GET /data_attributes?model=contact`: the workspace's attributes, or an error.
 
     Args:
-        token: The bearer token the sandbox accepts.
-        authorization: The request's Authorization header.
-        version: The request's Intercom-Version header.
-        attributes: The custom attributes, name to data type.
-        status: The status to answer with (anything but 200 is an `error.list`).
+        state: The sandbox (its token, custom attributes and the status to answer with: anything
+            but 200 is an `error.list`).
+        headers: The request's headers (Authorization, Intercom-Version).
 
     Returns:
         The status and the JSON payload: `{type: list, data: [data_attribute, ...]}` with two
         standard attributes (`custom: false`) and the custom ones.
     """
-    refused = _refused(token, authorization, version)
-    if refused is not None:
+    if (refused := _refused(state, headers)) is not None:
         return refused
-    if status != 200:
-        return status, _error_list("unauthorized", "Not authorized")
+    if state.data_attributes_status != 200:
+        return state.data_attributes_status, _error_list("unauthorized", "Not authorized")
     standard = [("name", "string", False), ("email", "string", False)]
-    custom = [(name, data_type, True) for name, data_type in attributes.items()]
+    custom = [(name, data_type, True) for name, data_type in state.data_attributes.items()]
     data = [
         {
             "type": "data_attribute",
@@ -175,16 +167,9 @@ def create_app(state: SandboxState) -> Starlette:
 
     async def phone_call_redirects(request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        raw = await request.body()
-        body = _json_or_none(raw)
+        body = _json_or_none(await request.body())
         received_at = time.time()
-        status, payload = documented_answer(
-            token=state.token,
-            response_shape=state.response_shape,
-            authorization=request.headers.get("authorization"),
-            version=request.headers.get("intercom-version"),
-            body=body,
-        )
+        status, payload = documented_answer(state, request.headers, body)
         headers = {"X-Request-Id": request_id}
         fault, delivered = None, status == 200
         latency, keep_headers = state.draw_shape(body)
@@ -205,7 +190,7 @@ def create_app(state: SandboxState) -> Starlette:
             ReceivedRequest(
                 method=request.method,
                 path=request.url.path,
-                headers=_headers(request),
+                headers=dict(request.headers.items()),  # ASGI names are lower case
                 body=body,
                 status=status,
                 request_id=request_id,
@@ -218,11 +203,8 @@ def create_app(state: SandboxState) -> Starlette:
         )
         if status == 401:
             payload["request_id"] = request_id
-        if latency:
-            await asyncio.sleep(latency)
-        if fault == "slow":
-            await asyncio.sleep(state.slow_seconds)
-        elif fault == "reset":
+        await asyncio.sleep(latency + (state.slow_seconds if fault == "slow" else 0))
+        if fault == "reset":
             return await _reset_connection(state, request)
         elif fault == "empty":
             return Response(b"", status_code=status, headers=headers, media_type="application/json")
@@ -232,35 +214,28 @@ def create_app(state: SandboxState) -> Starlette:
 
     async def data_attributes(request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        status, payload = data_attributes_answer(
-            token=state.token,
-            authorization=request.headers.get("authorization"),
-            version=request.headers.get("intercom-version"),
-            attributes=dict(state.data_attributes),
-            status=state.data_attributes_status,
-        )
-        state.record_read(
+        status, payload = data_attributes_answer(state, request.headers)
+        state.record(
             ReceivedRequest(
                 method=request.method,
                 path=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
-                headers=_headers(request),
+                headers=dict(request.headers.items()),
                 body=None,
                 status=status,
                 request_id=request_id,
                 received_at=time.time(),
                 delivered=False,
-            )
+            ),
+            read=True,
         )
         return JSONResponse(payload, status_code=status, headers={"X-Request-Id": request_id})
 
-    async def list_reads(_: Request) -> Response:
-        return JSONResponse([entry.public() for entry in state.read_snapshot()])
-
-    async def list_requests(request: Request) -> Response:
+    async def records(request: Request) -> Response:
         if request.method == "DELETE":
             state.clear()
             return Response(status_code=204)
-        return JSONResponse([entry.public() for entry in state.snapshot()])
+        reads = request.url.path == "/sandbox/reads"
+        return JSONResponse([entry.public() for entry in state.snapshot(reads=reads)])
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoint": ENDPOINT.title})
@@ -269,15 +244,11 @@ def create_app(state: SandboxState) -> Starlette:
         routes=[
             Route(ENDPOINT.path, phone_call_redirects, methods=[ENDPOINT.method]),
             Route("/data_attributes", data_attributes, methods=["GET"]),
-            Route("/sandbox/requests", list_requests, methods=["GET", "DELETE"]),
-            Route("/sandbox/reads", list_reads, methods=["GET"]),
+            Route("/sandbox/requests", records, methods=["GET", "DELETE"]),
+            Route("/sandbox/reads", records, methods=["GET"]),
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
-
-
-def _headers(request: Request) -> dict[str, str]:
-    return {key.lower(): value for key, value in request.headers.items()}
 
 
 def _json_or_none(raw: bytes) -> Any:

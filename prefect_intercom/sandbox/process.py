@@ -21,6 +21,8 @@ import httpx
 
 from prefect_intercom.sandbox.state import DEFAULT_HOST, DEFAULT_TOKEN
 
+START_TIMEOUT = 60.0
+"""Seconds to wait until the sandbox answers `GET /sandbox/health`."""
 _LISTENING = re.compile(r"(http://[^\s/]+)/")
 
 
@@ -40,26 +42,18 @@ class SandboxProcess:
         """Every request it received (Authorization redacted)."""
         return httpx.get(f"{self.url}/sandbox/requests", timeout=60).json()
 
-    def reads(self) -> list[dict[str, Any]]:
-        """Every `GET /data_attributes` it received (Authorization redacted)."""
-        return httpx.get(f"{self.url}/sandbox/reads", timeout=60).json()
-
-    def accepted_phones(self, records: list[dict[str, Any]] | None = None) -> Counter[str]:
+    def accepted_phones(self) -> Counter[str]:
         """How many SMS each phone would have received."""
-        return Counter(record["body"]["phone"] for record in (records or self.records()) if record["accepted"])
+        return Counter(record["body"]["phone"] for record in self.records() if record["accepted"])
 
 
 @contextmanager
-def sandbox_process(
-    *flags: str, token: str = DEFAULT_TOKEN, host: str = DEFAULT_HOST, start_timeout: float = 60.0
-) -> Iterator[SandboxProcess]:
+def sandbox_process(*flags: str, token: str = DEFAULT_TOKEN) -> Iterator[SandboxProcess]:
     """Start the sandbox CLI on a free port with extra command-line `flags`; stop it afterwards.
 
     Args:
         *flags: More sandbox options, e.g. `"--rate-limit", "100", "--latency", "0.05"`.
         token: The bearer token the sandbox accepts.
-        host: Address to bind (loopback).
-        start_timeout: Seconds to wait until it answers `GET /sandbox/health`.
 
     Raises:
         RuntimeError: The sandbox did not say where it listens.
@@ -72,16 +66,15 @@ def sandbox_process(
             assert sum(sandbox.accepted_phones().values()) == 1
         ```
     """
-    command = [sys.executable, "-m", "prefect_intercom.sandbox", "--host", host, "--port", "0"]
+    command = [sys.executable, "-m", "prefect_intercom.sandbox", "--host", DEFAULT_HOST, "--port", "0"]
     command += ["--token", token, "--log-level", "warning", *flags]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # noqa: S603 - our own interpreter and module
     try:
         line = process.stdout.readline() if process.stdout else ""
-        found = _LISTENING.search(line)
-        if not found:
+        if not (found := _LISTENING.search(line)):
             raise RuntimeError(f"the sandbox did not start: {line!r}")
         url = found.group(1)
-        deadline = time.monotonic() + start_timeout
+        deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
                 httpx.get(f"{url}/sandbox/health", timeout=1).raise_for_status()

@@ -17,7 +17,6 @@ from prefect_intercom.sandbox.state import (
     DEFAULT_HOST,
     DEFAULT_TOKEN,
     ReceivedRequest,
-    ResponseShape,
     SandboxOptions,
     SandboxState,
 )
@@ -32,9 +31,8 @@ class Sandbox:
         token: The bearer token the sandbox accepts.
         host: Address to bind (loopback only, unless you know why).
         port: Port to bind; 0 picks a free one.
-        response_shape: Answer 200 with `{type, phone}` ("phone") or `{type, url}` ("url").
-        **options: Any other field of `SandboxOptions` (latency, rate limit, faults, seed,
-            keep-alive, ...), each described there.
+        **options: Any other field of `SandboxOptions` (answer shape, latency, rate limit, faults,
+            seed, keep-alive, ...), each described there.
 
     Raises:
         ValueError: An option is out of range.
@@ -49,25 +47,14 @@ class Sandbox:
         ```
     """
 
-    def __init__(
-        self,
-        token: str = DEFAULT_TOKEN,
-        host: str = DEFAULT_HOST,
-        port: int = 0,
-        response_shape: ResponseShape = "phone",
-        **options: Any,
-    ) -> None:
-        self.state = SandboxState(token=token, response_shape=response_shape, **options)
+    def __init__(self, token: str = DEFAULT_TOKEN, host: str = DEFAULT_HOST, port: int = 0, **options: Any) -> None:
+        self.state = SandboxState(token=token, **options)
+        self.token = token  # the bearer token the sandbox accepts
         self.host = host
         self._requested_port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
-
-    @property
-    def token(self) -> str:
-        """The bearer token the sandbox accepts."""
-        return self.state.token
 
     @property
     def url(self) -> str:
@@ -84,7 +71,7 @@ class Sandbox:
     @property
     def reads(self) -> list[ReceivedRequest]:
         """Every `GET /data_attributes` received so far (not in `received`: it texts nobody)."""
-        return self.state.read_snapshot()
+        return self.state.snapshot(reads=True)
 
     @property
     def accepted(self) -> list[ReceivedRequest]:
@@ -175,7 +162,7 @@ def build_parser(prog: str = "python -m prefect_intercom.sandbox") -> argparse.A
         cli = dict(option.metadata["cli"])
         cli.pop("convert", None)
         flag = cli.pop("flag", "--" + option.name.replace("_", "-"))
-        default = _default(option)
+        default = option.default_factory() if option.default is MISSING else option.default
         parser.add_argument(
             flag,
             dest=option.name,
@@ -204,13 +191,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_in
     """
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    values: dict[str, Any] = {}
     try:
-        for option in _options():
-            convert = option.metadata["cli"].get("convert")
-            value = getattr(args, option.name)
-            values[option.name] = convert(value) if convert else value
-        state = SandboxState(**values)
+        state = SandboxState(**{option.name: _converted(option, getattr(args, option.name)) for option in _options()})
     except ValueError as error:
         parser.error(str(error))
     serve(state, args.host, args.port, args.log_level)
@@ -221,8 +203,10 @@ def _options() -> list[Any]:
     return [option for option in fields(SandboxOptions) if "cli" in option.metadata]
 
 
-def _default(option: Any) -> Any:
-    return option.default_factory() if option.default is MISSING else option.default
+def _converted(option: Any, value: Any) -> Any:
+    """A flag's value as the option takes it (`convert` in the field's metadata, if any)."""
+    convert = option.metadata["cli"].get("convert")
+    return convert(value) if convert else value
 
 
 def _shown(default: Any) -> str:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Literal
 
 from prefect_intercom.client import DEFAULT_TIMEOUT
 
 DEFAULT_TOKEN = "sandbox-token"  # noqa: S105 - a well-known test token, not a secret
 DEFAULT_HOST = "127.0.0.1"
-ResponseShape = Literal["phone", "url"]
 # Intercom's default: 10,000 calls a minute per app, counted in 10-second windows.
 DEFAULT_RATE_LIMIT = 1667
 DEFAULT_RATE_LIMIT_WINDOW = 10.0
@@ -27,19 +26,14 @@ FAULT_KINDS = ("429", "500", "502", "503", "html", "reset", "slow", "empty")
 DATA_TYPES = ("string", "integer", "float", "boolean", "date")
 
 
-def _cli(help: str, **argparse_keywords: Any) -> dict[str, Any]:
-    """A field's metadata: its help text and its argparse keywords (`flag`, `convert`, `cli_default`, ...)."""
-    return {"help": help, "cli": argparse_keywords}
+def _option(help: str, default: Any = MISSING, *, factory: Any = MISSING, **argparse_keywords: Any) -> Any:
+    """A field with its help text and its argparse keywords (`flag`, `convert`, `cli_default`, ...) as metadata."""
+    return field(default=default, default_factory=factory, metadata={"help": help, "cli": argparse_keywords})
 
 
-def parse_data_attributes(items: Sequence[str]) -> dict[str, str]:
-    """`["vip=boolean", "account_id=integer"]` as `{"vip": "boolean", "account_id": "integer"}`."""
-    return {name.strip(): type_.strip() for name, _, type_ in (item.partition("=") for item in items)}
-
-
-def parse_faults(items: Sequence[str]) -> dict[str, float]:
-    """`["503=0.02", "reset=0.01"]` as `{"503": 0.02, "reset": 0.01}` (a bad rate raises `ValueError`)."""
-    return {kind: float(rate) for kind, _, rate in (item.partition("=") for item in items)}
+def parse_pairs(items: Sequence[str], value: Callable[[str], Any] = str.strip) -> dict[str, Any]:
+    """`["vip=boolean"]` as `{"vip": "boolean"}`; `value=float`: `["503=0.02"]` as `{"503": 0.02}` (or `ValueError`)."""
+    return {name.strip(): value(text) for name, _, text in (item.partition("=") for item in items)}
 
 
 @dataclass(kw_only=True)
@@ -73,71 +67,53 @@ class SandboxOptions:
             a negative or inverted latency, ...).
     """
 
-    token: str = field(default=DEFAULT_TOKEN, metadata=_cli("accepted bearer token"))
-    response_shape: ResponseShape = field(
-        default="phone", metadata=_cli("shape of the 200 answer", choices=["phone", "url"])
+    token: str = _option("accepted bearer token", DEFAULT_TOKEN)
+    response_shape: Literal["phone", "url"] = _option("shape of the 200 answer", "phone", choices=["phone", "url"])
+    latency: float | tuple[float, float] = _option("seconds before every answer", 0.0, type=float)
+    latency_max: float | None = _option(
+        "draw each answer's latency uniformly between --latency and this, from --seed", None, type=float
     )
-    latency: float | tuple[float, float] = field(default=0.0, metadata=_cli("seconds before every answer", type=float))
-    latency_max: float | None = field(
-        default=None,
-        metadata=_cli("draw each answer's latency uniformly between --latency and this, from --seed", type=float),
+    omit_rate_limit_headers: float = _option(
+        "probability that an answer comes without the X-RateLimit-* headers", 0.0, type=float, metavar="P"
     )
-    omit_rate_limit_headers: float = field(
-        default=0.0,
-        metadata=_cli("probability that an answer comes without the X-RateLimit-* headers", type=float, metavar="P"),
+    rate_limit: int | None = _option(
+        "requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=int, convert=lambda limit: limit or None
     )
-    rate_limit: int | None = field(
-        default=DEFAULT_RATE_LIMIT,
-        metadata=_cli("requests per window, 0 for no limit", type=int, convert=lambda limit: limit or None),
+    rate_limit_window: float = _option("window length in seconds", DEFAULT_RATE_LIMIT_WINDOW, type=float)
+    retry_after: float | None = _option("Retry-After seconds on 429s", None, type=float)
+    faults: Mapping[str, float] = _option(
+        f"inject a fault with a probability, e.g. 503=0.02 (repeatable; kinds: {', '.join(FAULT_KINDS)})",
+        factory=dict,
+        flag="--fault",
+        action="append",
+        metavar="KIND=RATE",
+        cli_default=[],
+        convert=lambda items: parse_pairs(items, float),
     )
-    rate_limit_window: float = field(
-        default=DEFAULT_RATE_LIMIT_WINDOW, metadata=_cli("window length in seconds", type=float)
+    fault_effect: float = _option("probability that a 5xx/HTML/reset fault still sent the SMS", 0.0, type=float)
+    slow_seconds: float = _option("how late a 'slow' answer comes", DEFAULT_TIMEOUT + 5, type=float)
+    seed: int = _option("seed of the latency, header and fault draws", 0, type=int)
+    keep_alive: float = _option(
+        "seconds an idle keep-alive connection stays open (uvicorn's default)", DEFAULT_KEEP_ALIVE, type=float
     )
-    retry_after: float | None = field(default=None, metadata=_cli("Retry-After seconds on 429s", type=float))
-    faults: Mapping[str, float] = field(
-        default_factory=dict,
-        metadata=_cli(
-            f"inject a fault with a probability, e.g. 503=0.02 (repeatable; kinds: {', '.join(FAULT_KINDS)})",
-            flag="--fault",
-            action="append",
-            metavar="KIND=RATE",
-            cli_default=[],
-            convert=parse_faults,
-        ),
+    data_attributes: Mapping[str, str] = _option(
+        "a contact custom attribute GET /data_attributes lists, e.g. vip=boolean (repeatable; types: "
+        f"{', '.join(DATA_TYPES)})",
+        factory=dict,
+        flag="--data-attribute",
+        action="append",
+        metavar="NAME=TYPE",
+        cli_default=[],
+        convert=parse_pairs,
     )
-    fault_effect: float = field(
-        default=0.0, metadata=_cli("probability that a 5xx/HTML/reset fault still sent the SMS", type=float)
-    )
-    slow_seconds: float = field(
-        default=DEFAULT_TIMEOUT + 5, metadata=_cli("how late a 'slow' answer comes", type=float)
-    )
-    seed: int = field(default=0, metadata=_cli("seed of the latency, header and fault draws", type=int))
-    keep_alive: float = field(
-        default=DEFAULT_KEEP_ALIVE,
-        metadata=_cli("seconds an idle keep-alive connection stays open (uvicorn's default)", type=float),
-    )
-    data_attributes: Mapping[str, str] = field(
-        default_factory=dict,
-        metadata=_cli(
-            "a contact custom attribute GET /data_attributes lists, e.g. vip=boolean (repeatable; types: "
-            f"{', '.join(DATA_TYPES)})",
-            flag="--data-attribute",
-            action="append",
-            metavar="NAME=TYPE",
-            cli_default=[],
-            convert=parse_data_attributes,
-        ),
-    )
-    data_attributes_status: int = field(
-        default=200,
-        metadata=_cli("answer GET /data_attributes with this status (403: a token without the scope)", type=int),
+    data_attributes_status: int = _option(
+        "answer GET /data_attributes with this status (403: a token without the scope)", 200, type=int
     )
     latency_range: tuple[float, float] = field(init=False, default=(0.0, 0.0))
 
     def __post_init__(self) -> None:
         self.faults = dict(self.faults or {})
-        unknown = sorted(set(self.faults) - set(FAULT_KINDS))
-        if unknown:
+        if unknown := sorted(set(self.faults) - set(FAULT_KINDS)):
             raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
         if any(not 0 <= rate <= 1 for rate in self.faults.values()) or sum(self.faults.values()) > 1:
             raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
@@ -160,12 +136,10 @@ class SandboxOptions:
 def _latency_range(latency: float | Sequence[float], latency_max: float | None) -> tuple[float, float]:
     """`(low, high)` from `latency` (seconds, or a `(low, high)` pair) and `latency_max`."""
     if isinstance(latency, (int, float)):
-        low = high = float(latency)
-        if latency_max is not None:
-            high = float(latency_max)
+        low, high = float(latency), float(latency if latency_max is None else latency_max)
+    elif latency_max is not None:
+        raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
     else:
-        if latency_max is not None:
-            raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
         low, high = (float(value) for value in latency)
     if not (math.isfinite(low) and math.isfinite(high)) or high < low:
         raise ValueError(f"the latency range must be finite and low <= high, not {low:g}..{high:g}")
@@ -246,19 +220,15 @@ class SandboxState(SandboxOptions):
         width = self.rate_limit_window
         start = math.floor(now / width) * width
         with self.lock:
-            window_start, count = self._window
-            if window_start != start:
-                count = 0
-            admitted = count < self.rate_limit
-            if admitted:
+            count = self._window[1] if self._window[0] == start else 0  # a new window starts at 0
+            if admitted := count < self.rate_limit:
                 count += 1
             self._window = (start, count)
-        headers = {
+        return admitted, {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(self.rate_limit - count),
             "X-RateLimit-Reset": str(math.ceil(start + width)),
         }
-        return admitted, headers
 
     def draw_shape(self, body: Any) -> tuple[float, bool]:
         """This request's latency and whether its answer keeps the rate-limit headers.
@@ -297,25 +267,15 @@ class SandboxState(SandboxOptions):
             counts[key] = counts.get(key, 0) + 1
             return counts[key] - 1
 
-    def record(self, entry: ReceivedRequest) -> None:
-        """Keep a received request."""
+    def record(self, entry: ReceivedRequest, *, read: bool = False) -> None:
+        """Keep a received request (`read`: a `GET /data_attributes`, kept apart)."""
         with self.lock:
-            self.received.append(entry)
+            (self.reads if read else self.received).append(entry)
 
-    def record_read(self, entry: ReceivedRequest) -> None:
-        """Keep a received read (`GET /data_attributes`)."""
+    def snapshot(self, *, reads: bool = False) -> list[ReceivedRequest]:
+        """A copy of the requests (or the reads) received so far."""
         with self.lock:
-            self.reads.append(entry)
-
-    def read_snapshot(self) -> list[ReceivedRequest]:
-        """A copy of the reads received so far."""
-        with self.lock:
-            return list(self.reads)
-
-    def snapshot(self) -> list[ReceivedRequest]:
-        """A copy of what was received so far."""
-        with self.lock:
-            return list(self.received)
+            return list(self.reads if reads else self.received)
 
     def clear(self) -> None:
         """Forget what was received (and how often each phone arrived)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import groupby
 from pathlib import Path
 
 from prefect_intercom.errors import DocsPageError
@@ -19,10 +21,8 @@ TABLE_HEADER = "Name Type Required Description"
 SECTION_SERVERS = "Servers"
 SECTION_HEADERS = "Request headers"
 SECTION_BODY = "Request body fields"
-SECTION_QUERY = "Query parameters"
-SECTION_PATH = "Path parameters"
 SECTION_STEPS = "How to start integrating"
-TABLE_SECTIONS = (SECTION_HEADERS, SECTION_BODY, SECTION_QUERY, SECTION_PATH)
+TABLE_SECTIONS = (SECTION_HEADERS, SECTION_BODY, "Query parameters", "Path parameters")
 SECTIONS = (SECTION_SERVERS, *TABLE_SECTIONS, SECTION_STEPS)
 
 _ENDPOINT_LINE = re.compile(r"^(?P<method>[A-Z]+) (?P<path>/\S*)$")
@@ -107,47 +107,33 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
         assert page.method == "POST"
         ```
     """
+    broken = partial(DocsPageError, source=source)  # broken(line, reason)
     lines = _split_lines(text)
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise DocsPageError(0, "the page is empty; expected an endpoint line such as 'POST /path'", source)
+        raise broken(0, "the page is empty; expected an endpoint line such as 'POST /path'")
     match = _ENDPOINT_LINE.match(lines[first].strip())
     if not match or match["method"] not in HTTP_METHODS:
-        raise DocsPageError(
-            first + 1,
-            f"expected an endpoint line such as 'POST /path', found {lines[first].strip()!r}",
-            source,
-        )
+        raise broken(first + 1, f"expected an endpoint line such as 'POST /path', found {lines[first].strip()!r}")
     page = DocsPage(method=match["method"], path=match["path"], description="")
     section: str | None = None
     description: list[str] = []
-    table_seen_header: dict[str, bool] = {}
-    heading_line: dict[str, int] = {}
+    no_header_yet: dict[str, int] = {}  # the table sections whose header is still to come, and their heading's line
     current: FieldRow | None = None
-    row_text: list[str] = []
+    row_text: list[str] = []  # the description lines of the current row
+    row_texts: list[tuple[FieldRow, list[str]]] = []
     in_possible_values = False
-
-    def finish_row() -> None:
-        nonlocal current, row_text
-        if current is not None:
-            current.description = _join_paragraphs(row_text)
-        current, row_text = None, []
-
-    for index in range(first + 1, len(lines)):
-        number = index + 1
-        raw = lines[index]
+    for number, raw in enumerate(lines[first + 1 :], start=first + 2):
         stripped = raw.strip()
-        heading = stripped if stripped in SECTIONS else None
-        if heading is not None:
-            finish_row()
+        if stripped in SECTIONS:
+            current, row_text = None, []
             in_possible_values = False
-            if heading in page.tables or (heading == SECTION_STEPS and page.steps):
-                raise DocsPageError(number, f"section {heading!r} appears twice", source)
-            section = heading
-            if heading in TABLE_SECTIONS:
-                page.tables[heading] = []
-                table_seen_header[heading] = False
-                heading_line[heading] = number
+            if stripped in page.tables or (stripped == SECTION_STEPS and page.steps):
+                raise broken(number, f"section {stripped!r} appears twice")
+            section = stripped
+            if section in TABLE_SECTIONS:
+                page.tables[section] = []
+                no_header_yet[section] = number
             continue
         if section is None:
             description.append(stripped)
@@ -164,62 +150,48 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             row_text.append("")
             continue
         if stripped == TABLE_HEADER:
-            if table_seen_header[section]:
-                raise DocsPageError(number, f"a second table header in {section!r}", source)
-            table_seen_header[section] = True
+            if no_header_yet.pop(section, None) is None:
+                raise broken(number, f"a second table header in {section!r}")
             continue
-        row = _ROW.match(stripped)
-        if row and _FIELD_NAME.match(row["name"]):
-            if not table_seen_header[section]:
-                raise DocsPageError(
-                    number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}", source
-                )
-            finish_row()
-            in_possible_values = False
+        if (row := _ROW.match(stripped)) and _FIELD_NAME.match(row["name"]):
+            if section in no_header_yet:
+                raise broken(number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}")
             if row["type"] not in FIELD_TYPES:
-                raise DocsPageError(
-                    number,
-                    f"field {row['name']!r} has unknown type {row['type']!r}; expected one of "
-                    + ", ".join(FIELD_TYPES),
-                    source,
+                expected = ", ".join(FIELD_TYPES)
+                raise broken(
+                    number, f"field {row['name']!r} has unknown type {row['type']!r}; expected one of {expected}"
                 )
             current = FieldRow(name=row["name"], type=row["type"], required=row["required"] == "Yes", line=number)
-            if row["rest"]:
-                row_text.append(row["rest"].strip())
+            row_text = [row["rest"].strip()] if row["rest"] else []
+            in_possible_values = False
+            row_texts.append((current, row_text))
             _check_new_row(page.tables[section], current, source)
             page.tables[section].append(current)
             continue
         if current is None:
-            if not table_seen_header[section]:
-                raise DocsPageError(
-                    number, f"expected the table header {TABLE_HEADER!r} in {section!r}, found {stripped!r}", source
-                )
-            raise DocsPageError(
-                number,
-                f"expected a field row 'name Type Yes|No [description]' in {section!r}, found {stripped!r}",
-                source,
-            )
+            if section in no_header_yet:
+                raise broken(number, f"expected the table header {TABLE_HEADER!r} in {section!r}, found {stripped!r}")
+            expected = f"a field row 'name Type Yes|No [description]' in {section!r}"
+            raise broken(number, f"expected {expected}, found {stripped!r}")
         if stripped == "Possible values:":
             in_possible_values = True
             continue
-        default = _DEFAULT_VALUE.match(stripped)
-        if default:
+        if default := _DEFAULT_VALUE.match(stripped):
             current.default = default["value"]
             in_possible_values = False
             continue
-        bullet = _BULLET_VALUE.match(raw)
-        if in_possible_values and bullet:
+        if in_possible_values and (bullet := _BULLET_VALUE.match(raw)):
             if bullet["value"] in current.enum:
-                raise DocsPageError(number, f"value {bullet['value']!r} is listed twice", source)
+                raise broken(number, f"value {bullet['value']!r} is listed twice")
             current.enum.append(bullet["value"])
             continue
         in_possible_values = False
         row_text.append(stripped)
-    finish_row()
+    for field_row, text in row_texts:
+        field_row.description = _join_paragraphs(text)
     page.description = _join_paragraphs(description)
-    for name, seen in table_seen_header.items():
-        if not seen:
-            raise DocsPageError(heading_line[name], f"section {name!r} has no table header {TABLE_HEADER!r}", source)
+    for name, line in no_header_yet.items():
+        raise broken(line, f"section {name!r} has no table header {TABLE_HEADER!r}")
     return page
 
 
@@ -246,58 +218,38 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _join_paragraphs(lines: list[str]) -> str:
-    paragraphs: list[str] = []
-    current: list[str] = []
-    for line in lines:
-        if line:
-            current.append(line)
-        elif current:
-            paragraphs.append(" ".join(current))
-            current = []
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n\n".join(paragraphs)
+    """Stripped lines as paragraphs: the lines of a paragraph joined by spaces, paragraphs by a blank line."""
+    return "\n\n".join(" ".join(group) for text, group in groupby(lines, key=bool) if text)
 
 
 def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
-    names = {existing.name for existing in rows}
-    if row.name in names:
-        raise DocsPageError(row.line, f"field {row.name!r} is listed twice", source)
-    parent = _parent_name(row.name)
-    if parent is None:
+    """Refuse a row listed twice, or nested under a row that is missing, later or not an object or array."""
+    broken = partial(DocsPageError, row.line, source=source)  # broken(reason)
+    by_name = {existing.name: existing for existing in rows}
+    if row.name in by_name:
+        raise broken(f"field {row.name!r} is listed twice")
+    if "." not in row.name:
         return
-    if parent not in names and parent.endswith("[]") and parent[:-2] in names:
+    parent = row.name.rsplit(".", 1)[0]  # `a.b[].c` -> `a.b[]`, `a.b[]` -> `a`
+    if parent not in by_name and parent.endswith("[]") and parent[:-2] in by_name:
         parent = parent[:-2]  # the array row may be written without its "[]"
-    if parent not in names:
-        raise DocsPageError(row.line, f"field {row.name!r} comes before its parent {parent!r}", source)
-    parent_row = next(existing for existing in rows if existing.name == parent)
+    if parent not in by_name:
+        raise broken(f"field {row.name!r} comes before its parent {parent!r}")
     expected = "Array" if row.name.startswith(parent + "[]") or parent.endswith("[]") else "Object"
-    if parent_row.type != expected:
-        raise DocsPageError(
-            row.line,
-            f"field {row.name!r} is nested under {parent!r}, which is {parent_row.type}, not {expected}",
-            source,
-        )
-
-
-def _parent_name(name: str) -> str | None:
-    """`a.b[].c` -> `a.b[]`, `a.b[]` -> `a`, `a` -> None."""
-    return name.rsplit(".", 1)[0] if "." in name else None
+    if by_name[parent].type != expected:
+        raise broken(f"field {row.name!r} is nested under {parent!r}, which is {by_name[parent].type}, not {expected}")
 
 
 def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:
-    if not raw.strip():
+    """Add a line of the steps section: a numbered step, a sub-point of the last step, or more of its text."""
+    text = raw.strip()
+    if not text:
         return
-    step = _STEP.match(raw)
-    if step:
+    if step := _STEP.match(raw):
         page.steps.append((step["text"].strip(), []))
-        return
-    sub = _SUB_STEP.match(raw)
-    if sub and page.steps:
+    elif not page.steps:
+        raise DocsPageError(number, f"expected a numbered step such as '1. ...', found {text!r}", source)
+    elif sub := _SUB_STEP.match(raw):
         page.steps[-1][1].append(sub["text"].strip())
-        return
-    if page.steps:
-        text, subs = page.steps[-1]
-        page.steps[-1] = (f"{text} {raw.strip()}", subs)
-        return
-    raise DocsPageError(number, f"expected a numbered step such as '1. ...', found {raw.strip()!r}", source)
+    else:
+        page.steps[-1] = (f"{page.steps[-1][0]} {text}", page.steps[-1][1])

@@ -12,7 +12,8 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,6 @@ SCHEMA_ID_BASE = "urn:prefect-intercom:schemas:"
 NO_LINE_BREAKS = {"not": {"pattern": "[\\r\\n]"}}
 PLAIN_ATTRIBUTE_VALUE = {"type": ["string", "number", "boolean"]}
 
-_TYPE_MAP = {
-    "String": "string",
-    "Object": "object",
-    "Array": "array",
-    "Integer": "integer",
-    "Number": "number",
-    "Boolean": "boolean",
-}
 _MAP_PHRASE = re.compile(r"key-value pairs", re.IGNORECASE)
 _E164_PHRASE = re.compile(r"\bE\.164\b")
 _VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
@@ -74,7 +67,9 @@ def generate(page: DocsPage, name: str) -> dict[str, dict[str, Any]]:
 def body_schema(page: DocsPage, name: str) -> dict[str, Any]:
     """JSON Schema of the request body described by the page's body table."""
     defs: dict[str, Any] = {}
-    tree = _children_by_parent(page.body_fields)
+    tree: dict[str | None, list[FieldRow]] = {}  # rows by their parent's path (`None`: the top); `a[]` parents `a[].b`
+    for row in page.body_fields:
+        tree.setdefault(row.name.rsplit(".", 1)[0] if "." in row.name else None, []).append(row)
     schema: dict[str, Any] = {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": f"{SCHEMA_ID_BASE}{request_schema_file(name)}",
@@ -124,12 +119,9 @@ def endpoint_record(page: DocsPage, name: str) -> dict[str, Any]:
 def write_outputs(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[Path]:
     """Write generated documents as stable, indented JSON; returns the paths written."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
     for file_name, document in documents.items():
-        path = output_dir / file_name
-        path.write_text(render(document), encoding="utf-8")
-        written.append(path)
-    return written
+        (output_dir / file_name).write_text(render(document), encoding="utf-8")
+    return [output_dir / file_name for file_name in documents]
 
 
 def render(document: dict[str, Any]) -> str:
@@ -175,20 +167,16 @@ def with_described_values(page: DocsPage, descriptions: Sequence[Path]) -> DocsP
 
 def _version_order(values: list[str]) -> list[str]:
     """Version numbers (`1.0`, `2.16`) in numeric order, then every other value in its first-seen order."""
-    numbers = sorted(
-        (value for value in values if _VERSION.fullmatch(value)), key=lambda v: tuple(map(int, v.split(".")))
-    )
-    return numbers + [value for value in values if not _VERSION.fullmatch(value)]
+    return sorted(values, key=lambda v: (0, *map(int, v.split("."))) if _VERSION.fullmatch(v) else (1,))
 
 
 def find_drift(documents: dict[str, dict[str, Any]], output_dir: Path) -> list[str]:
     """Names of generated files whose committed copy in `output_dir` is missing or differs."""
-    drifted = []
-    for file_name, document in documents.items():
-        path = output_dir / file_name
-        if not path.exists() or path.read_text(encoding="utf-8") != render(document):
-            drifted.append(file_name)
-    return drifted
+    return [
+        name
+        for name, document in documents.items()
+        if not (output_dir / name).exists() or (output_dir / name).read_text(encoding="utf-8") != render(document)
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,21 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    pages: list[Path] = []
-    for path in inputs:
-        pages.extend(sorted(path.glob("*.txt")) if path.is_dir() else [path])
+    pages = [page for path in inputs for page in (sorted(path.glob("*.txt")) if path.is_dir() else [path])]
     if not pages:
         raise DocsPageError(0, "no documentation pages (*.txt) found", ", ".join(map(str, inputs)))
     return pages
-
-
-def _children_by_parent(rows: list[FieldRow]) -> dict[str | None, list[FieldRow]]:
-    """Group rows by their parent's path (`None` for top level); `a[]` parents `a[].b`."""
-    tree: dict[str | None, list[FieldRow]] = {}
-    for row in rows:
-        parent = row.name.rsplit(".", 1)[0] if "." in row.name else None
-        tree.setdefault(parent, []).append(row)
-    return tree
 
 
 def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str, Any]) -> dict[str, Any]:
@@ -243,14 +220,12 @@ def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str,
         return _scalar(row)
     children = tree.get(row.name, [])
     if _MAP_PHRASE.search(row.description):
-        shapes = [{"$ref": f"#/$defs/{_def_name(child)}"} for child in children]
+        shapes = [{"$ref": f"#/$defs/{_last_segment(child.name)}"} for child in children]
         for child in children:
-            defs[_def_name(child)] = _node(child, tree, defs)
+            defs[_last_segment(child.name)] = _node(child, tree, defs)
         values = {"anyOf": [PLAIN_ATTRIBUTE_VALUE, *shapes]} if shapes else PLAIN_ATTRIBUTE_VALUE
         return _described({"type": "object", "additionalProperties": values}, row)
-    if children:
-        return _described(_closed_object(tree, row.name, defs), row)
-    return _described({"type": "object"}, row)
+    return _described(_closed_object(tree, row.name, defs) if children else {"type": "object"}, row)
 
 
 def _closed_object(tree: dict[str | None, list[FieldRow]], parent: str | None, defs: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +239,7 @@ def _closed_object(tree: dict[str | None, list[FieldRow]], parent: str | None, d
 
 
 def _scalar(row: FieldRow) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": _TYPE_MAP[row.type]}
+    schema: dict[str, Any] = {"type": row.type.lower()}  # the page's types, as JSON Schema names them
     if row.type == "String" and _E164_PHRASE.search(row.description):
         schema.update({"pattern": E164_PATTERN, FORMAT_ANNOTATION: E164_FORMAT})
     if row.enum:
@@ -282,10 +257,6 @@ def _last_segment(name: str) -> str:
     return name.rsplit(".", 1)[-1].removesuffix("[]")
 
 
-def _def_name(row: FieldRow) -> str:
-    return _last_segment(row.name)
-
-
 def _first_sentence(text: str) -> str:
     first_paragraph = text.split("\n\n", 1)[0]
     match = re.match(r"(.+?[.!?])(\s|$)", first_paragraph)
@@ -293,17 +264,8 @@ def _first_sentence(text: str) -> str:
 
 
 def _row_record(row: FieldRow) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "name": row.name,
-        "type": row.type,
-        "required": row.required,
-        "description": row.description,
-    }
-    if row.enum:
-        record["enum"] = row.enum
-    if row.default is not None:
-        record["default"] = row.default
-    return record
+    """The row's fields but its line number; `enum` and `default` only when the page gives them."""
+    return {key: value for key, value in asdict(row).items() if key != "line" and value not in ([], None)}
 
 
 def descriptions_for(page_path: Path) -> list[Path]:
@@ -339,8 +301,7 @@ def header_values(path: Path, method: str, api_path: str) -> dict[str, list[str]
         parameter = _resolve(spec, parameter, path)
         if not isinstance(parameter, dict) or parameter.get("in") != "header":
             continue
-        schema = _resolve(spec, parameter.get("schema", {}), path)
-        enum = schema.get("enum") if isinstance(schema, dict) else None
+        enum = _get(_resolve(spec, parameter.get("schema", {}), path), ["enum"])
         if isinstance(enum, list):
             values[str(parameter["name"])] = [str(value) for value in enum]
     return values
@@ -361,8 +322,5 @@ def _resolve(spec: Any, node: Any, path: Path) -> Any:
 
 
 def _get(node: Any, keys: list[str]) -> Any:
-    for key in keys:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
+    """`node[keys[0]][keys[1]]...`, or `None` where a key is missing or a value is not a mapping."""
+    return reduce(lambda value, key: value.get(key) if isinstance(value, dict) else None, keys, node)
