@@ -88,7 +88,12 @@ _FIELDS_OF = attrgetter(*(field.name for field in fields(BatchItemResult)))  # a
 
 
 def read_results(path: str | Path) -> Iterator[BatchItemResult]:
-    """The results a batch wrote to its `results_path` (JSON Lines), in the order outcomes were reached."""
+    """The results a batch wrote to its `results_path` (JSON Lines), in the order outcomes were reached.
+
+    A line is the `BatchItemResult` fields in order, as `BatchReport.add` writes it; no file, no results.
+    """
+    if not Path(path).exists():
+        return
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             index, outcome, *rest = json.loads(line)

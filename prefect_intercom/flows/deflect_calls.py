@@ -7,7 +7,6 @@ How a campaign resumes and what a run's state means: `docs/flow-modules.md`, "de
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import tempfile
 import uuid
@@ -26,7 +25,7 @@ from prefect_intercom.batch import create_phone_call_redirects, read_requests_cs
 from prefect_intercom.batch.attribute_types import RefusedRow, fetch_workspace_types
 from prefect_intercom.batch.campaign import campaign_key
 from prefect_intercom.batch.csv_input import CsvScan, scan_csv
-from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport
+from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchItemResult, BatchReport, read_results
 from prefect_intercom.batch.tasks import stop_running_batches
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS
 from prefect_intercom.credentials import IntercomCredentials
@@ -154,19 +153,6 @@ def validate_csv(requests: Iterable[Any], scan: CsvScan, results_path: str) -> B
         report.add(BatchItemResult(index, outcome, masked, error_code=code, message=message))
     report.close()
     return report
-
-
-def read_results(path: str | Path) -> Iterator[BatchItemResult]:
-    """The results a batch streamed to its `results_path`, in the order outcomes were reached (none if no file).
-
-    A line is the `BatchItemResult` fields in order, as `BatchReport.add` writes it.
-    """
-    if not Path(path).exists():
-        return
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            index, outcome, *rest = json.loads(line)
-            yield BatchItemResult(index, Outcome(outcome), *rest)
 
 
 def sent_so_far(results: Iterable[BatchItemResult]) -> int:
