@@ -171,39 +171,39 @@ def refused_every_send(results: Iterable[BatchItemResult]) -> BatchItemResult | 
 @flow(name=FLOW_NAME, retries=1, retry_delay_seconds=10, persist_result=False, log_prints=True)
 def deflect_calls(
     csv_path: Annotated[
-        str, labelled("CSV file", "A path or URL (s3://..., gs://..., file://...): a header row and a phone column.")
+        str, labelled("CSV file", "A CSV with a header row and a phone column: a path or URL (s3://..., gs://...).")
     ],
     block_name: BlockName = DEFAULT_BLOCK_NAME,
     dry_run: DryRun = False,
     report_path: Annotated[
         OptionalStr,
-        labelled("Report CSV", "Where to write one line per input row (a path or URL); empty: no report file."),
+        labelled("Report CSV", "One CSV line per input row: row, outcome, status, intercom_code, request_id, message."),
     ] = "",
     batch_key: Annotated[
         OptionalStr,
         labelled(
             "Batch key",
-            "Names the batch across runs; empty: derived from the file and the Intercom app, so the same file resumes.",
+            "Names the batch across runs (default: from the file and the Intercom app, so the same file resumes).",
         ),
     ] = "",
     send_again: Annotated[
         bool,
-        labelled("Send again", "Text everyone of the file again, as a new batch (a fresh key, in the logs)."),
+        labelled("Send again", "Text everyone of the file again, as a new batch (with a fresh batch key)."),
     ] = False,
-    phone_column: Annotated[str, labelled("Phone column", "The column with the phone numbers (E.164).")] = "phone",
+    phone_column: Annotated[str, labelled("Phone column", "Column of E.164 phone numbers (default: phone).")] = "phone",
     attribute_columns: Annotated[
         OptionalStrList,
-        labelled("Custom attribute columns", "Columns sent as custom attributes; empty: every other column."),
+        labelled("Custom attribute columns", "Columns sent as custom attributes (default: every other column)."),
     ] = [],  # noqa: B006 - never changed; the Run form's empty list
     ledger_storage: Annotated[
         OptionalStr,
         labelled(
             "Ledger storage",
-            "A file system block, e.g. s3-bucket/intercom-ledger; empty: the run's result storage.",
+            "The batch ledger's file system block, e.g. s3-bucket/intercom-ledger (default: the run's result storage).",
         ),
     ] = "",
     concurrency: Annotated[
-        OptionalInt, labelled("Requests in flight", "0: adapted to Intercom's rate and latency.")
+        OptionalInt, labelled("Requests in flight", "Requests in flight (default: adapted to Intercom's rate).")
     ] = 0,
     global_rate_limit: Annotated[
         OptionalStr,

@@ -70,51 +70,35 @@ def positive_count(text: str) -> int:
     return value
 
 
+def about(parameter: str) -> str:
+    """The `--help` line of an option: the Run form's help of the flow parameter, e.g. `names the batch ...`."""
+    description = deflect_calls.parameters.properties[parameter]["description"]
+    return description[0].lower() + description[1:].rstrip(".")
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    """The command line, named `prog` in usage and help."""
+    """The command line, named `prog` in usage and help (a flow parameter's option says what the Run form says)."""
     parser = command_parser(
         prog, "Text every phone of a CSV file an Intercom Messenger link (POST /phone_call_redirects)."
     )
+    parser.add_argument("csv_path", help=about("csv_path"))
+    parser.add_argument("--phone-column", metavar="COLUMN", default="phone", help=about("phone_column"))
     parser.add_argument(
-        "csv_path", help="CSV with a header row, a phone column and custom attribute columns (a path or fsspec URL)"
-    )
-    parser.add_argument(
-        "--phone-column", metavar="COLUMN", default="phone", help="column with the phone numbers (default: phone)"
-    )
-    parser.add_argument(
-        "--attribute", metavar="COLUMN", action="append", dest="attribute_columns", help="attribute column (repeatable)"
+        "--attribute",
+        metavar="COLUMN",
+        action="append",
+        dest="attribute_columns",
+        help=f"{about('attribute_columns')}; repeatable",
     )
     again = parser.add_mutually_exclusive_group()
-    again.add_argument(
-        "--batch-key",
-        metavar="KEY",
-        help="identifies the batch across runs (default: derived from the file's content and the Intercom app, "
-        "so the same command resumes)",
-    )
-    again.add_argument(
-        "--send-again", action="store_true", help="text everyone of the file again, as a new batch (a new key)"
-    )
-    parser.add_argument(
-        "--ledger-storage",
-        metavar="SLUG",
-        help="file system block for the batch ledger, e.g. s3-bucket/intercom-ledger (default: result storage)",
-    )
-    parser.add_argument(
-        "--concurrency",
-        metavar="N",
-        type=positive_count,
-        help="requests in flight (default: adapted to Intercom's rate)",
-    )
-    parser.add_argument(
-        "--global-rate-limit", metavar="NAME", help="Prefect global concurrency limit (slot decay) to share"
-    )
-    parser.add_argument("--retry-unknown", action="store_true", help="also retry 5xx/timeouts (may text twice)")
-    parser.add_argument("--resend-unknown", action="store_true", help="resend items unknown in an earlier run")
-    parser.add_argument(
-        "--report",
-        metavar="OUT.csv",
-        help="write one line per input row: row, outcome, status, intercom_code, request_id, message",
-    )
+    again.add_argument("--batch-key", metavar="KEY", help=about("batch_key"))
+    again.add_argument("--send-again", action="store_true", help=about("send_again"))
+    parser.add_argument("--ledger-storage", metavar="SLUG", help=about("ledger_storage"))
+    parser.add_argument("--concurrency", metavar="N", type=positive_count, help=about("concurrency"))
+    parser.add_argument("--global-rate-limit", metavar="NAME", help=about("global_rate_limit"))
+    parser.add_argument("--retry-unknown", action="store_true", help=about("retry_unknown"))
+    parser.add_argument("--resend-unknown", action="store_true", help=about("resend_unknown"))
+    parser.add_argument("--report", metavar="OUT.csv", help=about("report_path"))
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (none when not on a terminal)")
     return parser
 
