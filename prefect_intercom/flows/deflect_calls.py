@@ -319,7 +319,10 @@ def deflect_calls(
                 stop_running_batches(key, timeout=STOP_TIMEOUT)
             if isinstance(error, BatchStoppedError) and refused_every_send(error.report.iter_items()):
                 no_flow_retry()  # a wrong token or app: the automatic retry would fail the same way
-            logger.warning(resume_sentence("The batch ended early", _sent_so_far(results), key, how))
+            sent = 0
+            with suppress(Exception):  # a results file that cannot be read: the count is for the message only
+                sent = sent_so_far(read_results(results))
+            logger.warning(resume_sentence("The batch ended early", sent, key, how))
             raise
         if report_path:
             write_report_csv(report.items(), report_path, scan.row_numbers)
@@ -327,10 +330,3 @@ def deflect_calls(
         results_in_order = report.items()
     log_problems(logger, results_in_order, scan.row_numbers)
     return final_state(results_in_order, key, how, scan.row_numbers, {"batch_key": report.batch_key, **report.counts})
-
-
-def _sent_so_far(results_path: str) -> int:
-    """`sent_so_far` from the results file (0 if it cannot be read: the count is for the message only)."""
-    with suppress(Exception):
-        return sent_so_far(read_results(results_path))
-    return 0
