@@ -201,7 +201,7 @@ class S3Store(BlockStore):
 
     async def _names(self, prefix: str, after: str) -> list[str]:
         """One LIST request a thousand names (S3's own answer to what exists; needs `s3:ListBucket`)."""
-        resolved = self._storage._resolve_path(prefix)
+        resolved = self._storage._resolve_path(prefix) + ("/" if prefix.endswith("/") else "")  # Path drops it
         keys = await self._in_thread(self._list, resolved, self._storage._resolve_path(after))
         return [prefix + key[len(resolved) :] for key in keys]
 
