@@ -1,9 +1,10 @@
 """An S3-compatible server for the benchmarks: moto's server in its own process, and prefect-aws blocks on it.
 
 moto answers in a few milliseconds; real S3 takes tens. `SlowS3Bucket` is prefect-aws's `S3Bucket`
-with a delay drawn uniformly from a range added to every read and write (30-80 ms by default),
-so the ledger sees object-store latency. Needs `pip install 'moto[server]' prefect-aws`. Binds
-127.0.0.1 only; credentials `testing`/`testing`, region `us-east-1` (moto's).
+whose every S3 request first waits a delay drawn uniformly from a range (writes 30-80 ms by default),
+in the request's thread, so the ledger sees object-store latency per round trip. Needs
+`pip install 'moto[server]' prefect-aws`. Binds 127.0.0.1 only; credentials `testing`/`testing`,
+region `us-east-1` (moto's).
 """
 
 from __future__ import annotations
@@ -40,14 +41,13 @@ class SlowS3Bucket(S3Bucket):
     write_delay: tuple[float, float] = (0.03, 0.08)
 
     def _get_s3_client(self) -> Any:
-        key = (id(self.credentials), self.read_delay, self.write_delay)
-        if key not in _SLOW_CLIENTS:
-            client = self.credentials.get_boto3_session().client(
-                "s3", **self.credentials.aws_client_parameters.get_params_override()
-            )
+        parameters = self.credentials.aws_client_parameters.get_params_override()
+        key = (str(parameters.get("endpoint_url")), self.read_delay, self.write_delay)
+        if key not in _SLOW_CLIENTS:  # one client per server and delays, as prefect-aws caches its own
+            client = self.credentials.get_boto3_session().client("s3", **parameters)
             client.meta.events.register("before-send.s3", self._wait)
-            _SLOW_CLIENTS[key] = (self.credentials, client)  # the credentials kept: their id stays theirs
-        return _SLOW_CLIENTS[key][1]
+            _SLOW_CLIENTS[key] = client
+        return _SLOW_CLIENTS[key]
 
     def _wait(self, request: Any, **_: Any) -> None:
         low, high = self.write_delay if request.method in ("PUT", "POST", "DELETE") else self.read_delay
@@ -55,7 +55,7 @@ class SlowS3Bucket(S3Bucket):
             time.sleep(random.uniform(low, high))
 
 
-_SLOW_CLIENTS: dict[tuple[int, tuple[float, float], tuple[float, float]], tuple[Any, Any]] = {}
+_SLOW_CLIENTS: dict[tuple[str, tuple[float, float], tuple[float, float]], Any] = {}
 
 
 def free_port() -> int:
