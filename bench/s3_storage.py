@@ -1,14 +1,14 @@
 """An S3-compatible server for the benchmarks: moto's server in its own process, and prefect-aws blocks on it.
 
 moto answers in a few milliseconds; real S3 takes tens. `SlowS3Bucket` is prefect-aws's `S3Bucket`
-with a delay drawn uniformly from a range added to every read and write (30-80 ms by default),
-so the ledger sees object-store latency. Needs `pip install 'moto[server]' prefect-aws`. Binds
-127.0.0.1 only; credentials `testing`/`testing`, region `us-east-1` (moto's).
+whose every S3 request first waits a delay drawn uniformly from a range (writes 30-80 ms by default),
+in the request's thread, so the ledger sees object-store latency per round trip. Needs
+`pip install 'moto[server]' prefect-aws`. Binds 127.0.0.1 only; credentials `testing`/`testing`,
+region `us-east-1` (moto's).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import socket
@@ -29,23 +29,33 @@ _ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS
 
 
 class SlowS3Bucket(S3Bucket):
-    """`S3Bucket` whose reads and writes each wait a uniform draw from their range first (object-store latency)."""
+    """`S3Bucket` whose every S3 request (a GET or HEAD: `read_delay`; a PUT: `write_delay`) waits first.
+
+    The wait is a uniform draw, slept in the request's own thread by a botocore `before-send` hook on
+    the block's client, so it holds a thread and a connection as a real round trip does, and it is
+    paid per request: s3transfer's `aread_path` (a HEAD and a GET) twice, one `get_object` once.
+    """
 
     _block_type_slug = "bench-slow-s3-bucket"
     read_delay: tuple[float, float] = (0.0, 0.0)
     write_delay: tuple[float, float] = (0.03, 0.08)
 
-    async def aread_path(self, path: str) -> bytes:
-        low, high = self.read_delay
-        if high > 0:
-            await asyncio.sleep(random.uniform(low, high))
-        return await super().aread_path(path)
+    def _get_s3_client(self) -> Any:
+        parameters = self.credentials.aws_client_parameters.get_params_override()
+        key = (str(parameters.get("endpoint_url")), self.read_delay, self.write_delay)
+        if key not in _SLOW_CLIENTS:  # one client per server and delays, as prefect-aws caches its own
+            client = self.credentials.get_boto3_session().client("s3", **parameters)
+            client.meta.events.register("before-send.s3", self._wait)
+            _SLOW_CLIENTS[key] = client
+        return _SLOW_CLIENTS[key]
 
-    async def awrite_path(self, path: str, content: bytes) -> str:
-        low, high = self.write_delay
+    def _wait(self, request: Any, **_: Any) -> None:
+        low, high = self.write_delay if request.method in ("PUT", "POST", "DELETE") else self.read_delay
         if high > 0:
-            await asyncio.sleep(random.uniform(low, high))
-        return await super().awrite_path(path, content)
+            time.sleep(random.uniform(low, high))
+
+
+_SLOW_CLIENTS: dict[tuple[str, tuple[float, float], tuple[float, float]], Any] = {}
 
 
 def free_port() -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
-from prefect_intercom.batch.ledger_store import BlockStore, LocalStore, classify
+from prefect_intercom.batch.ledger_store import BlockStore, LocalStore, S3Store, classify, store_for
 from prefect_intercom.errors import LedgerAccessDeniedError, LedgerError
+from prefect_intercom.outcomes import Outcome
 
 APP = LedgerApp("https://api.intercom.io", "tok_A")
 
@@ -65,3 +68,95 @@ async def test_the_local_store_writes_by_rename_and_reads_back_none_when_missing
     assert await store.read("folder/run-00000/claim") == b"x" * 70_000
     assert sorted(path.name for path in (tmp_path / "folder" / "run-00000").iterdir()) == ["claim"]  # no temporary
     assert store.local and store.atomic and store.where == str(tmp_path.resolve())
+
+
+# --- S3 (prefect-aws's S3Bucket, on moto's in-process mock) ---------------------------------
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[str]]]:
+    """An `S3Bucket` block on moto's mock, and the S3 operations its client calls."""
+    moto = pytest.importorskip("moto")
+    s3 = pytest.importorskip("prefect_aws.s3")
+    from prefect_aws import AwsCredentials
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    with moto.mock_aws():
+        credentials = AwsCredentials(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        block = s3.S3Bucket(bucket_name="ledger", bucket_folder="results", credentials=credentials)
+        client = block._get_s3_client()
+        client.create_bucket(Bucket="ledger")
+        calls: list[str] = []
+
+        def count(model: Any, **_: Any) -> None:
+            calls.append(model.name)
+
+        client.meta.events.register("before-call.s3", count)
+        try:
+            yield block, calls
+        finally:
+            client.meta.events.unregister("before-call.s3", count)
+
+
+async def test_an_s3_bucket_is_read_with_one_get_and_written_with_one_put(s3_bucket: tuple[Any, list[str]]) -> None:
+    block, calls = s3_bucket
+    store = store_for(block)
+    assert isinstance(store, S3Store) and store.atomic and not store.local
+    await store.write("folder/run-00000/claim", b"claimed")
+    assert await store.read("folder/run-00000/claim") == b"claimed"
+    assert await store.read("folder/run-00000/record-00000000") is None  # NoSuchKey: S3's own signal
+    # s3transfer (the block's aread_path) asks HeadObject before each GetObject, and a transfer manager each call
+    assert calls == ["PutObject", "GetObject", "GetObject"]
+    assert await store.names("folder/run-00000/", "folder/run-00000/") == ["folder/run-00000/claim"]
+
+
+async def test_an_overridden_s3_bucket_is_read_through_its_own_methods(s3_bucket: tuple[Any, list[str]]) -> None:
+    block, _ = s3_bucket
+
+    class Wrapped(type(block)):  # type: ignore[misc]
+        async def aread_path(self, path: str) -> bytes:
+            return b"wrapped " + await super().aread_path(path)
+
+    store = store_for(Wrapped(bucket_name="ledger", bucket_folder="results", credentials=block.credentials))
+    assert type(store) is BlockStore
+    await store.write("folder/x", b"x")
+    assert await store.read("folder/x") == b"wrapped x"
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_crashed_run_in_s3_is_listed_and_only_its_records_read(s3_bucket: tuple[Any, list[str]]) -> None:
+    block, calls = s3_bucket
+    ledger = await BatchLedger.open("listed", block, app=APP, linger=0)
+    for index in range(10):
+        digest = ledger.digest(f"+1415555{index:04d}")
+        ledger.first_seen(digest, index)
+        await ledger.announce(index, digest)
+        await ledger.complete(index, digest, Outcome.SENT)
+    records = ledger.records  # never closed: SIGKILL
+    calls.clear()
+    again = await BatchLedger.open("listed", block, app=APP)
+    assert again.previous_count == 10
+    assert calls.count("ListObjectsV2") == 1
+    # an older version's folder, claims (8 at once), two head slots, each record once, the claim read back;
+    # probing read a whole window of missing records past the end
+    assert calls.count("GetObject") == 1 + 8 + 2 + records + 1, calls
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_gap_far_from_the_end_of_a_run_in_s3_fails_closed(s3_bucket: tuple[Any, list[str]]) -> None:
+    block, _ = s3_bucket
+    ledger = await BatchLedger.open("far-gap", block, app=APP, linger=0)
+    for index in range(150):
+        digest = ledger.digest(f"+1415555{index:04d}")
+        ledger.first_seen(digest, index)
+        await ledger.announce(index, digest)
+        await ledger.complete(index, digest, Outcome.SENT)
+    assert ledger.records == 300 and ledger._snapshot_at[0] < 70  # one snapshot early on: a long tail
+    client, folder = block._get_s3_client(), block._resolve_path(ledger.folder)
+    for record in range(70, 231):  # more than two reading windows deleted (a lifecycle rule)
+        client.delete_object(Bucket="ledger", Key=f"{folder}/run-00000/record-{record:08d}")
+    with pytest.raises(LedgerError, match="gap: record 70 of run 0 is missing while record 231 exists"):
+        await BatchLedger.open("far-gap", block, app=APP)

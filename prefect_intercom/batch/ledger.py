@@ -147,10 +147,11 @@ class BatchLedger:
         """
         if storage is None:
             storage = get_result_store().result_storage or await aget_default_result_storage()
-        secret = await load_ledger_key()
+        # the key from the Prefect server while the store's client is made (boto's: a fraction of a second)
+        secret, store = await asyncio.gather(load_ledger_key(), asyncio.to_thread(store_for, storage))
         scope = app.scope if app is not None else ""
         digest_secret = digest_key(secret, scope, batch_key)
-        ledger = cls(batch_key, store_for(storage), scope=scope, digest_secret=digest_secret, linger=linger)
+        ledger = cls(batch_key, store, scope=scope, digest_secret=digest_secret, linger=linger)
         tag = token_tag(secret, app.token) if app is not None else ""
         await ledger._load(key_check(secret), tag)
         return ledger
@@ -320,12 +321,14 @@ class BatchLedger:
 
     async def _load(self, check: str, tag: str) -> None:
         legacy = hashlib.sha256(b"folder|" + self.batch_key.encode()).hexdigest()[:32]
-        if await self._store.read(f"{LEDGER_FOLDER}/{legacy}/run-00000/started") is not None:
+        legacy_run, claims = await asyncio.gather(
+            self._store.read(f"{LEDGER_FOLDER}/{legacy}/run-00000/started"), self._history.read_claims()
+        )
+        if legacy_run is not None:
             raise LedgerError(
                 f"batch key {self.batch_key!r} has a ledger written by an earlier version of prefect-intercom "
                 "(0.1.0 before issue 14); nothing is sent. Finish the campaign with that version, or use a new key."
             )
-        claims = await self._history.read_claims()
         for run, claim in enumerate(claims):
             if claim is None:
                 continue
@@ -341,9 +344,12 @@ class BatchLedger:
                     f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
                     f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
                 )
-        await check_marker(self.folder, len(claims), self.where)
-        if claims:
-            self._previous = await self._history.state_after(len(claims) - 1)
+        if claims:  # both must pass before this run claims its number
+            _, self._previous = await asyncio.gather(
+                check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
+            )
+        else:
+            await check_marker(self.folder, 0, self.where)
         self.run = len(claims)
         if self.run >= MAX_RUNS:
             raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")

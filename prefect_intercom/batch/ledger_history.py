@@ -6,6 +6,7 @@ A gap or a damaged object fails closed (docs/batches.md, `ledger_history`).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from prefect_intercom.batch.ledger_store import LedgerStore
 from prefect_intercom.errors import LedgerError
 
 TAIL_WINDOW = 64  # records read at once when reading a run's tail
+_RECORD_NUMBER = re.compile(r"[0-9]{8}")
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,41 @@ class LedgerHistory:
         return max(heads, key=lambda head: head["seq"]) if heads else None
 
     async def _read_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
+        """The records of `run` from `start` on; a gap or damage fails closed.
+
+        A storage that lists (S3) says which records exist in one request: every one is checked and read.
+        Otherwise records are read `TAIL_WINDOW` at a time until a window past the first missing one.
+        """
+        prefix = self.paths.record(run, 0)[:-8]
+        listed = await self._store.names(prefix, self.paths.record(run, start - 1) if start else prefix)
+        if listed is None:
+            return await self._probe_tail(run, start, closed, tolerate_torn=tolerate_torn)
+        numbers = [int(name[len(prefix) :]) for name in listed if _RECORD_NUMBER.fullmatch(name[len(prefix) :])]
+        if closed and numbers:
+            raise self._after_end(run)
+        for expected, number in enumerate(numbers, start):
+            if number != expected:
+                raise self._gap(run, expected, number, None)
+        records: list[Any] = []
+        last = start + len(numbers) - 1
+        for seq in range(start, last + 1, TAIL_WINDOW):
+            names = [self.paths.record(run, n) for n in range(seq, min(seq + TAIL_WINDOW, last + 1))]
+            raws = await asyncio.gather(*map(self._store.read, names))
+            for number, name, raw in zip(range(seq, seq + len(names)), names, raws, strict=True):
+                if raw is None:  # listed, then gone: deleted while read
+                    raise self._gap(run, number, last, None)
+                try:
+                    records.append(fmt.decode_record(raw, name, run, number))
+                except LedgerError:
+                    if not (tolerate_torn and number == last):  # a torn last record announced nothing released
+                        raise
+        return records
+
+    async def _probe_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
         """The records of `run` from `start` on, read `TAIL_WINDOW` at a time; a gap or damage fails closed."""
         if closed:  # a run that ended wrote nothing after its last snapshot
             if await self._store.read(self.paths.record(run, start)) is not None:
-                raise LedgerError(
-                    f"the batch ledger {self.folder} has records after the end of run {run}; nothing is sent."
-                )
+                raise self._after_end(run)
             return []
         records: list[Any] = []
         end: int | None = None  # the first record that is missing (or torn)
@@ -142,6 +173,9 @@ class LedgerHistory:
                     end, torn = number, error  # a torn last record announced nothing that was released
             seq += TAIL_WINDOW
         return records
+
+    def _after_end(self, run: int) -> LedgerError:
+        return LedgerError(f"the batch ledger {self.folder} has records after the end of run {run}; nothing is sent.")
 
     def _gap(self, run: int, missing: int, found: int, torn: LedgerError | None) -> LedgerError:
         what = f"damaged ({torn})" if torn is not None else "missing"
