@@ -55,9 +55,10 @@ class Redactor:
         self._lowered = secret.translate(_ASCII_LOWER)
         self._piece = min(PIECE, len(secret))
         size = min(_ANCHOR, len(secret))
-        # Anchors at every multiple of `size`: any run of `_piece` characters of the secret holds one.
+        # Anchors at every multiple of `size` (of every position for secrets shorter than `PIECE`):
+        # any run of `_piece` characters of the secret holds one.
         self._anchors: dict[str, list[int]] = {}
-        for start in range(0, len(secret) - size + 1, size if self._piece >= 2 * size else 1):
+        for start in range(0, len(secret) - size + 1, size if len(secret) >= PIECE else 1):
             self._anchors.setdefault(self._lowered[start : start + size], []).append(start)
         pattern = "|".join(re.escape(anchor) for anchor in sorted(self._anchors, key=len, reverse=True))
         self._anchor_search = re.compile(pattern).search if secret else None
