@@ -259,13 +259,13 @@ class IntercomClient:
 
     def _release(self, outcome: IntercomResponse | BaseException) -> None:
         """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer)."""
-        if self.pacer is not None:
+        if self.pacer is None:
+            return
+        if isinstance(outcome, IntercomResponse):
+            self.pacer.release(outcome.rate_limit)
+        else:
             self.pacer.release(
-                outcome.rate_limit
-                if isinstance(outcome, IntercomResponse)
-                else RateLimit.from_headers(outcome.headers)
-                if isinstance(outcome, IntercomAPIError)
-                else None
+                RateLimit.from_headers(outcome.headers) if isinstance(outcome, IntercomAPIError) else None
             )
 
     def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:

@@ -151,7 +151,7 @@ def parse_response(
     body, text = mask_values(body, mask), mask(text)
     # One pass over the headers (names come lower-cased, repeated ones joined with ", ").
     present = {name: value for name, value in response.headers.items() if name in _KEPT}
-    kept = {name: mask(value) for name, value in _redacted_headers(present, redact).items()}
+    kept = {name: mask(redact(present[name])) for name in KEPT_HEADERS if name in present}
     request_id = _request_id(body, kept)
     truncated = response.extensions.get(CUT_EXTENSION)
     # A 2xx whose body is Intercom's `error.list` contradicts itself: an error whose outcome is unknown.
@@ -247,15 +247,6 @@ def _decode(response: httpx.Response, redact: Callable[[str], str]) -> tuple[Any
         return None, text
     # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction.
     return (_walk_strings(body, redact) if "\\" in text else body), text
-
-
-def _redacted_headers(present: dict[str, str], redact: Callable[[str], str]) -> dict[str, str]:
-    """The kept headers in `KEPT_HEADERS` order, each redacted (one pass when none holds anything)."""
-    values = [present[name] for name in KEPT_HEADERS if name in present]
-    joined = "\n".join(values)  # no run of the token crosses a line break
-    if redact(joined) == joined:
-        return {name: present[name] for name in KEPT_HEADERS if name in present}
-    return {name: redact(present[name]) for name in KEPT_HEADERS if name in present}
 
 
 def _nesting(value: Any) -> int:
