@@ -10,7 +10,7 @@ from __future__ import annotations
 import html.entities
 import re
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 REDACTED = "[REDACTED]"
 # No run of this many characters of the token survives redaction (shorter tokens: the token).
@@ -74,26 +74,13 @@ class Redactor:
         """
         if self._anchor_search is None or not text:
             return text
-        if ESCAPE_STARTS.isdisjoint(text):  # the common case: one view, the text as it is
-            lowered = text.translate(_ASCII_LOWER)
-            if self._anchor_search(lowered) is None:
-                return text
-            spans = self._spans(lowered)
-            return replace_spans(text, spans) if spans else text
-        spans = []
-        for view in views(text):
-            lowered = view.text.translate(_ASCII_LOWER)
-            if self._anchor_search(lowered) is None:
-                continue
-            found = self._spans(lowered)
-            spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
-        return replace_spans(text, whole_escapes(text, spans)) if spans else text
+        return hide_in_views(text, self._spans, REDACTED)
 
-    def _spans(self, lowered: str) -> list[tuple[int, int]]:
-        """Maximal runs of the secret's characters in `lowered`, `_piece` long or more, in order."""
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """Maximal runs of the secret's characters in `text` (any ASCII case), `_piece` long or more, in order."""
+        lowered = text.translate(_ASCII_LOWER)
         secret, size, found = self._lowered, min(_ANCHOR, len(self._lowered)), []
-        covered_to = -1
-        position = 0
+        covered_to, position = -1, 0
         while True:
             match = self._anchor_search(lowered, position)
             if match is None:
@@ -103,23 +90,23 @@ class Redactor:
             if at + size <= covered_to:
                 continue  # inside a run already found
             best: tuple[int, int] | None = None
-            for offset in self._anchors[match.group()]:
-                left = 0
-                while left < offset and at - left > 0 and lowered[at - left - 1] == secret[offset - left - 1]:
-                    left += 1
-                right = 0
-                end = at + size
-                while offset + size + right < len(secret) and end + right < len(lowered):
-                    if lowered[end + right] != secret[offset + size + right]:
-                        break
-                    right += 1
-                start, stop = at - left, end + right
+            for offset in self._anchors[match.group()]:  # grow the anchor both ways while the secret goes on
+                left = _shared_start(lowered[max(0, at - offset) : at][::-1], secret[:offset][::-1])
+                tail = secret[offset + size :]
+                right = _shared_start(lowered[at + size : at + size + len(tail)], tail)
+                start, stop = at - left, at + size + right
                 if stop - start >= self._piece and (best is None or stop - start > best[1] - best[0]):
                     best = (start, stop)
             if best is not None:
                 found.append(best)
                 covered_to = max(covered_to, best[1])
         return found
+
+
+def _shared_start(first: str, second: str) -> int:
+    """How many characters `first` and `second` share from their start."""
+    pairs = zip(first, second, strict=False)
+    return next((at for at, (one, other) in enumerate(pairs) if one != other), min(len(first), len(second)))
 
 
 class RedactorSet:
@@ -239,6 +226,15 @@ def _unescape(match: re.Match[str]) -> str | None:
         return "/"
     digits = groups.get("url") or groups.get("u") or groups.get("x")
     return chr(int(digits, 16)) if digits else None
+
+
+def hide_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]], mark: str) -> str:
+    """`text` with what `spans_of` finds in it, as it is or in any decoded view (`views`), replaced by `mark`."""
+    spans: list[tuple[int, int]] = []
+    for view in views(text):
+        found = spans_of(view.text)
+        spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
+    return replace_spans(text, whole_escapes(text, spans), mark) if spans else text
 
 
 def whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
