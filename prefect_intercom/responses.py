@@ -5,6 +5,7 @@ Every text of an answer is redacted whole, then phone-masked, then cut (docs/sec
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -53,13 +54,10 @@ class RateLimit:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimit:
         """Read the three `X-RateLimit-*` headers; unparseable values count as missing."""
-        reset = _int_header(headers, "x-ratelimit-reset")
-        reset_at = None
+        reset, reset_at = _int_header(headers, "x-ratelimit-reset"), None
         if reset is not None:
-            try:
+            with contextlib.suppress(OverflowError, OSError, ValueError):
                 reset_at = dt.datetime.fromtimestamp(reset, tz=dt.UTC)
-            except (OverflowError, OSError, ValueError):
-                reset_at = None
         return cls(
             limit=_int_header(headers, "x-ratelimit-limit"),
             remaining=_int_header(headers, "x-ratelimit-remaining"),

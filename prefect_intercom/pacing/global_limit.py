@@ -255,9 +255,9 @@ class GlobalRateLimit:
         """Plan the next try from the limit's state: when its decay frees a chunk.
 
         The server decays whole slots at `updated + j / rate`; the read happened between
-        `started` and `finished` (the arguments are taken in that order). The next try is sent half a round trip before the slot we
-        need frees, so it arrives about then; early is harmless (a denial decays nothing away),
-        late loses what decays below zero.
+        `started` and `finished` (the arguments come in that order). The next try is sent half a
+        round trip before the slot we need frees, so it arrives about then; early is harmless (a
+        denial decays nothing away), late loses what decays below zero.
         """
         self.denials += 1
         rate, chunk = float(limit.slot_decay_per_second), self.slots_per_acquire or 1
