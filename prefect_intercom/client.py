@@ -377,9 +377,8 @@ class IntercomClient:
     ) -> IntercomTransportError:
         """The error for no answer: its kind, its text (redacted whole, phone masked, then cut), the outcome."""
         outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
-        kind = type(error).__name__
         detail = str(error)
         if deadline is not None and deadline.passed() and isinstance(error, httpx.TimeoutException):
             detail = deadline.describe()
         detail = cut(phone_masker(prepared.body)(self.redact(detail)), MAX_TEXT) or "no detail"
-        return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
+        return IntercomTransportError(f"{type(error).__name__}: {detail}", outcome=outcome, url=prepared.url)

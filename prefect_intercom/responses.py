@@ -151,55 +151,37 @@ def parse_response(
     present = {name: value for name, value in response.headers.items() if name in _KEPT}
     kept = {name: mask(redact(present[name])) for name in KEPT_HEADERS if name in present}
     request_id = _request_id(body, kept)
+    request_id = cut(request_id, MAX_TEXT) if request_id else None
+    rate_limit, status = RateLimit.from_headers(present), response.status_code
     truncated = response.extensions.get(CUT_EXTENSION)
     # A 2xx whose body is Intercom's `error.list` contradicts itself: an error whose outcome is unknown.
-    if 200 <= response.status_code < 300 and not (isinstance(body, dict) and body.get("type") == "error.list"):
+    if 200 <= status < 300 and not (isinstance(body, dict) and body.get("type") == "error.list"):
         return IntercomResponse(
-            status_code=response.status_code,
+            status_code=status,
             data=body if isinstance(body, dict) else {},
-            request_id=cut(request_id, MAX_TEXT) if request_id else None,
-            rate_limit=RateLimit.from_headers(present),
+            request_id=request_id,
+            rate_limit=rate_limit,
             elapsed_ms=elapsed_ms,
             headers=kept,
             unparsed_body=None if isinstance(body, dict) or not text else cut(text, MAX_TEXT),
             truncated=truncated,
         )
-    raise _api_error(response.status_code, body, text, request_id, kept, present, mask, truncated)
-
-
-def _api_error(
-    status: int,
-    body: Any,
-    text: str,
-    request_id: str | None,
-    headers: dict[str, str],
-    present: dict[str, str],
-    mask: Callable[[str], str],
-    truncated: str | None,
-) -> IntercomAPIError:
-    """The error for a non-2xx answer: `body`, `text`, `request_id` and `headers` redacted and masked already.
-
-    `present` are the kept headers as they came, for the numbers of a 429.
-    """
-    code, message, errors = _error_details(body, text, headers.get("content-type"), mask)
+    code, message, errors = _error_details(body, text, kept.get("content-type"), mask)
     if truncated:
         message = f"{message or 'no message'} (the answer was {truncated})"
     fields: dict[str, Any] = {
         "error_code": cut(mask(code), MAX_TEXT) if code else None,
         "message": message,
-        "request_id": cut(request_id, MAX_TEXT) if request_id else None,
+        "request_id": request_id,
         "errors": [
             {cut(mask(str(key)), MAX_TEXT): cut(mask(str(value)), MAX_TEXT) for key, value in item.items()}
             for item in errors[:MAX_ERRORS]
         ],
         "body": body,
-        "headers": headers,
+        "headers": kept,
     }
-    if status in (401, 403):
-        return IntercomAuthenticationError(status, **fields)
-    if status == 429:
-        rate_limit = RateLimit.from_headers(present)
-        return IntercomRateLimitError(
+    if status == 429:  # the numbers of a 429 come from the headers as they came
+        raise IntercomRateLimitError(
             status,
             reset_at=rate_limit.reset_at,
             retry_after=_retry_after(present.get("retry-after")),
@@ -207,9 +189,9 @@ def _api_error(
             remaining=rate_limit.remaining,
             **fields,
         )
-    if status >= 500:
-        return IntercomServerError(status, **fields)
-    return IntercomAPIError(status, **fields)
+    if status in (401, 403):
+        raise IntercomAuthenticationError(status, **fields)
+    raise (IntercomServerError if status >= 500 else IntercomAPIError)(status, **fields)
 
 
 def _error_details(
