@@ -199,7 +199,8 @@ class IntercomClient:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                self.pacer.acquire(max_wait=self._max_wait)
+                # The retry policy's budget bounds the wait for the pacer (the pacer's own without one).
+                self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             try:
                 response = self._send_once(prepared)
             except BaseException as error:
@@ -233,7 +234,7 @@ class IntercomClient:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                await self.pacer.aacquire(max_wait=self._max_wait)
+                await self.pacer.aacquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             try:
                 if before_send is not None:
                     await before_send()
@@ -251,11 +252,6 @@ class IntercomClient:
 
         response = await acall_with_retry(attempt, self.retry, on_retry=both)
         return replace(response, attempts=attempts) if attempts > 1 else response
-
-    @property
-    def _max_wait(self) -> float | None:
-        """What one send may wait for the pacer: the retry policy's budget (the pacer's own without one)."""
-        return self.retry.max_wait if self.retry is not None else None
 
     def _release(self, outcome: IntercomResponse | BaseException) -> None:
         """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer)."""
