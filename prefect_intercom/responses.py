@@ -225,8 +225,9 @@ def _decode(response: httpx.Response, redact: Callable[[str], str]) -> tuple[Any
     # (redaction, summaries) would risk Python's recursion limit.
     if _nesting(body) > MAX_JSON_DEPTH:
         return None, text
-    # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction.
-    return (_walk_strings(body, redact) if "\\" in text else body), text
+    # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction
+    # (every string, keys included: `mask_values` applies any function that way).
+    return (mask_values(body, redact) if "\\" in text else body), text
 
 
 def _nesting(value: Any) -> int:
@@ -269,14 +270,3 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _walk_strings(value: Any, apply: Callable[[str], str]) -> Any:
-    """A JSON value with `apply` applied to every string in it, keys included."""
-    if isinstance(value, str):
-        return apply(value)
-    if isinstance(value, dict):
-        return {apply(str(key)): _walk_strings(item, apply) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_walk_strings(item, apply) for item in value]
-    return value
