@@ -56,9 +56,7 @@ def mask_phone(phone: Any) -> str:
 
 def mask_digits(text: str) -> str:
     """`text` with every phone-like run of `MIN_DIGITS` or more digits masked (ignores the switch)."""
-    if len(text) < MIN_DIGITS:
-        return text
-    return _PHONE_LIKE.sub(_mask_run, text)
+    return text if len(text) < MIN_DIGITS else _PHONE_LIKE.sub(_mask_run, text)
 
 
 def mask_phone_numbers(text: str) -> str:
@@ -77,9 +75,7 @@ def mask_phone_numbers(text: str) -> str:
     Returns:
         The text, every such run keeping at most its first and last four digits.
     """
-    if len(text) < E164_MIN_DIGITS:
-        return text
-    return hide_in_views(text, _e164_spans, MASK)
+    return text if len(text) < E164_MIN_DIGITS else hide_in_views(text, _e164_spans, MASK)
 
 
 def phone_number_in(text: str) -> str | None:
