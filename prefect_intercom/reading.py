@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import typing
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -118,31 +117,14 @@ class DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        """Connect, within the deadline."""
-        stream = self._backend.connect_tcp(
-            host,
-            port,
-            timeout=_bounded(timeout, httpcore.ConnectTimeout),
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, **options: Any) -> httpcore.NetworkStream:
+        """Connect, within the deadline (`local_address` and `socket_options` passed on)."""
+        stream = self._backend.connect_tcp(host, port, timeout=_bounded(timeout, httpcore.ConnectTimeout), **options)
         return DeadlineStream(stream)
 
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: typing.Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        """Connect over a Unix socket, within the deadline."""
-        stream = self._backend.connect_unix_socket(
-            path, timeout=_bounded(timeout, httpcore.ConnectTimeout), socket_options=socket_options
-        )
+    def connect_unix_socket(self, path: str, timeout: float | None = None, **options: Any) -> httpcore.NetworkStream:
+        """Connect over a Unix socket, within the deadline (`socket_options` passed on)."""
+        stream = self._backend.connect_unix_socket(path, timeout=_bounded(timeout, httpcore.ConnectTimeout), **options)
         return DeadlineStream(stream)
 
     def sleep(self, seconds: float) -> None:
