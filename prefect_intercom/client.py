@@ -129,15 +129,13 @@ class IntercomClient:
         """
         entry = endpoint if isinstance(endpoint, Endpoint) else get_endpoint(endpoint)
         validate_request(entry, body)
-        headers = self._headers(entry)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         return PreparedRequest(
             endpoint=entry,
             method=entry.method,
             url=f"{self.base_url}{entry.path}",
-            headers=headers,
+            headers=self._headers(entry),
             body=body,
-            content=content,
+            content=json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(),
         )
 
     def prepare_get(self, path: str, query: Mapping[str, str] | None = None) -> PreparedRequest:
