@@ -153,40 +153,33 @@ class _Decoded:
         text: The decoded text.
     """
 
-    __slots__ = ("_cumulated", "_decoded_at", "_ends", "_lengths", "_starts", "text")
+    __slots__ = ("_decoded_at", "_escapes", "text")
 
     def __init__(self, original: str, pattern: re.Pattern[str] | None) -> None:
         parts: list[str] = []
-        # For each escape: where its replacement starts in the decoded text and how long it is,
-        # where it is in the original, and the characters gained so far (original - decoded).
+        # For each escape: where its replacement starts in the decoded text (apart, for `bisect`), and
+        # its length there, its span in the original and the characters gained so far (original - decoded).
         self._decoded_at: list[int] = []
-        self._lengths: list[int] = []
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._cumulated: list[int] = []
+        self._escapes: list[tuple[int, int, int, int]] = []
         last = decoded_length = gained = 0
         for match in pattern.finditer(original) if pattern is not None else ():
             replacement = _unescape(match)
             if replacement is None:
                 continue
-            parts.append(original[last : match.start()])
+            parts += [original[last : match.start()], replacement]
             decoded_length += match.start() - last
-            parts.append(replacement)
             gained += (match.end() - match.start()) - len(replacement)
             self._decoded_at.append(decoded_length)
-            self._lengths.append(len(replacement))
-            self._starts.append(match.start())
-            self._ends.append(match.end())
-            self._cumulated.append(gained)
+            self._escapes.append((len(replacement), match.start(), match.end(), gained))
             decoded_length += len(replacement)
             last = match.end()
         parts.append(original[last:])
-        self.text = "".join(parts) if self._starts else original
+        self.text = "".join(parts) if self._escapes else original
 
     @property
     def escaped(self) -> bool:
         """Whether any escape was decoded."""
-        return bool(self._starts)
+        return bool(self._escapes)
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """The span of the original holding decoded characters `start` to `end` (exclusive)."""
@@ -195,10 +188,10 @@ class _Decoded:
     def _position(self, index: int, *, before: bool) -> int:
         """Where decoded character `index` starts (`before`) or ends in the original; an escape counts whole."""
         escape = bisect_right(self._decoded_at, index) - 1
-        if escape >= 0 and index < self._decoded_at[escape] + self._lengths[escape]:
-            return self._starts[escape] if before else self._ends[escape]
-        position = index + (self._cumulated[escape] if escape >= 0 else 0)
-        return position if before else position + 1
+        length, start, end, gained = self._escapes[escape] if escape >= 0 else (0, 0, 0, 0)
+        if escape >= 0 and index < self._decoded_at[escape] + length:
+            return start if before else end
+        return index + gained if before else index + gained + 1
 
 
 def views(text: str) -> list[_Decoded]:
