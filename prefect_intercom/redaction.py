@@ -196,14 +196,8 @@ class _Decoded:
 
 def views(text: str) -> list[_Decoded]:
     """`text` as it is, then as decoded by each escaping scheme it uses, and by all at once if several."""
-    views = [_Decoded(text, None)]
-    if ESCAPE_STARTS.isdisjoint(text):
-        return views
-    for introducer, pattern in _SCHEMES:
-        if introducer in text:
-            view = _Decoded(text, pattern)
-            if view.escaped:
-                views.append(view)
+    decoded = [_Decoded(text, pattern) for introducer, pattern in _SCHEMES if introducer in text]
+    views = [_Decoded(text, None), *(view for view in decoded if view.escaped)]
     if len(views) > 2:
         views.append(_Decoded(text, _ALL_SCHEMES))
     return views
@@ -234,30 +228,26 @@ def whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, in
     """`spans` widened so that none cuts an escape in two (what is left of one could mean another character)."""
     if ESCAPE_STARTS.isdisjoint(text):
         return spans
-    starts, ends = [], []
-    for match in _ALL_SCHEMES.finditer(text):
-        starts.append(match.start())
-        ends.append(match.end())
+    escapes = [match.span() for match in _ALL_SCHEMES.finditer(text)]
+    starts = [start for start, _ in escapes]
     widened = []
     for start, end in spans:
         for edge in (start, end):
             escape = bisect_right(starts, edge) - 1
-            if escape >= 0 and starts[escape] < edge < ends[escape]:
-                start, end = min(start, starts[escape]), max(end, ends[escape])
+            if escape >= 0 and starts[escape] < edge < escapes[escape][1]:
+                start, end = min(start, starts[escape]), max(end, escapes[escape][1])
         widened.append((start, end))
     return widened
 
 
 def replace_spans(text: str, spans: list[tuple[int, int]], mark: str = REDACTED) -> str:
     """`text` with each span (merged when they touch or overlap) replaced by `mark` (`[REDACTED]`)."""
-    merged: list[list[int]] = []
+    parts: list[str] = []
+    last = 0
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    parts, last = [], 0
-    for start, end in merged:
+        if parts and start <= last:  # touches or overlaps the span before: one mark for both
+            last = max(last, end)
+            continue
         parts += [text[last:start], mark]
         last = end
     parts.append(text[last:])
