@@ -129,15 +129,13 @@ class IntercomClient:
         """
         entry = endpoint if isinstance(endpoint, Endpoint) else get_endpoint(endpoint)
         validate_request(entry, body)
-        headers = self._headers(entry)
-        content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         return PreparedRequest(
             endpoint=entry,
             method=entry.method,
             url=f"{self.base_url}{entry.path}",
-            headers=headers,
+            headers=self._headers(entry),
             body=body,
-            content=content,
+            content=json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(),
         )
 
     def prepare_get(self, path: str, query: Mapping[str, str] | None = None) -> PreparedRequest:
@@ -199,7 +197,8 @@ class IntercomClient:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                self.pacer.acquire(max_wait=self._max_wait)
+                # The retry policy's budget bounds the wait for the pacer (the pacer's own without one).
+                self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             try:
                 response = self._send_once(prepared)
             except BaseException as error:
@@ -233,7 +232,7 @@ class IntercomClient:
             nonlocal attempts
             attempts += 1
             if self.pacer is not None:
-                await self.pacer.aacquire(max_wait=self._max_wait)
+                await self.pacer.aacquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             try:
                 if before_send is not None:
                     await before_send()
@@ -252,20 +251,15 @@ class IntercomClient:
         response = await acall_with_retry(attempt, self.retry, on_retry=both)
         return replace(response, attempts=attempts) if attempts > 1 else response
 
-    @property
-    def _max_wait(self) -> float | None:
-        """What one send may wait for the pacer: the retry policy's budget (the pacer's own without one)."""
-        return self.retry.max_wait if self.retry is not None else None
-
     def _release(self, outcome: IntercomResponse | BaseException) -> None:
         """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer)."""
-        if self.pacer is not None:
+        if self.pacer is None:
+            return
+        if isinstance(outcome, IntercomResponse):
+            self.pacer.release(outcome.rate_limit)
+        else:
             self.pacer.release(
-                outcome.rate_limit
-                if isinstance(outcome, IntercomResponse)
-                else RateLimit.from_headers(outcome.headers)
-                if isinstance(outcome, IntercomAPIError)
-                else None
+                RateLimit.from_headers(outcome.headers) if isinstance(outcome, IntercomAPIError) else None
             )
 
     def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:
@@ -377,9 +371,8 @@ class IntercomClient:
     ) -> IntercomTransportError:
         """The error for no answer: its kind, its text (redacted whole, phone masked, then cut), the outcome."""
         outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
-        kind = type(error).__name__
         detail = str(error)
         if deadline is not None and deadline.passed() and isinstance(error, httpx.TimeoutException):
             detail = deadline.describe()
         detail = cut(phone_masker(prepared.body)(self.redact(detail)), MAX_TEXT) or "no detail"
-        return IntercomTransportError(f"{kind}: {detail}", outcome=outcome, url=prepared.url)
+        return IntercomTransportError(f"{type(error).__name__}: {detail}", outcome=outcome, url=prepared.url)

@@ -155,6 +155,6 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
             "intercom_version": self.intercom_version,
             "timeout": self.timeout,
             "allow_custom_base_url": self.allow_custom_base_url,
+            **overrides,
         }
-        options.update(overrides)
         return IntercomClient(self.access_token, **options)  # type: ignore[arg-type]

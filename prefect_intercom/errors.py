@@ -243,10 +243,8 @@ class IntercomRateLimitError(IntercomAPIError):
         super().__init__(status_code, **kwargs)
 
     def _summary(self) -> str:
-        text = super()._summary()
-        if self.reset_at is not None:
-            text += f" The limit resets at {self.reset_at.isoformat()}."
-        return text
+        resets = f" The limit resets at {self.reset_at.isoformat()}." if self.reset_at is not None else ""
+        return super()._summary() + resets
 
 
 class IntercomServerError(IntercomAPIError):

@@ -7,13 +7,11 @@ The access token is sent only to one of Intercom's hosts over https, to a loopba
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
 
 import httpx
 
 from prefect_intercom.errors import IntercomConfigurationError
 
-Region = Literal["us", "eu", "au"]
 REGION_HOSTS: dict[str, str] = {
     "us": "https://api.intercom.io",
     "eu": "https://api.eu.intercom.io",

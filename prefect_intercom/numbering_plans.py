@@ -18,7 +18,6 @@ from prefect_intercom.privacy import mask_phone
 
 NUMBERING_PLANS_ENV = "PREFECT_INTERCOM_NUMBERING_PLANS"
 _OFF = frozenset({"0", "false", "no", "off"})
-_NON_GEOGRAPHIC = "001"  # phonenumbers' region code for +800, +808, +870, +878, +881, +882, +883, +888, +979
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,8 @@ def _unknown_country(e164: str) -> ImpossibleNumber:
 @cache
 def _possible_lengths(country_code: int) -> tuple[int, ...]:
     """The lengths of national numbers the plan of `country_code` allows (metadata looked up once per code)."""
-    region = phonenumbers.region_code_for_country_code(country_code)
-    if region == _NON_GEOGRAPHIC:
-        metadata = PhoneMetadata.metadata_for_nongeo_region(country_code)
-    else:
-        metadata = PhoneMetadata.metadata_for_region(region)
+    region = phonenumbers.region_code_for_country_code(country_code)  # "001" for +800, +808, +870, ...
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
     if metadata is None or metadata.general_desc is None:
         return ()
     return tuple(sorted(set(metadata.general_desc.possible_length or ())))

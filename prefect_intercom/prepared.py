@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from prefect_intercom._version import __version__
 from prefect_intercom.catalog import Endpoint
 from prefect_intercom.errors import IntercomConfigurationError
+from prefect_intercom.redaction import REDACTED
 
 USER_AGENT = f"prefect-intercom/{__version__} httpx/{httpx.__version__}"
-REDACTED = "[REDACTED]"
 
 
 def check_token(token: SecretStr) -> None:

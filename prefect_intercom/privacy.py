@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from prefect_intercom.redaction import ESCAPE_STARTS, replace_spans, unchanged, views, whole_escapes
+from prefect_intercom.redaction import ESCAPE_STARTS, hide_in_views, unchanged
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
@@ -56,9 +56,7 @@ def mask_phone(phone: Any) -> str:
 
 def mask_digits(text: str) -> str:
     """`text` with every phone-like run of `MIN_DIGITS` or more digits masked (ignores the switch)."""
-    if len(text) < MIN_DIGITS:
-        return text
-    return _PHONE_LIKE.sub(_mask_run, text)
+    return text if len(text) < MIN_DIGITS else _PHONE_LIKE.sub(_mask_run, text)
 
 
 def mask_phone_numbers(text: str) -> str:
@@ -77,9 +75,7 @@ def mask_phone_numbers(text: str) -> str:
     Returns:
         The text, every such run keeping at most its first and last four digits.
     """
-    if len(text) < E164_MIN_DIGITS:
-        return text
-    return _mask_in_views(text, _e164_spans)
+    return text if len(text) < E164_MIN_DIGITS else hide_in_views(text, _e164_spans, MASK)
 
 
 def phone_number_in(text: str) -> str | None:
@@ -129,16 +125,7 @@ def _mask_known_digits(text: str, digits: str | None) -> str:
         return text
     if ESCAPE_STARTS.isdisjoint(text) and _plainly_without(text, digits):
         return text  # the digits are nowhere in a row, whatever stands between them: nothing to mask
-    return _mask_in_views(text, lambda view: _known_spans(view, digits))
-
-
-def _mask_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]]) -> str:
-    """`text` with what `spans_of` finds in it, as it is or in any decoded view, replaced by `MASK`."""
-    spans: list[tuple[int, int]] = []
-    for view in views(text):
-        found = spans_of(view.text)
-        spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
-    return replace_spans(text, whole_escapes(text, spans), MASK) if spans else text
+    return hide_in_views(text, partial(_known_spans, digits=digits), MASK)
 
 
 def _e164_spans(text: str) -> list[tuple[int, int]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import typing
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -118,31 +117,14 @@ class DeadlineBackend(httpcore.NetworkBackend):
     def __init__(self, backend: httpcore.NetworkBackend) -> None:
         self._backend = backend
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        """Connect, within the deadline."""
-        stream = self._backend.connect_tcp(
-            host,
-            port,
-            timeout=_bounded(timeout, httpcore.ConnectTimeout),
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, **options: Any) -> httpcore.NetworkStream:
+        """Connect, within the deadline (`local_address` and `socket_options` passed on)."""
+        stream = self._backend.connect_tcp(host, port, timeout=_bounded(timeout, httpcore.ConnectTimeout), **options)
         return DeadlineStream(stream)
 
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: typing.Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        """Connect over a Unix socket, within the deadline."""
-        stream = self._backend.connect_unix_socket(
-            path, timeout=_bounded(timeout, httpcore.ConnectTimeout), socket_options=socket_options
-        )
+    def connect_unix_socket(self, path: str, timeout: float | None = None, **options: Any) -> httpcore.NetworkStream:
+        """Connect over a Unix socket, within the deadline (`socket_options` passed on)."""
+        stream = self._backend.connect_unix_socket(path, timeout=_bounded(timeout, httpcore.ConnectTimeout), **options)
         return DeadlineStream(stream)
 
     def sleep(self, seconds: float) -> None:
@@ -230,48 +212,40 @@ def read_bounded(
     Raises:
         httpx.TransportError: The connection failed while the body was read (before the deadline).
     """
-    encoded = "content-encoding" in response.headers
-    stream = _SyncBounded(response.stream, limit, deadline, slices=encoded)  # type: ignore[arg-type]
-    response.stream = stream
-    if not encoded:  # the body as it came: httpx's own read, bounded by the stream
+    stream = response.stream = _Bounded(response, limit, deadline)
+    if not stream.slices:  # the body as it came: httpx's own read, bounded by the stream
         response.read()
-        return _marked(response, stream.bounds.cut)
+        return _marked(response, stream.cut)
     body = bytearray()
     try:
         for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) > limit:
-                stream.bounds.cut = CUT_TOO_LARGE
+            if stream.overflows(body, chunk):
                 break
     except httpx.DecodingError as error:
         return undecodable(response, error)
     finally:
         response.close()
-    return _answer(response, bytes(body[:limit]), stream.bounds.cut)
+    return _answer(response, bytes(body[:limit]), stream.cut)
 
 
 async def aread_bounded(
     response: httpx.Response, deadline: Deadline | None = None, limit: int = MAX_ANSWER_BYTES
 ) -> httpx.Response:
     """Async twin of `read_bounded`."""
-    encoded = "content-encoding" in response.headers
-    stream = _AsyncBounded(response.stream, limit, deadline, slices=encoded)  # type: ignore[arg-type]
-    response.stream = stream
-    if not encoded:
+    stream = response.stream = _Bounded(response, limit, deadline)
+    if not stream.slices:
         await response.aread()
-        return _marked(response, stream.bounds.cut)
+        return _marked(response, stream.cut)
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > limit:
-                stream.bounds.cut = CUT_TOO_LARGE
+            if stream.overflows(body, chunk):
                 break
     except httpx.DecodingError as error:
         return undecodable(response, error)
     finally:
         await response.aclose()
-    return _answer(response, bytes(body[:limit]), stream.bounds.cut)
+    return _answer(response, bytes(body[:limit]), stream.cut)
 
 
 def undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.Response:
@@ -303,17 +277,30 @@ def _answer(response: httpx.Response, content: bytes, cut: str | None) -> httpx.
     )
 
 
-class _Bounds:
-    """What both bounded streams share: the limit, the deadline, slicing, and why they stopped."""
+class _Bounded(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body stream that stops at the limit or the deadline, and never reads further.
 
-    def __init__(self, limit: int, deadline: Deadline | None, slices: bool) -> None:
+    A compressed body (`Content-Encoding`) is handed on in slices, so that its decoded size is
+    checked as it grows; `cut` says why the stream stopped early, if it did.
+    """
+
+    def __init__(self, response: httpx.Response, limit: int, deadline: Deadline | None) -> None:
+        self._stream: Any = response.stream
         self.limit = limit
         self.deadline = deadline
-        self.slices = slices
+        self.slices = "content-encoding" in response.headers
         self.cut: str | None = None
         self.read = 0
 
-    def take(self, chunk: bytes) -> list[bytes]:
+    def overflows(self, body: bytearray, chunk: bytes) -> bool:
+        """Add a decoded `chunk` to `body`; whether the body is now past the limit (then it is cut)."""
+        body += chunk
+        if len(body) <= self.limit:
+            return False
+        self.cut = CUT_TOO_LARGE
+        return True
+
+    def _take(self, chunk: bytes) -> list[bytes]:
         """The part of `chunk` within the limit (in slices when the body is compressed); sets `cut` past it."""
         left = self.limit - self.read
         if len(chunk) > left:  # more than the limit came: keep up to it, read no further
@@ -324,61 +311,40 @@ class _Bounds:
             return [chunk]
         return [chunk[start : start + _SLICE] for start in range(0, len(chunk), _SLICE)]
 
-    def timed_out(self) -> bool:
+    def _timed_out(self) -> bool:
         """Whether a timeout is the deadline's (then the body read so far is kept)."""
         if self.deadline is not None and self.deadline.passed():
             self.cut = CUT_AT_DEADLINE
-            return True
-        return False
-
-
-class _SyncBounded(httpx.SyncByteStream):
-    """A body stream that stops at the limit or the deadline, and never reads further."""
-
-    def __init__(self, stream: httpx.SyncByteStream, limit: int, deadline: Deadline | None, *, slices: bool) -> None:
-        self._stream = stream
-        self.bounds = _Bounds(limit, deadline, slices)
+        return self.cut == CUT_AT_DEADLINE
 
     def __iter__(self) -> Iterator[bytes]:
-        bounds = self.bounds
         try:
             for chunk in self._stream:
-                yield from bounds.take(chunk)
-                if bounds.cut is not None:
-                    return
-                if bounds.deadline is not None and bounds.timed_out():
+                yield from self._take(chunk)
+                if self.cut is not None or self._timed_out():
                     return
         except httpx.TimeoutException:
-            if not bounds.timed_out():
+            if not self._timed_out():
                 raise
 
-    def close(self) -> None:
-        self._stream.close()
-
-
-class _AsyncBounded(httpx.AsyncByteStream):
-    """Async twin of `_SyncBounded`: each chunk is awaited until the deadline at most."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, limit: int, deadline: Deadline | None, *, slices: bool) -> None:
-        self._stream = stream
-        self.bounds = _Bounds(limit, deadline, slices)
-
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        bounds = self.bounds
         chunks = self._stream.__aiter__()
         while True:
-            try:
-                chunk = await within(bounds.deadline, chunks.__anext__())
+            try:  # each chunk is awaited until the deadline at most
+                chunk = await within(self.deadline, chunks.__anext__())
             except StopAsyncIteration:
                 return
             except httpx.TimeoutException:
-                if not bounds.timed_out():
+                if not self._timed_out():
                     raise
                 return
-            for piece in bounds.take(chunk):
+            for piece in self._take(chunk):
                 yield piece
-            if bounds.cut is not None:
+            if self.cut is not None:
                 return
+
+    def close(self) -> None:
+        self._stream.close()
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html.entities
 import re
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 REDACTED = "[REDACTED]"
 # No run of this many characters of the token survives redaction (shorter tokens: the token).
@@ -55,9 +55,10 @@ class Redactor:
         self._lowered = secret.translate(_ASCII_LOWER)
         self._piece = min(PIECE, len(secret))
         size = min(_ANCHOR, len(secret))
-        # Anchors at every multiple of `size`: any run of `_piece` characters of the secret holds one.
+        # Anchors at every multiple of `size` (of every position for secrets shorter than `PIECE`):
+        # any run of `_piece` characters of the secret holds one.
         self._anchors: dict[str, list[int]] = {}
-        for start in range(0, len(secret) - size + 1, size if self._piece >= 2 * size else 1):
+        for start in range(0, len(secret) - size + 1, size if len(secret) >= PIECE else 1):
             self._anchors.setdefault(self._lowered[start : start + size], []).append(start)
         pattern = "|".join(re.escape(anchor) for anchor in sorted(self._anchors, key=len, reverse=True))
         self._anchor_search = re.compile(pattern).search if secret else None
@@ -73,26 +74,13 @@ class Redactor:
         """
         if self._anchor_search is None or not text:
             return text
-        if ESCAPE_STARTS.isdisjoint(text):  # the common case: one view, the text as it is
-            lowered = text.translate(_ASCII_LOWER)
-            if self._anchor_search(lowered) is None:
-                return text
-            spans = self._spans(lowered)
-            return replace_spans(text, spans) if spans else text
-        spans = []
-        for view in views(text):
-            lowered = view.text.translate(_ASCII_LOWER)
-            if self._anchor_search(lowered) is None:
-                continue
-            found = self._spans(lowered)
-            spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
-        return replace_spans(text, whole_escapes(text, spans)) if spans else text
+        return hide_in_views(text, self._spans, REDACTED)
 
-    def _spans(self, lowered: str) -> list[tuple[int, int]]:
-        """Maximal runs of the secret's characters in `lowered`, `_piece` long or more, in order."""
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """Maximal runs of the secret's characters in `text` (any ASCII case), `_piece` long or more, in order."""
+        lowered = text.translate(_ASCII_LOWER)
         secret, size, found = self._lowered, min(_ANCHOR, len(self._lowered)), []
-        covered_to = -1
-        position = 0
+        covered_to, position = -1, 0
         while True:
             match = self._anchor_search(lowered, position)
             if match is None:
@@ -102,23 +90,23 @@ class Redactor:
             if at + size <= covered_to:
                 continue  # inside a run already found
             best: tuple[int, int] | None = None
-            for offset in self._anchors[match.group()]:
-                left = 0
-                while left < offset and at - left > 0 and lowered[at - left - 1] == secret[offset - left - 1]:
-                    left += 1
-                right = 0
-                end = at + size
-                while offset + size + right < len(secret) and end + right < len(lowered):
-                    if lowered[end + right] != secret[offset + size + right]:
-                        break
-                    right += 1
-                start, stop = at - left, end + right
+            for offset in self._anchors[match.group()]:  # grow the anchor both ways while the secret goes on
+                left = _shared_start(lowered[max(0, at - offset) : at][::-1], secret[:offset][::-1])
+                tail = secret[offset + size :]
+                right = _shared_start(lowered[at + size : at + size + len(tail)], tail)
+                start, stop = at - left, at + size + right
                 if stop - start >= self._piece and (best is None or stop - start > best[1] - best[0]):
                     best = (start, stop)
             if best is not None:
                 found.append(best)
                 covered_to = max(covered_to, best[1])
         return found
+
+
+def _shared_start(first: str, second: str) -> int:
+    """How many characters `first` and `second` share from their start."""
+    pairs = zip(first, second, strict=False)
+    return next((at for at, (one, other) in enumerate(pairs) if one != other), min(len(first), len(second)))
 
 
 class RedactorSet:
@@ -165,40 +153,33 @@ class _Decoded:
         text: The decoded text.
     """
 
-    __slots__ = ("_cumulated", "_decoded_at", "_ends", "_lengths", "_starts", "text")
+    __slots__ = ("_decoded_at", "_escapes", "text")
 
     def __init__(self, original: str, pattern: re.Pattern[str] | None) -> None:
         parts: list[str] = []
-        # For each escape: where its replacement starts in the decoded text and how long it is,
-        # where it is in the original, and the characters gained so far (original - decoded).
+        # For each escape: where its replacement starts in the decoded text (apart, for `bisect`), and
+        # its length there, its span in the original and the characters gained so far (original - decoded).
         self._decoded_at: list[int] = []
-        self._lengths: list[int] = []
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._cumulated: list[int] = []
+        self._escapes: list[tuple[int, int, int, int]] = []
         last = decoded_length = gained = 0
         for match in pattern.finditer(original) if pattern is not None else ():
             replacement = _unescape(match)
             if replacement is None:
                 continue
-            parts.append(original[last : match.start()])
+            parts += [original[last : match.start()], replacement]
             decoded_length += match.start() - last
-            parts.append(replacement)
             gained += (match.end() - match.start()) - len(replacement)
             self._decoded_at.append(decoded_length)
-            self._lengths.append(len(replacement))
-            self._starts.append(match.start())
-            self._ends.append(match.end())
-            self._cumulated.append(gained)
+            self._escapes.append((len(replacement), match.start(), match.end(), gained))
             decoded_length += len(replacement)
             last = match.end()
         parts.append(original[last:])
-        self.text = "".join(parts) if self._starts else original
+        self.text = "".join(parts) if self._escapes else original
 
     @property
     def escaped(self) -> bool:
         """Whether any escape was decoded."""
-        return bool(self._starts)
+        return bool(self._escapes)
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """The span of the original holding decoded characters `start` to `end` (exclusive)."""
@@ -207,22 +188,16 @@ class _Decoded:
     def _position(self, index: int, *, before: bool) -> int:
         """Where decoded character `index` starts (`before`) or ends in the original; an escape counts whole."""
         escape = bisect_right(self._decoded_at, index) - 1
-        if escape >= 0 and index < self._decoded_at[escape] + self._lengths[escape]:
-            return self._starts[escape] if before else self._ends[escape]
-        position = index + (self._cumulated[escape] if escape >= 0 else 0)
-        return position if before else position + 1
+        length, start, end, gained = self._escapes[escape] if escape >= 0 else (0, 0, 0, 0)
+        if escape >= 0 and index < self._decoded_at[escape] + length:
+            return start if before else end
+        return index + gained if before else index + gained + 1
 
 
 def views(text: str) -> list[_Decoded]:
     """`text` as it is, then as decoded by each escaping scheme it uses, and by all at once if several."""
-    views = [_Decoded(text, None)]
-    if ESCAPE_STARTS.isdisjoint(text):
-        return views
-    for introducer, pattern in _SCHEMES:
-        if introducer in text:
-            view = _Decoded(text, pattern)
-            if view.escaped:
-                views.append(view)
+    decoded = [_Decoded(text, pattern) for introducer, pattern in _SCHEMES if introducer in text]
+    views = [_Decoded(text, None), *(view for view in decoded if view.escaped)]
     if len(views) > 2:
         views.append(_Decoded(text, _ALL_SCHEMES))
     return views
@@ -240,34 +215,39 @@ def _unescape(match: re.Match[str]) -> str | None:
     return chr(int(digits, 16)) if digits else None
 
 
+def hide_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]], mark: str) -> str:
+    """`text` with what `spans_of` finds in it, as it is or in any decoded view (`views`), replaced by `mark`."""
+    spans: list[tuple[int, int]] = []
+    for view in views(text):
+        found = spans_of(view.text)
+        spans += [view.original_span(start, end) for start, end in found] if view.escaped else found
+    return replace_spans(text, whole_escapes(text, spans), mark) if spans else text
+
+
 def whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """`spans` widened so that none cuts an escape in two (what is left of one could mean another character)."""
     if ESCAPE_STARTS.isdisjoint(text):
         return spans
-    starts, ends = [], []
-    for match in _ALL_SCHEMES.finditer(text):
-        starts.append(match.start())
-        ends.append(match.end())
+    escapes = [match.span() for match in _ALL_SCHEMES.finditer(text)]
+    starts = [start for start, _ in escapes]
     widened = []
     for start, end in spans:
         for edge in (start, end):
             escape = bisect_right(starts, edge) - 1
-            if escape >= 0 and starts[escape] < edge < ends[escape]:
-                start, end = min(start, starts[escape]), max(end, ends[escape])
+            if escape >= 0 and starts[escape] < edge < escapes[escape][1]:
+                start, end = min(start, starts[escape]), max(end, escapes[escape][1])
         widened.append((start, end))
     return widened
 
 
 def replace_spans(text: str, spans: list[tuple[int, int]], mark: str = REDACTED) -> str:
     """`text` with each span (merged when they touch or overlap) replaced by `mark` (`[REDACTED]`)."""
-    merged: list[list[int]] = []
+    parts: list[str] = []
+    last = 0
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    parts, last = [], 0
-    for start, end in merged:
+        if parts and start <= last:  # touches or overlaps the span before: one mark for both
+            last = max(last, end)
+            continue
         parts += [text[last:start], mark]
         last = end
     parts.append(text[last:])

@@ -5,6 +5,7 @@ Every text of an answer is redacted whole, then phone-masked, then cut (docs/sec
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -53,13 +54,10 @@ class RateLimit:
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimit:
         """Read the three `X-RateLimit-*` headers; unparseable values count as missing."""
-        reset = _int_header(headers, "x-ratelimit-reset")
-        reset_at = None
+        reset, reset_at = _int_header(headers, "x-ratelimit-reset"), None
         if reset is not None:
-            try:
+            with contextlib.suppress(OverflowError, OSError, ValueError):
                 reset_at = dt.datetime.fromtimestamp(reset, tz=dt.UTC)
-            except (OverflowError, OSError, ValueError):
-                reset_at = None
         return cls(
             limit=_int_header(headers, "x-ratelimit-limit"),
             remaining=_int_header(headers, "x-ratelimit-remaining"),
@@ -151,57 +149,39 @@ def parse_response(
     body, text = mask_values(body, mask), mask(text)
     # One pass over the headers (names come lower-cased, repeated ones joined with ", ").
     present = {name: value for name, value in response.headers.items() if name in _KEPT}
-    kept = {name: mask(value) for name, value in _redacted_headers(present, redact).items()}
+    kept = {name: mask(redact(present[name])) for name in KEPT_HEADERS if name in present}
     request_id = _request_id(body, kept)
+    request_id = cut(request_id, MAX_TEXT) if request_id else None
+    rate_limit, status = RateLimit.from_headers(present), response.status_code
     truncated = response.extensions.get(CUT_EXTENSION)
     # A 2xx whose body is Intercom's `error.list` contradicts itself: an error whose outcome is unknown.
-    if 200 <= response.status_code < 300 and not (isinstance(body, dict) and body.get("type") == "error.list"):
+    if 200 <= status < 300 and not (isinstance(body, dict) and body.get("type") == "error.list"):
         return IntercomResponse(
-            status_code=response.status_code,
+            status_code=status,
             data=body if isinstance(body, dict) else {},
-            request_id=cut(request_id, MAX_TEXT) if request_id else None,
-            rate_limit=RateLimit.from_headers(present),
+            request_id=request_id,
+            rate_limit=rate_limit,
             elapsed_ms=elapsed_ms,
             headers=kept,
             unparsed_body=None if isinstance(body, dict) or not text else cut(text, MAX_TEXT),
             truncated=truncated,
         )
-    raise _api_error(response.status_code, body, text, request_id, kept, present, mask, truncated)
-
-
-def _api_error(
-    status: int,
-    body: Any,
-    text: str,
-    request_id: str | None,
-    headers: dict[str, str],
-    present: dict[str, str],
-    mask: Callable[[str], str],
-    truncated: str | None,
-) -> IntercomAPIError:
-    """The error for a non-2xx answer: `body`, `text`, `request_id` and `headers` redacted and masked already.
-
-    `present` are the kept headers as they came, for the numbers of a 429.
-    """
-    code, message, errors = _error_details(body, text, headers.get("content-type"), mask)
+    code, message, errors = _error_details(body, text, kept.get("content-type"), mask)
     if truncated:
         message = f"{message or 'no message'} (the answer was {truncated})"
     fields: dict[str, Any] = {
         "error_code": cut(mask(code), MAX_TEXT) if code else None,
         "message": message,
-        "request_id": cut(request_id, MAX_TEXT) if request_id else None,
+        "request_id": request_id,
         "errors": [
             {cut(mask(str(key)), MAX_TEXT): cut(mask(str(value)), MAX_TEXT) for key, value in item.items()}
             for item in errors[:MAX_ERRORS]
         ],
         "body": body,
-        "headers": headers,
+        "headers": kept,
     }
-    if status in (401, 403):
-        return IntercomAuthenticationError(status, **fields)
-    if status == 429:
-        rate_limit = RateLimit.from_headers(present)
-        return IntercomRateLimitError(
+    if status == 429:  # the numbers of a 429 come from the headers as they came
+        raise IntercomRateLimitError(
             status,
             reset_at=rate_limit.reset_at,
             retry_after=_retry_after(present.get("retry-after")),
@@ -209,9 +189,9 @@ def _api_error(
             remaining=rate_limit.remaining,
             **fields,
         )
-    if status >= 500:
-        return IntercomServerError(status, **fields)
-    return IntercomAPIError(status, **fields)
+    if status in (401, 403):
+        raise IntercomAuthenticationError(status, **fields)
+    raise (IntercomServerError if status >= 500 else IntercomAPIError)(status, **fields)
 
 
 def _error_details(
@@ -245,17 +225,9 @@ def _decode(response: httpx.Response, redact: Callable[[str], str]) -> tuple[Any
     # (redaction, summaries) would risk Python's recursion limit.
     if _nesting(body) > MAX_JSON_DEPTH:
         return None, text
-    # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction.
-    return (_walk_strings(body, redact) if "\\" in text else body), text
-
-
-def _redacted_headers(present: dict[str, str], redact: Callable[[str], str]) -> dict[str, str]:
-    """The kept headers in `KEPT_HEADERS` order, each redacted (one pass when none holds anything)."""
-    values = [present[name] for name in KEPT_HEADERS if name in present]
-    joined = "\n".join(values)  # no run of the token crosses a line break
-    if redact(joined) == joined:
-        return {name: present[name] for name in KEPT_HEADERS if name in present}
-    return {name: redact(present[name]) for name in KEPT_HEADERS if name in present}
+    # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction
+    # (every string, keys included: `mask_values` applies any function that way).
+    return (mask_values(body, redact) if "\\" in text else body), text
 
 
 def _nesting(value: Any) -> int:
@@ -298,14 +270,3 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _walk_strings(value: Any, apply: Callable[[str], str]) -> Any:
-    """A JSON value with `apply` applied to every string in it, keys included."""
-    if isinstance(value, str):
-        return apply(value)
-    if isinstance(value, dict):
-        return {apply(str(key)): _walk_strings(item, apply) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_walk_strings(item, apply) for item in value]
-    return value

@@ -36,11 +36,6 @@ def outcome_of(error: BaseException) -> Outcome:
     return Outcome.UNKNOWN if outcome is Outcome.UNKNOWN else Outcome.NOT_SENT
 
 
-def _never_left(error: BaseException) -> bool:
-    """The request provably never reached the server (refused connection, connect timeout)."""
-    return isinstance(error, IntercomTransportError) and error.outcome is Outcome.NOT_SENT
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """When to repeat a failed send, stated once for the single task and the batch.
@@ -106,11 +101,13 @@ class RetryPolicy:
         """
         if attempt >= self.max_attempts:
             return None
+        # Only what provably never reached the server (refused, connect timeout), unless unknowns may be repeated.
+        never_left = isinstance(error, IntercomTransportError) and error.outcome is Outcome.NOT_SENT
         if isinstance(error, IntercomRateLimitError):
             base = _rate_limit_wait(error, now)
             if base is None:
                 base = self._backoff(attempt)
-        elif _never_left(error) or (outcome_of(error) is Outcome.UNKNOWN and self.retry_unknown):
+        elif never_left or (outcome_of(error) is Outcome.UNKNOWN and self.retry_unknown):
             base = self._backoff(attempt)
         else:
             return None
@@ -131,9 +128,7 @@ def _rate_limit_wait(error: IntercomRateLimitError, now: dt.datetime | None) -> 
     if error.retry_after is not None:
         return error.retry_after
     if error.reset_at is not None:
-        seconds = (error.reset_at - (now or dt.datetime.now(dt.UTC))).total_seconds()
-        if seconds > 0:
-            return seconds
+        return max(0.0, (error.reset_at - (now or dt.datetime.now(dt.UTC))).total_seconds()) or None
     return None
 
 
@@ -163,12 +158,7 @@ def call_with_retry(
         try:
             return send_once()
         except IntercomError as error:
-            wait = policy.delay(error, attempt, waited) if policy is not None else None
-            if wait is None:
-                error.attempts = attempt
-                raise
-            if on_retry is not None:
-                on_retry(error, attempt, wait)
+            wait = _next_wait(error, policy, attempt, waited, on_retry)
         sleep(wait)
         attempt, waited = attempt + 1, waited + wait
 
@@ -186,11 +176,19 @@ async def acall_with_retry(
         try:
             return await send_once()
         except IntercomError as error:
-            wait = policy.delay(error, attempt, waited) if policy is not None else None
-            if wait is None:
-                error.attempts = attempt
-                raise
-            if on_retry is not None:
-                on_retry(error, attempt, wait)
+            wait = _next_wait(error, policy, attempt, waited, on_retry)
         await sleep(wait)
         attempt, waited = attempt + 1, waited + wait
+
+
+def _next_wait(
+    error: IntercomError, policy: RetryPolicy | None, attempt: int, waited: float, on_retry: RetryCallback | None
+) -> float:
+    """The wait before the next attempt (`on_retry` told), or `error` raised with `.attempts` set."""
+    wait = policy.delay(error, attempt, waited) if policy is not None else None
+    if wait is None:
+        error.attempts = attempt
+        raise error
+    if on_retry is not None:
+        on_retry(error, attempt, wait)
+    return wait

@@ -66,10 +66,7 @@ class SendSettings:
 
 def phone_call_redirect_body(phone: str, custom_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The request body for a phone call redirect (custom attributes only when given)."""
-    body: dict[str, Any] = {"phone": phone}
-    if custom_attributes is not None:
-        body["custom_attributes"] = custom_attributes
-    return body
+    return {"phone": phone} | ({"custom_attributes": custom_attributes} if custom_attributes is not None else {})
 
 
 def _body_from_inputs(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -178,8 +178,7 @@ def translate_error(error: BaseException) -> httpx.TransportError:
     origin = error
     if isinstance(error, httpx.TransportError) and isinstance(error.__cause__, Exception):
         origin = error.__cause__  # AiohttpTransport raises its mapping `from` aiohttp's error
-    kind = _kind(origin)
-    return kind(str(origin) or type(origin).__name__)
+    return _kind(origin)(str(origin) or type(origin).__name__)
 
 
 def _kind(error: BaseException) -> type[httpx.TransportError]:

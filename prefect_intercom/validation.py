@@ -68,21 +68,14 @@ def request_issues(endpoint: str | Endpoint, body: Any) -> list[ValidationIssue]
     return issues
 
 
-def _e164_fields(schema: Any) -> tuple[str, ...]:
+def _e164_fields(schema: Any) -> list[str]:
     """Names of the top-level properties the schema marks as E.164 phone numbers."""
-    cached = _E164_FIELDS.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
-        names = tuple(
-            name
-            for name, rule in properties.items()
-            if isinstance(rule, dict) and rule.get(FORMAT_ANNOTATION) == E164_FORMAT
-        )
-        cached = _E164_FIELDS[id(schema)] = (schema, names)
-    return cached[1]
-
-
-_E164_FIELDS: dict[int, tuple[Any, tuple[str, ...]]] = {}
+    properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
+    return [
+        name
+        for name, rule in properties.items()
+        if isinstance(rule, dict) and rule.get(FORMAT_ANNOTATION) == E164_FORMAT
+    ]
 
 
 def validate_headers(endpoint: str | Endpoint, headers: Mapping[str, Any]) -> None:

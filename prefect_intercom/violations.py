@@ -62,7 +62,7 @@ def not_json_issues(value: Any, path: tuple[Any, ...] = (), seen: tuple[int, ...
                     json_pointer((*path, _safe_repr(key))),
                     f"object keys must be strings, got {type(key).__name__} {_safe_repr(key)}",
                 )
-            elif not _is_unicode(key):
+            elif _escaped(key) != key:  # a lone surrogate, which UTF-8 cannot encode
                 yield ValidationIssue(
                     json_pointer((*path, _escaped(key))),
                     "the key is not valid Unicode text (it holds a lone surrogate)",
@@ -73,7 +73,7 @@ def not_json_issues(value: Any, path: tuple[Any, ...] = (), seen: tuple[int, ...
         for index, item in enumerate(value):
             yield from not_json_issues(item, (*path, index), seen)
     elif isinstance(value, str):
-        if not _is_unicode(value):
+        if _escaped(value) != value:
             yield ValidationIssue(
                 json_pointer(path),
                 f"{_safe_repr(value)} is not valid Unicode text (it holds a lone surrogate)",
@@ -96,15 +96,6 @@ def not_json_issues(value: Any, path: tuple[Any, ...] = (), seen: tuple[int, ...
         elif isinstance(value, Mapping):
             hint = "use a dict"
         yield ValidationIssue(json_pointer(path), f"a {type(value).__name__} is not a JSON value", hint)
-
-
-def _is_unicode(text: str) -> bool:
-    """Whether `text` can be encoded as UTF-8 (it holds no lone surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _escaped(text: str) -> str:
@@ -136,16 +127,20 @@ def explain(violation: SchemaViolation) -> list[ValidationIssue]:
     schema = violation.schema if isinstance(violation.schema, dict) else {}
     if keyword == "required":
         missing = [name for name in violation.validator_value if name not in instance]
-        return [_missing_issue(pointer, name, schema) for name in missing]
+        return [_missing_issue(path, name, schema) for name in missing]
     if keyword == "additionalProperties" and schema.get("additionalProperties") is False:
         allowed = sorted(schema.get("properties", {}))
         extras = [key for key in instance if key not in allowed]
-        return [_unknown_field_issue(pointer, key, allowed) for key in extras]
+        return [_unknown_field_issue(path, key, allowed) for key in extras]
     if keyword == "type":
         expected = _expected_types(violation.validator_value)
         return [ValidationIssue(pointer, f"expected {expected}, got {_describe(instance)}")]
     if keyword == "pattern" and schema.get(FORMAT_ANNOTATION) == E164_FORMAT:
-        return [_phone_issue(pointer, instance)]
+        message = (
+            f"{_safe_repr(instance)} is not a phone number in E.164 format "
+            "(a '+', then the country code and number: 7 to 15 digits, nothing else)"
+        )
+        return [ValidationIssue(pointer, message, phone_hint(instance))]
     if keyword == "enum":
         return [_enum_issue(pointer, instance, violation.validator_value)]
     if keyword == "not" and isinstance(instance, str):
@@ -155,29 +150,17 @@ def explain(violation: SchemaViolation) -> list[ValidationIssue]:
     return [ValidationIssue(pointer, _shown(violation.message, 300))]
 
 
-def _missing_issue(pointer: str, name: str, schema: dict[str, Any]) -> ValidationIssue:
-    property_schema = schema.get("properties", {}).get(name, {})
+def _missing_issue(path: list[Any], name: str, schema: dict[str, Any]) -> ValidationIssue:
     hint = None
-    if property_schema.get(FORMAT_ANNOTATION) == E164_FORMAT:
+    if schema.get("properties", {}).get(name, {}).get(FORMAT_ANNOTATION) == E164_FORMAT:
         hint = f'add "{name}": "+14155550100" (E.164: a "+", the country code and the number)'
-    return ValidationIssue(json_pointer([*_split(pointer), name]), f"required field {name!r} is missing", hint)
+    return ValidationIssue(json_pointer([*path, name]), f"required field {name!r} is missing", hint)
 
 
-def _unknown_field_issue(pointer: str, key: str, allowed: list[str]) -> ValidationIssue:
+def _unknown_field_issue(path: list[Any], key: str, allowed: list[str]) -> ValidationIssue:
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
-    if close:
-        hint = f"did you mean {close[0]!r}?"
-    else:
-        hint = "allowed fields: " + ", ".join(allowed) if allowed else None
-    return ValidationIssue(json_pointer([*_split(pointer), key]), f"unknown field {_safe_repr(key)}", hint)
-
-
-def _phone_issue(pointer: str, value: str) -> ValidationIssue:
-    message = (
-        f"{_safe_repr(value)} is not a phone number in E.164 format "
-        "(a '+', then the country code and number: 7 to 15 digits, nothing else)"
-    )
-    return ValidationIssue(pointer, message, phone_hint(value))
+    hint = f"did you mean {close[0]!r}?" if close else "allowed fields: " + ", ".join(allowed) if allowed else None
+    return ValidationIssue(json_pointer([*path, key]), f"unknown field {_safe_repr(key)}", hint)
 
 
 def phone_hint(value: str) -> str | None:
@@ -187,14 +170,13 @@ def phone_hint(value: str) -> str | None:
     number that might text someone else. A number it suggests is written as libphonenumber
     writes it, so `+44 (0)20 7946 0958` becomes `+442079460958`, never `+4402079460958`.
     """
-    e164 = E164
-    if value != value.strip() and e164.match(value.strip()):
+    if value != value.strip() and E164.match(value.strip()):
         return _fix("remove the surrounding white space or line break", value.strip())
     compact = _PHONE_PUNCTUATION.sub("", value)
-    if compact != value and e164.match(compact):
+    if compact != value and E164.match(compact):
         what = "spaces" if set(value) - set(compact) <= set(" \t") else "spaces and punctuation"
         return _fix(f"remove {what}", compact)
-    if compact.startswith("00") and e164.match("+" + compact[2:]):
+    if compact.startswith("00") and E164.match("+" + compact[2:]):
         return _fix("replace the international prefix 00 with '+'", "+" + compact[2:])
     if compact.isdigit():
         return (
@@ -236,13 +218,8 @@ def _any_of_issues(violation: SchemaViolation, pointer: str) -> list[ValidationI
         issues = [issue for error in nested for issue in explain(error)]
         if issues:
             return issues
-    shapes = [_option_name(option) for option in options]
-    return [
-        ValidationIssue(
-            pointer,
-            f"expected {' or '.join(shapes)}, got {_describe(violation.instance)}",
-        )
-    ]
+    shapes = " or ".join(_option_name(option) for option in options)
+    return [ValidationIssue(pointer, f"expected {shapes}, got {_describe(violation.instance)}")]
 
 
 def _option_name(option: Any) -> str:
@@ -250,8 +227,8 @@ def _option_name(option: Any) -> str:
         name = option["$ref"].rsplit("/", 1)[-1].replace("_", " ")
         return f"a {name} object"
     if isinstance(option, dict) and isinstance(option.get("type"), list):
-        kinds = [name for name in option["type"]]
-        return "a " + ", ".join(kinds[:-1]) + " or " + kinds[-1]
+        *kinds, last = option["type"]
+        return "a " + ", ".join(kinds) + " or " + last
     if isinstance(option, dict) and "type" in option:
         return _expected_types(option["type"])
     return "another value"
@@ -267,7 +244,3 @@ def _describe(value: Any) -> str:
     if isinstance(value, (dict, list)) or value is None:
         return kind
     return f"{kind} ({_safe_repr(value, limit=40)})"
-
-
-def _split(pointer: str) -> list[str]:
-    return [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]] if pointer else []

@@ -38,6 +38,13 @@ def test_a_piece_shorter_than_piece_and_texts_without_the_secret_stay_as_they_ar
     assert repr(redactor) == "Redactor([REDACTED])"
 
 
+def test_an_empty_secret_redacts_nothing_as_documented() -> None:
+    redactor = Redactor("")
+
+    for text in ("", "Bearer tok_abcdefghijklmnop", "%41\\u0041&amp; 100%"):
+        assert redactor.redact(text) == text
+
+
 def test_a_set_applies_every_redactor_and_an_empty_set_is_false() -> None:
     both = RedactorSet([Redactor(SECRET), Redactor("other-secret-value")])
 

@@ -163,15 +163,12 @@ class GlobalRateLimit:
             await asyncio.sleep(max(0.0, self._next_try - time.time()))
             started = time.time()
             try:
-                response = await client.increment_concurrency_slots(
-                    names=[self.name], slots=self.slots_per_acquire, mode="rate_limit"
-                )
+                response = await client.increment_concurrency_slots(**self._increment)
             except httpx.HTTPStatusError as error:
                 self._check_denied(error)
-                read_at = time.time()
-                self._after_denial(await self._aread(client), read_at, time.time())
+                self._after_denial(time.time(), await self._aread(client), time.time())
                 continue
-            self._after_grant(response, started, time.time())
+            self._after_grant(response, started)
             return
 
     async def aclose(self) -> None:
@@ -202,15 +199,12 @@ class GlobalRateLimit:
                     time.sleep(max(0.0, self._next_try - time.time()))
                     started = time.time()
                     try:
-                        response = client.increment_concurrency_slots(
-                            names=[self.name], slots=self.slots_per_acquire, mode="rate_limit"
-                        )
+                        response = client.increment_concurrency_slots(**self._increment)
                     except httpx.HTTPStatusError as error:
                         self._check_denied(error)
-                        read_at = time.time()
-                        self._after_denial(self._read(client), read_at, time.time())
+                        self._after_denial(time.time(), self._read(client), time.time())
                         continue
-                    self._after_grant(response, started, time.time())
+                    self._after_grant(response, started)
                     self._take()
                     return
 
@@ -221,6 +215,11 @@ class GlobalRateLimit:
             raise self._missing(error) from None
 
     # --- shared bookkeeping --------------------------------------------------------------
+
+    @property
+    def _increment(self) -> dict[str, Any]:
+        """The arguments of a request for one chunk of slots."""
+        return {"names": [self.name], "slots": self.slots_per_acquire, "mode": "rate_limit"}
 
     def _take(self) -> bool:
         if self._tokens > 0 and time.monotonic() < self._tokens_expire:
@@ -240,7 +239,7 @@ class GlobalRateLimit:
         chunk = self._requested_chunk or default_slots_per_acquire(self.limit)
         self.slots_per_acquire = max(1, min(chunk, self.limit))
 
-    def _after_grant(self, response: httpx.Response, started: float, finished: float) -> None:
+    def _after_grant(self, response: httpx.Response, started: float) -> None:
         if not response.json():  # the server grants anything when no limit has the name
             raise self._missing(None)
         self.acquisitions += 1
@@ -252,13 +251,13 @@ class GlobalRateLimit:
         # about when the period ends (if others took slots meanwhile, the server says 423).
         self._next_try = started + chunk / rate
 
-    def _after_denial(self, limit: Any, started: float, finished: float) -> None:
+    def _after_denial(self, started: float, limit: Any, finished: float) -> None:
         """Plan the next try from the limit's state: when its decay frees a chunk.
 
         The server decays whole slots at `updated + j / rate`; the read happened between
-        `started` and `finished`. The next try is sent half a round trip before the slot we
-        need frees, so it arrives about then; early is harmless (a denial decays nothing away),
-        late loses what decays below zero.
+        `started` and `finished` (the arguments come in that order). The next try is sent half a
+        round trip before the slot we need frees, so it arrives about then; early is harmless (a
+        denial decays nothing away), late loses what decays below zero.
         """
         self.denials += 1
         rate, chunk = float(limit.slot_decay_per_second), self.slots_per_acquire or 1

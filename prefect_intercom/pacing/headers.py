@@ -48,10 +48,8 @@ def _checked(rate_limit: RateLimit | None, now: float) -> _Headers | None:
     if not math.isfinite(reset) or reset > now + MAX_RESET_AHEAD or rate_limit.remaining > MAX_COUNT:
         return None
     limit = rate_limit.limit if rate_limit.limit is not None and 0 < rate_limit.limit <= MAX_COUNT else None
-    remaining = max(0, rate_limit.remaining)  # "-3 left": the window is spent
-    if limit is not None:
-        remaining = min(remaining, limit)
-    return _Headers(limit=limit, remaining=remaining, reset=reset)
+    # "-3 left": the window is spent (more than the limit left is cut to it when counted, `_count`)
+    return _Headers(limit=limit, remaining=max(0, rate_limit.remaining), reset=reset)
 
 
 class HeaderPacer:
@@ -118,9 +116,7 @@ class HeaderPacer:
         and taken as `DEFAULT_WINDOW` (10 s) until then.
         """
         with self._lock:
-            if self._limit is None:
-                return None
-            return self._limit / (self._window or DEFAULT_WINDOW)
+            return None if self._limit is None else self._limit / (self._window or DEFAULT_WINDOW)
 
     def reserve(self) -> float:
         """Take a slot for one send: `0.0` means go; a positive value means wait that long and ask again."""

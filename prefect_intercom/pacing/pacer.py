@@ -118,15 +118,9 @@ class Pacer:
 
         The lower of what the header pacer learned and the shared Prefect rate limit's decay.
         """
-        known = [
-            rate
-            for rate in (
-                self.header_pacer.rate() if self.header_pacer is not None else None,
-                self.global_limit.slot_decay_per_second if self.global_limit is not None else None,
-            )
-            if rate
-        ]
-        return min(known) if known else None
+        header_rate = self.header_pacer.rate() if self.header_pacer is not None else None
+        global_rate = self.global_limit.slot_decay_per_second if self.global_limit is not None else None
+        return min(filter(None, (header_rate, global_rate)), default=None)
 
     def release(self, rate_limit: RateLimit | None) -> None:
         """Report the answer's rate-limit headers (`None` when no answer came)."""
