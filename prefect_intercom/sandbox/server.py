@@ -158,18 +158,13 @@ def build_parser(prog: str = "python -m prefect_intercom.sandbox") -> argparse.A
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default: {DEFAULT_PORT}; 0 for any)"
     )
-    for option in _options():
-        cli = dict(option.metadata["cli"])
-        cli.pop("convert", None)
-        flag = cli.pop("flag", "--" + option.name.replace("_", "-"))
-        default = option.default_factory() if option.default is MISSING else option.default
-        parser.add_argument(
-            flag,
-            dest=option.name,
-            default=cli.pop("cli_default", default),
-            help=f"{option.metadata['help']} (default: {_shown(default)})",
-            **cli,
-        )
+    for option in fields(SandboxOptions):
+        if option.init:  # every option but what `__post_init__` works out
+            cli = dict(option.metadata["cli"])
+            flag = cli.pop("flag", "--" + option.name.replace("_", "-"))
+            default = None if option.default is MISSING else option.default  # `None`: an empty dict or list
+            help_text = f"{option.metadata['help']} (default: {_shown(default)})"
+            parser.add_argument(flag, dest=option.name, default=default, help=help_text, **cli)
     parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
@@ -190,26 +185,17 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_in
         The exit status (bad options exit 2 through argparse).
     """
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    options = vars(parser.parse_args(argv))
+    host, port, log_level = options.pop("host"), options.pop("port"), options.pop("log_level")
     try:
-        state = SandboxState(**{option.name: _converted(option, getattr(args, option.name)) for option in _options()})
+        state = SandboxState(**options)
     except ValueError as error:
         parser.error(str(error))
-    serve(state, args.host, args.port, args.log_level)
+    serve(state, host, port, log_level)
     return 0
 
 
-def _options() -> list[Any]:
-    return [option for option in fields(SandboxOptions) if "cli" in option.metadata]
-
-
-def _converted(option: Any, value: Any) -> Any:
-    """A flag's value as the option takes it (`convert` in the field's metadata, if any)."""
-    convert = option.metadata["cli"].get("convert")
-    return convert(value) if convert else value
-
-
 def _shown(default: Any) -> str:
-    if default is None or default == {}:
+    if default is None:
         return "none"
     return f"{default:g}" if isinstance(default, float) else str(default)
