@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
 from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint, schema_folder
 from prefect_intercom.sandbox.state import ReceivedRequest, SandboxState
 from prefect_intercom.schema_rules import E164
 
@@ -30,41 +31,28 @@ UNPROCESSABLE_PHONE = "+15005550002"
 ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
 
 _VERSIONS = frozenset(ENDPOINT.header_enum("Intercom-Version"))
-# What Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as custom attributes,
-# plus booleans and non-integer numbers: its own example carries them and Intercom's data
-# attributes support them. Anything else is answered 422, as Intercom documents.
-_CUSTOM_ATTRIBUTES = Draft202012Validator(
-    {
-        "type": "object",
-        "additionalProperties": {
-            "anyOf": [
-                {"type": ["string", "number", "boolean"]},
-                {
-                    "type": "object",
-                    "properties": {
-                        "type": {"type": "string"},
-                        "instances": {
-                            "type": "array",
-                            "items": {
-                                "type": ["object", "null"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "external_id": {"type": "string"},
-                                    "external_created_at": {"type": ["integer", "null"]},
-                                    "external_updated_at": {"type": ["integer", "null"]},
-                                    "created_at": {"type": "integer"},
-                                    "updated_at": {"type": "integer"},
-                                    "type": {"type": "string"},
-                                    "custom_attributes": {"type": "object", "additionalProperties": {"type": "string"}},
-                                },
-                            },
-                        },
-                    },
-                },
-            ]
-        },
-    }
-)
+
+
+def _json_schema(node: Any) -> Any:
+    """An OpenAPI 3.0 schema as JSON Schema: `nullable: true` becomes `null` among the types, throughout."""
+    if isinstance(node, list):
+        return [_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _json_schema(value) for key, value in node.items()}
+    if node.get("nullable") is True and isinstance(node.get("type"), str):
+        converted["type"] = [node["type"], "null"]
+    return converted
+
+
+# What the shipped copy of Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as
+# custom attributes, plus booleans and non-integer numbers: its own example carries them and
+# Intercom's data attributes support them. Anything else is answered 422, as Intercom documents.
+_DESCRIPTION = (schema_folder() / f"{PHONE_CALL_REDIRECTS}.2.12.openapi.yaml").read_text(encoding="utf-8")
+_COMPONENTS = _json_schema(yaml.safe_load(_DESCRIPTION)["components"])
+_ATTRIBUTES = _COMPONENTS["schemas"]["custom_attributes"]
+_ATTRIBUTES["additionalProperties"]["anyOf"].append({"type": ["boolean", "number"]})
+_CUSTOM_ATTRIBUTES = Draft202012Validator({**_ATTRIBUTES, "components": _COMPONENTS})  # `$ref`s point into components
 
 
 def documented_answer(state: SandboxState, headers: Mapping[str, str], body: Any) -> tuple[int, dict[str, Any]]:
@@ -266,10 +254,9 @@ def _faulty(
         return (*rate_limited(state.rate_limit, state.rate_limit_window), False)
     if fault in ("slow", "empty"):
         return status, payload, status == 200
-    codes = {"500": (500, "server_error"), "503": (503, "service_unavailable")}
-    if fault in codes:
-        code, name = codes[fault]
-        return code, _error_list(name, "Server error"), effect
+    if fault in ("500", "503"):
+        name = "server_error" if fault == "500" else "service_unavailable"
+        return int(fault), _error_list(name, "Server error"), effect
     return (502 if fault in ("502", "reset") else 503), {}, effect
 
 
