@@ -107,9 +107,6 @@ class Catalog:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._endpoints
-
     @property
     def names(self) -> list[str]:
         """Every endpoint name, sorted."""

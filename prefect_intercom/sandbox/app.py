@@ -155,7 +155,10 @@ def create_app(state: SandboxState) -> Starlette:
 
     async def phone_call_redirects(request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        body = _json_or_none(await request.body())
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            body = None
         received_at = time.time()
         status, payload = documented_answer(state, request.headers, body)
         headers = {"X-Request-Id": request_id}
@@ -237,13 +240,6 @@ def create_app(state: SandboxState) -> Starlette:
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _faulty(

@@ -126,8 +126,7 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
     for number, raw in enumerate(lines[first + 1 :], start=first + 2):
         stripped = raw.strip()
         if stripped in SECTIONS:
-            current, row_text = None, []
-            in_possible_values = False
+            current, row_text, in_possible_values = None, [], False
             if stripped in page.tables or (stripped == SECTION_STEPS and page.steps):
                 raise broken(number, f"section {stripped!r} appears twice")
             section = stripped
@@ -157,10 +156,8 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             if section in no_header_yet:
                 raise broken(number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}")
             if row["type"] not in FIELD_TYPES:
-                expected = ", ".join(FIELD_TYPES)
-                raise broken(
-                    number, f"field {row['name']!r} has unknown type {row['type']!r}; expected one of {expected}"
-                )
+                types = ", ".join(FIELD_TYPES)
+                raise broken(number, f"field {row['name']!r} has unknown type {row['type']!r}; expected one of {types}")
             current = FieldRow(name=row["name"], type=row["type"], required=row["required"] == "Yes", line=number)
             row_text = [row["rest"].strip()] if row["rest"] else []
             in_possible_values = False
