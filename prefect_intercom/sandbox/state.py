@@ -207,8 +207,7 @@ class SandboxState(SandboxOptions):
         """Count one authenticated request in its window: (within the limit?, rate-limit headers)."""
         if self.rate_limit is None:
             return True, {}
-        width = self.rate_limit_window
-        start = math.floor(now / width) * width
+        start = math.floor(now / self.rate_limit_window) * self.rate_limit_window
         with self.lock:
             count = self._window[1] if self._window[0] == start else 0  # a new window starts at 0
             if admitted := count < self.rate_limit:
@@ -217,7 +216,7 @@ class SandboxState(SandboxOptions):
         return admitted, {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(self.rate_limit - count),
-            "X-RateLimit-Reset": str(math.ceil(start + width)),
+            "X-RateLimit-Reset": str(math.ceil(start + self.rate_limit_window)),
         }
 
     def draw_shape(self, body: Any) -> tuple[float, bool]:
@@ -232,8 +231,7 @@ class SandboxState(SandboxOptions):
             return low, True
         key, arrival = self._arrival("shape", body)
         latency = low + (high - low) * _uniform(self.seed, key, arrival, "latency")
-        omit = _uniform(self.seed, key, arrival, "omit-headers") < self.omit_rate_limit_headers
-        return latency, not omit
+        return latency, _uniform(self.seed, key, arrival, "omit-headers") >= self.omit_rate_limit_headers  # keep them?
 
     def draw_fault(self, body: Any) -> tuple[str | None, bool]:
         """The fault for this request, if any, and whether an uncertain fault still sent the SMS."""

@@ -133,26 +133,20 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             if section in TABLE_SECTIONS:
                 page.tables[section] = []
                 no_header_yet[section] = number
-            continue
-        if section is None:
+        elif section is None:
             description.append(stripped)
-            continue
-        if section == SECTION_SERVERS:
+        elif section == SECTION_SERVERS:
             if stripped:
                 page.servers.append(stripped)
-            continue
-        if section == SECTION_STEPS:
+        elif section == SECTION_STEPS:
             _add_step_line(page, raw, number, source)
-            continue
-        # A table section.
-        if not stripped:
+        # Below: a table section.
+        elif not stripped:
             row_text.append("")
-            continue
-        if stripped == TABLE_HEADER:
+        elif stripped == TABLE_HEADER:
             if no_header_yet.pop(section, None) is None:
                 raise broken(number, f"a second table header in {section!r}")
-            continue
-        if (row := _ROW.match(stripped)) and _FIELD_NAME.match(row["name"]):
+        elif (row := _ROW.match(stripped)) and _FIELD_NAME.match(row["name"]):
             if section in no_header_yet:
                 raise broken(number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}")
             if row["type"] not in FIELD_TYPES:
@@ -164,26 +158,23 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
             row_texts.append((current, row_text))
             _check_new_row(page.tables[section], current, source)
             page.tables[section].append(current)
-            continue
-        if current is None:
+        elif current is None:
             if section in no_header_yet:
                 raise broken(number, f"expected the table header {TABLE_HEADER!r} in {section!r}, found {stripped!r}")
             expected = f"a field row 'name Type Yes|No [description]' in {section!r}"
             raise broken(number, f"expected {expected}, found {stripped!r}")
-        if stripped == "Possible values:":
+        elif stripped == "Possible values:":
             in_possible_values = True
-            continue
-        if default := _DEFAULT_VALUE.match(stripped):
+        elif default := _DEFAULT_VALUE.match(stripped):
             current.default = default["value"]
             in_possible_values = False
-            continue
-        if in_possible_values and (bullet := _BULLET_VALUE.match(raw)):
+        elif in_possible_values and (bullet := _BULLET_VALUE.match(raw)):
             if bullet["value"] in current.enum:
                 raise broken(number, f"value {bullet['value']!r} is listed twice")
             current.enum.append(bullet["value"])
-            continue
-        in_possible_values = False
-        row_text.append(stripped)
+        else:
+            in_possible_values = False
+            row_text.append(stripped)
     for field_row, text in row_texts:
         field_row.description = _join_paragraphs(text)
     page.description = _join_paragraphs(description)

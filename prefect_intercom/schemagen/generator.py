@@ -60,16 +60,14 @@ def body_schema(page: DocsPage, name: str) -> dict[str, Any]:
     tree: dict[str | None, list[FieldRow]] = {}  # rows by their parent's path (`None`: the top); `a[]` parents `a[].b`
     for row in page.body_fields:
         tree.setdefault(row.name.rsplit(".", 1)[0] if "." in row.name else None, []).append(row)
-    schema: dict[str, Any] = {
+    return {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": f"{SCHEMA_ID_BASE}{output_file(name, 'request.schema')}",
         "title": f"{page.method} {page.path} request body",
         "description": page.description,
-        **_closed_object(tree, None, defs),
+        **_closed_object(tree, None, defs),  # evaluated first: it fills `defs`
+        **({"$defs": defs} if defs else {}),
     }
-    if defs:
-        schema["$defs"] = defs
-    return schema
 
 
 def headers_schema(page: DocsPage, name: str) -> dict[str, Any]:
