@@ -138,8 +138,15 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
         elif section == SECTION_SERVERS:
             if stripped:
                 page.servers.append(stripped)
-        elif section == SECTION_STEPS:
-            _add_step_line(page, raw, number, source)
+        elif section == SECTION_STEPS:  # a numbered step, a sub-point of the last step, or more of its text
+            if step := _STEP.match(raw):
+                page.steps.append((step["text"].strip(), []))
+            elif stripped and not page.steps:
+                raise broken(number, f"expected a numbered step such as '1. ...', found {stripped!r}")
+            elif sub := _SUB_STEP.match(raw):
+                page.steps[-1][1].append(sub["text"].strip())
+            elif stripped:
+                page.steps[-1] = (f"{page.steps[-1][0]} {stripped}", page.steps[-1][1])
         # Below: a table section.
         elif not stripped:
             row_text.append("")
@@ -226,18 +233,3 @@ def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
     expected = "Array" if row.name.startswith(parent + "[]") or parent.endswith("[]") else "Object"
     if by_name[parent].type != expected:
         raise broken(f"field {row.name!r} is nested under {parent!r}, which is {by_name[parent].type}, not {expected}")
-
-
-def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:
-    """Add a line of the steps section: a numbered step, a sub-point of the last step, or more of its text."""
-    text = raw.strip()
-    if not text:
-        return
-    if step := _STEP.match(raw):
-        page.steps.append((step["text"].strip(), []))
-    elif not page.steps:
-        raise DocsPageError(number, f"expected a numbered step such as '1. ...', found {text!r}", source)
-    elif sub := _SUB_STEP.match(raw):
-        page.steps[-1][1].append(sub["text"].strip())
-    else:
-        page.steps[-1] = (f"{page.steps[-1][0]} {text}", page.steps[-1][1])

@@ -283,11 +283,10 @@ def header_values(path: Path, method: str, api_path: str) -> dict[str, list[str]
     values: dict[str, list[str]] = {}
     for parameter in operation.get("parameters", []):
         parameter = _resolve(spec, parameter, path)
-        if not isinstance(parameter, dict) or parameter.get("in") != "header":
-            continue
-        enum = _get(_resolve(spec, parameter.get("schema", {}), path), ["enum"])
-        if isinstance(enum, list):
-            values[str(parameter["name"])] = [str(value) for value in enum]
+        if isinstance(parameter, dict) and parameter.get("in") == "header":
+            enum = _get(_resolve(spec, parameter.get("schema", {}), path), ["enum"])
+            if isinstance(enum, list):
+                values[str(parameter["name"])] = [str(value) for value in enum]
     return values
 
 
