@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Literal
 
@@ -201,7 +201,7 @@ class SandboxState(SandboxOptions):
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     server: Any = field(default=None, repr=False)
     _window: tuple[float, int] = (0.0, 0)
-    _arrivals: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # by (draw, phone)
+    _arrivals: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # by (counter, phone)
 
     def admit(self, now: float) -> tuple[bool, dict[str, str]]:
         """Count one authenticated request in its window: (within the limit?, rate-limit headers)."""
@@ -229,31 +229,37 @@ class SandboxState(SandboxOptions):
         low, high = self.latency_range
         if low == high and not self.omit_rate_limit_headers:
             return low, True
-        key, arrival = self._arrival("shape", body)
-        latency = low + (high - low) * _uniform(self.seed, key, arrival, "latency")
-        return latency, _uniform(self.seed, key, arrival, "omit-headers") >= self.omit_rate_limit_headers  # keep them?
+        draw = self._draws("shape", body)
+        return low + (high - low) * draw("latency"), draw("omit-headers") >= self.omit_rate_limit_headers
 
     def draw_fault(self, body: Any) -> tuple[str | None, bool]:
         """The fault for this request, if any, and whether an uncertain fault still sent the SMS."""
         if not self.faults:
             return None, False
-        key, arrival = self._arrival("fault", body)
-        draw = _uniform(self.seed, key, arrival, "fault")
+        draws = self._draws("fault", body)
+        draw = draws("fault")
         for kind in FAULT_KINDS:
             rate = self.faults.get(kind, 0.0)
             if draw < rate:
-                effect = kind in _UNCERTAIN_FAULTS and _uniform(self.seed, key, arrival, "effect") < self.fault_effect
-                return kind, effect
+                return kind, kind in _UNCERTAIN_FAULTS and draws("effect") < self.fault_effect
             draw -= rate
         return None, False
 
-    def _arrival(self, draw: str, body: Any) -> tuple[str, int]:
-        """The body's phone and how many times it arrived before (counted apart for each `draw`), this one counted."""
+    def _draws(self, counter: str, body: Any) -> Callable[[str], float]:
+        """Reproducible draws in [0, 1), one per purpose, for (seed, phone, n-th arrival of that phone, purpose).
+
+        The arrivals are counted apart for each `counter`, this one counted.
+        """
         phone = body.get("phone") if isinstance(body, dict) else None
         key = phone if isinstance(phone, str) else ""
         with self.lock:
-            self._arrivals[draw, key] = self._arrivals.get((draw, key), 0) + 1
-            return key, self._arrivals[draw, key] - 1
+            arrival = self._arrivals[counter, key] = self._arrivals.get((counter, key), -1) + 1
+
+        def uniform(purpose: str) -> float:
+            digest = hashlib.blake2b(f"{self.seed}|{purpose}|{arrival}|{key}".encode(), digest_size=8).digest()
+            return int.from_bytes(digest, "big") / 2**64
+
+        return uniform
 
     def record(self, entry: ReceivedRequest, *, read: bool = False) -> None:
         """Keep a received request (`read`: a `GET /data_attributes`, kept apart)."""
@@ -271,9 +277,3 @@ class SandboxState(SandboxOptions):
             self.received.clear()
             self.reads.clear()
             self._arrivals.clear()
-
-
-def _uniform(seed: int, key: str, arrival: int, purpose: str) -> float:
-    """A reproducible draw in [0, 1) for (seed, phone, n-th arrival of that phone, purpose)."""
-    digest = hashlib.blake2b(f"{seed}|{purpose}|{arrival}|{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
