@@ -168,13 +168,17 @@ def create_app(state: SandboxState) -> Starlette:
             admitted, rate_headers = state.admit(received_at)
             if keep_headers:
                 headers.update(rate_headers)
-            if admitted:
-                fault, effect = state.draw_fault(body)
-                if fault is not None:
-                    status, payload, delivered = _faulty(state, fault, status, payload, delivered and effect)
-            else:
+            # A drawn fault, and whether an uncertain one (5xx, HTML, reset) still sent the SMS; "slow" and
+            # "empty" keep the answer.
+            fault, effect = state.draw_fault(body) if admitted else (None, False)
+            if not admitted or fault == "429":
                 status, payload = rate_limited(state.rate_limit, state.rate_limit_window)
                 delivered = False
+            elif fault in ("500", "503"):
+                name = "server_error" if fault == "500" else "service_unavailable"
+                status, payload, delivered = int(fault), _error_list(name, "Server error"), delivered and effect
+            elif fault in ("502", "html", "reset"):
+                status, payload, delivered = (503 if fault == "html" else 502), {}, delivered and effect
             if status == 429 and state.retry_after is not None:
                 headers["Retry-After"] = f"{state.retry_after:g}"
         state.record(
@@ -240,20 +244,6 @@ def create_app(state: SandboxState) -> Starlette:
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
-
-
-def _faulty(
-    state: SandboxState, fault: str, status: int, payload: dict[str, Any], effect: bool
-) -> tuple[int, dict[str, Any], bool]:
-    """The answer for an injected fault: (status, JSON payload, whether the SMS went out)."""
-    if fault == "429":
-        return (*rate_limited(state.rate_limit, state.rate_limit_window), False)
-    if fault in ("slow", "empty"):
-        return status, payload, status == 200
-    if fault in ("500", "503"):
-        name = "server_error" if fault == "500" else "service_unavailable"
-        return int(fault), _error_list(name, "Server error"), effect
-    return (502 if fault in ("502", "reset") else 503), {}, effect
 
 
 async def _reset_connection(state: SandboxState, request: Request) -> Response:
