@@ -33,23 +33,18 @@ ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
 _VERSIONS = frozenset(ENDPOINT.header_enum("Intercom-Version"))
 
 
-def _json_schema(node: Any) -> Any:
-    """An OpenAPI 3.0 schema as JSON Schema: `nullable: true` becomes `null` among the types, throughout."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    converted = {key: _json_schema(value) for key, value in node.items()}
+def _nullable_as_null_type(node: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema says it, `null` among the types (a `json` object hook)."""
     if node.get("nullable") is True and isinstance(node.get("type"), str):
-        converted["type"] = [node["type"], "null"]
-    return converted
+        node["type"] = [node["type"], "null"]
+    return node
 
 
 # What the shipped copy of Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as
 # custom attributes, plus booleans and non-integer numbers: its own example carries them and
 # Intercom's data attributes support them. Anything else is answered 422, as Intercom documents.
 _DESCRIPTION = (schema_folder() / f"{PHONE_CALL_REDIRECTS}.2.12.openapi.yaml").read_text(encoding="utf-8")
-_COMPONENTS = _json_schema(yaml.safe_load(_DESCRIPTION)["components"])
+_COMPONENTS = json.loads(json.dumps(yaml.safe_load(_DESCRIPTION)["components"]), object_hook=_nullable_as_null_type)
 _ATTRIBUTES = _COMPONENTS["schemas"]["custom_attributes"]
 _ATTRIBUTES["additionalProperties"]["anyOf"].append({"type": ["boolean", "number"]})
 _CUSTOM_ATTRIBUTES = Draft202012Validator({**_ATTRIBUTES, "components": _COMPONENTS})  # `$ref`s point into components
@@ -75,8 +70,7 @@ def documented_answer(state: SandboxState, headers: Mapping[str, str], body: Any
         return 400, {"error_key": "invalid_phone_number", "message": "Invalid phone number"}
     if phone == SMS_FAILS_PHONE:
         return 400, {"error_key": "sms_failed", "message": "SMS was not sent due to an unknown error"}
-    attributes_refused = "custom_attributes" in body and not _CUSTOM_ATTRIBUTES.is_valid(body["custom_attributes"])
-    if phone == UNPROCESSABLE_PHONE or attributes_refused:
+    if phone == UNPROCESSABLE_PHONE or not _CUSTOM_ATTRIBUTES.is_valid(body.get("custom_attributes", {})):
         return 422, {"error_key": "unprocessable_entity", "message": "Custom attributes could not be processed"}
     if state.response_shape == "url":
         return 200, {"type": "phone_call_redirect", "url": f"http://via.intercom.io/msgr/{uuid.uuid4()}"}
@@ -87,8 +81,7 @@ def _refused(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict
     """Intercom's answer to a request without the right bearer token or with an unknown version, else `None`."""
     if headers.get("authorization") != f"Bearer {state.token}":
         return 401, _error_list("unauthorized", "Access Token Invalid")
-    version = headers.get("intercom-version")
-    if version is not None and version not in _VERSIONS:
+    if (version := headers.get("intercom-version")) is not None and version not in _VERSIONS:
         return 400, _error_list("intercom_version_invalid", f"Requested version {version} is invalid")
     return None
 
@@ -96,11 +89,6 @@ def _refused(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict
 def _error_list(code: str, message: str) -> dict[str, Any]:
     """Intercom's `error.list` body with one error (a new one each time: the app adds to a 401's)."""
     return {"type": "error.list", "errors": [{"code": code, "message": message}]}
-
-
-def rate_limited(limit: int | None, window: float) -> tuple[int, dict[str, Any]]:
-    """Intercom's `429 rate_limit_exceeded` answer for `limit` requests per `window` seconds."""
-    return 429, _error_list("rate_limit_exceeded", f"Exceeded rate limit of {limit} in {window:g}_seconds")
 
 
 def data_attributes_answer(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
@@ -171,9 +159,9 @@ def create_app(state: SandboxState) -> Starlette:
             # A drawn fault, and whether an uncertain one (5xx, HTML, reset) still sent the SMS; "slow" and
             # "empty" keep the answer.
             fault, effect = state.draw_fault(body) if admitted else (None, False)
-            if not admitted or fault == "429":
-                status, payload = rate_limited(state.rate_limit, state.rate_limit_window)
-                delivered = False
+            if not admitted or fault == "429":  # Intercom's 429 for `rate_limit` requests per window
+                limit = f"Exceeded rate limit of {state.rate_limit} in {state.rate_limit_window:g}_seconds"
+                status, payload, delivered = 429, _error_list("rate_limit_exceeded", limit), False
             elif fault in ("500", "503"):
                 name = "server_error" if fault == "500" else "service_unavailable"
                 status, payload, delivered = int(fault), _error_list(name, "Server error"), delivered and effect
@@ -229,8 +217,7 @@ def create_app(state: SandboxState) -> Starlette:
         if request.method == "DELETE":
             state.clear()
             return Response(status_code=204)
-        reads = request.url.path == "/sandbox/reads"
-        return JSONResponse([entry.public() for entry in state.snapshot(reads=reads)])
+        return JSONResponse([entry.public() for entry in state.snapshot(reads=request.url.path == "/sandbox/reads")])
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoint": ENDPOINT.title})

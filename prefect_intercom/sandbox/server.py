@@ -133,7 +133,8 @@ def build_parser(prog: str = "python -m prefect_intercom.sandbox") -> argparse.A
             cli = dict(option.metadata["cli"])
             flag = cli.pop("flag", "--" + option.name.replace("_", "-"))
             default = None if option.default is MISSING else option.default  # `None`: an empty dict or list
-            help_text = f"{option.metadata['help']} (default: {_shown(default)})"
+            shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else default
+            help_text = f"{option.metadata['help']} (default: {shown})"
             parser.add_argument(flag, dest=option.name, default=default, help=help_text, **cli)
     parser.add_argument(
         "--log-level",
@@ -170,9 +171,3 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_in
         print(f"Intercom sandbox: {ENDPOINT.method} http://{host}:{sock.getsockname()[1]}{ENDPOINT.path}", flush=True)
         server.run(sockets=[sock])
     return 0
-
-
-def _shown(default: Any) -> str:
-    if default is None:
-        return "none"
-    return f"{default:g}" if isinstance(default, float) else str(default)

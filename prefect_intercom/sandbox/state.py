@@ -178,8 +178,7 @@ class ReceivedRequest:
 
     def public(self) -> dict[str, Any]:
         """This record as JSON data with the Authorization header redacted (and `accepted`)."""
-        record = asdict(self)
-        record["accepted"] = self.accepted
+        record = {**asdict(self), "accepted": self.accepted}
         if "authorization" in record["headers"]:
             record["headers"]["authorization"] = "Bearer [REDACTED]"
         return record

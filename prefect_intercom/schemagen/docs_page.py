@@ -193,14 +193,13 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
 def read_docs_page(path: Path) -> DocsPage:
     """Read and parse the documentation page at `path` (errors name the file and line)."""
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")  # a byte order mark, as some editors write, is fine
+    try:  # a byte order mark, as some editors write, is fine
+        return parse_docs_page(raw.decode("utf-8-sig"), source=path.name)
     except UnicodeDecodeError as error:
         line = len(_split_lines(raw[: error.start].decode("utf-8", errors="replace")))
         raise DocsPageError(
             line, f"byte {raw[error.start]:#04x} is not UTF-8; save the page as UTF-8", path.name
         ) from None
-    return parse_docs_page(text, source=path.name)
 
 
 def _split_lines(text: str) -> list[str]:
