@@ -107,9 +107,6 @@ class Catalog:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._endpoints
-
     @property
     def names(self) -> list[str]:
         """Every endpoint name, sorted."""
@@ -167,8 +164,7 @@ class Catalog:
         """One sentence listing every endpoint (name, title, summary), for error messages."""
         if not self._endpoints:
             return "The catalogue is empty."
-        entries = "; ".join(f"{e.name} ({e.title}: {e.summary})" for e in self)
-        return f"Available endpoints: {entries}"
+        return "Available endpoints: " + "; ".join(f"{e.name} ({e.title}: {e.summary})" for e in self)
 
     def _did_you_mean(self, words: list[str]) -> str:
         known = set().union(*self._words.values())
@@ -213,8 +209,7 @@ def load_catalog(folder: Traversable | PathLike[str] | str | None = None) -> Cat
         catalog = load_catalog("/tmp/catalogue")
         ```
     """
-    folder = schema_folder() if folder is None else folder
-    root = Path(folder) if isinstance(folder, str | PathLike) else folder
+    root = Path(folder) if isinstance(folder, str | PathLike) else folder or schema_folder()
     records = sorted((entry for entry in root.iterdir() if entry.name.endswith(ENDPOINT_SUFFIX)), key=lambda e: e.name)
     return Catalog(_load_endpoint(root, entry) for entry in records)
 

@@ -113,10 +113,8 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
         # Surrounding white space (a copy-paste accident) is dropped. Other checks of the
         # token's characters happen in the client, whose errors never quote the token.
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(raw, str):
-            raw = raw.strip()
-            if not raw:
-                raise ValueError("access_token is empty")
+        if isinstance(raw, str) and not (raw := raw.strip()):
+            raise ValueError("access_token is empty")
         return raw
 
     @field_validator("base_url")
@@ -126,9 +124,8 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
         # the URL, never the rest of the input (the token). `allow_custom_base_url` is declared
         # first so that it is already validated here.
         if value is not None:
-            allowed = bool(info.data.get("allow_custom_base_url", False))
             try:
-                check_base_url(value, allow_custom_host=allowed)
+                check_base_url(value, allow_custom_host=bool(info.data.get("allow_custom_base_url", False)))
             except IntercomConfigurationError as error:
                 raise ValueError(str(error)) from None
         return value

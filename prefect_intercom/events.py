@@ -21,16 +21,12 @@ from prefect_intercom.retry import outcome_of
 EVENT_PREFIX = "intercom."
 
 
-def _host_resource(base_url: str) -> dict[str, str]:
-    host = urlsplit(base_url).hostname or "unknown"
-    return {"prefect.resource.id": f"intercom.host.{host}", "prefect.resource.name": host}
-
-
 def emit_redirect_outcome(outcome: Outcome, base_url: str, **payload: Any) -> None:
     """Emit `intercom.phone_call_redirect.<outcome>` for one single send (payload: status, code, request id)."""
+    host = urlsplit(base_url).hostname or "unknown"
     emit_event(
         event=f"{EVENT_PREFIX}phone_call_redirect.{outcome.value}",
-        resource=_host_resource(base_url),
+        resource={"prefect.resource.id": f"intercom.host.{host}", "prefect.resource.name": host},
         payload={key: value for key, value in payload.items() if value is not None},
     )
 
@@ -44,12 +40,9 @@ def redirect_events(base_url: str) -> Iterator[dict[str, Any]]:
     answer: dict[str, Any] = {}
     try:
         yield answer
-    except IntercomValidationError:
-        emit_redirect_outcome(Outcome.REJECTED, base_url)
-        raise
-    except IntercomError as error:
+    except IntercomError as error:  # an invalid request was refused before it was sent: no status, code or id
         emit_redirect_outcome(
-            outcome_of(error),
+            Outcome.REJECTED if isinstance(error, IntercomValidationError) else outcome_of(error),
             base_url,
             status=getattr(error, "status_code", None),
             error_code=getattr(error, "error_code", None),

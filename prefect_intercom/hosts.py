@@ -73,17 +73,15 @@ def check_base_url(url: str, *, allow_custom_host: bool = False) -> str:
             "base_url must not carry credentials, a query or a fragment; put the token in access_token"
         )
     host = hostname.lower()
-    if is_loopback(host):
-        return text.rstrip("/")
-    if parsed.scheme != "https":
+    if parsed.scheme != "https" and not is_loopback(host):
         raise IntercomConfigurationError(
             f"base_url {url!r} uses plain http to a host that is not loopback; the access token "
             "would travel unencrypted. Use https."
         )
-    if host in INTERCOM_HOSTNAMES or allow_custom_host:
-        return text.rstrip("/")
-    raise IntercomConfigurationError(
-        f"base_url host {host!r} is neither an Intercom host ({', '.join(sorted(INTERCOM_HOSTNAMES))}) "
-        "nor loopback. If you really mean to send your access token there (e.g. a company proxy), "
-        "set allow_custom_base_url=True."
-    )
+    if not (is_loopback(host) or host in INTERCOM_HOSTNAMES or allow_custom_host):
+        raise IntercomConfigurationError(
+            f"base_url host {host!r} is neither an Intercom host ({', '.join(sorted(INTERCOM_HOSTNAMES))}) "
+            "nor loopback. If you really mean to send your access token there (e.g. a company proxy), "
+            "set allow_custom_base_url=True."
+        )
+    return text.rstrip("/")

@@ -15,13 +15,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
 from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
+from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint, schema_folder
 from prefect_intercom.sandbox.state import ReceivedRequest, SandboxState
 from prefect_intercom.schema_rules import E164
 
@@ -30,41 +31,23 @@ UNPROCESSABLE_PHONE = "+15005550002"
 ENDPOINT = get_endpoint(PHONE_CALL_REDIRECTS)
 
 _VERSIONS = frozenset(ENDPOINT.header_enum("Intercom-Version"))
-# What Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as custom attributes,
-# plus booleans and non-integer numbers: its own example carries them and Intercom's data
-# attributes support them. Anything else is answered 422, as Intercom documents.
-_CUSTOM_ATTRIBUTES = Draft202012Validator(
-    {
-        "type": "object",
-        "additionalProperties": {
-            "anyOf": [
-                {"type": ["string", "number", "boolean"]},
-                {
-                    "type": "object",
-                    "properties": {
-                        "type": {"type": "string"},
-                        "instances": {
-                            "type": "array",
-                            "items": {
-                                "type": ["object", "null"],
-                                "properties": {
-                                    "id": {"type": "string"},
-                                    "external_id": {"type": "string"},
-                                    "external_created_at": {"type": ["integer", "null"]},
-                                    "external_updated_at": {"type": ["integer", "null"]},
-                                    "created_at": {"type": "integer"},
-                                    "updated_at": {"type": "integer"},
-                                    "type": {"type": "string"},
-                                    "custom_attributes": {"type": "object", "additionalProperties": {"type": "string"}},
-                                },
-                            },
-                        },
-                    },
-                },
-            ]
-        },
-    }
-)
+
+
+def _nullable_as_null_type(node: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema says it, `null` among the types (a `json` object hook)."""
+    if node.get("nullable") is True and isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]
+    return node
+
+
+# What the shipped copy of Intercom's OpenAPI description (2.12, `custom_attributes`) accepts as
+# custom attributes, plus booleans and non-integer numbers: its own example carries them and
+# Intercom's data attributes support them. Anything else is answered 422, as Intercom documents.
+_DESCRIPTION = (schema_folder() / f"{PHONE_CALL_REDIRECTS}.2.12.openapi.yaml").read_text(encoding="utf-8")
+_COMPONENTS = json.loads(json.dumps(yaml.safe_load(_DESCRIPTION)["components"]), object_hook=_nullable_as_null_type)
+_ATTRIBUTES = _COMPONENTS["schemas"]["custom_attributes"]
+_ATTRIBUTES["additionalProperties"]["anyOf"].append({"type": ["boolean", "number"]})
+_CUSTOM_ATTRIBUTES = Draft202012Validator({**_ATTRIBUTES, "components": _COMPONENTS})  # `$ref`s point into components
 
 
 def documented_answer(state: SandboxState, headers: Mapping[str, str], body: Any) -> tuple[int, dict[str, Any]]:
@@ -87,8 +70,7 @@ def documented_answer(state: SandboxState, headers: Mapping[str, str], body: Any
         return 400, {"error_key": "invalid_phone_number", "message": "Invalid phone number"}
     if phone == SMS_FAILS_PHONE:
         return 400, {"error_key": "sms_failed", "message": "SMS was not sent due to an unknown error"}
-    attributes_refused = "custom_attributes" in body and not _CUSTOM_ATTRIBUTES.is_valid(body["custom_attributes"])
-    if phone == UNPROCESSABLE_PHONE or attributes_refused:
+    if phone == UNPROCESSABLE_PHONE or not _CUSTOM_ATTRIBUTES.is_valid(body.get("custom_attributes", {})):
         return 422, {"error_key": "unprocessable_entity", "message": "Custom attributes could not be processed"}
     if state.response_shape == "url":
         return 200, {"type": "phone_call_redirect", "url": f"http://via.intercom.io/msgr/{uuid.uuid4()}"}
@@ -99,8 +81,7 @@ def _refused(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict
     """Intercom's answer to a request without the right bearer token or with an unknown version, else `None`."""
     if headers.get("authorization") != f"Bearer {state.token}":
         return 401, _error_list("unauthorized", "Access Token Invalid")
-    version = headers.get("intercom-version")
-    if version is not None and version not in _VERSIONS:
+    if (version := headers.get("intercom-version")) is not None and version not in _VERSIONS:
         return 400, _error_list("intercom_version_invalid", f"Requested version {version} is invalid")
     return None
 
@@ -108,11 +89,6 @@ def _refused(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict
 def _error_list(code: str, message: str) -> dict[str, Any]:
     """Intercom's `error.list` body with one error (a new one each time: the app adds to a 401's)."""
     return {"type": "error.list", "errors": [{"code": code, "message": message}]}
-
-
-def rate_limited(limit: int | None, window: float) -> tuple[int, dict[str, Any]]:
-    """Intercom's `429 rate_limit_exceeded` answer for `limit` requests per `window` seconds."""
-    return 429, _error_list("rate_limit_exceeded", f"Exceeded rate limit of {limit} in {window:g}_seconds")
 
 
 def data_attributes_answer(state: SandboxState, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
@@ -167,7 +143,10 @@ def create_app(state: SandboxState) -> Starlette:
 
     async def phone_call_redirects(request: Request) -> Response:
         request_id = str(uuid.uuid4())
-        body = _json_or_none(await request.body())
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            body = None
         received_at = time.time()
         status, payload = documented_answer(state, request.headers, body)
         headers = {"X-Request-Id": request_id}
@@ -177,13 +156,17 @@ def create_app(state: SandboxState) -> Starlette:
             admitted, rate_headers = state.admit(received_at)
             if keep_headers:
                 headers.update(rate_headers)
-            if admitted:
-                fault, effect = state.draw_fault(body)
-                if fault is not None:
-                    status, payload, delivered = _faulty(state, fault, status, payload, delivered and effect)
-            else:
-                status, payload = rate_limited(state.rate_limit, state.rate_limit_window)
-                delivered = False
+            # A drawn fault, and whether an uncertain one (5xx, HTML, reset) still sent the SMS; "slow" and
+            # "empty" keep the answer.
+            fault, effect = state.draw_fault(body) if admitted else (None, False)
+            if not admitted or fault == "429":  # Intercom's 429 for `rate_limit` requests per window
+                limit = f"Exceeded rate limit of {state.rate_limit} in {state.rate_limit_window:g}_seconds"
+                status, payload, delivered = 429, _error_list("rate_limit_exceeded", limit), False
+            elif fault in ("500", "503"):
+                name = "server_error" if fault == "500" else "service_unavailable"
+                status, payload, delivered = int(fault), _error_list(name, "Server error"), delivered and effect
+            elif fault in ("502", "html", "reset"):
+                status, payload, delivered = (503 if fault == "html" else 502), {}, delivered and effect
             if status == 429 and state.retry_after is not None:
                 headers["Retry-After"] = f"{state.retry_after:g}"
         state.record(
@@ -234,8 +217,7 @@ def create_app(state: SandboxState) -> Starlette:
         if request.method == "DELETE":
             state.clear()
             return Response(status_code=204)
-        reads = request.url.path == "/sandbox/reads"
-        return JSONResponse([entry.public() for entry in state.snapshot(reads=reads)])
+        return JSONResponse([entry.public() for entry in state.snapshot(reads=request.url.path == "/sandbox/reads")])
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "endpoint": ENDPOINT.title})
@@ -249,28 +231,6 @@ def create_app(state: SandboxState) -> Starlette:
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
-
-
-def _json_or_none(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _faulty(
-    state: SandboxState, fault: str, status: int, payload: dict[str, Any], effect: bool
-) -> tuple[int, dict[str, Any], bool]:
-    """The answer for an injected fault: (status, JSON payload, whether the SMS went out)."""
-    if fault == "429":
-        return (*rate_limited(state.rate_limit, state.rate_limit_window), False)
-    if fault in ("slow", "empty"):
-        return status, payload, status == 200
-    codes = {"500": (500, "server_error"), "503": (503, "service_unavailable")}
-    if fault in codes:
-        code, name = codes[fault]
-        return code, _error_list(name, "Server error"), effect
-    return (502 if fault in ("502", "reset") else 503), {}, effect
 
 
 async def _reset_connection(state: SandboxState, request: Request) -> Response:

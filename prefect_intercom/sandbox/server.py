@@ -13,13 +13,7 @@ from typing import Any
 import uvicorn
 
 from prefect_intercom.sandbox.app import ENDPOINT, create_app
-from prefect_intercom.sandbox.state import (
-    DEFAULT_HOST,
-    DEFAULT_TOKEN,
-    ReceivedRequest,
-    SandboxOptions,
-    SandboxState,
-)
+from prefect_intercom.sandbox.state import DEFAULT_HOST, DEFAULT_TOKEN, ReceivedRequest, SandboxOptions, SandboxState
 
 DEFAULT_PORT = 8765
 
@@ -101,34 +95,13 @@ class Sandbox:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._server = self._thread = None
-        self.port = None
+        self._server = self._thread = self.port = None
 
     def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def serve(state: SandboxState, host: str, port: int, log_level: str) -> None:
-    """Serve `state` in the foreground until interrupted, announcing the endpoint's URL on stdout.
-
-    Args:
-        state: The options and records of this sandbox.
-        host: Address to bind.
-        port: Port to bind; 0 picks a free one (the announced URL has the real one).
-        log_level: uvicorn's log level.
-    """
-    server = _server(state, host, port, log_level=log_level)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it.
-    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        bound = sock.getsockname()[1]
-        print(f"Intercom sandbox: {ENDPOINT.method} http://{host}:{bound}{ENDPOINT.path}", flush=True)
-        server.run(sockets=[sock])
 
 
 def _server(state: SandboxState, host: str, port: int, **config: Any) -> uvicorn.Server:
@@ -150,26 +123,19 @@ def _server(state: SandboxState, host: str, port: int, **config: Any) -> uvicorn
 
 def build_parser(prog: str = "python -m prefect_intercom.sandbox") -> argparse.ArgumentParser:
     """The command line: `--host`, `--port`, `--log-level` and one flag per `SandboxOptions` field."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="A local Intercom sandbox for POST /phone_call_redirects.",
-    )
+    parser = argparse.ArgumentParser(prog=prog, description="A local Intercom sandbox for POST /phone_call_redirects.")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST})")
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default: {DEFAULT_PORT}; 0 for any)"
     )
-    for option in _options():
-        cli = dict(option.metadata["cli"])
-        cli.pop("convert", None)
-        flag = cli.pop("flag", "--" + option.name.replace("_", "-"))
-        default = option.default_factory() if option.default is MISSING else option.default
-        parser.add_argument(
-            flag,
-            dest=option.name,
-            default=cli.pop("cli_default", default),
-            help=f"{option.metadata['help']} (default: {_shown(default)})",
-            **cli,
-        )
+    for option in fields(SandboxOptions):
+        if option.init:  # every option but what `__post_init__` works out
+            cli = dict(option.metadata["cli"])
+            flag = cli.pop("flag", "--" + option.name.replace("_", "-"))
+            default = None if option.default is MISSING else option.default  # `None`: an empty dict or list
+            shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else default
+            help_text = f"{option.metadata['help']} (default: {shown})"
+            parser.add_argument(flag, dest=option.name, default=default, help=help_text, **cli)
     parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
@@ -180,7 +146,7 @@ def build_parser(prog: str = "python -m prefect_intercom.sandbox") -> argparse.A
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_intercom.sandbox") -> int:
-    """Command-line entry point: serve until interrupted.
+    """Command-line entry point: serve in the foreground until interrupted, announcing the endpoint's URL on stdout.
 
     Args:
         argv: The arguments (default: `sys.argv[1:]`).
@@ -190,26 +156,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_in
         The exit status (bad options exit 2 through argparse).
     """
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    options = vars(parser.parse_args(argv))
+    host, port, log_level = options.pop("host"), options.pop("port"), options.pop("log_level")
     try:
-        state = SandboxState(**{option.name: _converted(option, getattr(args, option.name)) for option in _options()})
+        state = SandboxState(**options)
     except ValueError as error:
         parser.error(str(error))
-    serve(state, args.host, args.port, args.log_level)
+    server = _server(state, host, port, log_level=log_level)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it.
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))  # port 0 picks a free one: the announced URL has the real one
+        print(f"Intercom sandbox: {ENDPOINT.method} http://{host}:{sock.getsockname()[1]}{ENDPOINT.path}", flush=True)
+        server.run(sockets=[sock])
     return 0
-
-
-def _options() -> list[Any]:
-    return [option for option in fields(SandboxOptions) if "cli" in option.metadata]
-
-
-def _converted(option: Any, value: Any) -> Any:
-    """A flag's value as the option takes it (`convert` in the field's metadata, if any)."""
-    convert = option.metadata["cli"].get("convert")
-    return convert(value) if convert else value
-
-
-def _shown(default: Any) -> str:
-    if default is None or default == {}:
-        return "none"
-    return f"{default:g}" if isinstance(default, float) else str(default)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Any, Literal
 
@@ -27,13 +27,14 @@ DATA_TYPES = ("string", "integer", "float", "boolean", "date")
 
 
 def _option(help: str, default: Any = MISSING, *, factory: Any = MISSING, **argparse_keywords: Any) -> Any:
-    """A field with its help text and its argparse keywords (`flag`, `convert`, `cli_default`, ...) as metadata."""
+    """A field with its help text and its argparse keywords (`flag`, `type`, `action`, ...) as metadata."""
     return field(default=default, default_factory=factory, metadata={"help": help, "cli": argparse_keywords})
 
 
-def parse_pairs(items: Sequence[str], value: Callable[[str], Any] = str.strip) -> dict[str, Any]:
-    """`["vip=boolean"]` as `{"vip": "boolean"}`; `value=float`: `["503=0.02"]` as `{"503": 0.02}` (or `ValueError`)."""
-    return {name.strip(): value(text) for name, _, text in (item.partition("=") for item in items)}
+def parse_pair(item: str) -> tuple[str, str]:
+    """A command-line `NAME=VALUE`, e.g. `"vip=boolean"`, as `("vip", "boolean")`."""
+    name, _, value = item.partition("=")
+    return name.strip(), value.strip()
 
 
 @dataclass(kw_only=True)
@@ -77,7 +78,7 @@ class SandboxOptions:
         "probability that an answer comes without the X-RateLimit-* headers", 0.0, type=float, metavar="P"
     )
     rate_limit: int | None = _option(
-        "requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=int, convert=lambda limit: limit or None
+        "requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=lambda limit: int(limit) or None
     )
     rate_limit_window: float = _option("window length in seconds", DEFAULT_RATE_LIMIT_WINDOW, type=float)
     retry_after: float | None = _option("Retry-After seconds on 429s", None, type=float)
@@ -87,8 +88,7 @@ class SandboxOptions:
         flag="--fault",
         action="append",
         metavar="KIND=RATE",
-        cli_default=[],
-        convert=lambda items: parse_pairs(items, float),
+        type=parse_pair,
     )
     fault_effect: float = _option("probability that a 5xx/HTML/reset fault still sent the SMS", 0.0, type=float)
     slow_seconds: float = _option("how late a 'slow' answer comes", DEFAULT_TIMEOUT + 5, type=float)
@@ -103,8 +103,7 @@ class SandboxOptions:
         flag="--data-attribute",
         action="append",
         metavar="NAME=TYPE",
-        cli_default=[],
-        convert=parse_pairs,
+        type=parse_pair,
     )
     data_attributes_status: int = _option(
         "answer GET /data_attributes with this status (403: a token without the scope)", 200, type=int
@@ -112,18 +111,23 @@ class SandboxOptions:
     latency_range: tuple[float, float] = field(init=False, default=(0.0, 0.0))
 
     def __post_init__(self) -> None:
-        self.faults = dict(self.faults or {})
+        self.faults = {kind: float(rate) for kind, rate in dict(self.faults or {}).items()}  # or (kind, rate) pairs
         if unknown := sorted(set(self.faults) - set(FAULT_KINDS)):
             raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
         if any(not 0 <= rate <= 1 for rate in self.faults.values()) or sum(self.faults.values()) > 1:
             raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
         if self.rate_limit is not None and (self.rate_limit < 1 or self.rate_limit_window <= 0):
             raise ValueError("rate_limit must be at least 1 and rate_limit_window positive")
-        low, high = _latency_range(self.latency, self.latency_max)
-        if low < 0 or self.slow_seconds < 0 or not 0 <= self.fault_effect <= 1:
-            raise ValueError("latency and slow_seconds must not be negative; fault_effect is a probability")
-        if not 0 <= self.omit_rate_limit_headers <= 1:
-            raise ValueError("omit_rate_limit_headers is a probability")
+        if isinstance(self.latency, int | float):
+            low, high = float(self.latency), float(self.latency if self.latency_max is None else self.latency_max)
+        elif self.latency_max is not None:
+            raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
+        else:
+            low, high = (float(value) for value in self.latency)
+        if not 0 <= low <= high < math.inf:  # NaN fails every comparison
+            raise ValueError(f"the latency range must be finite, not negative and low <= high, not {low:g}..{high:g}")
+        if self.slow_seconds < 0 or not 0 <= self.fault_effect <= 1 or not 0 <= self.omit_rate_limit_headers <= 1:
+            raise ValueError("slow_seconds must be >= 0; fault_effect and omit_rate_limit_headers are probabilities")
         self.data_attributes = dict(self.data_attributes or {})
         wrong = sorted(f"{name}={type_}" for name, type_ in self.data_attributes.items() if type_ not in DATA_TYPES)
         if wrong or not all(self.data_attributes):
@@ -131,19 +135,6 @@ class SandboxOptions:
         if not 200 <= self.data_attributes_status <= 599:
             raise ValueError("data_attributes_status is an HTTP status")
         self.latency_range = (low, high)
-
-
-def _latency_range(latency: float | Sequence[float], latency_max: float | None) -> tuple[float, float]:
-    """`(low, high)` from `latency` (seconds, or a `(low, high)` pair) and `latency_max`."""
-    if isinstance(latency, (int, float)):
-        low, high = float(latency), float(latency if latency_max is None else latency_max)
-    elif latency_max is not None:
-        raise ValueError("give the latency as a (low, high) pair or as latency and latency_max, not both")
-    else:
-        low, high = (float(value) for value in latency)
-    if not (math.isfinite(low) and math.isfinite(high)) or high < low:
-        raise ValueError(f"the latency range must be finite and low <= high, not {low:g}..{high:g}")
-    return low, high
 
 
 # Faults that may or may not have sent the SMS before failing (`fault_effect`).
@@ -187,8 +178,7 @@ class ReceivedRequest:
 
     def public(self) -> dict[str, Any]:
         """This record as JSON data with the Authorization header redacted (and `accepted`)."""
-        record = asdict(self)
-        record["accepted"] = self.accepted
+        record = {**asdict(self), "accepted": self.accepted}
         if "authorization" in record["headers"]:
             record["headers"]["authorization"] = "Bearer [REDACTED]"
         return record
@@ -210,15 +200,13 @@ class SandboxState(SandboxOptions):
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     server: Any = field(default=None, repr=False)
     _window: tuple[float, int] = (0.0, 0)
-    _arrivals: dict[str, int] = field(default_factory=dict, repr=False)
-    _shape_arrivals: dict[str, int] = field(default_factory=dict, repr=False)
+    _arrivals: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # by (counter, phone)
 
     def admit(self, now: float) -> tuple[bool, dict[str, str]]:
         """Count one authenticated request in its window: (within the limit?, rate-limit headers)."""
         if self.rate_limit is None:
             return True, {}
-        width = self.rate_limit_window
-        start = math.floor(now / width) * width
+        start = math.floor(now / self.rate_limit_window) * self.rate_limit_window
         with self.lock:
             count = self._window[1] if self._window[0] == start else 0  # a new window starts at 0
             if admitted := count < self.rate_limit:
@@ -227,7 +215,7 @@ class SandboxState(SandboxOptions):
         return admitted, {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(self.rate_limit - count),
-            "X-RateLimit-Reset": str(math.ceil(start + width)),
+            "X-RateLimit-Reset": str(math.ceil(start + self.rate_limit_window)),
         }
 
     def draw_shape(self, body: Any) -> tuple[float, bool]:
@@ -240,32 +228,37 @@ class SandboxState(SandboxOptions):
         low, high = self.latency_range
         if low == high and not self.omit_rate_limit_headers:
             return low, True
-        key = _phone_key(body)
-        arrival = self._arrival(self._shape_arrivals, key)
-        latency = low + (high - low) * _uniform(self.seed, key, arrival, "latency") if high > low else low
-        omit = _uniform(self.seed, key, arrival, "omit-headers") < self.omit_rate_limit_headers
-        return latency, not omit
+        draw = self._draws("shape", body)
+        return low + (high - low) * draw("latency"), draw("omit-headers") >= self.omit_rate_limit_headers
 
     def draw_fault(self, body: Any) -> tuple[str | None, bool]:
         """The fault for this request, if any, and whether an uncertain fault still sent the SMS."""
         if not self.faults:
             return None, False
-        key = _phone_key(body)
-        arrival = self._arrival(self._arrivals, key)
-        draw = _uniform(self.seed, key, arrival, "fault")
+        draws = self._draws("fault", body)
+        draw = draws("fault")
         for kind in FAULT_KINDS:
             rate = self.faults.get(kind, 0.0)
             if draw < rate:
-                effect = kind in _UNCERTAIN_FAULTS and _uniform(self.seed, key, arrival, "effect") < self.fault_effect
-                return kind, effect
+                return kind, kind in _UNCERTAIN_FAULTS and draws("effect") < self.fault_effect
             draw -= rate
         return None, False
 
-    def _arrival(self, counts: dict[str, int], key: str) -> int:
-        """How many times `key` arrived before (counted in `counts`), this arrival counted."""
+    def _draws(self, counter: str, body: Any) -> Callable[[str], float]:
+        """Reproducible draws in [0, 1), one per purpose, for (seed, phone, n-th arrival of that phone, purpose).
+
+        The arrivals are counted apart for each `counter`, this one counted.
+        """
+        phone = body.get("phone") if isinstance(body, dict) else None
+        key = phone if isinstance(phone, str) else ""
         with self.lock:
-            counts[key] = counts.get(key, 0) + 1
-            return counts[key] - 1
+            arrival = self._arrivals[counter, key] = self._arrivals.get((counter, key), -1) + 1
+
+        def uniform(purpose: str) -> float:
+            digest = hashlib.blake2b(f"{self.seed}|{purpose}|{arrival}|{key}".encode(), digest_size=8).digest()
+            return int.from_bytes(digest, "big") / 2**64
+
+        return uniform
 
     def record(self, entry: ReceivedRequest, *, read: bool = False) -> None:
         """Keep a received request (`read`: a `GET /data_attributes`, kept apart)."""
@@ -283,15 +276,3 @@ class SandboxState(SandboxOptions):
             self.received.clear()
             self.reads.clear()
             self._arrivals.clear()
-            self._shape_arrivals.clear()
-
-
-def _phone_key(body: Any) -> str:
-    phone = body.get("phone") if isinstance(body, dict) else None
-    return phone if isinstance(phone, str) else ""
-
-
-def _uniform(seed: int, key: str, arrival: int, purpose: str) -> float:
-    """A reproducible draw in [0, 1) for (seed, phone, n-th arrival of that phone, purpose)."""
-    digest = hashlib.blake2b(f"{seed}|{purpose}|{arrival}|{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64

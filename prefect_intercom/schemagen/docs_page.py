@@ -126,67 +126,62 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
     for number, raw in enumerate(lines[first + 1 :], start=first + 2):
         stripped = raw.strip()
         if stripped in SECTIONS:
-            current, row_text = None, []
-            in_possible_values = False
+            current, row_text, in_possible_values = None, [], False
             if stripped in page.tables or (stripped == SECTION_STEPS and page.steps):
                 raise broken(number, f"section {stripped!r} appears twice")
             section = stripped
             if section in TABLE_SECTIONS:
                 page.tables[section] = []
                 no_header_yet[section] = number
-            continue
-        if section is None:
+        elif section is None:
             description.append(stripped)
-            continue
-        if section == SECTION_SERVERS:
+        elif section == SECTION_SERVERS:
             if stripped:
                 page.servers.append(stripped)
-            continue
-        if section == SECTION_STEPS:
-            _add_step_line(page, raw, number, source)
-            continue
-        # A table section.
-        if not stripped:
+        elif section == SECTION_STEPS:  # a numbered step, a sub-point of the last step, or more of its text
+            if step := _STEP.match(raw):
+                page.steps.append((step["text"].strip(), []))
+            elif stripped and not page.steps:
+                raise broken(number, f"expected a numbered step such as '1. ...', found {stripped!r}")
+            elif sub := _SUB_STEP.match(raw):
+                page.steps[-1][1].append(sub["text"].strip())
+            elif stripped:
+                page.steps[-1] = (f"{page.steps[-1][0]} {stripped}", page.steps[-1][1])
+        # Below: a table section.
+        elif not stripped:
             row_text.append("")
-            continue
-        if stripped == TABLE_HEADER:
+        elif stripped == TABLE_HEADER:
             if no_header_yet.pop(section, None) is None:
                 raise broken(number, f"a second table header in {section!r}")
-            continue
-        if (row := _ROW.match(stripped)) and _FIELD_NAME.match(row["name"]):
+        elif (row := _ROW.match(stripped)) and _FIELD_NAME.match(row["name"]):
             if section in no_header_yet:
                 raise broken(number, f"a field row before the table header {TABLE_HEADER!r} in {section!r}")
             if row["type"] not in FIELD_TYPES:
-                expected = ", ".join(FIELD_TYPES)
-                raise broken(
-                    number, f"field {row['name']!r} has unknown type {row['type']!r}; expected one of {expected}"
-                )
+                types = ", ".join(FIELD_TYPES)
+                raise broken(number, f"field {row['name']!r} has unknown type {row['type']!r}; expected one of {types}")
             current = FieldRow(name=row["name"], type=row["type"], required=row["required"] == "Yes", line=number)
             row_text = [row["rest"].strip()] if row["rest"] else []
             in_possible_values = False
             row_texts.append((current, row_text))
             _check_new_row(page.tables[section], current, source)
             page.tables[section].append(current)
-            continue
-        if current is None:
+        elif current is None:
             if section in no_header_yet:
                 raise broken(number, f"expected the table header {TABLE_HEADER!r} in {section!r}, found {stripped!r}")
             expected = f"a field row 'name Type Yes|No [description]' in {section!r}"
             raise broken(number, f"expected {expected}, found {stripped!r}")
-        if stripped == "Possible values:":
+        elif stripped == "Possible values:":
             in_possible_values = True
-            continue
-        if default := _DEFAULT_VALUE.match(stripped):
+        elif default := _DEFAULT_VALUE.match(stripped):
             current.default = default["value"]
             in_possible_values = False
-            continue
-        if in_possible_values and (bullet := _BULLET_VALUE.match(raw)):
+        elif in_possible_values and (bullet := _BULLET_VALUE.match(raw)):
             if bullet["value"] in current.enum:
                 raise broken(number, f"value {bullet['value']!r} is listed twice")
             current.enum.append(bullet["value"])
-            continue
-        in_possible_values = False
-        row_text.append(stripped)
+        else:
+            in_possible_values = False
+            row_text.append(stripped)
     for field_row, text in row_texts:
         field_row.description = _join_paragraphs(text)
     page.description = _join_paragraphs(description)
@@ -198,14 +193,13 @@ def parse_docs_page(text: str, source: str = "<page>") -> DocsPage:
 def read_docs_page(path: Path) -> DocsPage:
     """Read and parse the documentation page at `path` (errors name the file and line)."""
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")  # a byte order mark, as some editors write, is fine
+    try:  # a byte order mark, as some editors write, is fine
+        return parse_docs_page(raw.decode("utf-8-sig"), source=path.name)
     except UnicodeDecodeError as error:
         line = len(_split_lines(raw[: error.start].decode("utf-8", errors="replace")))
         raise DocsPageError(
             line, f"byte {raw[error.start]:#04x} is not UTF-8; save the page as UTF-8", path.name
         ) from None
-    return parse_docs_page(text, source=path.name)
 
 
 def _split_lines(text: str) -> list[str]:
@@ -238,18 +232,3 @@ def _check_new_row(rows: list[FieldRow], row: FieldRow, source: str) -> None:
     expected = "Array" if row.name.startswith(parent + "[]") or parent.endswith("[]") else "Object"
     if by_name[parent].type != expected:
         raise broken(f"field {row.name!r} is nested under {parent!r}, which is {by_name[parent].type}, not {expected}")
-
-
-def _add_step_line(page: DocsPage, raw: str, number: int, source: str) -> None:
-    """Add a line of the steps section: a numbered step, a sub-point of the last step, or more of its text."""
-    text = raw.strip()
-    if not text:
-        return
-    if step := _STEP.match(raw):
-        page.steps.append((step["text"].strip(), []))
-    elif not page.steps:
-        raise DocsPageError(number, f"expected a numbered step such as '1. ...', found {text!r}", source)
-    elif sub := _SUB_STEP.match(raw):
-        page.steps[-1][1].append(sub["text"].strip())
-    else:
-        page.steps[-1] = (f"{page.steps[-1][0]} {text}", page.steps[-1][1])

@@ -32,19 +32,9 @@ _VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 OPENAPI_SUFFIX = ".openapi.yaml"
 
 
-def request_schema_file(name: str) -> str:
-    """File name of the request body schema for endpoint `name`."""
-    return f"{name}.request.schema.json"
-
-
-def headers_schema_file(name: str) -> str:
-    """File name of the request header schema for endpoint `name`."""
-    return f"{name}.headers.schema.json"
-
-
-def endpoint_file(name: str) -> str:
-    """File name of the catalogue record for endpoint `name`."""
-    return f"{name}.endpoint.json"
+def output_file(name: str, kind: str) -> str:
+    """File name of endpoint `name`'s `kind` of document: `request.schema`, `headers.schema` or `endpoint`."""
+    return f"{name}.{kind}.json"
 
 
 def generate(page: DocsPage, name: str) -> dict[str, dict[str, Any]]:
@@ -58,9 +48,9 @@ def generate(page: DocsPage, name: str) -> dict[str, dict[str, Any]]:
         A mapping of output file name to JSON document.
     """
     return {
-        request_schema_file(name): body_schema(page, name),
-        headers_schema_file(name): headers_schema(page, name),
-        endpoint_file(name): endpoint_record(page, name),
+        output_file(name, "request.schema"): body_schema(page, name),
+        output_file(name, "headers.schema"): headers_schema(page, name),
+        output_file(name, "endpoint"): endpoint_record(page, name),
     }
 
 
@@ -70,16 +60,14 @@ def body_schema(page: DocsPage, name: str) -> dict[str, Any]:
     tree: dict[str | None, list[FieldRow]] = {}  # rows by their parent's path (`None`: the top); `a[]` parents `a[].b`
     for row in page.body_fields:
         tree.setdefault(row.name.rsplit(".", 1)[0] if "." in row.name else None, []).append(row)
-    schema: dict[str, Any] = {
+    return {
         "$schema": JSON_SCHEMA_DIALECT,
-        "$id": f"{SCHEMA_ID_BASE}{request_schema_file(name)}",
+        "$id": f"{SCHEMA_ID_BASE}{output_file(name, 'request.schema')}",
         "title": f"{page.method} {page.path} request body",
         "description": page.description,
-        **_closed_object(tree, None, defs),
+        **_closed_object(tree, None, defs),  # evaluated first: it fills `defs`
+        **({"$defs": defs} if defs else {}),
     }
-    if defs:
-        schema["$defs"] = defs
-    return schema
 
 
 def headers_schema(page: DocsPage, name: str) -> dict[str, Any]:
@@ -91,7 +79,7 @@ def headers_schema(page: DocsPage, name: str) -> dict[str, Any]:
         properties[row.name] = {**_scalar(row), **NO_LINE_BREAKS}
     return {
         "$schema": JSON_SCHEMA_DIALECT,
-        "$id": f"{SCHEMA_ID_BASE}{headers_schema_file(name)}",
+        "$id": f"{SCHEMA_ID_BASE}{output_file(name, 'headers.schema')}",
         "title": f"{page.method} {page.path} request headers",
         "type": "object",
         "properties": properties,
@@ -108,8 +96,8 @@ def endpoint_record(page: DocsPage, name: str) -> dict[str, Any]:
         "summary": _first_sentence(page.description),
         "description": page.description,
         "servers": page.servers,
-        "request_schema": request_schema_file(name),
-        "headers_schema": headers_schema_file(name),
+        "request_schema": output_file(name, "request.schema"),
+        "headers_schema": output_file(name, "headers.schema"),
         "headers": [_row_record(row) for row in page.headers],
         "body_fields": [_row_record(row) for row in page.body_fields],
         "steps": [{"text": text, "details": details} for text, details in page.steps],
@@ -134,8 +122,11 @@ def generate_from_files(inputs: Sequence[Path]) -> dict[str, dict[str, Any]]:
 
     The OpenAPI descriptions next to each page (`NAME.*.openapi.yaml`) add the header values they list.
     """
+    pages = [page for path in inputs for page in (sorted(path.glob("*.txt")) if path.is_dir() else [path])]
+    if not pages:
+        raise DocsPageError(0, "no documentation pages (*.txt) found", ", ".join(map(str, inputs)))
     documents: dict[str, dict[str, Any]] = {}
-    for page_path in _expand_inputs(inputs):
+    for page_path in pages:
         page = with_described_values(read_docs_page(page_path), descriptions_for(page_path))
         documents.update(generate(page, page_path.stem))
     return documents
@@ -202,13 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in write_outputs(documents, args.output):
         print(f"wrote {path}")
     return 0
-
-
-def _expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    pages = [page for path in inputs for page in (sorted(path.glob("*.txt")) if path.is_dir() else [path])]
-    if not pages:
-        raise DocsPageError(0, "no documentation pages (*.txt) found", ", ".join(map(str, inputs)))
-    return pages
 
 
 def _node(row: FieldRow, tree: dict[str | None, list[FieldRow]], defs: dict[str, Any]) -> dict[str, Any]:
@@ -299,11 +283,10 @@ def header_values(path: Path, method: str, api_path: str) -> dict[str, list[str]
     values: dict[str, list[str]] = {}
     for parameter in operation.get("parameters", []):
         parameter = _resolve(spec, parameter, path)
-        if not isinstance(parameter, dict) or parameter.get("in") != "header":
-            continue
-        enum = _get(_resolve(spec, parameter.get("schema", {}), path), ["enum"])
-        if isinstance(enum, list):
-            values[str(parameter["name"])] = [str(value) for value in enum]
+        if isinstance(parameter, dict) and parameter.get("in") == "header":
+            enum = _get(_resolve(spec, parameter.get("schema", {}), path), ["enum"])
+            if isinstance(enum, list):
+                values[str(parameter["name"])] = [str(value) for value in enum]
     return values
 
 
