@@ -31,6 +31,11 @@ def _option(help: str, default: Any = MISSING, *, factory: Any = MISSING, **argp
     return field(default=default, default_factory=factory, metadata={"help": help, "cli": argparse_keywords})
 
 
+def rate_limit(text: str) -> int | None:
+    """`--rate-limit`'s value: requests per window, `None` (no limit) for 0."""
+    return int(text) or None
+
+
 def parse_pair(item: str) -> tuple[str, str]:
     """A command-line `NAME=VALUE`, e.g. `"vip=boolean"`, as `("vip", "boolean")`."""
     name, _, value = item.partition("=")
@@ -78,7 +83,7 @@ class SandboxOptions:
         "probability that an answer comes without the X-RateLimit-* headers", 0.0, type=float, metavar="P"
     )
     rate_limit: int | None = _option(
-        "requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=lambda limit: int(limit) or None
+        "requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=rate_limit
     )
     rate_limit_window: float = _option("window length in seconds", DEFAULT_RATE_LIMIT_WINDOW, type=float)
     retry_after: float | None = _option("Retry-After seconds on 429s", None, type=float)
