@@ -82,9 +82,7 @@ class SandboxOptions:
     omit_rate_limit_headers: float = _option(
         "probability that an answer comes without the X-RateLimit-* headers", 0.0, type=float, metavar="P"
     )
-    rate_limit: int | None = _option(
-        "requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=rate_limit
-    )
+    rate_limit: int | None = _option("requests per window, 0 for no limit", DEFAULT_RATE_LIMIT, type=rate_limit)
     rate_limit_window: float = _option("window length in seconds", DEFAULT_RATE_LIMIT_WINDOW, type=float)
     retry_after: float | None = _option("Retry-After seconds on 429s", None, type=float)
     faults: Mapping[str, float] = _option(
