@@ -22,6 +22,8 @@ TOKEN = "bench-token"
 def fresh_batch_key(prefix: str) -> str:
     """A new batch key per run, in letters only: a run of digits would be refused as a phone number."""
     return f"{prefix}-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(16))
+
+
 HOST = "127.0.0.1"
 
 _BODY = b'{"type":"phone_call_redirect","phone":"+14155550100"}'
