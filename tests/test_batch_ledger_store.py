@@ -126,15 +126,20 @@ async def test_an_overridden_s3_bucket_is_read_through_its_own_methods(s3_bucket
     assert await store.read("folder/x") == b"wrapped x"
 
 
-@pytest.mark.usefixtures("prefect_server")
-async def test_a_crashed_run_in_s3_is_listed_and_only_its_records_read(s3_bucket: tuple[Any, list[str]]) -> None:
-    block, calls = s3_bucket
-    ledger = await BatchLedger.open("listed", block, app=APP, linger=0)
-    for index in range(10):
+async def _sent(ledger: BatchLedger, items: int) -> BatchLedger:
+    """`ledger` after `items` phones announced and completed as sent (never closed: as at a SIGKILL)."""
+    for index in range(items):
         digest = ledger.digest(f"+1415555{index:04d}")
         ledger.first_seen(digest, index)
         await ledger.announce(index, digest)
         await ledger.complete(index, digest, Outcome.SENT)
+    return ledger
+
+
+@pytest.mark.usefixtures("prefect_server")
+async def test_a_crashed_run_in_s3_is_listed_and_only_its_records_read(s3_bucket: tuple[Any, list[str]]) -> None:
+    block, calls = s3_bucket
+    ledger = await _sent(await BatchLedger.open("listed", block, app=APP, linger=0), 10)
     records = ledger.records  # never closed: SIGKILL
     calls.clear()
     again = await BatchLedger.open("listed", block, app=APP)
@@ -148,12 +153,7 @@ async def test_a_crashed_run_in_s3_is_listed_and_only_its_records_read(s3_bucket
 @pytest.mark.usefixtures("prefect_server")
 async def test_a_gap_far_from_the_end_of_a_run_in_s3_fails_closed(s3_bucket: tuple[Any, list[str]]) -> None:
     block, _ = s3_bucket
-    ledger = await BatchLedger.open("far-gap", block, app=APP, linger=0)
-    for index in range(150):
-        digest = ledger.digest(f"+1415555{index:04d}")
-        ledger.first_seen(digest, index)
-        await ledger.announce(index, digest)
-        await ledger.complete(index, digest, Outcome.SENT)
+    ledger = await _sent(await BatchLedger.open("far-gap", block, app=APP, linger=0), 150)
     assert ledger.records == 300 and ledger._snapshot_at[0] < 70  # one snapshot early on: a long tail
     client, folder = block._get_s3_client(), block._resolve_path(ledger.folder)
     for record in range(70, 231):  # more than two reading windows deleted (a lifecycle rule)
