@@ -107,6 +107,10 @@ class Catalog:
     def __iter__(self) -> Iterator[Endpoint]:
         return iter(self._endpoints.values())
 
+    def __contains__(self, name: object) -> bool:
+        """Whether an endpoint is called `name` (the validators of packaged endpoints are cached by it)."""
+        return name in self._endpoints
+
     @property
     def names(self) -> list[str]:
         """Every endpoint name, sorted."""

@@ -244,3 +244,14 @@ def test_the_switch_shows_full_numbers_for_debugging(monkeypatch: pytest.MonkeyP
 def test_examples_in_hints_are_not_masked() -> None:
     [(_, _, hint)] = _errors({})
     assert hint is not None and '"+14155550100"' in hint  # our own example, not the user's number
+
+
+def test_a_packaged_endpoint_is_compiled_once_not_for_every_request() -> None:
+    """The packaged endpoint's validators are cached (compiling one costs ~17 ms: the send path's whole budget)."""
+    from prefect_intercom.catalog import default_catalog, get_endpoint
+    from prefect_intercom.validation import _validator
+
+    endpoint = get_endpoint("phone_call_redirects")
+    assert "phone_call_redirects" in default_catalog() and "nope" not in default_catalog()
+    assert _validator(endpoint, "request_schema") is _validator(endpoint, "request_schema")
+    assert _validator("phone_call_redirects", "headers_schema") is _validator(endpoint, "headers_schema")
