@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,11 @@ from prefect.testing.utilities import prefect_test_harness
 
 from prefect_intercom import IntercomCredentials
 from prefect_intercom.sandbox import Sandbox
+
+# Every Prefect server the tests start (the harness, `prefect server start`, temporary servers of
+# child commands) inherits this: no telemetry heartbeat writing to their SQLite files while tests
+# do, and no DNS look-ups on a machine without internet.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Intercom's own OpenAPI description (MIT, notice in its README), copied from ../shared.
