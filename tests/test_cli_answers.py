@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import uuid
+from functools import cache
 from pathlib import Path
 
 from prefect.settings import get_current_settings
@@ -26,6 +27,12 @@ def _command(*args: str, api: bool = True) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=240,
     )
+
+
+@cache
+def _help(command: str) -> subprocess.CompletedProcess[str]:
+    """`prefect-intercom COMMAND --help`, run once for every test that reads it."""
+    return _command(command, "--help", api=False)
 
 
 def test_test_request_with_a_missing_block_is_one_sentence_and_exit_2(prefect_server: None) -> None:
@@ -52,7 +59,7 @@ def test_version_and_one_spelling_of_block_across_commands() -> None:
     version = _command("--version", api=False)
     assert version.returncode == 0 and version.stdout.strip() == f"prefect-intercom {__version__}"
     for command in ("test-request", "deflect-calls"):
-        usage = _command(command, "--help", api=False).stdout
+        usage = _help(command).stdout
         assert "--block NAME" in usage and "--block BLOCK" not in usage, command
 
 
@@ -108,7 +115,7 @@ def _options(usage: str) -> dict[str, str]:
 
 def test_every_option_shared_by_commands_is_spelled_the_same_in_each_help() -> None:
     commands = ("test-request", "deflect-calls", "sandbox")
-    helps = {command: _command(command, "--help", api=False) for command in commands}
+    helps = {command: _help(command) for command in commands}
     assert all(result.returncode == 0 for result in helps.values()), {c: r.stderr for c, r in helps.items()}
     options = {command: _options(result.stdout) for command, result in helps.items()}
     for flow_command in ("test-request", "deflect-calls"):  # the commands that run a flow share these
