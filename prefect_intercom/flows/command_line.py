@@ -109,7 +109,6 @@ def sandbox_block() -> Iterator[Sandbox]:
     from prefect_intercom.sandbox import Sandbox  # the sandbox's server is an extra
 
     with Sandbox(token=secrets.token_urlsafe(24)) as sandbox:
-        credentials = IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url)
-        credentials.save(SANDBOX_BLOCK_NAME, overwrite=True)
+        IntercomCredentials(access_token=sandbox.token, base_url=sandbox.url).save(SANDBOX_BLOCK_NAME, overwrite=True)
         print(f"Intercom sandbox on {sandbox.url}; saved the credentials block {SANDBOX_BLOCK_NAME!r} for it.")
         yield sandbox

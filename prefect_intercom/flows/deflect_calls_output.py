@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from http import HTTPStatus
 
 from prefect_intercom.batch.report import BatchItemResult
@@ -28,23 +28,14 @@ _SAID_BY_THE_COMMAND = ("The batch ended early",)
 @contextmanager
 def quiet_console(debug: bool) -> Iterator[None]:
     """Unless debugging, keep Prefect's INFO lines, failures and tracebacks off the terminal while the command runs."""
-    if debugging(debug):
-        yield
-        return
-    handlers = {
-        handler
-        for name in _CONSOLE_LOGGERS
-        for handler in logging.getLogger(name).handlers
-        if isinstance(handler, logging.StreamHandler)
-    }
     hide = _HideFailures()
-    for handler in handlers:
-        handler.addFilter(hide)
-    try:
+    with ExitStack() as undo:
+        if not debugging(debug):
+            for handler in {h for name in _CONSOLE_LOGGERS for h in logging.getLogger(name).handlers}:
+                if isinstance(handler, logging.StreamHandler):
+                    handler.addFilter(hide)
+                    undo.callback(handler.removeFilter, hide)
         yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(hide)
 
 
 class _HideFailures(logging.Filter):

@@ -100,8 +100,7 @@ def _try_writing(path: Path) -> None:
     if not path.exists():
         if not path.parent.is_dir():
             raise FileNotFoundError(f"no folder {path.parent}")
-        with open(path, "xb"):
-            pass
+        path.touch(exist_ok=False)
         path.unlink()
         return
     mode = path.stat().st_mode

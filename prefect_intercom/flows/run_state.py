@@ -55,10 +55,9 @@ def _describe(result: BatchItemResult, row_numbers: RowNumber) -> str:
 def log_problems(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     results: Sequence[BatchItemResult],
-    row_numbers: RowNumber | None = None,
+    row_numbers: RowNumber,
 ) -> None:
     """One WARNING line per problem outcome (`not_sent`, `unknown`, `rejected`): the count and a few rows."""
-    number = row_numbers or RowNumbers()
     for label, test in (
         ("not sent", lambda r: r.outcome is Outcome.NOT_SENT),
         ("unknown (may have been texted)", is_unknown),
@@ -66,7 +65,7 @@ def log_problems(
     ):
         rows = [result for result in results if test(result)]
         if rows:
-            shown = "; ".join(_describe(result, number) for result in rows[:ROWS_IN_LOG])
+            shown = "; ".join(_describe(result, row_numbers) for result in rows[:ROWS_IN_LOG])
             more = f"; and {len(rows) - ROWS_IN_LOG:,} more" if len(rows) > ROWS_IN_LOG else ""
             logger.warning("%s row(s) %s: %s%s", f"{len(rows):,}", label, shown, more)
 

@@ -296,8 +296,6 @@ def test_request(
         api: The API to find in the catalogue: a name, "METHOD /path" or words such as
             "deflect calls to messenger".
     """
-    if not isinstance(body, PhoneCallRedirectBody):
-        body = PhoneCallRedirectBody.model_validate(body)
     intercom_version = version_override(intercom_version)
     credentials = add_the_http_task(block_name, intercom_version)
     try:

@@ -29,6 +29,7 @@ from prefect_intercom.flows.test_request import (
     TEST_PHONE_ENV,
     test_request,
 )
+from prefect_intercom.tasks import phone_call_redirect_body
 from prefect_intercom.validation import request_issues
 
 PROG = "prefect-intercom test-request"
@@ -92,9 +93,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     phone = args.phone or os.environ.get(TEST_PHONE_ENV) or (SANDBOX_TEST_PHONE if args.sandbox else None)
     if not phone:
         parser.error(f"--phone is required (or set ${TEST_PHONE_ENV}): the number that receives the SMS")
-    body: dict[str, Any] = {"phone": phone}
-    if args.custom_attribute:
-        body["custom_attributes"] = dict(args.custom_attribute)
+    body = phone_call_redirect_body(phone, dict(args.custom_attribute) or None)
     parameters = {
         "body": body,
         "block_name": args.block_name,
