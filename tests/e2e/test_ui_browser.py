@@ -922,3 +922,60 @@ def test_clearing_an_optional_field_of_the_deflect_calls_run_form_still_creates_
 
 def _is_create_flow_run_request(request: Any) -> bool:
     return request.method == "POST" and request.url.endswith("/create_flow_run")
+
+
+def save_block_for(stack: Stack, name: str, base_url: str) -> None:
+    """A copy of the saved credentials block that sends to `base_url` (through the API: no process to start)."""
+    slug = f"{stack.api_url}/block_types/slug/intercom-credentials/block_documents/name"
+    saved = httpx.get(f"{slug}/{BLOCK_NAME}", params={"include_secrets": "true"}, timeout=10).json()
+    created = httpx.post(
+        f"{stack.api_url}/block_documents/",
+        json={
+            "name": name,
+            "data": {**saved["data"], "base_url": base_url},
+            "block_schema_id": saved["block_schema_id"],
+            "block_type_id": saved["block_type_id"],
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+
+
+def test_a_deflect_calls_run_with_an_unknown_outcome_shows_failed_and_a_warning_on_its_run_page(
+    stack: Stack, readme: ReadmeRoute, page: Any
+) -> None:
+    """Issue 15: a row whose answer was a 503 (the SMS may have gone out) makes the run Failed, with a WARNING line."""
+    camera = Camera(page)
+    port = free_port()
+    faulty = _start(
+        stack,
+        "sandbox-503",
+        [
+            sys.executable, "-m", "prefect_intercom.sandbox", "--port", str(port), "--token", stack.token,
+            "--fault", "503=1", "--fault-effect", "1",
+        ],
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    callers = readme.base / "callers-unknown.csv"
+    callers.write_text("phone,issue_type\n+14155550130,Billing\n")
+    with camera.on_failure("unknown-outcome"):
+        wait_for("the 503 sandbox", lambda: http_get_json(f"{url}/sandbox/health"), seconds=60, process=faulty)
+        save_block_for(stack, "e2e-sandbox-503", url)
+        flow_run_id = create_deflect_calls_run(stack, {"csv_path": str(callers), "block_name": "e2e-sandbox-503"})
+        run = stack.wait_until_final(flow_run_id)
+        assert (run["state"]["type"], run["state"]["name"]) == ("FAILED", "Failed"), run["state"]
+        assert "1 unknown" in run["state"]["message"], run["state"]
+        received = httpx.get(f"{url}/sandbox/requests", timeout=10).json()
+        assert [(request["status"], request["fault"]) for request in received] == [(503, "503")], received
+
+        open_run_tab(page, stack, flow_run_id, "Failed", "Logs")
+        line = "1 row(s) unknown (may have been texted): row 2"
+        message = page.get_by_text(line).first
+        message.wait_for()
+        entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
+        badges = [level for level in LEVELS if entry.get_by_text(level, exact=True).count()]
+        assert badges == ["WARNING"], (line, entry.inner_text())
+        message.scroll_into_view_if_needed()
+        camera.shot("unknown-outcome-run-logs", full_page=False)
+        shown = shown_text(page, line)
+        assert "4155550130" not in shown  # the phone is masked
