@@ -640,27 +640,100 @@ def test_the_readme_deployment_steps_run_both_deployments_on_a_process_worker(
     print(f"\n[e2e] README route: both runs, command to Completed, in {time.monotonic() - started:.1f} s")
 
 
+def create_deflect_calls_run(stack: Stack, parameters: dict[str, Any]) -> str:
+    """A run of the README's deflect-calls deployment through the API (a 503, SQLite busy, is retried); its id."""
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()
+    for _ in range(5):  # a 503 is the server's SQLite busy (nothing created): retried, as Prefect's client does
+        created = httpx.post(
+            f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": parameters},
+            timeout=30,
+        )
+        if created.status_code != 503:
+            break
+        time.sleep(1)
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+def save_block_for(stack: Stack, name: str, base_url: str) -> None:
+    """A copy of the saved credentials block that sends to `base_url` (through the API: no process to start)."""
+    slug = f"{stack.api_url}/block_types/slug/intercom-credentials/block_documents/name"
+    saved = httpx.get(f"{slug}/{BLOCK_NAME}", params={"include_secrets": "true"}, timeout=10).json()
+    created = httpx.post(
+        f"{stack.api_url}/block_documents/",
+        json={
+            "name": name,
+            "data": {**saved["data"], "base_url": base_url},
+            "block_schema_id": saved["block_schema_id"],
+            "block_type_id": saved["block_type_id"],
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+
+
+@dataclass
+class FinishedRun:
+    """A flow run that reached its final state, and its report file."""
+
+    id: str
+    run: dict[str, Any]
+    report: Path
+
+
+@dataclass
+class DeflectCallsRuns:
+    """The module's deflect-calls runs on the README's worker (made once, for several run pages)."""
+
+    problems: FinishedRun
+    unknown: FinishedRun
+    faulty_sandbox_url: str
+
+
+@pytest.fixture(scope="module")
+def deflect_calls_runs(stack: Stack, readme: ReadmeRoute) -> DeflectCallsRuns:
+    """Two runs, started together so the worker runs them at once.
+
+    `problems`: `PROBLEM_ROWS` on the README's sandbox (sent, sent, rejected, not sent), with a report file.
+    `unknown`: one row sent to a sandbox that answers every send with a 503 after texting the person.
+    """
+    port = free_port()
+    faulty = _start(
+        stack,
+        "sandbox-503",
+        [
+            sys.executable, "-m", "prefect_intercom.sandbox", "--port", str(port), "--token", stack.token,
+            "--fault", "503=1", "--fault-effect", "1",
+        ],
+    )  # fmt: skip
+    faulty_url = f"http://127.0.0.1:{port}"
+    callers = readme.base / "callers-with-problems.csv"
+    callers.write_text("phone,issue_type\n" + "".join(f"{phone},Billing\n" for phone in PROBLEM_ROWS))
+    report = readme.base / "callers-with-problems-report.csv"
+    parameters = {"csv_path": str(callers), "block_name": README_BLOCK, "report_path": str(report)}
+    problems_id = create_deflect_calls_run(stack, parameters)
+    one_caller = readme.base / "callers-unknown.csv"
+    one_caller.write_text("phone,issue_type\n+14155550130,Billing\n")
+    unknown_report = readme.base / "callers-unknown-report.csv"
+    wait_for("the 503 sandbox", lambda: http_get_json(f"{faulty_url}/sandbox/health"), seconds=60, process=faulty)
+    save_block_for(stack, "e2e-sandbox-503", faulty_url)
+    parameters = {"csv_path": str(one_caller), "block_name": "e2e-sandbox-503", "report_path": str(unknown_report)}
+    unknown_id = create_deflect_calls_run(stack, parameters)
+    return DeflectCallsRuns(
+        problems=FinishedRun(problems_id, stack.wait_until_final(problems_id), report),
+        unknown=FinishedRun(unknown_id, stack.wait_until_final(unknown_id), unknown_report),
+        faulty_sandbox_url=faulty_url,
+    )
+
+
 def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
-    stack: Stack, readme: ReadmeRoute, page: Any
+    stack: Stack, deflect_calls_runs: DeflectCallsRuns, page: Any
 ) -> None:
     """Run page of a worker's run with a refused and a not-sent row: the state's name, the summary, WARNINGs."""
     camera = Camera(page)
-    callers = readme.base / "callers-with-problems.csv"
-    callers.write_text("phone,issue_type\n" + "".join(f"{phone},Billing\n" for phone in PROBLEM_ROWS))
     with camera.on_failure("deflect-calls-problems"):
-        deployment = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()
-        for _ in range(5):  # a 503 is the server's SQLite busy (nothing created): retried, as Prefect's client does
-            created = httpx.post(
-                f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
-                json={"parameters": {"csv_path": str(callers), "block_name": README_BLOCK}},
-                timeout=30,
-            )
-            if created.status_code != 503:
-                break
-            time.sleep(1)
-        assert created.status_code == 201, created.text
-        flow_run_id = created.json()["id"]
-        run = stack.wait_until_final(flow_run_id)
+        flow_run_id, run = deflect_calls_runs.problems.id, deflect_calls_runs.problems.run
         assert (run["state"]["type"], run["state"]["name"]) == ("COMPLETED", "Completed with problems"), run["state"]
 
         open_run_tab(page, stack, flow_run_id, "Completed with problems", "Artifacts")
@@ -762,12 +835,6 @@ def test_the_run_form_of_each_readme_deployment_has_plain_fields_in_the_order_us
 
 # --- the operator's path (issue 15): the table artifact at 1,400 px, a cleared optional field ----------------
 
-TABLE_ROWS = [  # rows 2-5: sent, a long validation message (rejected), refused by the sandbox (400 sms_failed), sent
-    "+14155550120",
-    "+1 415 555 0121",
-    "+15005550001",
-    "+14155550122",
-]
 FIRST_COLUMNS = ["outcome", "reason", "row"]
 TABLE_GEOMETRY = """(table) => {
     let box = table.parentElement;  // the box the table scrolls in: its nearest ancestor that clips
@@ -790,22 +857,6 @@ TABLE_GEOMETRY = """(table) => {
 }"""
 
 
-def create_deflect_calls_run(stack: Stack, parameters: dict[str, Any]) -> str:
-    """A run of the README's deflect-calls deployment through the API (a 503, SQLite busy, is retried); its id."""
-    deployment = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()
-    for _ in range(5):  # a 503 is the server's SQLite busy (nothing created): retried, as Prefect's client does
-        created = httpx.post(
-            f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
-            json={"parameters": parameters},
-            timeout=30,
-        )
-        if created.status_code != 503:
-            break
-        time.sleep(1)
-    assert created.status_code == 201, created.text
-    return created.json()["id"]
-
-
 def whole_or_cut_at_a_word(shown: str, full: str) -> bool:
     """Whether `shown` is `full` (spaces collapsed), or its start cut at a word boundary and ended with "…"."""
     full = " ".join(full.split())
@@ -816,20 +867,15 @@ def whole_or_cut_at_a_word(shown: str, full: str) -> bool:
 
 
 def test_the_table_artifact_reads_at_1400_px_outcome_reason_and_row_in_view_no_message_cut_mid_word(
-    stack: Stack, readme: ReadmeRoute, page: Any
+    stack: Stack, deflect_calls_runs: DeflectCallsRuns, page: Any
 ) -> None:
     """Issue 15: the table artifact at a 1,400 px window: its first columns in view, messages whole or cut at a word."""
     camera = Camera(page)
-    callers = readme.base / "callers-for-the-table.csv"
-    callers.write_text("phone,issue_type\n" + "".join(f"{phone},Billing\n" for phone in TABLE_ROWS))
-    report = readme.base / "callers-for-the-table-report.csv"
     with camera.on_failure("table-artifact-1400"):
-        flow_run_id = create_deflect_calls_run(
-            stack, {"csv_path": str(callers), "block_name": README_BLOCK, "report_path": str(report)}
-        )
-        run = stack.wait_until_final(flow_run_id)
-        assert run["state"]["name"] == "Completed with problems", (run["state"], stack.logs(flow_run_id)[-10:])
-        with report.open(encoding="utf-8", newline="") as file:
+        problems = deflect_calls_runs.problems
+        flow_run_id = problems.id
+        assert problems.run["state"]["name"] == "Completed with problems", problems.run["state"]
+        with problems.report.open(encoding="utf-8", newline="") as file:
             full_messages = {row["row"]: row["message"] for row in csv.DictReader(file)}
         assert max(map(len, full_messages.values())) > 150, full_messages  # a message too long for its column
 
@@ -847,7 +893,7 @@ def test_the_table_artifact_reads_at_1400_px_outcome_reason_and_row_in_view_no_m
         header, *cells = geometry["rows"]
         names = [cell["text"].lower() for cell in header]
         assert names[:3] == FIRST_COLUMNS, names
-        assert len(cells) == len(TABLE_ROWS), geometry["rows"]
+        assert len(cells) == len(PROBLEM_ROWS), geometry["rows"]
         width = page.viewport_size["width"]
         assert geometry["page"] <= width, geometry["page"]  # the page itself never scrolls sideways
         box = geometry["box"]
@@ -859,8 +905,8 @@ def test_the_table_artifact_reads_at_1400_px_outcome_reason_and_row_in_view_no_m
         by_name = [dict(zip(names, (cell["text"] for cell in row), strict=True)) for row in cells]
         assert sorted(row["outcome"] for row in by_name) == ["not_sent", "rejected", "sent", "sent"], by_name
         assert {row["row"]: row["reason"] for row in by_name if row["outcome"] != "sent"} == {
-            "3": "invalid",
-            "4": "400 sms_failed",
+            "4": "invalid",
+            "5": "400 sms_failed",
         }, by_name
         messages = names.index("message")
         for row in cells:  # a message is shown whole (the box scrolls to it), never hidden by the cell's width
@@ -924,49 +970,20 @@ def _is_create_flow_run_request(request: Any) -> bool:
     return request.method == "POST" and request.url.endswith("/create_flow_run")
 
 
-def save_block_for(stack: Stack, name: str, base_url: str) -> None:
-    """A copy of the saved credentials block that sends to `base_url` (through the API: no process to start)."""
-    slug = f"{stack.api_url}/block_types/slug/intercom-credentials/block_documents/name"
-    saved = httpx.get(f"{slug}/{BLOCK_NAME}", params={"include_secrets": "true"}, timeout=10).json()
-    created = httpx.post(
-        f"{stack.api_url}/block_documents/",
-        json={
-            "name": name,
-            "data": {**saved["data"], "base_url": base_url},
-            "block_schema_id": saved["block_schema_id"],
-            "block_type_id": saved["block_type_id"],
-        },
-        timeout=10,
-    )
-    assert created.status_code == 201, created.text
-
-
 def test_a_deflect_calls_run_with_an_unknown_outcome_shows_failed_and_a_warning_on_its_run_page(
-    stack: Stack, readme: ReadmeRoute, page: Any
+    stack: Stack, deflect_calls_runs: DeflectCallsRuns, page: Any
 ) -> None:
     """Issue 15: a row whose answer was a 503 (the SMS may have gone out) makes the run Failed, with a WARNING line."""
     camera = Camera(page)
-    port = free_port()
-    faulty = _start(
-        stack,
-        "sandbox-503",
-        [
-            sys.executable, "-m", "prefect_intercom.sandbox", "--port", str(port), "--token", stack.token,
-            "--fault", "503=1", "--fault-effect", "1",
-        ],
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    callers = readme.base / "callers-unknown.csv"
-    callers.write_text("phone,issue_type\n+14155550130,Billing\n")
     with camera.on_failure("unknown-outcome"):
-        wait_for("the 503 sandbox", lambda: http_get_json(f"{url}/sandbox/health"), seconds=60, process=faulty)
-        save_block_for(stack, "e2e-sandbox-503", url)
-        flow_run_id = create_deflect_calls_run(stack, {"csv_path": str(callers), "block_name": "e2e-sandbox-503"})
-        run = stack.wait_until_final(flow_run_id)
+        flow_run_id, run = deflect_calls_runs.unknown.id, deflect_calls_runs.unknown.run
         assert (run["state"]["type"], run["state"]["name"]) == ("FAILED", "Failed"), run["state"]
         assert "1 unknown" in run["state"]["message"], run["state"]
-        received = httpx.get(f"{url}/sandbox/requests", timeout=10).json()
+        assert run["run_count"] == 1, run  # no automatic retry: it would end "Completed with problems"
+        received = httpx.get(f"{deflect_calls_runs.faulty_sandbox_url}/sandbox/requests", timeout=10).json()
         assert [(request["status"], request["fault"]) for request in received] == [(503, "503")], received
+        with deflect_calls_runs.unknown.report.open(encoding="utf-8", newline="") as file:
+            assert [row["outcome"] for row in csv.DictReader(file)] == ["unknown"]
 
         open_run_tab(page, stack, flow_run_id, "Failed", "Logs")
         line = "1 row(s) unknown (may have been texted): row 2"
