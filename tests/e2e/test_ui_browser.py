@@ -892,6 +892,7 @@ def test_the_table_artifact_reads_at_1400_px_outcome_reason_and_row_in_view_no_m
         )
         header, *cells = geometry["rows"]
         names = [cell["text"].lower() for cell in header]
+        print(f"[e2e] its columns' left edges (px): { {cell['text']: round(cell['left']) for cell in header} }")
         assert names[:3] == FIRST_COLUMNS, names
         assert len(cells) == len(PROBLEM_ROWS), geometry["rows"]
         width = page.viewport_size["width"]
