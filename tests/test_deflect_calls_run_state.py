@@ -91,6 +91,26 @@ def test_someone_who_may_have_been_texted_fails_the_run(prefect_server: None, tm
     assert "May have been texted (unknown)" in summary.data and "row 2 (" in summary.data
 
 
+def test_someone_who_may_have_been_texted_fails_the_run_without_its_automatic_retry(
+    prefect_server: None, tmp_path: Path
+) -> None:
+    """With the flow's own `retries=1`, as deployed: a retry would end `Completed with problems` (issue 15)."""
+    with Sandbox(token=SECRET_TOKEN, faults={"503": 1.0}, fault_effect=1.0) as failing:
+        state = deflect_calls(
+            csv_path=_csv(tmp_path, ["+14155550100"]),
+            block_name=_block(failing.url),
+            batch_key=f"k-{uuid.uuid4().hex[:8]}",
+            return_state=True,
+        )
+        posted = failing.received  # reads are kept apart (`failing.reads`)
+    assert state.is_failed() and state.name == "Failed", (state.name, state.message)
+    assert "1 unknown" in (state.message or "")
+    assert len(posted) == 1, posted  # one attempt of the flow run: no retry
+    with get_client(sync_client=True) as client:
+        on_server = client.read_flow_run(state.state_details.flow_run_id)
+    assert (on_server.state.name, on_server.run_count) == ("Failed", 1)
+
+
 def test_every_row_shown_to_people_is_numbered_as_a_spreadsheet_shows_it(
     prefect_server: None, sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -329,4 +329,6 @@ def deflect_calls(
             logger.info("Wrote the report of %s rows to %s", f"{report.total:,}", report_path)
         results_in_order = report.items()
     log_problems(logger, results_in_order, scan.row_numbers)
+    if any(result.outcome is Outcome.UNKNOWN for result in results_in_order):
+        no_flow_retry()  # the run fails; a retry would skip its unknown rows and end "Completed with problems"
     return final_state(results_in_order, key, how, scan.row_numbers, {"batch_key": report.batch_key, **report.counts})

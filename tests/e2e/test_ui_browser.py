@@ -19,6 +19,7 @@ Screenshots of every step land in `test-output/e2e-ui/` (git-ignored) and stay t
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import secrets
@@ -74,6 +75,7 @@ README_BLOCK = "intercom-sandbox"
 T = TypeVar("T")
 
 SAVE_BLOCK = """
+import csv
 import os
 from prefect_intercom import IntercomCredentials
 IntercomCredentials(
@@ -638,27 +640,100 @@ def test_the_readme_deployment_steps_run_both_deployments_on_a_process_worker(
     print(f"\n[e2e] README route: both runs, command to Completed, in {time.monotonic() - started:.1f} s")
 
 
+def create_deflect_calls_run(stack: Stack, parameters: dict[str, Any]) -> str:
+    """A run of the README's deflect-calls deployment through the API (a 503, SQLite busy, is retried); its id."""
+    deployment = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()
+    for _ in range(5):  # a 503 is the server's SQLite busy (nothing created): retried, as Prefect's client does
+        created = httpx.post(
+            f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
+            json={"parameters": parameters},
+            timeout=30,
+        )
+        if created.status_code != 503:
+            break
+        time.sleep(1)
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+def save_block_for(stack: Stack, name: str, base_url: str) -> None:
+    """A copy of the saved credentials block that sends to `base_url` (through the API: no process to start)."""
+    slug = f"{stack.api_url}/block_types/slug/intercom-credentials/block_documents/name"
+    saved = httpx.get(f"{slug}/{BLOCK_NAME}", params={"include_secrets": "true"}, timeout=10).json()
+    created = httpx.post(
+        f"{stack.api_url}/block_documents/",
+        json={
+            "name": name,
+            "data": {**saved["data"], "base_url": base_url},
+            "block_schema_id": saved["block_schema_id"],
+            "block_type_id": saved["block_type_id"],
+        },
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+
+
+@dataclass
+class FinishedRun:
+    """A flow run that reached its final state, and its report file."""
+
+    id: str
+    run: dict[str, Any]
+    report: Path
+
+
+@dataclass
+class DeflectCallsRuns:
+    """The module's deflect-calls runs on the README's worker (made once, for several run pages)."""
+
+    problems: FinishedRun
+    unknown: FinishedRun
+    faulty_sandbox_url: str
+
+
+@pytest.fixture(scope="module")
+def deflect_calls_runs(stack: Stack, readme: ReadmeRoute) -> DeflectCallsRuns:
+    """Two runs, started together so the worker runs them at once.
+
+    `problems`: `PROBLEM_ROWS` on the README's sandbox (sent, sent, rejected, not sent), with a report file.
+    `unknown`: one row sent to a sandbox that answers every send with a 503 after texting the person.
+    """
+    port = free_port()
+    faulty = _start(
+        stack,
+        "sandbox-503",
+        [
+            sys.executable, "-m", "prefect_intercom.sandbox", "--port", str(port), "--token", stack.token,
+            "--fault", "503=1", "--fault-effect", "1",
+        ],
+    )  # fmt: skip
+    faulty_url = f"http://127.0.0.1:{port}"
+    callers = readme.base / "callers-with-problems.csv"
+    callers.write_text("phone,issue_type\n" + "".join(f"{phone},Billing\n" for phone in PROBLEM_ROWS))
+    report = readme.base / "callers-with-problems-report.csv"
+    parameters = {"csv_path": str(callers), "block_name": README_BLOCK, "report_path": str(report)}
+    problems_id = create_deflect_calls_run(stack, parameters)
+    one_caller = readme.base / "callers-unknown.csv"
+    one_caller.write_text("phone,issue_type\n+14155550130,Billing\n")
+    unknown_report = readme.base / "callers-unknown-report.csv"
+    wait_for("the 503 sandbox", lambda: http_get_json(f"{faulty_url}/sandbox/health"), seconds=60, process=faulty)
+    save_block_for(stack, "e2e-sandbox-503", faulty_url)
+    parameters = {"csv_path": str(one_caller), "block_name": "e2e-sandbox-503", "report_path": str(unknown_report)}
+    unknown_id = create_deflect_calls_run(stack, parameters)
+    return DeflectCallsRuns(
+        problems=FinishedRun(problems_id, stack.wait_until_final(problems_id), report),
+        unknown=FinishedRun(unknown_id, stack.wait_until_final(unknown_id), unknown_report),
+        faulty_sandbox_url=faulty_url,
+    )
+
+
 def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
-    stack: Stack, readme: ReadmeRoute, page: Any
+    stack: Stack, deflect_calls_runs: DeflectCallsRuns, page: Any
 ) -> None:
     """Run page of a worker's run with a refused and a not-sent row: the state's name, the summary, WARNINGs."""
     camera = Camera(page)
-    callers = readme.base / "callers-with-problems.csv"
-    callers.write_text("phone,issue_type\n" + "".join(f"{phone},Billing\n" for phone in PROBLEM_ROWS))
     with camera.on_failure("deflect-calls-problems"):
-        deployment = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()
-        for _ in range(5):  # a 503 is the server's SQLite busy (nothing created): retried, as Prefect's client does
-            created = httpx.post(
-                f"{stack.api_url}/deployments/{deployment['id']}/create_flow_run",
-                json={"parameters": {"csv_path": str(callers), "block_name": README_BLOCK}},
-                timeout=30,
-            )
-            if created.status_code != 503:
-                break
-            time.sleep(1)
-        assert created.status_code == 201, created.text
-        flow_run_id = created.json()["id"]
-        run = stack.wait_until_final(flow_run_id)
+        flow_run_id, run = deflect_calls_runs.problems.id, deflect_calls_runs.problems.run
         assert (run["state"]["type"], run["state"]["name"]) == ("COMPLETED", "Completed with problems"), run["state"]
 
         open_run_tab(page, stack, flow_run_id, "Completed with problems", "Artifacts")
@@ -756,3 +831,169 @@ def test_the_run_form_of_each_readme_deployment_has_plain_fields_in_the_order_us
         assert run["state"]["type"] == "COMPLETED", (run["state"], stack.logs(run["id"])[-10:])
         assert run["parameters"]["dry_run"] is True and run["parameters"]["block_name"] == README_BLOCK
         assert readme_sandbox_requests(readme)[before:] == []  # a dry run sends nothing
+
+
+# --- the operator's path (issue 15): the table artifact at 1,400 px, a cleared optional field ----------------
+
+FIRST_COLUMNS = ["outcome", "reason", "row"]
+TABLE_GEOMETRY = """(table) => {
+    let box = table.parentElement;  // the box the table scrolls in: its nearest ancestor that clips
+    while (box && !['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(box).overflowX)) {
+        box = box.parentElement;
+    }
+    box = box || document.documentElement;
+    const edges = (element) => {
+        const rect = element.getBoundingClientRect();
+        return {left: rect.left, right: rect.right};
+    };
+    return {
+        box: {...edges(box), scrollLeft: box.scrollLeft},
+        table: table.getBoundingClientRect().width,
+        page: document.documentElement.scrollWidth,
+        rows: [...table.rows].map((row) => [...row.cells].map((cell) => ({
+            text: cell.innerText.trim(), ...edges(cell), clipped: cell.scrollWidth > cell.clientWidth + 1,
+        }))),
+    };
+}"""
+
+
+def whole_or_cut_at_a_word(shown: str, full: str) -> bool:
+    """Whether `shown` is `full` (spaces collapsed), or its start cut at a word boundary and ended with "…"."""
+    full = " ".join(full.split())
+    if shown == full:
+        return True
+    start = shown.removesuffix("…")
+    return shown.endswith("…") and full.startswith(start) and not full[len(start)].isalnum() and len(start) > 0
+
+
+def test_the_table_artifact_reads_at_1400_px_outcome_reason_and_row_in_view_no_message_cut_mid_word(
+    stack: Stack, deflect_calls_runs: DeflectCallsRuns, page: Any
+) -> None:
+    """Issue 15: the table artifact at a 1,400 px window: its first columns in view, messages whole or cut at a word."""
+    camera = Camera(page)
+    with camera.on_failure("table-artifact-1400"):
+        problems = deflect_calls_runs.problems
+        flow_run_id = problems.id
+        assert problems.run["state"]["name"] == "Completed with problems", problems.run["state"]
+        with problems.report.open(encoding="utf-8", newline="") as file:
+            full_messages = {row["row"]: row["message"] for row in csv.DictReader(file)}
+        assert max(map(len, full_messages.values())) > 150, full_messages  # a message too long for its column
+
+        open_run_tab(page, stack, flow_run_id, "Completed with problems", "Artifacts")
+        open_artifact(page, "intercom-batch-report")
+        table = page.locator("table", has=page.locator("th", has_text=re.compile(r"^\s*row\s*$", re.IGNORECASE)))
+        table.first.wait_for()
+        page.get_by_text("rejected", exact=True).first.wait_for()
+        camera.shot("table-artifact-1400", full_page=False)
+        geometry = table.first.evaluate(TABLE_GEOMETRY)
+        print(
+            f"\n[e2e] table artifact at 1,400 px: table {geometry['table']:.0f} px in a box from "
+            f"{geometry['box']['left']:.0f} to {geometry['box']['right']:.0f} px; page {geometry['page']} px wide"
+        )
+        header, *cells = geometry["rows"]
+        names = [cell["text"].lower() for cell in header]
+        print(f"[e2e] its columns' left edges (px): { {cell['text']: round(cell['left']) for cell in header} }")
+        assert names[:3] == FIRST_COLUMNS, names
+        assert len(cells) == len(PROBLEM_ROWS), geometry["rows"]
+        width = page.viewport_size["width"]
+        assert geometry["page"] <= width, geometry["page"]  # the page itself never scrolls sideways
+        box = geometry["box"]
+        assert box["scrollLeft"] == 0, box
+        for row in (header, *cells):  # the first three columns, headers and cells, wholly inside the visible box
+            for cell in row[:3]:
+                assert box["left"] <= cell["left"] and cell["right"] <= min(box["right"], width), (cell, box)
+                assert not cell["clipped"], cell
+        by_name = [dict(zip(names, (cell["text"] for cell in row), strict=True)) for row in cells]
+        assert sorted(row["outcome"] for row in by_name) == ["not_sent", "rejected", "sent", "sent"], by_name
+        assert {row["row"]: row["reason"] for row in by_name if row["outcome"] != "sent"} == {
+            "4": "invalid",
+            "5": "400 sms_failed",
+        }, by_name
+        messages = names.index("message")
+        for row in cells:  # a message is shown whole (the box scrolls to it), never hidden by the cell's width
+            assert not row[messages]["clipped"], row[messages]
+        for row in by_name:
+            assert whole_or_cut_at_a_word(row["message"], full_messages[row["row"]]), (row, full_messages[row["row"]])
+        assert any(row["message"].endswith("…") for row in by_name), by_name  # the long one was shortened
+        table.first.locator("td").last.scroll_into_view_if_needed()
+        camera.shot("table-artifact-1400-messages", full_page=False)
+
+
+CLEARED_FIELDS = {"Requests in flight": "4", "Batch key": "spring-campaign"}
+
+
+def test_clearing_an_optional_field_of_the_deflect_calls_run_form_still_creates_the_run(
+    stack: Stack, readme: ReadmeRoute, page: Any
+) -> None:
+    """Issue 15: type into optional fields of Run > Custom run, clear them again, submit: a run, not a 409."""
+    camera = Camera(page)
+    sent: list[Any] = []
+
+    def record(request: Any) -> None:
+        if _is_create_flow_run_request(request):
+            sent.append(request.post_data_json)
+
+    page.on("request", record)
+    with camera.on_failure("run-form-cleared-fields"):
+        deployment_id = httpx.get(f"{stack.api_url}/deployments/name/deflect-calls/deflect-calls", timeout=10).json()[
+            "id"
+        ]
+        page.goto(f"{stack.ui_url}/v2/deployments/deployment/{deployment_id}")
+        page.get_by_role("button", name="Run", exact=True).wait_for()
+
+        def fill_clear_and_submit() -> None:
+            page.get_by_label(re.compile(r"^CSV file")).fill("docs/examples/callers.csv")
+            page.get_by_label(re.compile(r"^Credentials block")).fill(README_BLOCK)
+            page.get_by_label(re.compile(r"^Dry run")).click()
+            for title, value in CLEARED_FIELDS.items():
+                field = page.get_by_label(re.compile(rf"^{re.escape(title)}"))
+                field.click()
+                field.press("Control+a")  # the field may hold its default (0): the user types over it
+                field.press_sequentially(value)
+                assert field.input_value() == value
+                field.press("Control+a")
+                field.press("Backspace")
+                assert field.input_value() == ""
+            camera.shot("run-form-cleared-fields")
+            page.get_by_role("button", name="Submit").click()
+
+        before = len(readme_sandbox_requests(readme))
+        flow_run_id = start_run(page, stack, "Custom run", submit=fill_clear_and_submit)
+        print(f"\n[e2e] the Run form sent, after clearing {sorted(CLEARED_FIELDS)}: {sent[-1]}")
+        run = stack.wait_until_final(flow_run_id)
+        assert run["state"]["type"] == "COMPLETED", (run["state"], stack.logs(run["id"])[-10:])
+        assert run["parameters"]["dry_run"] is True
+        assert run["parameters"].get("concurrency") in (None, 0) and run["parameters"].get("batch_key") in (None, "")
+        assert readme_sandbox_requests(readme)[before:] == []  # a dry run sends nothing
+
+
+def _is_create_flow_run_request(request: Any) -> bool:
+    return request.method == "POST" and request.url.endswith("/create_flow_run")
+
+
+def test_a_deflect_calls_run_with_an_unknown_outcome_shows_failed_and_a_warning_on_its_run_page(
+    stack: Stack, deflect_calls_runs: DeflectCallsRuns, page: Any
+) -> None:
+    """Issue 15: a row whose answer was a 503 (the SMS may have gone out) makes the run Failed, with a WARNING line."""
+    camera = Camera(page)
+    with camera.on_failure("unknown-outcome"):
+        flow_run_id, run = deflect_calls_runs.unknown.id, deflect_calls_runs.unknown.run
+        assert (run["state"]["type"], run["state"]["name"]) == ("FAILED", "Failed"), run["state"]
+        assert "1 unknown" in run["state"]["message"], run["state"]
+        assert run["run_count"] == 1, run  # no automatic retry: it would end "Completed with problems"
+        received = httpx.get(f"{deflect_calls_runs.faulty_sandbox_url}/sandbox/requests", timeout=10).json()
+        assert [(request["status"], request["fault"]) for request in received] == [(503, "503")], received
+        with deflect_calls_runs.unknown.report.open(encoding="utf-8", newline="") as file:
+            assert [row["outcome"] for row in csv.DictReader(file)] == ["unknown"]
+
+        open_run_tab(page, stack, flow_run_id, "Failed", "Logs")
+        line = "1 row(s) unknown (may have been texted): row 2"
+        message = page.get_by_text(line).first
+        message.wait_for()
+        entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
+        badges = [level for level in LEVELS if entry.get_by_text(level, exact=True).count()]
+        assert badges == ["WARNING"], (line, entry.inner_text())
+        message.scroll_into_view_if_needed()
+        camera.shot("unknown-outcome-run-logs", full_page=False)
+        shown = shown_text(page, line)
+        assert "4155550130" not in shown  # the phone is masked
