@@ -55,6 +55,6 @@ def test_with_a_first_row_the_table_says_row_where_it_said_item_and_messages_say
     report = BatchReport(batch_key="k", first_row=2)
     report.add(result(3, Outcome.REJECTED, message="bad"))
     [row] = report.table_rows()
-    assert list(row) == ["outcome", "reason", "row", "phone", "attempts", "request_id", "message"]
+    assert list(row) == ["outcome", "reason", "row", "message", "phone", "attempts", "request_id"]
     assert (row["row"], row["reason"], report.label(3)) == (5, "invalid", "row 5")
     assert BatchReport(batch_key="k").label(3) == "item 3"

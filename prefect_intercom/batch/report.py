@@ -60,15 +60,15 @@ class BatchItemResult:
         return reason or ("invalid" if self.outcome is Outcome.REJECTED else "")
 
     def row(self) -> dict[str, Any]:
-        """The result as a table row: outcome, reason and item first; the message shortened at a word."""
+        """The result as a table row: outcome, reason, item and message first; the message shortened at a word."""
         return {
             "outcome": self.outcome.value,
             "reason": self.reason,
             "item": self.index,
+            "message": shorten(self.message or "", TABLE_MESSAGE_CHARS),
             "phone": self.phone or "",
             "attempts": self.attempts,
             "request_id": self.request_id or "",
-            "message": shorten(self.message or "", TABLE_MESSAGE_CHARS),
         }
 
 

@@ -910,6 +910,8 @@ def test_the_table_artifact_reads_at_1400_px_outcome_reason_and_row_in_view_no_m
             "5": "400 sms_failed",
         }, by_name
         messages = names.index("message")
+        for row in (header, *cells):  # the message starts in view too: read without scrolling sideways
+            assert box["left"] <= row[messages]["left"] < box["right"] - 100, (row[messages], box)
         for row in cells:  # a message is shown whole (the box scrolls to it), never hidden by the cell's width
             assert not row[messages]["clipped"], row[messages]
         for row in by_name:
