@@ -173,16 +173,14 @@ async def _abatch(
     requests: Iterable[Any] | AsyncIterable[Any],
     *,
     batch_key: str | None,
-    concurrency: int | None,
-    max_concurrency: int,
     retry: RetryPolicy | None,
     pace: bool,
     global_rate_limit: str | None,
     artifact_key: str,
-    max_table_rows: int,
     **options: Any,
 ) -> BatchReport:
     """The task's body: the rest of its arguments (`options`) go to `asend_batch` as they are."""
+    concurrency, max_concurrency = options["concurrency"], options["max_concurrency"]
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         async with get_client() as prefect_client:
@@ -213,9 +211,6 @@ async def _abatch(
                     client,
                     requests,
                     batch_key=key,
-                    concurrency=concurrency,
-                    max_concurrency=max_concurrency,
-                    max_table_rows=max_table_rows,
                     on_progress=show_progress,
                     progress_interval=PROGRESS_INTERVAL,
                     **options,
@@ -224,9 +219,9 @@ async def _abatch(
                 report.expected_total = report.total
             await show_progress(report)
             await acreate_table_artifact(
-                table=report.table_rows(max_table_rows),
+                table=report.table_rows(),
                 key=f"{artifact_key}-report",
-                description=report.summary_markdown(max_table_rows),
+                description=report.summary_markdown(report.max_table_rows),
             )
             logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
             emit_batch_finished(report)
