@@ -7,6 +7,7 @@ where to keep it when runs move between machines: docs/deployments.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -150,8 +151,7 @@ class BatchLedger:
         # the key from the Prefect server while the store's client is made (boto's: a fraction of a second)
         secret, store = await asyncio.gather(load_ledger_key(), asyncio.to_thread(store_for, storage))
         scope = app.scope if app is not None else ""
-        digest_secret = digest_key(secret, scope, batch_key)
-        ledger = cls(batch_key, store, scope=scope, digest_secret=digest_secret, linger=linger)
+        ledger = cls(batch_key, store, scope=scope, digest_secret=digest_key(secret, scope, batch_key), linger=linger)
         tag = token_tag(secret, app.token) if app is not None else ""
         await ledger._load(key_check(secret), tag)
         return ledger
@@ -166,10 +166,9 @@ class BatchLedger:
 
     def previous(self, digest: bytes) -> LedgerEntry | None:
         """What earlier runs recorded for the item (`sent` or `unknown`), or `None`."""
-        packed = self._previous.get(key64(digest))
-        if packed is None or (packed & 3) not in _OUTCOMES:
-            return None
-        return LedgerEntry(outcome=_OUTCOMES[packed & 3], run=packed >> 2)
+        packed = self._previous.get(key64(digest), 0)
+        outcome = _OUTCOMES.get(packed & 3)
+        return LedgerEntry(outcome=outcome, run=packed >> 2) if outcome is not None else None
 
     @property
     def previous_count(self) -> int:
@@ -357,11 +356,9 @@ class BatchLedger:
         await self._store.write(self.paths.claim(self.run), claim)
         written = await self._store.read(self.paths.claim(self.run))
         owner = None
-        if written is not None:
-            try:
+        with contextlib.suppress(LedgerError):  # a torn or foreign claim is not ours
+            if written is not None:
                 owner = fmt.decode_json(written, self.paths.claim(self.run), "claim", self.run, 0).get("owner")
-            except LedgerError:
-                owner = None
         if owner != self._owner:
             raise LedgerError(
                 f"another run with the same batch key started at the same time ({self.folder}, run {self.run}); "

@@ -6,6 +6,7 @@ A gap or a damaged object fails closed (docs/batches.md, `ledger_history`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -106,12 +107,9 @@ class LedgerHistory:
         names = [self.paths.head(run, slot) for slot in (0, 1)]
         heads = []
         for name, raw in zip(names, await asyncio.gather(*(self._store.read(n) for n in names)), strict=True):
-            if raw is None:
-                continue
-            try:
-                heads.append(fmt.decode_json(raw, name, "head", run, None))
-            except LedgerError:
-                continue
+            with contextlib.suppress(LedgerError):  # a torn slot
+                if raw is not None:
+                    heads.append(fmt.decode_json(raw, name, "head", run, None))
         return max(heads, key=lambda head: head["seq"]) if heads else None
 
     async def _read_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
