@@ -120,32 +120,16 @@ class LedgerHistory:
         """
         prefix = self.paths.record(run, 0)[:-8]
         listed = await self._store.names(prefix, self.paths.record(run, start - 1) if start else prefix)
-        if listed is None:
-            return await self._probe_tail(run, start, closed, tolerate_torn=tolerate_torn)
-        numbers = [int(name[len(prefix) :]) for name in listed if _RECORD_NUMBER.fullmatch(name[len(prefix) :])]
-        if closed and numbers:
-            raise self._after_end(run)
-        for expected, number in enumerate(numbers, start):
-            if number != expected:
-                raise self._gap(run, expected, number, None)
-        records: list[Any] = []
-        last = start + len(numbers) - 1
-        for seq in range(start, last + 1, TAIL_WINDOW):
-            names = [self.paths.record(run, n) for n in range(seq, min(seq + TAIL_WINDOW, last + 1))]
-            raws = await asyncio.gather(*map(self._store.read, names))
-            for number, name, raw in zip(range(seq, seq + len(names)), names, raws, strict=True):
-                if raw is None:  # listed, then gone: deleted while read
-                    raise self._gap(run, number, last, None)
-                try:
-                    records.append(fmt.decode_record(raw, name, run, number))
-                except LedgerError:
-                    if not (tolerate_torn and number == last):  # a torn last record announced nothing released
-                        raise
-        return records
-
-    async def _probe_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
-        """The records of `run` from `start` on, read `TAIL_WINDOW` at a time; a gap or damage fails closed."""
-        if closed:  # a run that ended wrote nothing after its last snapshot
+        last: int | None = None  # the last record, when the storage listed them
+        if listed is not None:
+            numbers = [int(name[len(prefix) :]) for name in listed if _RECORD_NUMBER.fullmatch(name[len(prefix) :])]
+            if closed and numbers:
+                raise self._after_end(run)
+            for expected, number in enumerate(numbers, start):
+                if number != expected:
+                    raise self._gap(run, expected, number, None)
+            last = start + len(numbers) - 1
+        elif closed:  # a run that ended wrote nothing after its last snapshot
             if await self._store.read(self.paths.record(run, start)) is not None:
                 raise self._after_end(run)
             return []
@@ -153,23 +137,25 @@ class LedgerHistory:
         end: int | None = None  # the first record that is missing (or torn)
         torn: LedgerError | None = None
         seq = start
-        while end is None or seq <= end + TAIL_WINDOW:
-            names = [self.paths.record(run, n) for n in range(seq, seq + TAIL_WINDOW)]
-            raws = await asyncio.gather(*(self._store.read(name) for name in names))
-            for offset, raw in enumerate(raws):
-                number = seq + offset
+        while (seq <= last) if last is not None else (end is None or seq <= end + TAIL_WINDOW):
+            stop = seq + TAIL_WINDOW if last is None else min(seq + TAIL_WINDOW, last + 1)
+            names = [self.paths.record(run, n) for n in range(seq, stop)]
+            raws = await asyncio.gather(*map(self._store.read, names))
+            for number, name, raw in zip(range(seq, stop), names, raws, strict=True):
+                if raw is None and last is not None:  # listed, then gone: deleted while read
+                    raise self._gap(run, number, last, None)
                 if raw is None:
                     end = number if end is None else end
                     continue
                 if end is not None:
                     raise self._gap(run, end, number, torn)
                 try:
-                    records.append(fmt.decode_record(raw, names[offset], run, number))
+                    records.append(fmt.decode_record(raw, name, run, number))
                 except LedgerError as error:
-                    if not tolerate_torn:
+                    if not tolerate_torn or (last is not None and number != last):
                         raise
                     end, torn = number, error  # a torn last record announced nothing that was released
-            seq += TAIL_WINDOW
+            seq = stop
         return records
 
     def _after_end(self, run: int) -> LedgerError:
