@@ -259,9 +259,8 @@ class BatchLedger:
             self._sending, self._done, self._commit = [], [], None
             self._last_write = time.monotonic()
             try:
-                seq = self.records
-                record = fmt.encode_record(self.run, seq, sending, done)
-                await self._store.write(self.paths.record(self.run, seq), record)
+                record = fmt.encode_record(self.run, self.records, sending, done)
+                await self._store.write(self.paths.record(self.run, self.records), record)
                 self.records += 1
             except LedgerError as error:
                 self._failure = error
@@ -299,10 +298,8 @@ class BatchLedger:
         return self.records, fmt.encode_snapshot(self.run, self.records, self._previous.items(), self._current.items())
 
     async def _snapshot_quietly(self, captured: tuple[int, bytes]) -> None:
-        try:  # a failed snapshot costs the next run a longer tail, never an item
+        with contextlib.suppress(LedgerError):  # a failed snapshot costs the next run a longer tail, never an item
             await self._write_snapshot(captured, closed=False)
-        except LedgerError:
-            pass
 
     async def _write_snapshot(self, captured: tuple[int, bytes], *, closed: bool) -> None:
         """Write the snapshot, then point the next head slot at it (slots alternate: never both torn)."""
