@@ -49,8 +49,8 @@ _BATCH_TASK_OPTIONS: dict[str, Any] = {
 _DEFAULT_KEYED_CALL = "prefect-intercom/default-keyed batch"
 # The flow run attempts running a default-keyed batch now (one at a time each).
 _RUNNING_DEFAULT_KEYED: set[tuple[UUID, int] | None] = set()
-# Batch bodies running now in this process: their asyncio task -> (its loop, its batch key, set when over).
-_RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[asyncio.AbstractEventLoop, str | None, threading.Event]] = {}
+# Batch bodies running now in this process: their asyncio task -> (its batch key, set when over).
+_RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[str | None, threading.Event]] = {}
 
 
 def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) -> bool:
@@ -68,10 +68,10 @@ def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) ->
     Returns:
         Whether each was over in time (`True` when none was running).
     """
-    running = [(body, *entry) for body, entry in list(_RUNNING_BATCHES.items()) if batch_key in (None, entry[1])]
-    for body, loop, _, _ in running:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(_cancel_once, body)
+    running = [(body, done) for body, (key, done) in list(_RUNNING_BATCHES.items()) if batch_key in (None, key)]
+    for body, _ in running:
+        if not body.get_loop().is_closed():
+            body.get_loop().call_soon_threadsafe(_cancel_once, body)
     try:
         current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -79,8 +79,8 @@ def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     return all(
         done.wait(max(0.0, deadline - time.monotonic()))
-        for _, loop, _, done in running
-        if loop is not current  # never block the loop the batch needs to finish on
+        for body, done in running
+        if body.get_loop() is not current  # never block the loop the batch needs to finish on
     )
 
 
@@ -98,10 +98,9 @@ async def _arun_batch_task(**options: Any) -> BatchReport:
     ledger's last record, the lease). The batch body is cancelled once instead and awaited
     to its end, shielded.
     """
-    loop = asyncio.get_running_loop()
     body = asyncio.ensure_future(_abatch(**options))
     done = threading.Event()
-    _RUNNING_BATCHES[body] = (loop, options.get("batch_key"), done)
+    _RUNNING_BATCHES[body] = (options.get("batch_key"), done)
 
     def over(_: object) -> None:
         _RUNNING_BATCHES.pop(body, None)
