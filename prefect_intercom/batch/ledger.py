@@ -340,12 +340,9 @@ class BatchLedger:
                     f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
                     f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
                 )
-        if claims:  # both must pass before this run claims its number
-            _, self._previous = await asyncio.gather(
-                check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
-            )
-        else:
-            await check_marker(self.folder, 0, self.where)
+        _, self._previous = await asyncio.gather(  # both must pass before this run claims its number
+            check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
+        )
         self.run = len(claims)
         if self.run >= MAX_RUNS:
             raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")

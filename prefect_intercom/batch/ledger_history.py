@@ -73,12 +73,14 @@ class LedgerHistory:
                     claims.append(None)
 
     async def state_after(self, run: int) -> KeyTable:
-        """Earlier runs' merged state after `run`: its latest snapshot and the records after it."""
+        """Earlier runs' merged state after `run`: its latest snapshot and the records after it (none before run 0)."""
+        if run < 0:
+            return KeyTable()
         head = await self._read_head(run)
         if head is not None and not head.get("snapshot", True):
             if head["records"] != 0 or await self._store.read(self.paths.record(run, 0)) is not None:
                 raise LedgerError(f"the batch ledger {self.folder}: run {run} ended with no record, yet has some")
-            return await self.state_after(run - 1) if run > 0 else KeyTable()
+            return await self.state_after(run - 1)
         if head is not None:
             raw = await self._store.read(self.paths.snapshot(run, head["records"]))
             if raw is None:
@@ -95,7 +97,7 @@ class LedgerHistory:
             del earlier, this_run
             start, closed = head["records"], head["closed"]
         else:
-            previous = await self.state_after(run - 1) if run > 0 else KeyTable()
+            previous = await self.state_after(run - 1)
             states, start, closed = KeyTable(), 0, False
         for items in await self._read_tail(run, start, closed, tolerate_torn=not self._store.atomic):
             for digest, word in items:
@@ -184,10 +186,6 @@ def _merge(previous: KeyTable, states: KeyTable, run: int) -> KeyTable:
                 states.put(key, value)
         return states
     for key, value in zip(*states.items(), strict=True):
-        if value & 3 == fmt.SENT:
+        if value & 3 == fmt.SENT or (value & 3 == fmt.UNKNOWN and previous.get(key, 0) & 3 != fmt.SENT):
             previous.put(key, value)
-        elif value & 3 == fmt.UNKNOWN:
-            known = previous.get(key)
-            if known is None or known & 3 != fmt.SENT:
-                previous.put(key, value)
     return previous
