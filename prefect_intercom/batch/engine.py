@@ -197,8 +197,7 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
     if broken is not None:
         run.stop(broken)
 
