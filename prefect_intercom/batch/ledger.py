@@ -271,9 +271,7 @@ class BatchLedger:
             self._apply_written(done, sending)
             if commit is not None and not commit.done():
                 commit.set_result(None)
-            self._maybe_snapshot()
-            if self._sending or self._done:
-                self._wake.set()
+            self._maybe_snapshot()  # what came meanwhile has kicked the writer again
 
     def _apply_written(self, done: list[tuple[bytes, int]], sending: list[bytes]) -> None:
         """Keep this run's last word per item in memory, as written (outcomes, then announcements)."""
