@@ -112,7 +112,7 @@ class BatchLedger:
         self._sending: list[bytes] = []
         self._done: list[tuple[bytes, int]] = []
         self._commit: asyncio.Future[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # set when there is something to write (or the ledger closes)
         self._writer: asyncio.Task[None] | None = None
         self._snapshot: asyncio.Task[None] | None = None
         self._snapshot_at = (0, 0.0)  # records covered by the last snapshot, and when it was taken
@@ -185,7 +185,7 @@ class BatchLedger:
     def retract(self, digest: bytes) -> None:
         """Record that an announced attempt provably did not take effect (429, refused connection)."""
         self._done.append((digest, fmt.NOT_SENT))
-        self._kick()
+        self._wake.set()
 
     async def complete(self, index: int, digest: bytes, outcome: Outcome, *_details: Any) -> None:
         """Record an announced item's outcome; returns once that is written."""
@@ -205,13 +205,13 @@ class BatchLedger:
         if self._failure is not None:
             raise self._failure
         self._done.append((digest, _CODES[outcome]))
-        self._kick()
+        self._wake.set()
 
     async def close(self) -> None:
         """Write what is pending and a final snapshot, and stop the writer."""
         self._closing = True
         if self._writer is not None:
-            self._kick()
+            self._wake.set()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
         if self._snapshot is not None:  # read after the writer ended: its last record may have started one
@@ -233,17 +233,11 @@ class BatchLedger:
         if self._commit is None:
             self._commit = asyncio.get_running_loop().create_future()
         if self._writer is None:
-            self._wake = asyncio.Event()
             self._writer = asyncio.create_task(self._write_loop())
-        self._kick()
+        self._wake.set()
         return asyncio.shield(self._commit)
 
-    def _kick(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
     async def _write_loop(self) -> None:
-        assert self._wake is not None
         while True:
             if not self._closing:  # closing: write what is left and stop, never wait for another kick
                 await self._wake.wait()
