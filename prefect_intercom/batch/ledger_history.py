@@ -60,8 +60,7 @@ class LedgerHistory:
         claims: list[dict[str, Any] | None] = []
         while True:
             names = [self.paths.claim(run) for run in range(len(claims), len(claims) + 8)]
-            raws = await asyncio.gather(*(self._store.read(name) for name in names))
-            for name, raw in zip(names, raws, strict=True):
+            for name, raw in zip(names, await asyncio.gather(*map(self._store.read, names)), strict=True):
                 if raw is None:
                     return claims
                 run = len(claims)
