@@ -169,7 +169,6 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
 
 async def _abatch(
     credentials: IntercomCredentials,
-    requests: Iterable[Any] | AsyncIterable[Any],
     *,
     batch_key: str | None,
     retry: RetryPolicy | None,
@@ -178,7 +177,7 @@ async def _abatch(
     artifact_key: str,
     **options: Any,
 ) -> BatchReport:
-    """The task's body: the rest of its arguments (`options`) go to `asend_batch` as they are."""
+    """The task's body: the rest of its arguments (`options`, `requests` too) go to `asend_batch` as they are."""
     concurrency, max_concurrency = options["concurrency"], options["max_concurrency"]
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
@@ -207,12 +206,7 @@ async def _abatch(
             connections = concurrency or max_concurrency
             async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
                 report = await asend_batch(
-                    client,
-                    requests,
-                    batch_key=key,
-                    on_progress=show_progress,
-                    progress_interval=PROGRESS_INTERVAL,
-                    **options,
+                    client, batch_key=key, on_progress=show_progress, progress_interval=PROGRESS_INTERVAL, **options
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
