@@ -150,9 +150,8 @@ class BatchLedger:
             storage = get_result_store().result_storage or await aget_default_result_storage()
         # the key from the Prefect server while the store's client is made (boto's: a fraction of a second)
         secret, store = await asyncio.gather(load_ledger_key(), asyncio.to_thread(store_for, storage))
-        scope = app.scope if app is not None else ""
+        scope, tag = (app.scope, token_tag(secret, app.token)) if app is not None else ("", "")
         ledger = cls(batch_key, store, scope=scope, digest_secret=digest_key(secret, scope, batch_key), linger=linger)
-        tag = token_tag(secret, app.token) if app is not None else ""
         await ledger._load(key_check(secret), tag)
         return ledger
 
@@ -262,17 +261,13 @@ class BatchLedger:
                     commit.set_exception(error)
                     commit.exception()  # retrieved: waiters get it; no "never retrieved" warning
                 return
-            self._apply_written(done, sending)
+            for digest, word in done:  # this run's last word per item, as written: outcomes, then announcements
+                self._current.set_word(key64(digest), word)
+            for digest in sending:
+                self._current.set_word(key64(digest), fmt.UNKNOWN)
             if commit is not None and not commit.done():
                 commit.set_result(None)
             self._maybe_snapshot()  # what came meanwhile has kicked the writer again
-
-    def _apply_written(self, done: list[tuple[bytes, int]], sending: list[bytes]) -> None:
-        """Keep this run's last word per item in memory, as written (outcomes, then announcements)."""
-        for digest, word in done:
-            self._current.set_word(key64(digest), word)
-        for digest in sending:
-            self._current.set_word(key64(digest), fmt.UNKNOWN)
 
     # --- snapshots -------------------------------------------------------------------------
 
