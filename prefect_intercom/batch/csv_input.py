@@ -137,10 +137,8 @@ def numbered_requests(
         attributes, problem = row_attributes(typed, fields)
         if problem is not None:
             yield row, RefusedRow(phone, problem)
-        elif attributes:
-            yield row, {"phone": phone, "custom_attributes": attributes}
         else:
-            yield row, {"phone": phone}
+            yield row, {"phone": phone, "custom_attributes": attributes} if attributes else {"phone": phone}
 
 
 def _columns(
