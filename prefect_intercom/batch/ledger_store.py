@@ -191,16 +191,12 @@ class S3Store(BlockStore):
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def _read(self, key: str) -> bytes:
-        return await self._in_thread(self._get, self._storage._resolve_path(key))
+        path = self._storage._resolve_path(key)
+        return await self._in_thread(lambda: self._client.get_object(Bucket=self._bucket, Key=path)["Body"].read())
 
     async def _write(self, key: str, content: bytes) -> None:
-        await self._in_thread(self._put, self._storage._resolve_path(key), content)
-
-    def _get(self, key: str) -> bytes:
-        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-
-    def _put(self, key: str, content: bytes) -> None:
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=content)
+        path = self._storage._resolve_path(key)
+        await self._in_thread(lambda: self._client.put_object(Bucket=self._bucket, Key=path, Body=content))
 
     async def _names(self, prefix: str, after: str) -> list[str]:
         """One LIST request a thousand names (S3's own answer to what exists; needs `s3:ListBucket`)."""
