@@ -79,9 +79,7 @@ def split_title(title: str) -> tuple[str, str | None]:
     Only a final `:word` is a declaration; the word is returned lower-cased, checked by `typed_columns`.
     """
     found = _DECLARATION.match(title)
-    if found is None:
-        return title, None
-    return found["name"], found["type"].lower()
+    return (found["name"], found["type"].lower()) if found else (title, None)
 
 
 def attribute_names(header: Sequence[str], phone_column: str | None) -> list[str]:

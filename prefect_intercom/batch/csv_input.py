@@ -10,7 +10,6 @@ import bisect
 import csv
 import hashlib
 import io
-import itertools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -138,10 +137,8 @@ def numbered_requests(
         attributes, problem = row_attributes(typed, fields)
         if problem is not None:
             yield row, RefusedRow(phone, problem)
-        elif attributes:
-            yield row, {"phone": phone, "custom_attributes": attributes}
         else:
-            yield row, {"phone": phone}
+            yield row, {"phone": phone, "custom_attributes": attributes} if attributes else {"phone": phone}
 
 
 def _columns(
@@ -284,18 +281,16 @@ def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:
             yield line
 
     reader = csv.reader(lines(), strict=True)
-    for row in itertools.count(1):
-        record.clear()
-        first = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise _record_error(str(error), first, reader.line_num, record) from None
-        if any(len(value) > FIELD_LIMIT for value in fields):
-            raise _record_error("field larger than field limit", first, reader.line_num, record)
-        yield row, first, fields
+    first = 1  # the line the record being read starts on
+    try:
+        for row, fields in enumerate(reader, 1):
+            if any(len(value) > FIELD_LIMIT for value in fields):
+                raise _record_error("field larger than field limit", first, reader.line_num, record)
+            yield row, first, fields
+            record.clear()
+            first = reader.line_num + 1
+    except csv.Error as error:
+        raise _record_error(str(error), first, reader.line_num, record) from None
 
 
 def _record_error(reason: str, first: int, last: int, record: list[str]) -> ValueError:

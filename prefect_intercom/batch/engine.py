@@ -190,15 +190,13 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
                 run.not_attempted(pending.index, pending.phone)
                 continue
             task = asyncio.create_task(run.send(pending))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
             if not probed:  # the first item goes alone: a wrong token or URL costs one request
                 probed = True
                 await task
-                continue
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
     finally:
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
     if broken is not None:
         run.stop(broken)
 

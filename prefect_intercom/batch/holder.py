@@ -132,7 +132,7 @@ async def gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: Holder
         A reason (for the log), or `None`: the holder may be alive (or the server could not tell), wait
         for its lease to expire.
     """
-    try:
+    with contextlib.suppress(httpx.HTTPError, OSError):  # unsure: wait for the lease to expire
         variable = await client.read_variable_by_name(name)
         holder = Holder.from_value(variable.value) if variable is not None else None
         if holder is None or holder.limit_id != limit_id:
@@ -145,6 +145,4 @@ async def gone(client: PrefectClient, name: str, limit_id: uuid.UUID, me: Holder
             flow_run = await client.read_flow_run(holder.flow_run_id)
             if flow_run.state_type in GONE_STATES:
                 return f"its flow run {holder.flow_run_id} is {flow_run.state_name or flow_run.state_type.value}"
-    except (httpx.HTTPError, OSError):
-        pass  # unsure: wait for the lease to expire
     return None

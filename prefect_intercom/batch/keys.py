@@ -106,10 +106,7 @@ class KeyTable:
         self._keys[slot] = key
         self._values[slot] = value
         self._count += 1
-        if self._count > (self._mask + 1) * _MAX_LOAD:
-            self._grow()
-
-    def _grow(self) -> None:
-        keys, values = self.items()
-        self._allocate((self._mask + 1) * 2)
-        self.update(keys, values)
+        if self._count > (self._mask + 1) * _MAX_LOAD:  # grow: every key into a table twice the size
+            keys, values = self.items()
+            self._allocate((self._mask + 1) * 2)
+            self.update(keys, values)

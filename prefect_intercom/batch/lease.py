@@ -238,14 +238,13 @@ async def _renew_until_cancelled(client: PrefectClient, lease: BatchLease, logge
             break
         except TimeoutError:
             delay = 0.0
-            continue
         except (httpx.HTTPError, OSError) as error:
             logger.warning("Could not renew the batch key's lease %r (%s); retrying", lease.name, type(error).__name__)
             delay = min(1.0, every)
-            continue
-        if time.monotonic() < lease._valid_until:
-            lease._renewed(sent_at)
-        delay = every
+        else:
+            if time.monotonic() < lease._valid_until:
+                lease._renewed(sent_at)
+            delay = every
     logger.warning("Lost the batch key's lease %r: %s", lease.name, lease._lost)
 
 

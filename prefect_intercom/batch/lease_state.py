@@ -11,6 +11,7 @@ import logging
 import math
 import time
 import uuid
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from prefect import get_run_logger
@@ -24,6 +25,7 @@ CONFIRM_EVERY_SECONDS = 1.0  # at most one confirmation (one read) per second
 CONFIRM_WAIT_SECONDS = 1.0  # senders wait this long at most for a read, then go on under the local deadline
 
 
+@dataclass(eq=False, repr=False)
 class BatchLease:
     """The lease on a batch key, while `hold_batch_key` holds it.
 
@@ -32,30 +34,25 @@ class BatchLease:
         name: Its global concurrency limit on the Prefect server.
         lease_seconds: How long the lease outlives its last renewal on the server.
         limit_id: The limit's id (renewals, confirmations and the release work by id).
+        confirmations: Reads that the server answered (for tests and benchmarks).
     """
 
-    def __init__(
-        self,
-        batch_key: str,
-        name: str,
-        lease_seconds: float,
-        limit_id: uuid.UUID,
-        sent_at: float,
-        client: PrefectClient,
-    ) -> None:
-        self.batch_key = batch_key
-        self.name = name
-        self.lease_seconds = lease_seconds
-        self.limit_id = limit_id
-        self.guard_seconds = min(lease_seconds / 4, MAX_GUARD_SECONDS)
-        self._valid_until = sent_at + lease_seconds - self.guard_seconds
-        self._lost: str | None = None
-        self._client = client
+    batch_key: str
+    name: str
+    lease_seconds: float
+    limit_id: uuid.UUID
+    sent_at: InitVar[float]  # when the request that created the limit was sent
+    _client: PrefectClient
+    confirmations: int = field(default=0, init=False)
+    _lost: str | None = field(default=None, init=False)
+    _confirming: asyncio.Future[None] | None = field(default=None, init=False)
+    _record_id: uuid.UUID | None = field(default=None, init=False)
+
+    def __post_init__(self, sent_at: float) -> None:
+        self.guard_seconds = min(self.lease_seconds / 4, MAX_GUARD_SECONDS)
+        self._valid_until = sent_at + self.lease_seconds - self.guard_seconds
         self._confirm_due = sent_at + CONFIRM_EVERY_SECONDS  # the create itself confirmed it
-        self._confirming: asyncio.Future[None] | None = None
         self._confirm_started = sent_at
-        self._record_id: uuid.UUID | None = None
-        self.confirmations = 0  # reads that the server answered (for tests and benchmarks)
 
     def __repr__(self) -> str:
         return f"BatchLease(name={self.name!r}, lease_seconds={self.lease_seconds}, lost={self.lost})"

@@ -7,6 +7,7 @@ where to keep it when runs move between machines: docs/deployments.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -111,7 +112,7 @@ class BatchLedger:
         self._sending: list[bytes] = []
         self._done: list[tuple[bytes, int]] = []
         self._commit: asyncio.Future[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # set when there is something to write (or the ledger closes)
         self._writer: asyncio.Task[None] | None = None
         self._snapshot: asyncio.Task[None] | None = None
         self._snapshot_at = (0, 0.0)  # records covered by the last snapshot, and when it was taken
@@ -149,10 +150,8 @@ class BatchLedger:
             storage = get_result_store().result_storage or await aget_default_result_storage()
         # the key from the Prefect server while the store's client is made (boto's: a fraction of a second)
         secret, store = await asyncio.gather(load_ledger_key(), asyncio.to_thread(store_for, storage))
-        scope = app.scope if app is not None else ""
-        digest_secret = digest_key(secret, scope, batch_key)
-        ledger = cls(batch_key, store, scope=scope, digest_secret=digest_secret, linger=linger)
-        tag = token_tag(secret, app.token) if app is not None else ""
+        scope, tag = (app.scope, token_tag(secret, app.token)) if app is not None else ("", "")
+        ledger = cls(batch_key, store, scope=scope, digest_secret=digest_key(secret, scope, batch_key), linger=linger)
         await ledger._load(key_check(secret), tag)
         return ledger
 
@@ -166,10 +165,9 @@ class BatchLedger:
 
     def previous(self, digest: bytes) -> LedgerEntry | None:
         """What earlier runs recorded for the item (`sent` or `unknown`), or `None`."""
-        packed = self._previous.get(key64(digest))
-        if packed is None or (packed & 3) not in _OUTCOMES:
-            return None
-        return LedgerEntry(outcome=_OUTCOMES[packed & 3], run=packed >> 2)
+        packed = self._previous.get(key64(digest), 0)
+        outcome = _OUTCOMES.get(packed & 3)
+        return LedgerEntry(outcome=outcome, run=packed >> 2) if outcome is not None else None
 
     @property
     def previous_count(self) -> int:
@@ -186,7 +184,7 @@ class BatchLedger:
     def retract(self, digest: bytes) -> None:
         """Record that an announced attempt provably did not take effect (429, refused connection)."""
         self._done.append((digest, fmt.NOT_SENT))
-        self._kick()
+        self._wake.set()
 
     async def complete(self, index: int, digest: bytes, outcome: Outcome, *_details: Any) -> None:
         """Record an announced item's outcome; returns once that is written."""
@@ -206,13 +204,13 @@ class BatchLedger:
         if self._failure is not None:
             raise self._failure
         self._done.append((digest, _CODES[outcome]))
-        self._kick()
+        self._wake.set()
 
     async def close(self) -> None:
         """Write what is pending and a final snapshot, and stop the writer."""
         self._closing = True
         if self._writer is not None:
-            self._kick()
+            self._wake.set()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
         if self._snapshot is not None:  # read after the writer ended: its last record may have started one
@@ -234,17 +232,11 @@ class BatchLedger:
         if self._commit is None:
             self._commit = asyncio.get_running_loop().create_future()
         if self._writer is None:
-            self._wake = asyncio.Event()
             self._writer = asyncio.create_task(self._write_loop())
-        self._kick()
+        self._wake.set()
         return asyncio.shield(self._commit)
 
-    def _kick(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
-
     async def _write_loop(self) -> None:
-        assert self._wake is not None
         while True:
             if not self._closing:  # closing: write what is left and stop, never wait for another kick
                 await self._wake.wait()
@@ -260,9 +252,8 @@ class BatchLedger:
             self._sending, self._done, self._commit = [], [], None
             self._last_write = time.monotonic()
             try:
-                seq = self.records
-                record = fmt.encode_record(self.run, seq, sending, done)
-                await self._store.write(self.paths.record(self.run, seq), record)
+                record = fmt.encode_record(self.run, self.records, sending, done)
+                await self._store.write(self.paths.record(self.run, self.records), record)
                 self.records += 1
             except LedgerError as error:
                 self._failure = error
@@ -270,19 +261,13 @@ class BatchLedger:
                     commit.set_exception(error)
                     commit.exception()  # retrieved: waiters get it; no "never retrieved" warning
                 return
-            self._apply_written(done, sending)
+            for digest, word in done:  # this run's last word per item, as written: outcomes, then announcements
+                self._current.set_word(key64(digest), word)
+            for digest in sending:
+                self._current.set_word(key64(digest), fmt.UNKNOWN)
             if commit is not None and not commit.done():
                 commit.set_result(None)
-            self._maybe_snapshot()
-            if self._sending or self._done:
-                self._wake.set()
-
-    def _apply_written(self, done: list[tuple[bytes, int]], sending: list[bytes]) -> None:
-        """Keep this run's last word per item in memory, as written (outcomes, then announcements)."""
-        for digest, word in done:
-            self._current.set_word(key64(digest), word)
-        for digest in sending:
-            self._current.set_word(key64(digest), fmt.UNKNOWN)
+            self._maybe_snapshot()  # what came meanwhile has kicked the writer again
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -300,10 +285,8 @@ class BatchLedger:
         return self.records, fmt.encode_snapshot(self.run, self.records, self._previous.items(), self._current.items())
 
     async def _snapshot_quietly(self, captured: tuple[int, bytes]) -> None:
-        try:  # a failed snapshot costs the next run a longer tail, never an item
+        with contextlib.suppress(LedgerError):  # a failed snapshot costs the next run a longer tail, never an item
             await self._write_snapshot(captured, closed=False)
-        except LedgerError:
-            pass
 
     async def _write_snapshot(self, captured: tuple[int, bytes], *, closed: bool) -> None:
         """Write the snapshot, then point the next head slot at it (slots alternate: never both torn)."""
@@ -344,12 +327,9 @@ class BatchLedger:
                     f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
                     f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
                 )
-        if claims:  # both must pass before this run claims its number
-            _, self._previous = await asyncio.gather(
-                check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
-            )
-        else:
-            await check_marker(self.folder, 0, self.where)
+        _, self._previous = await asyncio.gather(  # both must pass before this run claims its number
+            check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
+        )
         self.run = len(claims)
         if self.run >= MAX_RUNS:
             raise LedgerError(f"the batch ledger {self.folder} holds {MAX_RUNS} runs; use a new batch key")
@@ -357,11 +337,9 @@ class BatchLedger:
         await self._store.write(self.paths.claim(self.run), claim)
         written = await self._store.read(self.paths.claim(self.run))
         owner = None
-        if written is not None:
-            try:
+        with contextlib.suppress(LedgerError):  # a torn or foreign claim is not ours
+            if written is not None:
                 owner = fmt.decode_json(written, self.paths.claim(self.run), "claim", self.run, 0).get("owner")
-            except LedgerError:
-                owner = None
         if owner != self._owner:
             raise LedgerError(
                 f"another run with the same batch key started at the same time ({self.folder}, run {self.run}); "

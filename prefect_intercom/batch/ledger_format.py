@@ -6,6 +6,7 @@ Every object is a checksum, a newline and its body: JSON (records, claims, heads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import struct
@@ -61,10 +62,9 @@ def encode_json(kind: str, run: int, seq: int, fields: dict[str, Any]) -> bytes:
 def decode_json(raw: bytes, name: str, kind: str, run: int, seq: int | None) -> dict[str, Any]:
     """The fields of a sealed JSON object, checked against where it was read from (`seq=None`: any)."""
     body = unseal(raw, name)
-    try:
+    payload = None
+    with contextlib.suppress(ValueError):  # not JSON
         payload = json.loads(bytes(body))
-    except ValueError:
-        payload = None
     if (
         not isinstance(payload, dict)
         or payload.get("v") != VERSION

@@ -6,6 +6,7 @@ A gap or a damaged object fails closed (docs/batches.md, `ledger_history`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -59,8 +60,7 @@ class LedgerHistory:
         claims: list[dict[str, Any] | None] = []
         while True:
             names = [self.paths.claim(run) for run in range(len(claims), len(claims) + 8)]
-            raws = await asyncio.gather(*(self._store.read(name) for name in names))
-            for name, raw in zip(names, raws, strict=True):
+            for name, raw in zip(names, await asyncio.gather(*map(self._store.read, names)), strict=True):
                 if raw is None:
                     return claims
                 run = len(claims)
@@ -72,12 +72,14 @@ class LedgerHistory:
                     claims.append(None)
 
     async def state_after(self, run: int) -> KeyTable:
-        """Earlier runs' merged state after `run`: its latest snapshot and the records after it."""
+        """Earlier runs' merged state after `run`: its latest snapshot and the records after it (none before run 0)."""
+        if run < 0:
+            return KeyTable()
         head = await self._read_head(run)
         if head is not None and not head.get("snapshot", True):
             if head["records"] != 0 or await self._store.read(self.paths.record(run, 0)) is not None:
                 raise LedgerError(f"the batch ledger {self.folder}: run {run} ended with no record, yet has some")
-            return await self.state_after(run - 1) if run > 0 else KeyTable()
+            return await self.state_after(run - 1)
         if head is not None:
             raw = await self._store.read(self.paths.snapshot(run, head["records"]))
             if raw is None:
@@ -94,7 +96,7 @@ class LedgerHistory:
             del earlier, this_run
             start, closed = head["records"], head["closed"]
         else:
-            previous = await self.state_after(run - 1) if run > 0 else KeyTable()
+            previous = await self.state_after(run - 1)
             states, start, closed = KeyTable(), 0, False
         for items in await self._read_tail(run, start, closed, tolerate_torn=not self._store.atomic):
             for digest, word in items:
@@ -106,12 +108,9 @@ class LedgerHistory:
         names = [self.paths.head(run, slot) for slot in (0, 1)]
         heads = []
         for name, raw in zip(names, await asyncio.gather(*(self._store.read(n) for n in names)), strict=True):
-            if raw is None:
-                continue
-            try:
-                heads.append(fmt.decode_json(raw, name, "head", run, None))
-            except LedgerError:
-                continue
+            with contextlib.suppress(LedgerError):  # a torn slot
+                if raw is not None:
+                    heads.append(fmt.decode_json(raw, name, "head", run, None))
         return max(heads, key=lambda head: head["seq"]) if heads else None
 
     async def _read_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
@@ -122,32 +121,16 @@ class LedgerHistory:
         """
         prefix = self.paths.record(run, 0)[:-8]
         listed = await self._store.names(prefix, self.paths.record(run, start - 1) if start else prefix)
-        if listed is None:
-            return await self._probe_tail(run, start, closed, tolerate_torn=tolerate_torn)
-        numbers = [int(name[len(prefix) :]) for name in listed if _RECORD_NUMBER.fullmatch(name[len(prefix) :])]
-        if closed and numbers:
-            raise self._after_end(run)
-        for expected, number in enumerate(numbers, start):
-            if number != expected:
-                raise self._gap(run, expected, number, None)
-        records: list[Any] = []
-        last = start + len(numbers) - 1
-        for seq in range(start, last + 1, TAIL_WINDOW):
-            names = [self.paths.record(run, n) for n in range(seq, min(seq + TAIL_WINDOW, last + 1))]
-            raws = await asyncio.gather(*map(self._store.read, names))
-            for number, name, raw in zip(range(seq, seq + len(names)), names, raws, strict=True):
-                if raw is None:  # listed, then gone: deleted while read
-                    raise self._gap(run, number, last, None)
-                try:
-                    records.append(fmt.decode_record(raw, name, run, number))
-                except LedgerError:
-                    if not (tolerate_torn and number == last):  # a torn last record announced nothing released
-                        raise
-        return records
-
-    async def _probe_tail(self, run: int, start: int, closed: bool, *, tolerate_torn: bool) -> list[Any]:
-        """The records of `run` from `start` on, read `TAIL_WINDOW` at a time; a gap or damage fails closed."""
-        if closed:  # a run that ended wrote nothing after its last snapshot
+        last: int | None = None  # the last record, when the storage listed them
+        if listed is not None:
+            numbers = [int(name[len(prefix) :]) for name in listed if _RECORD_NUMBER.fullmatch(name[len(prefix) :])]
+            if closed and numbers:
+                raise self._after_end(run)
+            for expected, number in enumerate(numbers, start):
+                if number != expected:
+                    raise self._gap(run, expected, number, None)
+            last = start + len(numbers) - 1
+        elif closed:  # a run that ended wrote nothing after its last snapshot
             if await self._store.read(self.paths.record(run, start)) is not None:
                 raise self._after_end(run)
             return []
@@ -155,23 +138,25 @@ class LedgerHistory:
         end: int | None = None  # the first record that is missing (or torn)
         torn: LedgerError | None = None
         seq = start
-        while end is None or seq <= end + TAIL_WINDOW:
-            names = [self.paths.record(run, n) for n in range(seq, seq + TAIL_WINDOW)]
-            raws = await asyncio.gather(*(self._store.read(name) for name in names))
-            for offset, raw in enumerate(raws):
-                number = seq + offset
+        while (seq <= last) if last is not None else (end is None or seq <= end + TAIL_WINDOW):
+            stop = seq + TAIL_WINDOW if last is None else min(seq + TAIL_WINDOW, last + 1)
+            names = [self.paths.record(run, n) for n in range(seq, stop)]
+            raws = await asyncio.gather(*map(self._store.read, names))
+            for number, name, raw in zip(range(seq, stop), names, raws, strict=True):
+                if raw is None and last is not None:  # listed, then gone: deleted while read
+                    raise self._gap(run, number, last, None)
                 if raw is None:
                     end = number if end is None else end
                     continue
                 if end is not None:
                     raise self._gap(run, end, number, torn)
                 try:
-                    records.append(fmt.decode_record(raw, names[offset], run, number))
+                    records.append(fmt.decode_record(raw, name, run, number))
                 except LedgerError as error:
-                    if not tolerate_torn:
+                    if not tolerate_torn or (last is not None and number != last):
                         raise
                     end, torn = number, error  # a torn last record announced nothing that was released
-            seq += TAIL_WINDOW
+            seq = stop
         return records
 
     def _after_end(self, run: int) -> LedgerError:
@@ -200,10 +185,6 @@ def _merge(previous: KeyTable, states: KeyTable, run: int) -> KeyTable:
                 states.put(key, value)
         return states
     for key, value in zip(*states.items(), strict=True):
-        if value & 3 == fmt.SENT:
+        if value & 3 == fmt.SENT or (value & 3 == fmt.UNKNOWN and previous.get(key, 0) & 3 != fmt.SENT):
             previous.put(key, value)
-        elif value & 3 == fmt.UNKNOWN:
-            known = previous.get(key)
-            if known is None or known & 3 != fmt.SENT:
-                previous.put(key, value)
     return previous

@@ -24,8 +24,7 @@ async def storage_was_chosen(ledger_storage: object | None) -> bool:
     """Whether the ledger's storage was chosen on purpose (an argument, the flow's, a setting, the server's)."""
     if ledger_storage is not None or get_result_store().result_storage is not None:
         return True
-    default = await _aget_default_result_storage()
-    return default.source is not _DefaultResultStorageSource.LOCAL_STORAGE_PATH
+    return (await _aget_default_result_storage()).source is not _DefaultResultStorageSource.LOCAL_STORAGE_PATH
 
 
 async def work_pool_type() -> str | None:
@@ -35,8 +34,7 @@ async def work_pool_type() -> str | None:
     if flow_run is None or not flow_run.work_pool_name:
         return None
     async with get_client() as client:
-        pool = await client.read_work_pool(flow_run.work_pool_name)
-    return pool.type
+        return (await client.read_work_pool(flow_run.work_pool_name)).type
 
 
 async def ledger_location_note(*, local: bool, where: str, chosen: bool) -> str | None:

@@ -10,7 +10,7 @@ import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import anyio.to_thread
@@ -43,26 +43,18 @@ class LedgerStore:
         try:
             return await self._read(key)
         except Exception as error:
-            verdict = classify(error)
-            if verdict == "missing":
+            if classify(error) == "missing":
                 return None
-            if verdict == "denied":
-                raise _denied(key, self.where, error) from None
-            raise LedgerError(
-                f"the batch ledger object {key} cannot be read from {self.where} ({type(error).__name__}); "
-                "nothing more is sent"
-            ) from error
+            why = f"the batch ledger object {key} cannot be read from {self.where} ({type(error).__name__})"
+            self._refuse(error, key, "read", f"{why}; nothing more is sent")
 
     async def write(self, key: str, content: bytes) -> None:
         """Write the object whole (replacing it)."""
         try:
             await self._write(key, content)
         except Exception as error:
-            if classify(error) == "denied":
-                raise _denied(key, self.where, error, action="write") from None
-            raise LedgerError(
-                f"could not write the batch ledger object {key} to {self.where}: {type(error).__name__}"
-            ) from error
+            why = f"could not write the batch ledger object {key} to {self.where}: {type(error).__name__}"
+            self._refuse(error, key, "write", why)
 
     async def names(self, prefix: str, after: str) -> list[str] | None:
         """The names under `prefix` that sort after `after`, in order, or `None` when this storage cannot list.
@@ -75,12 +67,23 @@ class LedgerStore:
         except Exception as error:
             if classify(error) == "missing":  # no bucket yet: nothing was written
                 return []
-            if classify(error) == "denied":
-                raise _denied(prefix, self.where, error, action="list") from None
-            raise LedgerError(
-                f"the batch ledger objects {prefix}* cannot be listed in {self.where} ({type(error).__name__}); "
-                "nothing more is sent"
-            ) from error
+            why = f"the batch ledger objects {prefix}* cannot be listed in {self.where} ({type(error).__name__})"
+            self._refuse(error, prefix, "list", f"{why}; nothing more is sent")
+
+    def _refuse(self, error: Exception, key: str, action: str, failed: str) -> NoReturn:
+        """Raise `LedgerError(failed)` for a failed `action` on `key`; for a refusal, which access to grant."""
+        if classify(error) != "denied":
+            raise LedgerError(failed) from error
+        hint = (
+            "S3 answers 403, not 404, for a missing object when the credentials lack s3:ListBucket on the bucket: "
+            "grant s3:ListBucket on the bucket and s3:GetObject and s3:PutObject on the ledger's prefix"
+            if isinstance(getattr(error, "response", None), dict)  # botocore's ClientError: S3 or S3-compatible
+            else "grant the storage credentials read and write access to the ledger's folder"
+        )
+        raise LedgerAccessDeniedError(
+            f"The ledger storage ({self.where}) refused to {action} {key} ({type(error).__name__}); nothing more is "
+            f"sent, since what earlier runs sent cannot be checked. {hint}."
+        ) from None
 
     async def _names(self, prefix: str, after: str) -> list[str] | None:
         return None
@@ -188,16 +191,12 @@ class S3Store(BlockStore):
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def _read(self, key: str) -> bytes:
-        return await self._in_thread(self._get, self._storage._resolve_path(key))
+        path = self._storage._resolve_path(key)
+        return await self._in_thread(lambda: self._client.get_object(Bucket=self._bucket, Key=path)["Body"].read())
 
     async def _write(self, key: str, content: bytes) -> None:
-        await self._in_thread(self._put, self._storage._resolve_path(key), content)
-
-    def _get(self, key: str) -> bytes:
-        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-
-    def _put(self, key: str, content: bytes) -> None:
-        self._client.put_object(Bucket=self._bucket, Key=key, Body=content)
+        path = self._storage._resolve_path(key)
+        await self._in_thread(lambda: self._client.put_object(Bucket=self._bucket, Key=path, Body=content))
 
     async def _names(self, prefix: str, after: str) -> list[str]:
         """One LIST request a thousand names (S3's own answer to what exists; needs `s3:ListBucket`)."""
@@ -267,19 +266,6 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         seen.add(id(link))
         yield link
         link = link.__cause__ or link.__context__
-
-
-def _denied(key: str, where: str, error: BaseException, action: str = "read") -> LedgerAccessDeniedError:
-    hint = (
-        "S3 answers 403, not 404, for a missing object when the credentials lack s3:ListBucket on the bucket: "
-        "grant s3:ListBucket on the bucket and s3:GetObject and s3:PutObject on the ledger's prefix"
-        if isinstance(getattr(error, "response", None), dict)  # botocore's ClientError: S3 or S3-compatible
-        else "grant the storage credentials read and write access to the ledger's folder"
-    )
-    return LedgerAccessDeniedError(
-        f"The ledger storage ({where}) refused to {action} {key} ({type(error).__name__}); nothing more is "
-        f"sent, since what earlier runs sent cannot be checked. {hint}."
-    )
 
 
 async def _call(storage: WritableFileSystem, method: str, *args: Any) -> Any:

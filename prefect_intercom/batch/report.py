@@ -206,9 +206,7 @@ class BatchReport:
 
     def row_number(self, index: int) -> int:
         """The row number of the item `index` (`first_row`; without it, the index)."""
-        if callable(self.first_row):
-            return self.first_row(index)
-        return index + (self.first_row or 0)
+        return self.first_row(index) if callable(self.first_row) else index + (self.first_row or 0)
 
     def label(self, index: int) -> str:
         """How people call the item `index`: `row 2` (with `first_row`) or `item 0`."""

@@ -49,8 +49,8 @@ _BATCH_TASK_OPTIONS: dict[str, Any] = {
 _DEFAULT_KEYED_CALL = "prefect-intercom/default-keyed batch"
 # The flow run attempts running a default-keyed batch now (one at a time each).
 _RUNNING_DEFAULT_KEYED: set[tuple[UUID, int] | None] = set()
-# Batch bodies running now in this process: their asyncio task -> (its loop, its batch key, set when over).
-_RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[asyncio.AbstractEventLoop, str | None, threading.Event]] = {}
+# Batch bodies running now in this process: their asyncio task -> (its batch key, set when over).
+_RUNNING_BATCHES: dict[asyncio.Task[Any], tuple[str | None, threading.Event]] = {}
 
 
 def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) -> bool:
@@ -68,10 +68,10 @@ def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) ->
     Returns:
         Whether each was over in time (`True` when none was running).
     """
-    running = [(body, *entry) for body, entry in list(_RUNNING_BATCHES.items()) if batch_key in (None, entry[1])]
-    for body, loop, _, _ in running:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(_cancel_once, body)
+    running = [(body, done) for body, (key, done) in list(_RUNNING_BATCHES.items()) if batch_key in (None, key)]
+    for body, _ in running:
+        if not body.get_loop().is_closed():
+            body.get_loop().call_soon_threadsafe(_cancel_once, body)
     try:
         current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -79,8 +79,8 @@ def stop_running_batches(batch_key: str | None = None, timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     return all(
         done.wait(max(0.0, deadline - time.monotonic()))
-        for _, loop, _, done in running
-        if loop is not current  # never block the loop the batch needs to finish on
+        for body, done in running
+        if body.get_loop() is not current  # never block the loop the batch needs to finish on
     )
 
 
@@ -98,10 +98,9 @@ async def _arun_batch_task(**options: Any) -> BatchReport:
     ledger's last record, the lease). The batch body is cancelled once instead and awaited
     to its end, shielded.
     """
-    loop = asyncio.get_running_loop()
     body = asyncio.ensure_future(_abatch(**options))
     done = threading.Event()
-    _RUNNING_BATCHES[body] = (loop, options.get("batch_key"), done)
+    _RUNNING_BATCHES[body] = (options.get("batch_key"), done)
 
     def over(_: object) -> None:
         _RUNNING_BATCHES.pop(body, None)
@@ -170,19 +169,16 @@ def _default_keyed(batch_key: str | None) -> Iterator[str]:
 
 async def _abatch(
     credentials: IntercomCredentials,
-    requests: Iterable[Any] | AsyncIterable[Any],
     *,
     batch_key: str | None,
-    concurrency: int | None,
-    max_concurrency: int,
     retry: RetryPolicy | None,
     pace: bool,
     global_rate_limit: str | None,
     artifact_key: str,
-    max_table_rows: int,
     **options: Any,
 ) -> BatchReport:
-    """The task's body: the rest of its arguments (`options`) go to `asend_batch` as they are."""
+    """The task's body: the rest of its arguments (`options`, `requests` too) go to `asend_batch` as they are."""
+    concurrency, max_concurrency = options["concurrency"], options["max_concurrency"]
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         async with get_client() as prefect_client:
@@ -210,23 +206,15 @@ async def _abatch(
             connections = concurrency or max_concurrency
             async with credentials.get_client(retry=retry, pacer=pacer, max_connections=connections) as client:
                 report = await asend_batch(
-                    client,
-                    requests,
-                    batch_key=key,
-                    concurrency=concurrency,
-                    max_concurrency=max_concurrency,
-                    max_table_rows=max_table_rows,
-                    on_progress=show_progress,
-                    progress_interval=PROGRESS_INTERVAL,
-                    **options,
+                    client, batch_key=key, on_progress=show_progress, progress_interval=PROGRESS_INTERVAL, **options
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
             await show_progress(report)
             await acreate_table_artifact(
-                table=report.table_rows(max_table_rows),
+                table=report.table_rows(),
                 key=f"{artifact_key}-report",
-                description=report.summary_markdown(max_table_rows),
+                description=report.summary_markdown(report.max_table_rows),
             )
             logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
             emit_batch_finished(report)
