@@ -79,21 +79,15 @@ def applying(deadline: Deadline | None) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
-def bound_sync_client(client: httpx.Client) -> bool:
+def bound_sync_client(client: httpx.Client) -> None:
     """Give `client`'s httpx connection pool a network backend that honours `applying`.
 
-    Returns:
-        Whether the client's operations are bounded now (False for a transport of the user's
-        own, or an httpx that keeps its pool elsewhere).
+    Nothing changes for a transport of the user's own, or an httpx that keeps its pool elsewhere.
     """
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, DeadlineBackend):
-        return True
-    if not isinstance(backend, httpcore.NetworkBackend):
-        return False
-    pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
-    return True
+    if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, DeadlineBackend):
+        pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
 
 
 def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:

@@ -11,7 +11,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prefect_intercom.responses import RateLimit
 
@@ -31,17 +30,12 @@ MAX_COUNT = 1_000_000_000
 _PROBE, _OPEN, _PACED = "probe", "open", "paced"
 
 
-@dataclass(frozen=True)
-class _Headers:
-    """One answer's rate-limit headers, checked: a positive limit (or `None`), a reset time."""
+def _checked(rate_limit: RateLimit | None, now: float) -> tuple[int | None, int, float] | None:
+    """The answer's headers if they can be used for pacing, else `None` (missing or nonsense).
 
-    limit: int | None
-    remaining: int
-    reset: float
-
-
-def _checked(rate_limit: RateLimit | None, now: float) -> _Headers | None:
-    """The answer's headers if they can be used for pacing, else `None` (missing or nonsense)."""
+    Returns:
+        The limit (positive, or `None`), what remains (0 or more) and the reset (UNIX seconds).
+    """
     if rate_limit is None or rate_limit.remaining is None or rate_limit.reset_at is None:
         return None
     reset = rate_limit.reset_at.timestamp()
@@ -49,7 +43,7 @@ def _checked(rate_limit: RateLimit | None, now: float) -> _Headers | None:
         return None
     limit = rate_limit.limit if rate_limit.limit is not None and 0 < rate_limit.limit <= MAX_COUNT else None
     # "-3 left": the window is spent (more than the limit left is cut to it when counted, `_count`)
-    return _Headers(limit=limit, remaining=max(0, rate_limit.remaining), reset=reset)
+    return limit, max(0, rate_limit.remaining), reset
 
 
 class HeaderPacer:
@@ -157,10 +151,10 @@ class HeaderPacer:
             if self._phase == _PROBE:
                 self._phase = _OPEN  # any outcome ends the probe; headers below start pacing
             now = self._clock()
-            headers = _checked(rate_limit, now)
-            if headers is None:
+            checked = _checked(rate_limit, now)
+            if checked is None:
                 return
-            reset = headers.reset
+            limit, remaining, reset = checked
             if self._reset is None:
                 if reset <= now:
                     return  # the window it speaks of is over: nothing to pace by
@@ -179,7 +173,7 @@ class HeaderPacer:
             elif reset < self._reset:  # our predicted end was wrong: the answer knows better
                 self._learn_window(reset)
                 self._reset = reset
-            self._count(headers)
+            self._count(limit, remaining)
 
     # --- bookkeeping (under the lock) -------------------------------------------------------
 
@@ -191,13 +185,13 @@ class HeaderPacer:
         self._reset = reset
         self._sent, self._others = sent, None
 
-    def _count(self, headers: _Headers) -> None:
+    def _count(self, limit: int | None, remaining: int) -> None:
         """Learn from an answer about the current window: the limit, and what others used."""
-        if headers.limit is not None:
-            self._limit = headers.limit
+        if limit is not None:
+            self._limit = limit
         elif self._limit is None:
-            self._limit = headers.remaining + self._sent
-        remaining = min(headers.remaining, self._limit)
+            self._limit = remaining + self._sent
+        remaining = min(remaining, self._limit)
         others = self._limit - remaining - self._sent
         self._others = others if self._others is None else max(self._others, others)
 
