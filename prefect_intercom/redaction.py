@@ -8,6 +8,7 @@ redacted (docs/security.md).
 from __future__ import annotations
 
 import html.entities
+import os.path
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
@@ -105,8 +106,7 @@ class Redactor:
 
 def _shared_start(first: str, second: str) -> int:
     """How many characters `first` and `second` share from their start."""
-    pairs = zip(first, second, strict=False)
-    return next((at for at, (one, other) in enumerate(pairs) if one != other), min(len(first), len(second)))
+    return len(os.path.commonprefix((first, second)))  # noqa: RUF071 - characters are meant, not paths
 
 
 class RedactorSet:
