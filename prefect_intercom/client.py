@@ -45,6 +45,7 @@ DEFAULT_TIMEOUT = 30.0
 # Failures where the request provably never reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _PLAIN_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _Outcome = TypeVar("_Outcome", IntercomResponse, BaseException)
 
 
@@ -170,12 +171,7 @@ class IntercomClient:
         key = (entry.name, self.intercom_version)
         cached = self._validated_headers.get(key)
         if cached is None or cached[0] is not entry:
-            headers = {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "Intercom-Version": self.intercom_version,
-                "User-Agent": USER_AGENT,
-            }
+            headers = {**_JSON_HEADERS, "Intercom-Version": self.intercom_version, "User-Agent": USER_AGENT}
             validate_headers(entry, headers)
             cached = self._validated_headers[key] = (entry, headers)
         return dict(cached[1])
