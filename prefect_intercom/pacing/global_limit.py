@@ -163,13 +163,10 @@ class GlobalRateLimit:
             await asyncio.sleep(max(0.0, self._next_try - time.time()))
             started = time.time()
             try:
-                response = await client.increment_concurrency_slots(**self._increment)
+                return self._after_grant(await client.increment_concurrency_slots(**self._increment), started)
             except httpx.HTTPStatusError as error:
                 self._check_denied(error)
-                self._after_denial(time.time(), await self._aread(client), time.time())
-                continue
-            self._after_grant(response, started)
-            return
+            self._after_denial(time.time(), await self._aread(client), time.time())
 
     async def aclose(self) -> None:
         """Close the connection to the Prefect server."""
@@ -199,14 +196,13 @@ class GlobalRateLimit:
                     time.sleep(max(0.0, self._next_try - time.time()))
                     started = time.time()
                     try:
-                        response = client.increment_concurrency_slots(**self._increment)
+                        self._after_grant(client.increment_concurrency_slots(**self._increment), started)
                     except httpx.HTTPStatusError as error:
                         self._check_denied(error)
                         self._after_denial(time.time(), self._read(client), time.time())
-                        continue
-                    self._after_grant(response, started)
-                    self._take()
-                    return
+                    else:
+                        self._take()
+                        return
 
     def _read(self, client: Any) -> Any:
         try:

@@ -203,10 +203,10 @@ class HeaderPacer:
                 self._others += 1  # the answers that set `_others` had counted it as ours
 
     def _learn_window(self, reset: float) -> None:
+        """Learn the window's length from a later reset (the first one was kept by `_start`)."""
         if self._last_reset is not None and reset > self._last_reset:
             step = reset - self._last_reset
             self._window = min(MAX_WINDOW, max(1.0, step if self._window is None else min(self._window, step)))
-        if self._last_reset is None or reset > self._last_reset:
             self._last_reset = reset
 
     def _roll(self, now: float) -> None:
