@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -180,14 +180,9 @@ def parse_response(
         "body": body,
         "headers": kept,
     }
-    if status == 429:  # the numbers of a 429 come from the headers as they came
+    if status == 429:  # the numbers of a 429 (`limit`, `remaining`, `reset_at`) come from the headers as they came
         raise IntercomRateLimitError(
-            status,
-            reset_at=rate_limit.reset_at,
-            retry_after=_retry_after(present.get("retry-after")),
-            limit=rate_limit.limit,
-            remaining=rate_limit.remaining,
-            **fields,
+            status, retry_after=_retry_after(present.get("retry-after")), **asdict(rate_limit), **fields
         )
     if status in (401, 403):
         raise IntercomAuthenticationError(status, **fields)
