@@ -114,8 +114,7 @@ class GlobalRateLimit:
         if not name:
             raise ValueError("the global rate limit needs a name")
         self.name = name
-        self._requested_chunk = slots_per_acquire
-        self.slots_per_acquire: int | None = slots_per_acquire
+        self.slots_per_acquire: int | None = slots_per_acquire  # as asked for, until the limit is read
         self.slot_decay_per_second: float | None = None
         self.limit: int | None = None
         self._tokens = 0
@@ -232,7 +231,7 @@ class GlobalRateLimit:
             )
         self.limit = int(limit.limit)
         self.slot_decay_per_second = float(limit.slot_decay_per_second)
-        chunk = self._requested_chunk or default_slots_per_acquire(self.limit)
+        chunk = self.slots_per_acquire or default_slots_per_acquire(self.limit)
         self.slots_per_acquire = max(1, min(chunk, self.limit))
 
     def _after_grant(self, response: httpx.Response, started: float) -> None:
@@ -269,10 +268,9 @@ class GlobalRateLimit:
 
     def _check_denied(self, error: httpx.HTTPStatusError) -> None:
         if error.response.status_code != 423:
-            detail = error.response.text[:200]
             raise IntercomConfigurationError(
                 f"the Prefect server refused slots of the global rate limit {self.name!r} "
-                f"(HTTP {error.response.status_code}: {detail})"
+                f"(HTTP {error.response.status_code}: {error.response.text[:200]})"
             ) from None
 
     def _missing(self, error: Exception | None) -> IntercomConfigurationError:
