@@ -11,7 +11,6 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from functools import cached_property
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -104,6 +103,7 @@ class IntercomClient:
                 raise TypeError(f"{name} must be an httpx.{kind.__name__} or None, not {type(given).__name__} ({hint})")
         self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
         check_token(self._token)
+        self._redactor = Redactor(self._token.get_secret_value())
         self.base_url = check_base_url(base_url, allow_custom_host=allow_custom_base_url)
         self.intercom_version = intercom_version
         self.timeout = timeout
@@ -337,10 +337,6 @@ class IntercomClient:
         is, `Bearer `-prefixed, JSON-escaped, URL-encoded, upper-cased (see `Redactor`).
         """
         return self._redactor.redact(text)
-
-    @cached_property
-    def _redactor(self) -> Redactor:
-        return Redactor(self._token.get_secret_value())
 
     def _start(
         self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest
