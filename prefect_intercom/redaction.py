@@ -82,10 +82,7 @@ class Redactor:
         lowered = text.translate(_ASCII_LOWER)
         secret, size, found = self._lowered, min(_ANCHOR, len(self._lowered)), []
         covered_to, position = -1, 0
-        while True:
-            match = self._anchor_search(lowered, position)
-            if match is None:
-                break
+        while (match := self._anchor_search(lowered, position)) is not None:
             at = match.start()
             position = at + 1
             if at + size <= covered_to:
