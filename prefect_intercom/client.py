@@ -359,7 +359,7 @@ class IntercomClient:
         """The error for no answer: its kind, its text (redacted whole, phone masked, then cut), the outcome."""
         outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
         detail = str(error)
-        if deadline is not None and deadline.passed() and isinstance(error, httpx.TimeoutException):
+        if deadline is not None and deadline.remaining() <= 0 and isinstance(error, httpx.TimeoutException):
             detail = deadline.describe()
         detail = cut(phone_masker(prepared.body)(self.redact(detail)), MAX_TEXT) or "no detail"
         return IntercomTransportError(f"{type(error).__name__}: {detail}", outcome=outcome, url=prepared.url)

@@ -35,12 +35,8 @@ class Deadline:
     seconds: float
 
     def remaining(self) -> float:
-        """Seconds left (negative once it passed)."""
+        """Seconds left (0 or less once it passed)."""
         return self.at - time.monotonic()
-
-    def passed(self) -> bool:
-        """Whether the deadline has passed."""
-        return time.monotonic() >= self.at
 
     def describe(self) -> str:
         """What happened when it passed, for error messages."""
@@ -307,7 +303,7 @@ class _Bounded(httpx.SyncByteStream, httpx.AsyncByteStream):
 
     def _timed_out(self) -> bool:
         """Whether a timeout is the deadline's (then the body read so far is kept)."""
-        if self.deadline is not None and self.deadline.passed():
+        if self.deadline is not None and self.deadline.remaining() <= 0:
             self.cut = CUT_AT_DEADLINE
         return self.cut == CUT_AT_DEADLINE
 
