@@ -260,11 +260,10 @@ def _answer(response: httpx.Response, content: bytes, cut: str | None) -> httpx.
     """A read answer: `response`'s status and headers (bytes: a value need not be ASCII) and `content`."""
     headers = [(name, value) for name, value in response.headers.raw if name.lower() not in _DROPPED_HEADERS]
     extensions = {name: response.extensions[name] for name in _KEPT_EXTENSIONS if name in response.extensions}
-    if cut is not None:
-        extensions[CUT_EXTENSION] = cut
-    return httpx.Response(
+    answer = httpx.Response(
         response.status_code, headers=headers, content=content, request=response.request, extensions=extensions
     )
+    return _marked(answer, cut)
 
 
 class _Bounded(httpx.SyncByteStream, httpx.AsyncByteStream):

@@ -58,11 +58,7 @@ class RateLimit:
         if reset is not None:
             with contextlib.suppress(OverflowError, OSError, ValueError):
                 reset_at = dt.datetime.fromtimestamp(reset, tz=dt.UTC)
-        return cls(
-            limit=_int_header(headers, "x-ratelimit-limit"),
-            remaining=_int_header(headers, "x-ratelimit-remaining"),
-            reset_at=reset_at,
-        )
+        return cls(_int_header(headers, "x-ratelimit-limit"), _int_header(headers, "x-ratelimit-remaining"), reset_at)
 
 
 @dataclass(frozen=True)
