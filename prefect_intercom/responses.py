@@ -192,10 +192,9 @@ def _error_details(
     if isinstance(body, dict):
         raw_errors = body.get("errors")
         errors = [item for item in raw_errors if isinstance(item, dict)] if isinstance(raw_errors, list) else []
-        if errors:
-            code, message = _text(errors[0].get("code")), _text(errors[0].get("message"))
-        else:
-            code, message = _text(body.get("error_key")), _text(body.get("message"))
+        # The first `error.list` entry's `code`, else the body's own `error_key`; its `message` too.
+        source, code_key = (errors[0], "code") if errors else (body, "error_key")
+        code, message = _text(source.get(code_key)), _text(source.get("message"))
         if not code and not message:  # no usable code or message (absent, null, empty): show the body
             message = json.dumps(body, ensure_ascii=False)
         return code, cut(mask(message), MAX_TEXT) if message else None, errors
