@@ -159,9 +159,7 @@ class HeaderPacer:
                 if reset <= now:
                     return  # the window it speaks of is over: nothing to pace by
                 self._start(reset, sent=self._inflight + 1)
-            elif (self._previous is not None and reset <= self._previous) or (
-                self._previous is None and reset < self._reset
-            ):
+            elif reset <= self._previous if self._previous is not None else reset < self._reset:  # an older window
                 self._older()
                 return
             elif reset <= now:
