@@ -184,24 +184,24 @@ class GlobalRateLimit:
     def acquire(self) -> None:
         """Wait for one slot (blocking)."""
         with self._thread_lock:
-            if self._take():
-                return
-            from prefect.client.orchestration import get_client
+            while not self._take():
+                self._fetch()
 
-            with get_client(sync_client=True) as client:
-                if self.slot_decay_per_second is None:
-                    self._configure(self._read(client))
-                while True:
-                    time.sleep(max(0.0, self._next_try - time.time()))
-                    started = time.time()
-                    try:
-                        self._after_grant(client.increment_concurrency_slots(**self._increment), started)
-                    except httpx.HTTPStatusError as error:
-                        self._check_denied(error)
-                        self._after_denial(time.time(), self._read(client), time.time())
-                    else:
-                        self._take()
-                        return
+    def _fetch(self) -> None:
+        """Sync twin of `_afetch`, over a connection of its own."""
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            if self.slot_decay_per_second is None:
+                self._configure(self._read(client))
+            while True:
+                time.sleep(max(0.0, self._next_try - time.time()))
+                started = time.time()
+                try:
+                    return self._after_grant(client.increment_concurrency_slots(**self._increment), started)
+                except httpx.HTTPStatusError as error:
+                    self._check_denied(error)
+                self._after_denial(time.time(), self._read(client), time.time())
 
     def _read(self, client: Any) -> Any:
         try:

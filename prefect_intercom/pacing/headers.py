@@ -136,8 +136,7 @@ class HeaderPacer:
                 self._inflight += 1
                 return 0.0, None
             self._roll(now)
-            limit = self._limit or 0
-            if limit - self._sent - max(0, self._others or 0) > self.keep_free:
+            if (self._limit or 0) - self._sent - max(0, self._others or 0) > self.keep_free:
                 self._sent += 1
                 self._inflight += 1
                 return 0.0, None
