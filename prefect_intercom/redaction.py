@@ -158,17 +158,15 @@ class _Decoded:
         # its length there, its span in the original and the characters gained so far (original - decoded).
         self._decoded_at: list[int] = []
         self._escapes: list[tuple[int, int, int, int]] = []
-        last = decoded_length = gained = 0
+        last = gained = 0
         for match in pattern.finditer(original) if pattern is not None else ():
             replacement = _unescape(match)
             if replacement is None:
                 continue
             parts += [original[last : match.start()], replacement]
-            decoded_length += match.start() - last
+            self._decoded_at.append(match.start() - gained)  # the characters gained so far are before it
             gained += (match.end() - match.start()) - len(replacement)
-            self._decoded_at.append(decoded_length)
             self._escapes.append((len(replacement), match.start(), match.end(), gained))
-            decoded_length += len(replacement)
             last = match.end()
         parts.append(original[last:])
         self.text = "".join(parts) if self._escapes else original
