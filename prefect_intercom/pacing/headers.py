@@ -27,8 +27,6 @@ MAX_RESET_AHEAD = 86_400.0
 # Counts beyond this are nonsense too.
 MAX_COUNT = 1_000_000_000
 
-_PROBE, _OPEN, _PACED = "probe", "open", "paced"
-
 
 def _checked(rate_limit: RateLimit | None, now: float) -> tuple[int | None, int, float] | None:
     """The answer's headers if they can be used for pacing, else `None` (missing or nonsense).
@@ -85,7 +83,7 @@ class HeaderPacer:
         self.margin = margin
         self._clock = clock
         self._lock = threading.Lock()
-        self._phase = _PROBE
+        self._probing = True  # until the first answer (or `PROBE_TIMEOUT`); paced once a window is known
         self._probe_sent: float | None = None
         self._inflight = 0
         self._limit: int | None = None
@@ -124,15 +122,15 @@ class HeaderPacer:
         """
         with self._lock:
             now = self._clock()
-            if self._phase == _PROBE:
+            if self._probing:
                 if self._inflight == 0:
                     self._probe_sent = now
                     self._inflight += 1
                     return 0.0, None
                 if now - (self._probe_sent or now) < PROBE_TIMEOUT:
                     return PROBE_INTERVAL, None
-                self._phase = _OPEN  # the probe is slow or lost: stop waiting for it
-            if self._phase == _OPEN:
+                self._probing = False  # the probe is slow or lost: stop waiting for it
+            if self._reset is None:  # no window known: nothing to pace by
                 self._inflight += 1
                 return 0.0, None
             self._roll(now)
@@ -147,8 +145,7 @@ class HeaderPacer:
         """Give the slot back and learn from the answer's headers (`None`: no answer came)."""
         with self._lock:
             self._inflight = max(0, self._inflight - 1)
-            if self._phase == _PROBE:
-                self._phase = _OPEN  # any outcome ends the probe; headers below start pacing
+            self._probing = False  # any outcome ends the probe; headers below start pacing
             now = self._clock()
             checked = _checked(rate_limit, now)
             if checked is None:
@@ -178,7 +175,6 @@ class HeaderPacer:
         """Begin a window ending at `reset` (announced by an answer), with `sent` of our sends in it."""
         if self._last_reset is None:
             self._last_reset = reset
-        self._phase = _PACED
         self._reset = reset
         self._sent, self._others = sent, None
 
