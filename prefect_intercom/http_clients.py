@@ -76,12 +76,9 @@ def set_redirect_aside(response: httpx.Response) -> None:
     location under `UNFOLLOWED_LOCATION_HEADER`.
     """
     if "location" in response.headers:
-        response.headers = httpx.Headers(
-            [
-                (UNFOLLOWED_LOCATION_HEADER.encode() if name.lower() == b"location" else name, value)
-                for name, value in response.headers.raw
-            ]
-        )
+        aside = UNFOLLOWED_LOCATION_HEADER.encode()
+        raw = [(aside if name.lower() == b"location" else name, value) for name, value in response.headers.raw]
+        response.headers = httpx.Headers(raw)
 
 
 async def aset_redirect_aside(response: httpx.Response) -> None:
