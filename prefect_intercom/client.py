@@ -11,8 +11,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -45,6 +44,8 @@ DEFAULT_TIMEOUT = 30.0
 # Failures where the request provably never reached the server.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _PLAIN_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
+_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_Outcome = TypeVar("_Outcome", IntercomResponse, BaseException)
 
 
 class IntercomClient:
@@ -102,6 +103,7 @@ class IntercomClient:
                 raise TypeError(f"{name} must be an httpx.{kind.__name__} or None, not {type(given).__name__} ({hint})")
         self._token = access_token if isinstance(access_token, SecretStr) else SecretStr(access_token)
         check_token(self._token)
+        self._redactor = Redactor(self._token.get_secret_value())
         self.base_url = check_base_url(base_url, allow_custom_host=allow_custom_base_url)
         self.intercom_version = intercom_version
         self.timeout = timeout
@@ -169,12 +171,7 @@ class IntercomClient:
         key = (entry.name, self.intercom_version)
         cached = self._validated_headers.get(key)
         if cached is None or cached[0] is not entry:
-            headers = {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "Intercom-Version": self.intercom_version,
-                "User-Agent": USER_AGENT,
-            }
+            headers = {**_JSON_HEADERS, "Intercom-Version": self.intercom_version, "User-Agent": USER_AGENT}
             validate_headers(entry, headers)
             cached = self._validated_headers[key] = (entry, headers)
         return dict(cached[1])
@@ -200,12 +197,10 @@ class IntercomClient:
                 # The retry policy's budget bounds the wait for the pacer (the pacer's own without one).
                 self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
             try:
-                response = self._send_once(prepared)
+                return self._release(self._send_once(prepared))
             except BaseException as error:
                 self._release(error)
                 raise
-            self._release(response)
-            return response
 
         response = call_with_retry(attempt, self.retry, on_retry=self.on_retry)
         return replace(response, attempts=attempts) if attempts > 1 else response
@@ -236,12 +231,10 @@ class IntercomClient:
             try:
                 if before_send is not None:
                     await before_send()
-                response = await self._asend_once(prepared)
+                return self._release(await self._asend_once(prepared))
             except BaseException as error:
                 self._release(error)
                 raise
-            self._release(response)
-            return response
 
         def both(error: IntercomError, attempt: int, wait: float) -> None:
             for callback in (self.on_retry, on_retry):
@@ -251,21 +244,27 @@ class IntercomClient:
         response = await acall_with_retry(attempt, self.retry, on_retry=both)
         return replace(response, attempts=attempts) if attempts > 1 else response
 
-    def _release(self, outcome: IntercomResponse | BaseException) -> None:
-        """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer)."""
-        if self.pacer is None:
-            return
-        if isinstance(outcome, IntercomResponse):
-            self.pacer.release(outcome.rate_limit)
-        else:
-            self.pacer.release(
-                RateLimit.from_headers(outcome.headers) if isinstance(outcome, IntercomAPIError) else None
-            )
+    def _release(self, outcome: _Outcome) -> _Outcome:
+        """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer).
+
+        Returns:
+            `outcome`, the answer or the failure of the attempt.
+        """
+        if self.pacer is not None:
+            if isinstance(outcome, IntercomResponse):
+                self.pacer.release(outcome.rate_limit)
+            else:
+                self.pacer.release(
+                    RateLimit.from_headers(outcome.headers) if isinstance(outcome, IntercomAPIError) else None
+                )
+        return outcome
 
     def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:
         """One attempt: send and parse (never retried, never paced), within the request's deadline."""
-        client = self._sync_client()
-        bound_sync_client(client)  # every read and write waits at most until the deadline
+        if self._sync is None:
+            self._sync = sync_client(self._transport, timeout=self.timeout, max_connections=self.max_connections)
+            bound_sync_client(self._sync)  # every read and write waits at most until the deadline
+        client = self._sync
         request, started, deadline = self._start(client, prepared)
         try:
             with applying(deadline):
@@ -278,7 +277,11 @@ class IntercomClient:
 
     async def _asend_once(self, prepared: PreparedRequest) -> IntercomResponse:
         """Async twin of `_send_once`."""
-        client = self._async_client()
+        if self._async is None:
+            self._async = async_client(
+                self._async_transport, timeout=self.timeout, max_connections=self.max_connections
+            )
+        client = self._async
         request, started, deadline = self._start(client, prepared)
         try:
             response = await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
@@ -335,22 +338,6 @@ class IntercomClient:
         """
         return self._redactor.redact(text)
 
-    @cached_property
-    def _redactor(self) -> Redactor:
-        return Redactor(self._token.get_secret_value())
-
-    def _sync_client(self) -> httpx.Client:
-        if self._sync is None:
-            self._sync = sync_client(self._transport, timeout=self.timeout, max_connections=self.max_connections)
-        return self._sync
-
-    def _async_client(self) -> httpx.AsyncClient:
-        if self._async is None:
-            self._async = async_client(
-                self._async_transport, timeout=self.timeout, max_connections=self.max_connections
-            )
-        return self._async
-
     def _start(
         self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest
     ) -> tuple[httpx.Request, float, Deadline | None]:
@@ -372,7 +359,7 @@ class IntercomClient:
         """The error for no answer: its kind, its text (redacted whole, phone masked, then cut), the outcome."""
         outcome = Outcome.NOT_SENT if isinstance(error, _NOT_SENT_ERRORS) else Outcome.UNKNOWN
         detail = str(error)
-        if deadline is not None and deadline.passed() and isinstance(error, httpx.TimeoutException):
+        if deadline is not None and deadline.remaining() <= 0 and isinstance(error, httpx.TimeoutException):
             detail = deadline.describe()
         detail = cut(phone_masker(prepared.body)(self.redact(detail)), MAX_TEXT) or "no detail"
         return IntercomTransportError(f"{type(error).__name__}: {detail}", outcome=outcome, url=prepared.url)

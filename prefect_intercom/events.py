@@ -65,7 +65,6 @@ def emit_batch_finished(report: BatchSummary) -> None:
         "stopped": report.stopped,
         "elapsed_seconds": round(report.elapsed, 3),
     }
-    emit_event(event=f"{EVENT_PREFIX}batch.finished", resource=resource, payload=payload)
-    for outcome in (Outcome.UNKNOWN, Outcome.NOT_SENT):
-        if report.counts[outcome.value]:
-            emit_event(event=f"{EVENT_PREFIX}batch.{outcome.value}", resource=resource, payload=payload)
+    left = [outcome.value for outcome in (Outcome.UNKNOWN, Outcome.NOT_SENT) if report.counts[outcome.value]]
+    for name in ("finished", *left):  # always `finished`, then one event per outcome the batch left anyone in
+        emit_event(event=f"{EVENT_PREFIX}batch.{name}", resource=resource, payload=payload)

@@ -6,34 +6,18 @@ then), unless given a transport; both keep no cookies and set a redirect's `Loca
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from prefect_intercom.responses import UNFOLLOWED_LOCATION_HEADER
 
-
-def client_options(*, timeout: float, max_connections: int | None) -> dict[str, Any]:
-    """Options both httpx clients share: no redirects, nothing from the environment, the pool size.
-
-    `limits` sizes httpx's own pool (the sync client's); the async client's default transport
-    is sized by `max_connections` itself.
-    """
-    options: dict[str, Any] = {"timeout": timeout, "follow_redirects": False, "trust_env": False}
-    if max_connections is not None:
-        options["limits"] = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return options
+_Client = TypeVar("_Client", httpx.Client, httpx.AsyncClient)
 
 
 def sync_client(transport: httpx.BaseTransport | None, *, timeout: float, max_connections: int | None) -> httpx.Client:
     """The sync client: httpx's own pool unless given a transport."""
-    client = httpx.Client(
-        transport=transport,
-        event_hooks={"response": [set_redirect_aside]},
-        **client_options(timeout=timeout, max_connections=max_connections),
-    )
-    client._cookies = NoCookies()  # httpx's `cookies` setter would wrap it in a plain `Cookies`
-    return client
+    return _client(httpx.Client, transport, set_redirect_aside, timeout, max_connections)
 
 
 def async_client(
@@ -48,11 +32,25 @@ def async_client(
         from prefect_intercom.transport import async_transport
 
         transport = async_transport(max_connections)
-    client = httpx.AsyncClient(
-        transport=transport,
-        event_hooks={"response": [aset_redirect_aside]},
-        **client_options(timeout=timeout, max_connections=max_connections),
-    )
+    return _client(httpx.AsyncClient, transport, aset_redirect_aside, timeout, max_connections)
+
+
+def client_options(*, timeout: float, max_connections: int | None) -> dict[str, Any]:
+    """Options both httpx clients share: no redirects, nothing from the environment, the pool size.
+
+    `limits` sizes httpx's own pool (the sync client's); the async client's default transport
+    is sized by `max_connections` itself.
+    """
+    options: dict[str, Any] = {"timeout": timeout, "follow_redirects": False, "trust_env": False}
+    if max_connections is not None:
+        options["limits"] = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return options
+
+
+def _client(kind: type[_Client], transport: Any, hook: Any, timeout: float, max_connections: int | None) -> _Client:
+    """A client of `kind` with `client_options`, `hook` seeing every answer, and no cookie jar."""
+    options = client_options(timeout=timeout, max_connections=max_connections)
+    client = kind(transport=transport, event_hooks={"response": [hook]}, **options)
     client._cookies = NoCookies()  # httpx's `cookies` setter would wrap it in a plain `Cookies`
     return client
 
@@ -78,12 +76,9 @@ def set_redirect_aside(response: httpx.Response) -> None:
     location under `UNFOLLOWED_LOCATION_HEADER`.
     """
     if "location" in response.headers:
-        response.headers = httpx.Headers(
-            [
-                (UNFOLLOWED_LOCATION_HEADER.encode() if name.lower() == b"location" else name, value)
-                for name, value in response.headers.raw
-            ]
-        )
+        aside = UNFOLLOWED_LOCATION_HEADER.encode()
+        raw = [(aside if name.lower() == b"location" else name, value) for name, value in response.headers.raw]
+        response.headers = httpx.Headers(raw)
 
 
 async def aset_redirect_aside(response: httpx.Response) -> None:

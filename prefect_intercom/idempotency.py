@@ -153,10 +153,9 @@ class SendGuard:
     def sending(self) -> Iterator[None]:
         """Around one send: refuse an earlier unknown outcome, mark in flight, record a failure."""
         if self.retrying and self.store.exists(self.marker_key):
-            try:
+            marker = None  # an unreadable marker is checked as such
+            with contextlib.suppress(Exception):
                 marker = self.store.read(self.marker_key).result
-            except Exception:
-                marker = None
             self._check(marker)
         self._write(Outcome.UNKNOWN, IN_FLIGHT)
         try:
@@ -171,10 +170,9 @@ class SendGuard:
     async def asending(self) -> AsyncIterator[None]:
         """Async twin of `sending`."""
         if self.retrying and await self.store.aexists(self.marker_key):
-            try:
+            marker = None
+            with contextlib.suppress(Exception):
                 marker = (await self.store.aread(self.marker_key)).result
-            except Exception:
-                marker = None
             self._check(marker)
         await self._awrite(Outcome.UNKNOWN, IN_FLIGHT)
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ class SecretLogFilter(logging.Filter):
 
 SECRET_FILTER = SecretLogFilter()
 _lock = threading.Lock()
-_counts: dict[str, int] = {}
+_counts: Counter[str] = Counter()
 _redactors: dict[str, Redactor] = {}
 _active = RedactorSet(())
 _owners: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -66,7 +67,7 @@ def protect(owner: Any, secret: str) -> None:
         if owner in _owners:
             return
         _owners.add(owner)
-        _counts[secret] = _counts.get(secret, 0) + 1
+        _counts[secret] += 1
         if secret not in _redactors:
             _redactors[secret] = Redactor(secret)
             _active = RedactorSet(_redactors.values())
@@ -105,10 +106,7 @@ def redact_record(record: logging.LogRecord, redact: Callable[[str], str]) -> No
 def _release(secret: str) -> None:
     global _active
     with _lock:
-        left = _counts.get(secret, 0) - 1
-        if left > 0:
-            _counts[secret] = left
-            return
-        _counts.pop(secret, None)
-        _redactors.pop(secret, None)
-        _active = RedactorSet(_redactors.values())
+        _counts[secret] -= 1
+        if not _counts[secret]:  # the last owner of `secret` is gone
+            del _counts[secret], _redactors[secret]
+            _active = RedactorSet(_redactors.values())

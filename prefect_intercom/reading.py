@@ -35,12 +35,8 @@ class Deadline:
     seconds: float
 
     def remaining(self) -> float:
-        """Seconds left (negative once it passed)."""
+        """Seconds left (0 or less once it passed)."""
         return self.at - time.monotonic()
-
-    def passed(self) -> bool:
-        """Whether the deadline has passed."""
-        return time.monotonic() >= self.at
 
     def describe(self) -> str:
         """What happened when it passed, for error messages."""
@@ -79,21 +75,15 @@ def applying(deadline: Deadline | None) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
-def bound_sync_client(client: httpx.Client) -> bool:
+def bound_sync_client(client: httpx.Client) -> None:
     """Give `client`'s httpx connection pool a network backend that honours `applying`.
 
-    Returns:
-        Whether the client's operations are bounded now (False for a transport of the user's
-        own, or an httpx that keeps its pool elsewhere).
+    Nothing changes for a transport of the user's own, or an httpx that keeps its pool elsewhere.
     """
     pool = getattr(getattr(client, "_transport", None), "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, DeadlineBackend):
-        return True
-    if not isinstance(backend, httpcore.NetworkBackend):
-        return False
-    pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
-    return True
+    if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, DeadlineBackend):
+        pool._network_backend = DeadlineBackend(backend)  # type: ignore[union-attr]
 
 
 def _bounded(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
@@ -270,11 +260,10 @@ def _answer(response: httpx.Response, content: bytes, cut: str | None) -> httpx.
     """A read answer: `response`'s status and headers (bytes: a value need not be ASCII) and `content`."""
     headers = [(name, value) for name, value in response.headers.raw if name.lower() not in _DROPPED_HEADERS]
     extensions = {name: response.extensions[name] for name in _KEPT_EXTENSIONS if name in response.extensions}
-    if cut is not None:
-        extensions[CUT_EXTENSION] = cut
-    return httpx.Response(
+    answer = httpx.Response(
         response.status_code, headers=headers, content=content, request=response.request, extensions=extensions
     )
+    return _marked(answer, cut)
 
 
 class _Bounded(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -313,7 +302,7 @@ class _Bounded(httpx.SyncByteStream, httpx.AsyncByteStream):
 
     def _timed_out(self) -> bool:
         """Whether a timeout is the deadline's (then the body read so far is kept)."""
-        if self.deadline is not None and self.deadline.passed():
+        if self.deadline is not None and self.deadline.remaining() <= 0:
             self.cut = CUT_AT_DEADLINE
         return self.cut == CUT_AT_DEADLINE
 

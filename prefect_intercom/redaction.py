@@ -8,6 +8,7 @@ redacted (docs/security.md).
 from __future__ import annotations
 
 import html.entities
+import os.path
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
@@ -81,10 +82,7 @@ class Redactor:
         lowered = text.translate(_ASCII_LOWER)
         secret, size, found = self._lowered, min(_ANCHOR, len(self._lowered)), []
         covered_to, position = -1, 0
-        while True:
-            match = self._anchor_search(lowered, position)
-            if match is None:
-                break
+        while (match := self._anchor_search(lowered, position)) is not None:
             at = match.start()
             position = at + 1
             if at + size <= covered_to:
@@ -105,8 +103,7 @@ class Redactor:
 
 def _shared_start(first: str, second: str) -> int:
     """How many characters `first` and `second` share from their start."""
-    pairs = zip(first, second, strict=False)
-    return next((at for at, (one, other) in enumerate(pairs) if one != other), min(len(first), len(second)))
+    return len(os.path.commonprefix((first, second)))  # noqa: RUF071 - characters are meant, not paths
 
 
 class RedactorSet:
@@ -161,17 +158,15 @@ class _Decoded:
         # its length there, its span in the original and the characters gained so far (original - decoded).
         self._decoded_at: list[int] = []
         self._escapes: list[tuple[int, int, int, int]] = []
-        last = decoded_length = gained = 0
+        last = gained = 0
         for match in pattern.finditer(original) if pattern is not None else ():
             replacement = _unescape(match)
             if replacement is None:
                 continue
             parts += [original[last : match.start()], replacement]
-            decoded_length += match.start() - last
+            self._decoded_at.append(match.start() - gained)  # the characters gained so far are before it
             gained += (match.end() - match.start()) - len(replacement)
-            self._decoded_at.append(decoded_length)
             self._escapes.append((len(replacement), match.start(), match.end(), gained))
-            decoded_length += len(replacement)
             last = match.end()
         parts.append(original[last:])
         self.text = "".join(parts) if self._escapes else original

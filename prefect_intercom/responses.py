@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -58,11 +58,7 @@ class RateLimit:
         if reset is not None:
             with contextlib.suppress(OverflowError, OSError, ValueError):
                 reset_at = dt.datetime.fromtimestamp(reset, tz=dt.UTC)
-        return cls(
-            limit=_int_header(headers, "x-ratelimit-limit"),
-            remaining=_int_header(headers, "x-ratelimit-remaining"),
-            reset_at=reset_at,
-        )
+        return cls(_int_header(headers, "x-ratelimit-limit"), _int_header(headers, "x-ratelimit-remaining"), reset_at)
 
 
 @dataclass(frozen=True)
@@ -180,14 +176,9 @@ def parse_response(
         "body": body,
         "headers": kept,
     }
-    if status == 429:  # the numbers of a 429 come from the headers as they came
+    if status == 429:  # the numbers of a 429 (`limit`, `remaining`, `reset_at`) come from the headers as they came
         raise IntercomRateLimitError(
-            status,
-            reset_at=rate_limit.reset_at,
-            retry_after=_retry_after(present.get("retry-after")),
-            limit=rate_limit.limit,
-            remaining=rate_limit.remaining,
-            **fields,
+            status, retry_after=_retry_after(present.get("retry-after")), **asdict(rate_limit), **fields
         )
     if status in (401, 403):
         raise IntercomAuthenticationError(status, **fields)
@@ -201,10 +192,9 @@ def _error_details(
     if isinstance(body, dict):
         raw_errors = body.get("errors")
         errors = [item for item in raw_errors if isinstance(item, dict)] if isinstance(raw_errors, list) else []
-        if errors:
-            code, message = _text(errors[0].get("code")), _text(errors[0].get("message"))
-        else:
-            code, message = _text(body.get("error_key")), _text(body.get("message"))
+        # The first `error.list` entry's `code`, else the body's own `error_key`; its `message` too.
+        source, code_key = (errors[0], "code") if errors else (body, "error_key")
+        code, message = _text(source.get(code_key)), _text(source.get("message"))
         if not code and not message:  # no usable code or message (absent, null, empty): show the body
             message = json.dumps(body, ensure_ascii=False)
         return code, cut(mask(message), MAX_TEXT) if message else None, errors

@@ -112,9 +112,7 @@ class RetryPolicy:
         else:
             return None
         wait = base + (rng or random).uniform(0.0, self.jitter * max(base, self.backoff))
-        if waited + wait > self.max_wait:
-            return None
-        return wait
+        return None if waited + wait > self.max_wait else wait
 
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * 2 ** (attempt - 1))

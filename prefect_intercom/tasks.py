@@ -1,13 +1,8 @@
-"""Prefect tasks: thin wrappers that put arguments through the request pipeline.
-
-`SendSettings` is how sends go out (retry policy, pacing), one value the single task builds its
-client from and the batch and the flows can pass along.
-"""
+"""Prefect tasks: thin wrappers that put arguments through the request pipeline."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -26,42 +21,16 @@ from prefect_intercom.responses import IntercomResponse, PhoneCallRedirect
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
 
-@dataclass(frozen=True)
-class SendSettings:
-    """How sends go out: when a failed send is repeated, and what paces them.
+def _client(
+    credentials: IntercomCredentials, logger: Any, retry: RetryPolicy | None, global_rate_limit: str | None
+) -> IntercomClient:
+    """A client for one task run: `retry` (each retry logged as a warning), paced by the shared limit if named."""
 
-    Attributes:
-        retry: The retry policy (default: 429s and connect failures only, bounded).
-        global_rate_limit: Name of a Prefect global concurrency limit with slot decay that
-            paces every sender of the same Intercom app (see `prefect_intercom.pacing`).
-        pace_headers: Also hold sends back by Intercom's `X-RateLimit-*` headers (`HeaderPacer`).
-    """
+    def log_retry(error: IntercomError, attempt: int, wait: float) -> None:
+        logger.warning("Attempt %d failed (%s); retrying in %.1f s", attempt, error, wait)
 
-    retry: RetryPolicy | None = DEFAULT_RETRY_POLICY
-    global_rate_limit: str | None = None
-    pace_headers: bool = False
-
-    def pacer(self) -> Pacer | None:
-        """The pacer these settings ask for, or `None` when nothing paces the sends."""
-        if not (self.pace_headers or self.global_rate_limit):
-            return None
-        return Pacer(headers=self.pace_headers, global_rate_limit=self.global_rate_limit)
-
-    def client(self, credentials: IntercomCredentials, logger: Any = None, **options: Any) -> IntercomClient:
-        """A client of `credentials` that sends this way; with a `logger`, each retry is logged as a warning.
-
-        Args:
-            credentials: The credentials block.
-            logger: Where retries are logged (`None`: not logged).
-            **options: More `IntercomClient` arguments, e.g. `max_connections=`.
-        """
-        if logger is not None:
-
-            def log_retry(error: IntercomError, attempt: int, wait: float) -> None:
-                logger.warning("Attempt %d failed (%s); retrying in %.1f s", attempt, error, wait)
-
-            options["on_retry"] = log_retry
-        return credentials.get_client(retry=self.retry, pacer=self.pacer(), **options)
+    pacer = Pacer(headers=False, global_rate_limit=global_rate_limit) if global_rate_limit else None
+    return credentials.get_client(retry=retry, pacer=pacer, on_retry=log_retry)
 
 
 def phone_call_redirect_body(phone: str, custom_attributes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -101,7 +70,7 @@ async def acreate_phone_call_redirect(
     Async version of `create_phone_call_redirect`; see there for arguments and errors.
     """
     logger = get_run_logger()
-    async with SendSettings(retry, global_rate_limit).client(credentials, logger) as client:
+    async with _client(credentials, logger, retry, global_rate_limit) as client:
         with redirect_events(client.base_url) as answer:
             prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
             guard = send_guard(retry)
@@ -167,7 +136,7 @@ def create_phone_call_redirect(
         In an `async` flow, `await create_phone_call_redirect(...)` runs the async version.
     """
     logger = get_run_logger()
-    with SendSettings(retry, global_rate_limit).client(credentials, logger) as client:
+    with _client(credentials, logger, retry, global_rate_limit) as client:
         with redirect_events(client.base_url) as answer:
             prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
             guard = send_guard(retry)

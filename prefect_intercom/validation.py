@@ -118,9 +118,9 @@ def _is_packaged(endpoint: Endpoint) -> bool:
 
 
 def _issues(validator: Draft202012Validator, instance: Any) -> list[ValidationIssue]:
-    issues = list(not_json_issues(instance))
-    if not issues:
-        for violation in validator.iter_errors(instance):
-            issues.extend(explain(violation))
+    # The schema is checked only for a value JSON can carry.
+    issues = list(not_json_issues(instance)) or [
+        issue for violation in validator.iter_errors(instance) for issue in explain(violation)
+    ]
     unique = {(issue.path, issue.message): issue for issue in issues}
     return sorted(unique.values(), key=lambda issue: (issue.path, issue.message))

@@ -20,15 +20,6 @@ from prefect_intercom.privacy import mask_phone
 from prefect_intercom.schema_rules import E164, E164_FORMAT, FORMAT_ANNOTATION
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
-_SCHEMA_TYPE_NAMES = {
-    "object": "an object",
-    "array": "an array",
-    "string": "a string",
-    "integer": "an integer",
-    "number": "a number",
-    "boolean": "a boolean",
-    "null": "null",
-}
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 # Deeper values are refused rather than risking Python's recursion limit (the documented
 # shapes are at most 7 levels deep), and integers must fit the 64 bits JSON APIs use.
@@ -234,13 +225,19 @@ def _option_name(option: Any) -> str:
     return "another value"
 
 
+def _a(kind: str) -> str:
+    """A JSON Schema type with its article, `an object`, `a string`; `null` stays `null`."""
+    return kind if kind == "null" else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def _expected_types(types: Any) -> str:
-    names = [_SCHEMA_TYPE_NAMES.get(name, name) for name in ([types] if isinstance(types, str) else types)]
+    names = [_a(name) for name in ([types] if isinstance(types, str) else types)]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _describe(value: Any) -> str:
-    kind = _SCHEMA_TYPE_NAMES.get(_JSON_TYPES.get(type(value), "null" if value is None else ""), type(value).__name__)
+    kind = _JSON_TYPES.get(type(value), "null" if value is None else None)
+    name = _a(kind) if kind else type(value).__name__
     if isinstance(value, (dict, list)) or value is None:
-        return kind
-    return f"{kind} ({_safe_repr(value, limit=40)})"
+        return name
+    return f"{name} ({_safe_repr(value, limit=40)})"

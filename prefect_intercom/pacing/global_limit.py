@@ -114,8 +114,7 @@ class GlobalRateLimit:
         if not name:
             raise ValueError("the global rate limit needs a name")
         self.name = name
-        self._requested_chunk = slots_per_acquire
-        self.slots_per_acquire: int | None = slots_per_acquire
+        self.slots_per_acquire: int | None = slots_per_acquire  # as asked for, until the limit is read
         self.slot_decay_per_second: float | None = None
         self.limit: int | None = None
         self._tokens = 0
@@ -163,13 +162,10 @@ class GlobalRateLimit:
             await asyncio.sleep(max(0.0, self._next_try - time.time()))
             started = time.time()
             try:
-                response = await client.increment_concurrency_slots(**self._increment)
+                return self._after_grant(await client.increment_concurrency_slots(**self._increment), started)
             except httpx.HTTPStatusError as error:
                 self._check_denied(error)
-                self._after_denial(time.time(), await self._aread(client), time.time())
-                continue
-            self._after_grant(response, started)
-            return
+            self._after_denial(time.time(), await self._aread(client), time.time())
 
     async def aclose(self) -> None:
         """Close the connection to the Prefect server."""
@@ -188,25 +184,24 @@ class GlobalRateLimit:
     def acquire(self) -> None:
         """Wait for one slot (blocking)."""
         with self._thread_lock:
-            if self._take():
-                return
-            from prefect.client.orchestration import get_client
+            while not self._take():
+                self._fetch()
 
-            with get_client(sync_client=True) as client:
-                if self.slot_decay_per_second is None:
-                    self._configure(self._read(client))
-                while True:
-                    time.sleep(max(0.0, self._next_try - time.time()))
-                    started = time.time()
-                    try:
-                        response = client.increment_concurrency_slots(**self._increment)
-                    except httpx.HTTPStatusError as error:
-                        self._check_denied(error)
-                        self._after_denial(time.time(), self._read(client), time.time())
-                        continue
-                    self._after_grant(response, started)
-                    self._take()
-                    return
+    def _fetch(self) -> None:
+        """Sync twin of `_afetch`, over a connection of its own."""
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            if self.slot_decay_per_second is None:
+                self._configure(self._read(client))
+            while True:
+                time.sleep(max(0.0, self._next_try - time.time()))
+                started = time.time()
+                try:
+                    return self._after_grant(client.increment_concurrency_slots(**self._increment), started)
+                except httpx.HTTPStatusError as error:
+                    self._check_denied(error)
+                self._after_denial(time.time(), self._read(client), time.time())
 
     def _read(self, client: Any) -> Any:
         try:
@@ -236,7 +231,7 @@ class GlobalRateLimit:
             )
         self.limit = int(limit.limit)
         self.slot_decay_per_second = float(limit.slot_decay_per_second)
-        chunk = self._requested_chunk or default_slots_per_acquire(self.limit)
+        chunk = self.slots_per_acquire or default_slots_per_acquire(self.limit)
         self.slots_per_acquire = max(1, min(chunk, self.limit))
 
     def _after_grant(self, response: httpx.Response, started: float) -> None:
@@ -273,10 +268,9 @@ class GlobalRateLimit:
 
     def _check_denied(self, error: httpx.HTTPStatusError) -> None:
         if error.response.status_code != 423:
-            detail = error.response.text[:200]
             raise IntercomConfigurationError(
                 f"the Prefect server refused slots of the global rate limit {self.name!r} "
-                f"(HTTP {error.response.status_code}: {detail})"
+                f"(HTTP {error.response.status_code}: {error.response.text[:200]})"
             ) from None
 
     def _missing(self, error: Exception | None) -> IntercomConfigurationError:

@@ -11,7 +11,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prefect_intercom.responses import RateLimit
 
@@ -28,20 +27,13 @@ MAX_RESET_AHEAD = 86_400.0
 # Counts beyond this are nonsense too.
 MAX_COUNT = 1_000_000_000
 
-_PROBE, _OPEN, _PACED = "probe", "open", "paced"
 
+def _checked(rate_limit: RateLimit | None, now: float) -> tuple[int | None, int, float] | None:
+    """The answer's headers if they can be used for pacing, else `None` (missing or nonsense).
 
-@dataclass(frozen=True)
-class _Headers:
-    """One answer's rate-limit headers, checked: a positive limit (or `None`), a reset time."""
-
-    limit: int | None
-    remaining: int
-    reset: float
-
-
-def _checked(rate_limit: RateLimit | None, now: float) -> _Headers | None:
-    """The answer's headers if they can be used for pacing, else `None` (missing or nonsense)."""
+    Returns:
+        The limit (positive, or `None`), what remains (0 or more) and the reset (UNIX seconds).
+    """
     if rate_limit is None or rate_limit.remaining is None or rate_limit.reset_at is None:
         return None
     reset = rate_limit.reset_at.timestamp()
@@ -49,7 +41,7 @@ def _checked(rate_limit: RateLimit | None, now: float) -> _Headers | None:
         return None
     limit = rate_limit.limit if rate_limit.limit is not None and 0 < rate_limit.limit <= MAX_COUNT else None
     # "-3 left": the window is spent (more than the limit left is cut to it when counted, `_count`)
-    return _Headers(limit=limit, remaining=max(0, rate_limit.remaining), reset=reset)
+    return limit, max(0, rate_limit.remaining), reset
 
 
 class HeaderPacer:
@@ -91,7 +83,7 @@ class HeaderPacer:
         self.margin = margin
         self._clock = clock
         self._lock = threading.Lock()
-        self._phase = _PROBE
+        self._probing = True  # until the first answer (or `PROBE_TIMEOUT`); paced once a window is known
         self._probe_sent: float | None = None
         self._inflight = 0
         self._limit: int | None = None
@@ -130,20 +122,19 @@ class HeaderPacer:
         """
         with self._lock:
             now = self._clock()
-            if self._phase == _PROBE:
+            if self._probing:
                 if self._inflight == 0:
                     self._probe_sent = now
                     self._inflight += 1
                     return 0.0, None
                 if now - (self._probe_sent or now) < PROBE_TIMEOUT:
                     return PROBE_INTERVAL, None
-                self._phase = _OPEN  # the probe is slow or lost: stop waiting for it
-            if self._phase == _OPEN:
+                self._probing = False  # the probe is slow or lost: stop waiting for it
+            if self._reset is None:  # no window known: nothing to pace by
                 self._inflight += 1
                 return 0.0, None
             self._roll(now)
-            limit = self._limit or 0
-            if limit - self._sent - max(0, self._others or 0) > self.keep_free:
+            if (self._limit or 0) - self._sent - max(0, self._others or 0) > self.keep_free:
                 self._sent += 1
                 self._inflight += 1
                 return 0.0, None
@@ -154,20 +145,17 @@ class HeaderPacer:
         """Give the slot back and learn from the answer's headers (`None`: no answer came)."""
         with self._lock:
             self._inflight = max(0, self._inflight - 1)
-            if self._phase == _PROBE:
-                self._phase = _OPEN  # any outcome ends the probe; headers below start pacing
+            self._probing = False  # any outcome ends the probe; headers below start pacing
             now = self._clock()
-            headers = _checked(rate_limit, now)
-            if headers is None:
+            checked = _checked(rate_limit, now)
+            if checked is None:
                 return
-            reset = headers.reset
+            limit, remaining, reset = checked
             if self._reset is None:
                 if reset <= now:
                     return  # the window it speaks of is over: nothing to pace by
                 self._start(reset, sent=self._inflight + 1)
-            elif (self._previous is not None and reset <= self._previous) or (
-                self._previous is None and reset < self._reset
-            ):
+            elif reset <= self._previous if self._previous is not None else reset < self._reset:  # an older window
                 self._older()
                 return
             elif reset <= now:
@@ -179,7 +167,7 @@ class HeaderPacer:
             elif reset < self._reset:  # our predicted end was wrong: the answer knows better
                 self._learn_window(reset)
                 self._reset = reset
-            self._count(headers)
+            self._count(limit, remaining)
 
     # --- bookkeeping (under the lock) -------------------------------------------------------
 
@@ -187,17 +175,16 @@ class HeaderPacer:
         """Begin a window ending at `reset` (announced by an answer), with `sent` of our sends in it."""
         if self._last_reset is None:
             self._last_reset = reset
-        self._phase = _PACED
         self._reset = reset
         self._sent, self._others = sent, None
 
-    def _count(self, headers: _Headers) -> None:
+    def _count(self, limit: int | None, remaining: int) -> None:
         """Learn from an answer about the current window: the limit, and what others used."""
-        if headers.limit is not None:
-            self._limit = headers.limit
+        if limit is not None:
+            self._limit = limit
         elif self._limit is None:
-            self._limit = headers.remaining + self._sent
-        remaining = min(headers.remaining, self._limit)
+            self._limit = remaining + self._sent
+        remaining = min(remaining, self._limit)
         others = self._limit - remaining - self._sent
         self._others = others if self._others is None else max(self._others, others)
 
@@ -209,10 +196,10 @@ class HeaderPacer:
                 self._others += 1  # the answers that set `_others` had counted it as ours
 
     def _learn_window(self, reset: float) -> None:
+        """Learn the window's length from a later reset (the first one was kept by `_start`)."""
         if self._last_reset is not None and reset > self._last_reset:
             step = reset - self._last_reset
             self._window = min(MAX_WINDOW, max(1.0, step if self._window is None else min(self._window, step)))
-        if self._last_reset is None or reset > self._last_reset:
             self._last_reset = reset
 
     def _roll(self, now: float) -> None:
