@@ -59,12 +59,17 @@ class BatchItemResult:
         reason = " ".join(str(part) for part in (self.status, self.error_code) if part is not None)
         return reason or ("invalid" if self.outcome is Outcome.REJECTED else "")
 
-    def row(self) -> dict[str, Any]:
-        """The result as a table row: outcome, reason, item and message first; the message shortened at a word."""
+    def row(self, row_number: int | None = None) -> dict[str, Any]:
+        """The result as a table row: outcome, reason, item and message first; the message shortened at a word.
+
+        Args:
+            row_number: The item's row number: the column `row`, in place of `item` (its index).
+        """
+        number = {"item": self.index} if row_number is None else {"row": row_number}
         return {
             "outcome": self.outcome.value,
             "reason": self.reason,
-            "item": self.index,
+            **number,
             "message": shorten(self.message or "", TABLE_MESSAGE_CHARS),
             "phone": self.phone or "",
             "attempts": self.attempts,
@@ -197,12 +202,8 @@ class BatchReport:
     def table_rows(self, max_rows: int | None = None) -> list[dict[str, Any]]:
         """Rows for a table artifact: problems first (unknown, not sent, rejected, skipped), then sent."""
         kept = sorted(self._table, key=lambda rank: (-rank[0], -rank[1]))
-        rows = [rank[2].row() for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
-        if self.first_row is None:
-            return rows
-        for row in rows:  # the column `item` becomes `row`, in the same place
-            row.update(item=self.row_number(row["item"]))
-        return [{("row" if name == "item" else name): value for name, value in row.items()} for row in rows]
+        results = [rank[2] for rank in kept[: max_rows if max_rows is not None else self.max_table_rows]]
+        return [result.row(None if self.first_row is None else self.row_number(result.index)) for result in results]
 
     def row_number(self, index: int) -> int:
         """The row number of the item `index` (`first_row`; without it, the index)."""

@@ -169,21 +169,9 @@ def create_app(state: SandboxState) -> Starlette:
                 status, payload, delivered = (503 if fault == "html" else 502), {}, delivered and effect
             if status == 429 and state.retry_after is not None:
                 headers["Retry-After"] = f"{state.retry_after:g}"
-        state.record(
-            ReceivedRequest(
-                method=request.method,
-                path=request.url.path,
-                headers=dict(request.headers.items()),  # ASGI names are lower case
-                body=body,
-                status=status,
-                request_id=request_id,
-                received_at=received_at,
-                fault=fault,
-                delivered=delivered,
-                latency=latency,
-                rate_limit_headers="X-RateLimit-Reset" in headers,
-            )
-        )
+        rate_limit_headers = "X-RateLimit-Reset" in headers
+        answer = {"fault": fault, "delivered": delivered, "latency": latency, "rate_limit_headers": rate_limit_headers}
+        state.record(_received(request, request.url.path, body, status, request_id, received_at, **answer))
         if status == 401:
             payload["request_id"] = request_id
         await asyncio.sleep(latency + (state.slow_seconds if fault == "slow" else 0))
@@ -198,19 +186,8 @@ def create_app(state: SandboxState) -> Starlette:
     async def data_attributes(request: Request) -> Response:
         request_id = str(uuid.uuid4())
         status, payload = data_attributes_answer(state, request.headers)
-        state.record(
-            ReceivedRequest(
-                method=request.method,
-                path=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
-                headers=dict(request.headers.items()),
-                body=None,
-                status=status,
-                request_id=request_id,
-                received_at=time.time(),
-                delivered=False,
-            ),
-            read=True,
-        )
+        path = f"{request.url.path}?{request.url.query}" if request.url.query else request.url.path
+        state.record(_received(request, path, None, status, request_id, time.time(), delivered=False), read=True)
         return JSONResponse(payload, status_code=status, headers={"X-Request-Id": request_id})
 
     async def records(request: Request) -> Response:
@@ -231,6 +208,14 @@ def create_app(state: SandboxState) -> Starlette:
             Route("/sandbox/health", health, methods=["GET"]),
         ]
     )
+
+
+def _received(
+    request: Request, path: str, body: Any, status: int, request_id: str, received_at: float, **answer: Any
+) -> ReceivedRequest:
+    """The record of `request` (its method and headers: ASGI's names are lower case) and of its answer."""
+    headers = dict(request.headers.items())
+    return ReceivedRequest(request.method, path, headers, body, status, request_id, received_at, **answer)
 
 
 async def _reset_connection(state: SandboxState, request: Request) -> Response:
