@@ -27,6 +27,9 @@ from .conftest import SECRET_TOKEN
 # (status, headers) for the n-th request (0-based).
 Answer = Callable[[int], tuple[int, dict[str, str]]]
 
+# The ledger's digest key is a Secret block: the session's Prefect server, not a temporary one.
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 @contextmanager
 def header_server(answer: Answer) -> Iterator[tuple[str, list[str]]]:
