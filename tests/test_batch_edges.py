@@ -17,6 +17,10 @@ from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
 from .conftest import SECRET_TOKEN
 from .test_batch_windows import header_server
 
+# The ledger's digest key is a Secret block and the batch key's lease a limit: the session's server,
+# not a temporary one started over the default Prefect home (slow to start, shared between sessions).
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 def bodies(count: int, start: int = 0) -> list[dict[str, Any]]:
     return [{"phone": f"+1415{index:07d}"} for index in range(start, start + count)]
@@ -30,7 +34,7 @@ class _SlowStorage(LocalFileSystem):
         return await super().awrite_path(path, content)
 
 
-@pytest.mark.timeout(30)
+@pytest.mark.timeout(30, func_only=True)  # the test, not the session server's start
 async def test_closing_the_ledger_while_a_record_is_written_and_a_retract_waits_finishes(tmp_path: Path) -> None:
     ledger = await BatchLedger.open("slow", _SlowStorage(basepath=str(tmp_path)))
     digest = ledger.digest("+14150000000")

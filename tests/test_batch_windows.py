@@ -27,6 +27,9 @@ from .conftest import SECRET_TOKEN
 # (status, headers) for the n-th request (0-based).
 Answer = Callable[[int], tuple[int, dict[str, str]]]
 
+# The ledger's digest key is a Secret block: the session's Prefect server, not a temporary one.
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
 
 @contextmanager
 def header_server(answer: Answer) -> Iterator[tuple[str, list[str]]]:
@@ -108,7 +111,7 @@ def spent_after(allowed: int, reset_in: float) -> Answer:
     return answer
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(60, func_only=True)
 @pytest.mark.parametrize("pace", [True, False], ids=["paced", "unpaced"])
 async def test_a_window_two_hours_away_stops_the_batch_and_a_rerun_sends_exactly_the_rest(
     pace: bool, tmp_path: Path
@@ -144,7 +147,7 @@ NONSENSE = {
 }
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(60, func_only=True)
 @pytest.mark.parametrize("name", sorted(NONSENSE))
 async def test_nonsense_rate_limit_headers_never_hang_or_spin_the_batch(name: str, tmp_path: Path) -> None:
     def answer(number: int) -> tuple[int, dict[str, str]]:
