@@ -28,7 +28,8 @@ SECRET_TOKEN = "tok_SECRET_6f1c9e2a7b4d4e0f8a1b2c3d4e5f6a7b"
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """A real Prefect API server (Prefect's own test harness) for the whole session."""
-    with prefect_test_harness(server_startup_timeout=60):
+    # Up to 3 minutes: on a loaded 2-core CI machine the server's start (imports, migrations) took 60 s.
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

@@ -70,7 +70,8 @@ def wheel_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     # metadata in seconds, where pip spent about 110 s of a CI run resolving and byte-compiling.
     # The README-route test (tests/e2e/readme_route.py) installs with pip, as the README says.
     uv = Path(sys.executable).with_name("uv")
-    installer = [str(uv), "pip", "install", "--python", str(env_dir / "bin" / "python")]
+    # `--compile-bytecode`, as pip does: the commands below would each compile Prefect again.
+    installer = [str(uv), "pip", "install", "--compile-bytecode", "--python", str(env_dir / "bin" / "python")]
     if not uv.exists():
         installer = [str(env_dir / "bin" / "python"), "-m", "pip", "install"]
     subprocess.run([*installer, "--quiet", *offline, _wheel_with_extras(wheel)], check=True, cwd=tmp_path, timeout=600)
