@@ -27,6 +27,7 @@ IntercomError
 
 from __future__ import annotations
 
+import copyreg
 import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -50,15 +51,9 @@ class IntercomError(Exception):
     code: str = "not_attempted"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # `BaseException` pickles as `cls(*args)`, which these constructors cannot take: skip `__init__`.
-        return _rebuilt, (type(self), self.args, dict(self.__dict__))
-
-
-def _rebuilt(cls: type[IntercomError], args: tuple[Any, ...], state: dict[str, Any]) -> IntercomError:
-    """An `IntercomError` as it was pickled: same class, same message (`args`), same attributes."""
-    error = cls.__new__(cls, *args)  # `BaseException.__new__` keeps `args`, the message
-    error.__dict__.update(state)
-    return error
+        # `BaseException` pickles as `cls(*args)`, which these constructors cannot take: skip `__init__`
+        # (`cls.__new__(cls, *args)` keeps `args`, the message; the attributes are restored as state).
+        return copyreg.__newobj__, (type(self), *self.args), dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -201,8 +196,7 @@ class IntercomAPIError(IntercomError):
         text = " ".join(part for part in (f"Intercom answered HTTP {self.status_code}", code, self.message) if part)
         if self.request_id:
             text += f" (request_id: {self.request_id})"
-        hint = self.hint
-        return f"{text}. {hint}" if hint else text
+        return f"{text}. {self.hint}" if self.hint else text
 
     @property
     def hint(self) -> str | None:

@@ -94,7 +94,7 @@ def phone_number_in(text: str) -> str | None:
     for match in _PHONE_LIKE.finditer(_UUID.sub("-", text)):
         run = match.group()
         prefixed = run[:1] in "+%"
-        count = len(_digit_positions(run, 3 if run[:1] == "%" else 0))
+        count = len(_digit_positions(run))
         if count >= (E164_MIN_DIGITS if prefixed else 9) and not _IPV4.fullmatch(run):
             return _mask_run(match)
     return None
@@ -206,9 +206,12 @@ def _ascii_digit(char: str) -> str:
     return char if "0" <= char <= "9" else str(unicodedata.decimal(char, 0))
 
 
-def _digit_positions(run: str, start: int = 0) -> list[int]:
-    """Where the digits of a phone-like `run` are (from `start`), not counting those of escape sequences."""
-    positions = [found.start() for found in _DIGIT.finditer(run, start)]
+def _digit_positions(run: str) -> list[int]:
+    """Where the digits of a phone-like `run` are, not counting those of escape sequences or of a leading `%2B`.
+
+    (`%2B`, a URL-encoded '+', holds a digit of its own.)
+    """
+    positions = [found.start() for found in _DIGIT.finditer(run, 3 if run[:1] == "%" else 0)]
     if "\x1b" not in run:
         return positions
     hidden = {at for sequence in _ESCAPE_SEQUENCE.finditer(run) for at in range(*sequence.span())}
@@ -222,8 +225,7 @@ def _kept(count: int) -> int:
 
 def _mask_run(match: re.Match[str]) -> str:
     run = match.group()
-    prefix = 3 if run[:1] == "%" else 0  # `%2B`, a URL-encoded '+', holds a digit of its own
-    positions = _digit_positions(run, prefix)
+    positions = _digit_positions(run)
     if len(positions) < MIN_DIGITS:
         return run
     keep = _kept(len(positions))

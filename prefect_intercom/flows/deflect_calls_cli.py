@@ -266,10 +266,9 @@ class _Run:
 
 def _reason(state: State[Any]) -> str:
     """A failed flow run's reason: the first line of the exception it raised (else of its state message)."""
-    try:
+    error = None  # a state without its result: its message says it
+    with suppress(Exception):
         error = state.result(raise_on_failure=False)
-    except Exception:  # a state without its result: its message says it
-        error = None
     text = str(error) if isinstance(error, BaseException) else state.message
     lines = (text or "").strip().splitlines()
     return (lines[0].rstrip(". ") if lines else "") or "the run failed"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
@@ -139,12 +139,9 @@ def no_flow_retry() -> None:
     if context is None or context.flow_run is None:
         return
     policy = context.flow_run.empirical_policy.model_copy(update={"retries": 0, "max_retries": 0})
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(context.flow_run.id, empirical_policy=policy)
-    except Exception:  # only a retry that fails the same way again is lost
-        return
-    context.flow_run.empirical_policy = policy
+    with suppress(Exception), get_client(sync_client=True) as client:  # a failure only loses a retry failing again
+        client.update_flow_run(context.flow_run.id, empirical_policy=policy)
+        context.flow_run.empirical_policy = policy
 
 
 @contextmanager
