@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -46,7 +46,6 @@ DEFAULT_TIMEOUT = 30.0
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _PLAIN_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-_Outcome = TypeVar("_Outcome", IntercomResponse, BaseException)
 
 
 class IntercomClient:
@@ -236,7 +235,7 @@ class IntercomClient:
             except httpx.TransportError as error:
                 failure = self._transport_error(error, prepared, deadline)
             else:
-                return self._release(self._parse(response, started, prepared, attempt))
+                return self._parse(response, started, prepared, attempt)
             raise failure  # outside the `except`: no `__context__` holding the request and its token
         except BaseException as error:
             self._release(error)
@@ -262,26 +261,16 @@ class IntercomClient:
             except httpx.TransportError as error:
                 failure = self._transport_error(error, prepared, deadline)
             else:
-                return self._release(self._parse(response, started, prepared, attempt))
+                return self._parse(response, started, prepared, attempt)
             raise failure  # outside the `except`: no `__context__` holding the request and its token
         except BaseException as error:
             self._release(error)
             raise
 
-    def _release(self, outcome: _Outcome) -> _Outcome:
-        """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer).
-
-        Returns:
-            `outcome`, the answer or the failure of the attempt.
-        """
+    def _release(self, error: BaseException) -> None:
+        """Give the pacer's slot back after a failed attempt (with an error answer's rate-limit headers)."""
         if self.pacer is not None:
-            if isinstance(outcome, IntercomResponse):
-                self.pacer.release(outcome.rate_limit)
-            else:
-                self.pacer.release(
-                    RateLimit.from_headers(outcome.headers) if isinstance(outcome, IntercomAPIError) else None
-                )
-        return outcome
+            self.pacer.release(RateLimit.from_headers(error.headers) if isinstance(error, IntercomAPIError) else None)
 
     def request(self, endpoint: str | Endpoint, body: Any) -> IntercomResponse:
         """Prepare and send in one call."""
@@ -343,9 +332,11 @@ class IntercomClient:
     def _parse(
         self, response: httpx.Response, started: float, prepared: PreparedRequest, attempt: int
     ) -> IntercomResponse:
-        """Parse the answer of attempt `attempt`: the token redacted from all of it, the phone masked in errors."""
+        """Parse the answer of attempt `attempt` (its pacer slot given back): token redacted, phone masked in errors."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         parsed = parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact, mask=phone_masker(prepared.body))
+        if self.pacer is not None:
+            self.pacer.release(parsed.rate_limit)  # the slot back, with the answer's rate-limit headers
         return replace(parsed, attempts=attempt) if attempt > 1 else parsed
 
     def _transport_error(
