@@ -6,12 +6,13 @@ Every caller goes through `IntercomClient`; the token joins a request only as it
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -45,7 +46,6 @@ DEFAULT_TIMEOUT = 30.0
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _PLAIN_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-_Outcome = TypeVar("_Outcome", IntercomResponse, BaseException)
 
 
 class IntercomClient:
@@ -188,22 +188,8 @@ class IntercomClient:
                 `.attempts` says how many were made).
             IntercomTransportError: No answer; `.outcome` says whether it may have been sent.
         """
-        attempts = 0
-
-        def attempt() -> IntercomResponse:
-            nonlocal attempts
-            attempts += 1
-            if self.pacer is not None:
-                # The retry policy's budget bounds the wait for the pacer (the pacer's own without one).
-                self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
-            try:
-                return self._release(self._send_once(prepared))
-            except BaseException as error:
-                self._release(error)
-                raise
-
-        response = call_with_retry(attempt, self.retry, on_retry=self.on_retry)
-        return replace(response, attempts=attempts) if attempts > 1 else response
+        attempts = itertools.count(1)
+        return call_with_retry(lambda: self._send_once(prepared, next(attempts)), self.retry, on_retry=self.on_retry)
 
     async def asend(
         self,
@@ -221,75 +207,70 @@ class IntercomClient:
             on_retry: Called as `on_retry(error, attempt, wait)` before each retry of this
                 request, after the client's own `on_retry`.
         """
-        attempts = 0
-
-        async def attempt() -> IntercomResponse:
-            nonlocal attempts
-            attempts += 1
-            if self.pacer is not None:
-                await self.pacer.aacquire(max_wait=self.retry.max_wait if self.retry is not None else None)
-            try:
-                if before_send is not None:
-                    await before_send()
-                return self._release(await self._asend_once(prepared))
-            except BaseException as error:
-                self._release(error)
-                raise
+        attempts = itertools.count(1)
 
         def both(error: IntercomError, attempt: int, wait: float) -> None:
             for callback in (self.on_retry, on_retry):
                 if callback is not None:
                     callback(error, attempt, wait)
 
-        response = await acall_with_retry(attempt, self.retry, on_retry=both)
-        return replace(response, attempts=attempts) if attempts > 1 else response
+        return await acall_with_retry(
+            lambda: self._asend_once(prepared, next(attempts), before_send), self.retry, on_retry=both
+        )
 
-    def _release(self, outcome: _Outcome) -> _Outcome:
-        """Give the pacer's slot back with the answer's rate-limit headers (an error's too; none without an answer).
-
-        Returns:
-            `outcome`, the answer or the failure of the attempt.
-        """
+    def _send_once(self, prepared: PreparedRequest, attempt: int) -> IntercomResponse:
+        """Attempt number `attempt`: paced, sent and parsed (never retried), within the request's deadline."""
         if self.pacer is not None:
-            if isinstance(outcome, IntercomResponse):
-                self.pacer.release(outcome.rate_limit)
+            # The retry policy's budget bounds the wait for the pacer (the pacer's own without one).
+            self.pacer.acquire(max_wait=self.retry.max_wait if self.retry is not None else None)
+        try:
+            if self._sync is None:
+                self._sync = sync_client(self._transport, timeout=self.timeout, max_connections=self.max_connections)
+                bound_sync_client(self._sync)  # every read and write waits at most until the deadline
+            client = self._sync
+            request, started, deadline = self._start(client, prepared)
+            try:
+                with applying(deadline):
+                    response = read_bounded(client.send(request, stream=True), deadline)
+            except httpx.TransportError as error:
+                failure = self._transport_error(error, prepared, deadline)
             else:
-                self.pacer.release(
-                    RateLimit.from_headers(outcome.headers) if isinstance(outcome, IntercomAPIError) else None
+                return self._parse(response, started, prepared, attempt)
+            raise failure  # outside the `except`: no `__context__` holding the request and its token
+        except BaseException as error:
+            self._release(error)
+            raise
+
+    async def _asend_once(
+        self, prepared: PreparedRequest, attempt: int, before_send: Callable[[], Awaitable[None]] | None
+    ) -> IntercomResponse:
+        """Async twin of `_send_once`, awaiting `before_send` once paced."""
+        if self.pacer is not None:
+            await self.pacer.aacquire(max_wait=self.retry.max_wait if self.retry is not None else None)
+        try:
+            if before_send is not None:
+                await before_send()
+            if self._async is None:
+                self._async = async_client(
+                    self._async_transport, timeout=self.timeout, max_connections=self.max_connections
                 )
-        return outcome
+            client = self._async
+            request, started, deadline = self._start(client, prepared)
+            try:
+                response = await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
+            except httpx.TransportError as error:
+                failure = self._transport_error(error, prepared, deadline)
+            else:
+                return self._parse(response, started, prepared, attempt)
+            raise failure  # outside the `except`: no `__context__` holding the request and its token
+        except BaseException as error:
+            self._release(error)
+            raise
 
-    def _send_once(self, prepared: PreparedRequest) -> IntercomResponse:
-        """One attempt: send and parse (never retried, never paced), within the request's deadline."""
-        if self._sync is None:
-            self._sync = sync_client(self._transport, timeout=self.timeout, max_connections=self.max_connections)
-            bound_sync_client(self._sync)  # every read and write waits at most until the deadline
-        client = self._sync
-        request, started, deadline = self._start(client, prepared)
-        try:
-            with applying(deadline):
-                response = read_bounded(client.send(request, stream=True), deadline)
-        except httpx.TransportError as error:
-            failure = self._transport_error(error, prepared, deadline)
-        else:
-            return self._parse(response, started, prepared)
-        raise failure  # outside the `except`: no `__context__` holding the request and its token
-
-    async def _asend_once(self, prepared: PreparedRequest) -> IntercomResponse:
-        """Async twin of `_send_once`."""
-        if self._async is None:
-            self._async = async_client(
-                self._async_transport, timeout=self.timeout, max_connections=self.max_connections
-            )
-        client = self._async
-        request, started, deadline = self._start(client, prepared)
-        try:
-            response = await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
-        except httpx.TransportError as error:
-            failure = self._transport_error(error, prepared, deadline)
-        else:
-            return self._parse(response, started, prepared)
-        raise failure  # outside the `except`: no `__context__` holding the request and its token
+    def _release(self, error: BaseException) -> None:
+        """Give the pacer's slot back after a failed attempt (with an error answer's rate-limit headers)."""
+        if self.pacer is not None:
+            self.pacer.release(RateLimit.from_headers(error.headers) if isinstance(error, IntercomAPIError) else None)
 
     def request(self, endpoint: str | Endpoint, body: Any) -> IntercomResponse:
         """Prepare and send in one call."""
@@ -348,10 +329,15 @@ class IntercomClient:
         request = client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
         return request, time.perf_counter(), deadline_for(self.timeout)
 
-    def _parse(self, response: httpx.Response, started: float, prepared: PreparedRequest) -> IntercomResponse:
-        """Parse a read answer: the token redacted from all of it, the request's phone masked in errors."""
+    def _parse(
+        self, response: httpx.Response, started: float, prepared: PreparedRequest, attempt: int
+    ) -> IntercomResponse:
+        """Parse the answer of attempt `attempt` (its pacer slot given back): token redacted, phone masked in errors."""
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact, mask=phone_masker(prepared.body))
+        parsed = parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact, mask=phone_masker(prepared.body))
+        if self.pacer is not None:
+            self.pacer.release(parsed.rate_limit)  # the slot back, with the answer's rate-limit headers
+        return replace(parsed, attempts=attempt) if attempt > 1 else parsed
 
     def _transport_error(
         self, error: httpx.TransportError, prepared: PreparedRequest, deadline: Deadline | None
