@@ -764,12 +764,7 @@ def test_a_deflect_calls_run_that_did_not_text_everyone_says_so_on_its_run_page(
 
         open_run_tab(page, stack, flow_run_id, "Completed with problems", "Logs")
         for line in ("1 row(s) not sent: row 5", "1 row(s) rejected: row 4"):
-            message = page.get_by_text(line).first
-            message.wait_for()
-            # The log line's row: the nearest enclosing element that holds a level badge (INFO, WARNING, ...).
-            entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
-            badges = [level for level in LEVELS if entry.get_by_text(level, exact=True).count()]
-            assert badges == ["WARNING"], (line, entry.inner_text())
+            message = log_line_at_level(page, line, "WARNING")
         message.scroll_into_view_if_needed()
         camera.shot("problems-run-logs", full_page=False)
         warnings = httpx.post(
@@ -787,6 +782,17 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def _is_level(level: str) -> str:
     return f"normalize-space(text())='{level}'"
+
+
+def log_line_at_level(page: Any, line: str, level: str) -> Any:
+    """The Logs tab's entry showing `line`, checked to carry the one level badge `level`."""
+    message = page.get_by_text(line).first
+    message.wait_for()
+    # The log line's row: the nearest enclosing element that holds a level badge (INFO, WARNING, ...).
+    entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
+    badges = [name for name in LEVELS if entry.get_by_text(name, exact=True).count()]
+    assert badges == [level], (line, entry.inner_text())
+    return message
 
 
 RUN_FORM_FIRST_FIELDS = {
@@ -990,11 +996,7 @@ def test_a_deflect_calls_run_with_an_unknown_outcome_shows_failed_and_a_warning_
 
         open_run_tab(page, stack, flow_run_id, "Failed", "Logs")
         line = "1 row(s) unknown (may have been texted): row 2"
-        message = page.get_by_text(line).first
-        message.wait_for()
-        entry = message.locator(f"xpath=ancestor::*[.//*[{' or '.join(map(_is_level, LEVELS))}]][1]")
-        badges = [level for level in LEVELS if entry.get_by_text(level, exact=True).count()]
-        assert badges == ["WARNING"], (line, entry.inner_text())
+        message = log_line_at_level(page, line, "WARNING")
         message.scroll_into_view_if_needed()
         camera.shot("unknown-outcome-run-logs", full_page=False)
         shown = shown_text(page, line)
