@@ -225,19 +225,19 @@ def _option_name(option: Any) -> str:
     return "another value"
 
 
-def _a(kind: str) -> str:
-    """A JSON Schema type with its article, `an object`, `a string`; `null` stays `null`."""
+def with_article(kind: str) -> str:
+    """A type's name with its article, `an object`, `a string`, `a date`; `null` stays `null`."""
     return kind if kind == "null" else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _expected_types(types: Any) -> str:
-    names = [_a(name) for name in ([types] if isinstance(types, str) else types)]
+    names = [with_article(name) for name in ([types] if isinstance(types, str) else types)]
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _describe(value: Any) -> str:
     kind = _JSON_TYPES.get(type(value), "null" if value is None else None)
-    name = _a(kind) if kind else type(value).__name__
+    name = with_article(kind) if kind else type(value).__name__
     if isinstance(value, (dict, list)) or value is None:
         return name
     return f"{name} ({_safe_repr(value, limit=40)})"

@@ -67,7 +67,7 @@ def wheel_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheels = PROJECT_ROOT / ".ci" / "tools" / "wheelhouse" / digest
     offline = ["--no-index", "--find-links", str(wheels)] if wheels.is_dir() else []
     # uv when the project's virtualenv has it (`.ci/setup` installs it): the same wheel and
-    # metadata in seconds, where pip spent about 110 s of a CI run resolving and byte-compiling.
+    # metadata in seconds, where pip spent about 110 s of a CI run resolving (both byte-compile).
     # The README-route test (tests/e2e/readme_route.py) installs with pip, as the README says.
     uv = Path(sys.executable).with_name("uv")
     # `--compile-bytecode`, as pip does: the commands below would each compile Prefect again.

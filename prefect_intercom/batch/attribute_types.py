@@ -18,6 +18,7 @@ from prefect_intercom.client import IntercomClient
 from prefect_intercom.errors import IntercomError
 from prefect_intercom.privacy import mask_phone_numbers
 from prefect_intercom.redaction import cut
+from prefect_intercom.violations import with_article
 
 TYPES = ("string", "integer", "float", "boolean", "date")
 """The custom attribute types a column may declare (`name:type`), as Intercom names them."""
@@ -126,8 +127,8 @@ def typed_columns(
             )
         if declared is not None and known is not None and declared != known:
             raise ValueError(
-                f"{where}: column {header[at]!r} declares {name!r} {_article(declared)} {declared}, but the Intercom "
-                f"workspace defines the custom attribute {name!r} as {_article(known)} {known}; declare {name}:{known} "
+                f"{where}: column {header[at]!r} declares {name!r} {with_article(declared)}, but the Intercom "
+                f"workspace defines the custom attribute {name!r} as {with_article(known)}; declare {name}:{known} "
                 "(or change the attribute in Intercom), nothing was sent"
             )
         type_, source = (declared, "declared in the header") if declared else (known, "the workspace's type")
@@ -156,7 +157,7 @@ def row_attributes(columns: Sequence[TypedColumn], fields: Sequence[str]) -> tup
             attributes[column.name] = parse_value(text, column.type, column.name)
         except ValueError as error:
             shown = mask_phone_numbers(cut(text, _SHOWN))
-            kind = f"{_article(column.type)} {column.type}"
+            kind = with_article(column.type)
             return {}, f"column {column.name!r}: {shown!r} is not {kind} ({column.source}): {error}"
     return attributes, None
 
@@ -206,10 +207,6 @@ def parse_value(text: str, type_: str, name: str = "name") -> Any:
     if _NAIVE_DATETIME.match(text):
         raise ValueError("a time needs its zone, e.g. 2026-12-03T14:30:00Z or 2026-12-03T14:30:00+01:00")
     raise ValueError("write an ISO 8601 date, e.g. 2026-12-03 or 2026-12-03T14:30:00Z")
-
-
-def _article(type_: str) -> str:
-    return "an" if type_[0] in "aeiou" else "a"
 
 
 def workspace_types(answer: Mapping[str, Any]) -> dict[str, str]:
