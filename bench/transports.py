@@ -135,9 +135,9 @@ def _transport(candidate: str, concurrency: int) -> httpx.AsyncBaseTransport:
     if candidate == "httpcore2":
         return Httpcore2Transport(concurrency)
     if candidate == "project":
-        from prefect_intercom.transport import async_transport
+        from prefect_intercom.transport import IntercomAsyncTransport
 
-        return async_transport(concurrency)
+        return IntercomAsyncTransport(concurrency)
     raise ValueError(candidate)
 
 

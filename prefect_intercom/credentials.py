@@ -9,7 +9,6 @@ from pydantic import ConfigDict, Field, SecretStr, ValidationInfo, field_validat
 
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, get_endpoint
 from prefect_intercom.client import DEFAULT_TIMEOUT, IntercomClient
-from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.hosts import REGION_HOSTS, check_base_url, region_base_url
 
 VERSION_HEADER = "Intercom-Version"
@@ -123,11 +122,9 @@ intercom_credentials = IntercomCredentials.load("BLOCK_NAME")
         # A field validator (not a model validator) so that a refusal's error data holds only
         # the URL, never the rest of the input (the token). `allow_custom_base_url` is declared
         # first so that it is already validated here.
+        # The refusal, an `IntercomConfigurationError`, is a `ValueError`: pydantic reports its message.
         if value is not None:
-            try:
-                check_base_url(value, allow_custom_host=bool(info.data.get("allow_custom_base_url", False)))
-            except IntercomConfigurationError as error:
-                raise ValueError(str(error)) from None
+            check_base_url(value, allow_custom_host=bool(info.data.get("allow_custom_base_url", False)))
         return value
 
     @property

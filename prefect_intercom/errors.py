@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copyreg
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,16 @@ class IntercomError(Exception):
         # `BaseException` pickles as `cls(*args)`, which these constructors cannot take: skip `__init__`
         # (`cls.__new__(cls, *args)` keeps `args`, the message; the attributes are restored as state).
         return copyreg.__newobj__, (type(self), *self.args), dict(self.__dict__)
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it was raised from or during (`__cause__`, else `__context__`), each once."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ def async_client(
     shares it with another loop; a user's transport is used as given.
     """
     if transport is None:
-        from prefect_intercom.transport import async_transport
+        from prefect_intercom.transport import IntercomAsyncTransport
 
-        transport = async_transport(max_connections)
+        transport = IntercomAsyncTransport(max_connections)
     return _client(httpx.AsyncClient, transport, aset_redirect_aside, timeout, max_connections)
 
 

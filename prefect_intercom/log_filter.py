@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect_intercom.privacy import mask_phone_numbers, show_phones
-from prefect_intercom.redaction import Redactor, RedactorSet
+from prefect_intercom.redaction import Redactor
 
 # The loggers of the HTTP stack under the client (a filter sees only its own logger's records,
 # not those of its children, so each one is named).
@@ -34,11 +34,9 @@ class SecretLogFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Clean `record` in place (message, arguments, traceback and stack text); keep it."""
-        redactors = _active
-        if not show_phones():  # the tokens redacted, then every E.164-looking number masked
-            redact_record(record, lambda text: mask_phone_numbers(redactors.redact(text) if redactors else text))
-        elif redactors:
-            redact_record(record, redactors.redact)
+        redactors, mask = _active, not show_phones()  # the live tokens as they are now, for the whole record
+        if redactors or mask:
+            redact_record(record, lambda text: _clean(text, redactors, mask))
         return True
 
 
@@ -46,7 +44,7 @@ SECRET_FILTER = SecretLogFilter()
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _redactors: dict[str, Redactor] = {}
-_active = RedactorSet(())
+_active: tuple[Redactor, ...] = ()
 _owners: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -70,7 +68,7 @@ def protect(owner: Any, secret: str) -> None:
         _counts[secret] += 1
         if secret not in _redactors:
             _redactors[secret] = Redactor(secret)
-            _active = RedactorSet(_redactors.values())
+            _active = tuple(_redactors.values())
         weakref.finalize(owner, _release, secret)
     install()
 
@@ -103,10 +101,17 @@ def redact_record(record: logging.LogRecord, redact: Callable[[str], str]) -> No
         record.stack_info = redact(record.stack_info)
 
 
+def _clean(text: str, redactors: tuple[Redactor, ...], mask: bool) -> str:
+    """`text` without any piece of the tokens of `redactors`, then, when `mask`, every E.164-looking number masked."""
+    for redactor in redactors:
+        text = redactor.redact(text)
+    return mask_phone_numbers(text) if mask else text
+
+
 def _release(secret: str) -> None:
     global _active
     with _lock:
         _counts[secret] -= 1
         if not _counts[secret]:  # the last owner of `secret` is gone
             del _counts[secret], _redactors[secret]
-            _active = RedactorSet(_redactors.values())
+            _active = tuple(_redactors.values())

@@ -11,7 +11,7 @@ import html.entities
 import os.path
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 REDACTED = "[REDACTED]"
 # No run of this many characters of the token survives redaction (shorter tokens: the token).
@@ -104,28 +104,6 @@ class Redactor:
 def _shared_start(first: str, second: str) -> int:
     """How many characters `first` and `second` share from their start."""
     return len(os.path.commonprefix((first, second)))  # noqa: RUF071 - characters are meant, not paths
-
-
-class RedactorSet:
-    """Several `Redactor`s applied one after the other (e.g. the tokens of every open client).
-
-    Args:
-        redactors: The redactors.
-    """
-
-    __slots__ = ("_redactors",)
-
-    def __init__(self, redactors: Iterable[Redactor]) -> None:
-        self._redactors = tuple(redactors)
-
-    def __bool__(self) -> bool:
-        return bool(self._redactors)
-
-    def redact(self, text: str) -> str:
-        """`text` redacted by every redactor."""
-        for redactor in self._redactors:
-            text = redactor.redact(text)
-        return text
 
 
 def cut(text: str, limit: int) -> str:

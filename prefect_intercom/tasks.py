@@ -75,10 +75,11 @@ async def acreate_phone_call_redirect(
             prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
             guard = send_guard(retry)
             async with guard.asending() if guard else contextlib.nullcontext():
-                _log_sending(logger, prepared)
+                log_sending(logger, prepared)
                 response = await client.asend(prepared)
             answer.update(status=response.status_code, request_id=response.request_id)
-    return _result(logger, response)
+    log_answer(logger, response)
+    return PhoneCallRedirect.from_response(response)
 
 
 @async_dispatch(acreate_phone_call_redirect)
@@ -141,10 +142,11 @@ def create_phone_call_redirect(
             prepared = client.prepare(PHONE_CALL_REDIRECTS, phone_call_redirect_body(phone, custom_attributes))
             guard = send_guard(retry)
             with guard.sending() if guard else contextlib.nullcontext():
-                _log_sending(logger, prepared)
+                log_sending(logger, prepared)
                 response = client.send(prepared)
             answer.update(status=response.status_code, request_id=response.request_id)
-    return _result(logger, response)
+    log_answer(logger, response)
+    return PhoneCallRedirect.from_response(response)
 
 
 # `create_phone_call_redirect` is a function that runs the sync or the async task by context;
@@ -154,7 +156,8 @@ for _method in ("submit", "map", "with_options"):
     setattr(create_phone_call_redirect, _method, getattr(create_phone_call_redirect.__wrapped__, _method))
 
 
-def _log_sending(logger: Any, prepared: PreparedRequest) -> None:
+def log_sending(logger: Any, prepared: PreparedRequest) -> None:
+    """Log the request about to go: method, URL, `Intercom-Version`, the phone masked, the custom attribute names."""
     attributes = sorted(prepared.body.get("custom_attributes") or {})
     logger.info(
         "Sending %s %s (Intercom-Version %s) for %s with custom attributes %s",
@@ -166,7 +169,8 @@ def _log_sending(logger: Any, prepared: PreparedRequest) -> None:
     )
 
 
-def _result(logger: Any, response: IntercomResponse) -> PhoneCallRedirect:
+def log_answer(logger: Any, response: IntercomResponse) -> None:
+    """Log a successful answer: status, latency, request id, rate limit left (a cut or non-JSON body: a WARNING)."""
     if response.truncated is not None:
         logger.warning(
             "Intercom answered %s, so the SMS was sent, but the answer was %s", response.status_code, response.truncated
@@ -184,4 +188,3 @@ def _result(logger: Any, response: IntercomResponse) -> PhoneCallRedirect:
         response.request_id or "none",
         response.rate_limit.remaining if response.rate_limit.remaining is not None else "unknown",
     )
-    return PhoneCallRedirect.from_response(response)

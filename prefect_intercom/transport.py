@@ -30,26 +30,11 @@ MAX_HEADERS = 100 * 1024 // 4
 _CAUGHT = (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-def async_transport(
-    max_connections: int | None = None, *, keepalive_expiry: float = KEEPALIVE_EXPIRY
-) -> IntercomAsyncTransport:
-    """The default transport of `IntercomClient`'s async client.
-
-    Args:
-        max_connections: Connections open at most (default: 100, as httpx's).
-        keepalive_expiry: Seconds an idle connection may be reused.
-
-    Returns:
-        A transport that opens its connection pool on first use, in the running event loop.
-
-    Raises:
-        ValueError: `max_connections` is below 1.
-    """
-    return IntercomAsyncTransport(max_connections, keepalive_expiry=keepalive_expiry)
-
-
 class IntercomAsyncTransport(AiohttpTransport):
     """`AiohttpTransport` with httpx's error meanings, no token in errors, and one session per loop.
+
+    The default transport of `IntercomClient`'s async client; it opens its connection pool on first use,
+    in the running event loop.
 
     Args:
         max_connections: Connections open at most (default: 100, as httpx's).
@@ -60,7 +45,7 @@ class IntercomAsyncTransport(AiohttpTransport):
 
     Example:
         ```python
-        transport = async_transport(max_connections=50)
+        transport = IntercomAsyncTransport(max_connections=50)
         async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
             await client.post("https://api.intercom.io/phone_call_redirects", json={"phone": "+14155550100"})
         ```

@@ -113,8 +113,7 @@ def _endpoint_name(endpoint: str | Endpoint) -> str:
 
 def _is_packaged(endpoint: Endpoint) -> bool:
     """Whether `endpoint` is the packaged catalogue's own entry (its validators are cached)."""
-    packaged = default_catalog()
-    return endpoint.name in packaged and packaged.get(endpoint.name) is endpoint
+    return any(packaged is endpoint for packaged in default_catalog())
 
 
 def _issues(validator: Draft202012Validator, instance: Any) -> list[ValidationIssue]:

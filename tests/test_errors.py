@@ -143,3 +143,13 @@ def test_each_error_carries_its_reason_code(kind: type[IntercomError], code: str
 
     assert EXAMPLES[kind]().code == code == _code(EXAMPLES[kind]())
     assert _code(EXAMPLES[errors.IntercomAPIError]()) == "invalid_phone_number"  # Intercom's own code first
+
+
+def test_causes_walks_an_errors_chain_once_even_through_a_cycle() -> None:
+    refused = OSError(111, "Connection refused")
+    failed = RuntimeError("cannot open the file")
+    failed.__cause__ = refused
+    refused.__context__ = failed  # a cycle: each is walked once
+
+    assert list(errors.causes(failed)) == [failed, refused]
+    assert list(errors.causes(refused)) == [refused, failed]

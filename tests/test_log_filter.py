@@ -57,6 +57,25 @@ def test_the_switch_keeps_phones_but_never_the_token(monkeypatch: pytest.MonkeyP
     del owner
 
 
+def test_the_tokens_of_every_live_client_are_redacted_and_none_is_looked_for_once_they_are_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PREFECT_INTERCOM_SHOW_PHONES", "1")  # phones shown: only the tokens are applied
+    first, second = _Owner(), _Owner()
+    log_filter.protect(first, TOKEN)
+    log_filter.protect(second, "other-secret-value")
+    both = _record("%s %s", TOKEN, "other-secret-value")
+
+    log_filter.SECRET_FILTER.filter(both)
+
+    assert both.getMessage() == "[REDACTED] [REDACTED]"
+    del first, second
+    gc.collect()
+    neither = _record("%s %s", TOKEN, "other-secret-value")
+    log_filter.SECRET_FILTER.filter(neither)
+    assert (neither.msg, neither.args) == ("%s %s", (TOKEN, "other-secret-value"))  # nothing applied, nothing changed
+
+
 def test_a_traceback_holding_the_token_is_replaced_by_its_redacted_text() -> None:
     owner = _Owner()
     log_filter.protect(owner, TOKEN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_intercom.redaction import PIECE, REDACTED, Redactor, RedactorSet, cut, replace_spans, unchanged
+from prefect_intercom.redaction import PIECE, REDACTED, Redactor, cut, replace_spans, unchanged
 
 SECRET = "tok_abcdefghijklmnop"
 
@@ -43,13 +43,6 @@ def test_an_empty_secret_redacts_nothing_as_documented() -> None:
 
     for text in ("", "Bearer tok_abcdefghijklmnop", "%41\\u0041&amp; 100%"):
         assert redactor.redact(text) == text
-
-
-def test_a_set_applies_every_redactor_and_an_empty_set_is_false() -> None:
-    both = RedactorSet([Redactor(SECRET), Redactor("other-secret-value")])
-
-    assert both.redact(f"{SECRET} other-secret-value") == f"{REDACTED} {REDACTED}"
-    assert not RedactorSet([])
 
 
 def test_cut_collapses_white_space_hides_control_characters_and_marks_the_cut() -> None:

@@ -34,7 +34,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_intercom import IntercomAPIError, IntercomCredentials, IntercomTransportError, Outcome
 from prefect_intercom.client import IntercomClient
 from prefect_intercom.sandbox import DEFAULT_KEEP_ALIVE, Sandbox
-from prefect_intercom.transport import KEEPALIVE_EXPIRY, IntercomAsyncTransport, async_transport, translate_error
+from prefect_intercom.transport import KEEPALIVE_EXPIRY, IntercomAsyncTransport, translate_error
 
 from .conftest import SECRET_TOKEN
 
@@ -258,7 +258,7 @@ async def test_a_refused_connection_is_a_connect_error_and_not_sent() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, not listening: refused
-    async with httpx.AsyncClient(transport=async_transport()) as raw:
+    async with httpx.AsyncClient(transport=IntercomAsyncTransport()) as raw:
         with pytest.raises(httpx.TransportError) as raw_caught:
             await raw.post(f"{url}/phone_call_redirects", json=BODY)
     assert type(raw_caught.value) is httpx.ConnectError
@@ -293,7 +293,7 @@ async def test_a_connect_timeout_is_a_connect_timeout_and_not_sent() -> None:
 
 async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
     with RawServer(answers(delay=1.0)) as server:
-        transport = async_transport(max_connections=1)
+        transport = IntercomAsyncTransport(max_connections=1)
         async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, pool=0.2)) as raw:
             first = asyncio.create_task(raw.post(f"{server.url}/phone_call_redirects", json=BODY))
             await asyncio.sleep(0.1)  # the only connection is taken
@@ -529,7 +529,7 @@ async def test_max_connections_bounds_the_pool_and_connections_are_reused() -> N
 
 async def test_an_idle_connection_is_reused_only_until_the_keepalive_expiry() -> None:
     with RawServer(answers_until_idle(1.0)) as server:
-        transport = async_transport(keepalive_expiry=0.3)
+        transport = IntercomAsyncTransport(keepalive_expiry=0.3)
         async with _client(server.url, async_transport=transport) as client:
             await client.arequest("phone_call_redirects", BODY)
             await asyncio.sleep(0.05)
@@ -547,7 +547,7 @@ def test_idle_connections_expire_before_common_servers_close_them() -> None:
 
 def test_a_pool_size_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        async_transport(0)  # aiohttp would read 0 as "no limit"
+        IntercomAsyncTransport(0)  # aiohttp would read 0 as "no limit"
 
 
 async def test_aclose_closes_every_connection_without_unclosed_warnings() -> None:
@@ -568,7 +568,7 @@ async def test_aclose_closes_every_connection_without_unclosed_warnings() -> Non
 
 
 def test_the_pool_is_made_inside_the_running_loop_not_when_the_client_is_built() -> None:
-    transport = async_transport(5)  # no loop here: nothing may be bound to one yet
+    transport = IntercomAsyncTransport(5)  # no loop here: nothing may be bound to one yet
     assert isinstance(transport, IntercomAsyncTransport)
     assert not isinstance(transport.client, aiohttp.ClientSession)
 

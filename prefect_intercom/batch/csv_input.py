@@ -20,6 +20,7 @@ from typing import IO, Any
 import fsspec
 
 from prefect_intercom.batch.attribute_types import RefusedRow, attribute_names, row_attributes, typed_columns
+from prefect_intercom.errors import causes
 
 FIELD_LIMIT = 64 * 1024
 """Characters a field may hold at most."""
@@ -246,18 +247,12 @@ _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "
 
 
 def _reason(error: BaseException) -> str:
-    """The first cause of `error` that says something (an unreachable host's reason), or ''."""
-    seen: set[int] = set()
-    cause = error.__cause__ or error.__context__
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        inner = cause.__cause__ or cause.__context__
+    """Why `error` happened: the first OS reason among its causes (a host's), else the last cause, or ''."""
+    inner = list(causes(error))[1:]
+    for cause in inner:
         if isinstance(cause, OSError) and cause.strerror:
             return str(cause.strerror)
-        if inner is None:
-            return str(cause) or type(cause).__name__
-        cause = inner
-    return ""
+    return (str(inner[-1]) or type(inner[-1]).__name__) if inner else ""
 
 
 def _records(handle: IO[str]) -> Iterator[tuple[int, int, list[str]]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 from prefect.filesystems import LocalFileSystem, RemoteFileSystem, WritableFileSystem
 
-from prefect_intercom.errors import LedgerAccessDeniedError, LedgerError
+from prefect_intercom.errors import LedgerAccessDeniedError, LedgerError, causes
 
 _MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchBucket"})
 _DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "401", "AllAccessDisabled"})
@@ -227,7 +227,7 @@ def _plain_s3_bucket(storage: WritableFileSystem) -> bool:
 
 def classify(error: BaseException) -> str | None:
     """`"missing"`, `"denied"` or `None`, from the storage's own signal anywhere in the exception's chain."""
-    for link in _chain(error):
+    for link in causes(error):
         if isinstance(link, FileNotFoundError):
             return "missing"
         if isinstance(link, PermissionError):
@@ -257,15 +257,6 @@ def _status(error: BaseException) -> int | str | None:
         if isinstance(value, int) and 100 <= value < 600:
             return int(value)
     return None
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
 
 
 async def _call(storage: WritableFileSystem, method: str, *args: Any) -> Any:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
@@ -155,6 +155,11 @@ def validate_csv(requests: Iterable[Any], scan: CsvScan, results_path: str) -> B
     return report
 
 
+def dry_run_counts(counts: Mapping[str, int]) -> str:
+    """What a dry run found, e.g. `nothing sent: 3 valid, 2 rejected, 1 skipped` (valid: a run would send them)."""
+    return f"nothing sent: {counts['not_sent']:,} valid, {counts['rejected']:,} rejected, {counts['skipped']:,} skipped"
+
+
 def sent_so_far(results: Iterable[BatchItemResult]) -> int:
     """Items the batch key has texted, as a run's results show them: sent now, or by an earlier run or attempt."""
     return sum(
@@ -275,11 +280,7 @@ def deflect_calls(
         if dry_run:
             report = validate_csv(requests, scan, results_path)
             valid, rejected, skipped = (report.counts[name] for name in ("not_sent", "rejected", "skipped"))
-            logger.info(
-                "Dry run of %s, nothing sent: %s valid, %s rejected, %s skipped (duplicates)",
-                csv_path,
-                *(f"{count:,}" for count in (valid, rejected, skipped)),
-            )
+            logger.info("Dry run of %s, %s (duplicates)", csv_path, dry_run_counts(report.counts))
             if report_path:
                 write_report_csv(report.items(), report_path, scan.row_numbers)
             return {"batch_key": None, "dry_run": True, "valid": valid, "rejected": rejected, "skipped": skipped}

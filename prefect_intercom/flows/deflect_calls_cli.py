@@ -23,7 +23,6 @@ from prefect.states import State
 
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.batch.tasks import stop_running_batches
-from prefect_intercom.errors import IntercomConfigurationError
 from prefect_intercom.flows.command_line import (
     answer,
     block_problem,
@@ -123,7 +122,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
                     raise StartError(problem)
                 if args.ledger_storage and sending:
                     load_ledger_storage(args.ledger_storage)
-            except (ValueError, ImportError, IntercomConfigurationError) as error:  # ImportError: no sandbox extra
+            except (ValueError, ImportError) as error:  # IntercomConfigurationError too; ImportError: no sandbox extra
                 raise StartError(str(error)) from None
             progress = not args.no_progress and sys.stderr.isatty()
             code = run.run(scan.rows, args.report, progress=progress, row_numbers=scan.row_numbers)

@@ -15,7 +15,7 @@ from http import HTTPStatus
 
 from prefect_intercom.batch.report import BatchItemResult
 from prefect_intercom.flows.command_line import debugging, printable
-from prefect_intercom.flows.deflect_calls import DRY_RUN_CODE, refused_every_send
+from prefect_intercom.flows.deflect_calls import DRY_RUN_CODE, dry_run_counts, refused_every_send
 from prefect_intercom.flows.run_state import problem_text
 from prefect_intercom.outcomes import Outcome
 
@@ -81,8 +81,7 @@ def counts(results: list[BatchItemResult], dry_run: bool) -> str:
     """The rows per outcome, in the run's words (the dry run's valid rows are those the run would send)."""
     tally = Counter(result.outcome.value for result in results)
     if dry_run:
-        valid, rejected, skipped = tally["not_sent"], tally["rejected"], tally["skipped"]
-        return f"dry run, nothing sent: {valid:,} valid, {rejected:,} rejected, {skipped:,} skipped"
+        return f"dry run, {dry_run_counts(tally)}"
     return ", ".join(f"{tally[outcome.value]:,} {outcome.value}" for outcome in Outcome)
 
 

@@ -33,8 +33,7 @@ from prefect_intercom.flows.parameters import (
     version_override,
 )
 from prefect_intercom.prepared import PreparedRequest
-from prefect_intercom.privacy import mask_phone
-from prefect_intercom.tasks import phone_call_redirect_body
+from prefect_intercom.tasks import log_answer, log_sending, phone_call_redirect_body
 
 FLOW_NAME = "test-request"
 DEPLOYMENT_NAME = "test-request"
@@ -230,13 +229,7 @@ def send_test_request(credentials: IntercomCredentials, prepared: PreparedReques
         _publish(3, reports.dry_run_markdown(prepared))
         logger.info("Dry run: nothing was sent")
         return summary
-    logger.info(
-        "Sending %s %s (Intercom-Version %s) for %s",
-        prepared.method,
-        prepared.url,
-        prepared.headers.get("Intercom-Version"),
-        mask_phone(prepared.body.get("phone")),
-    )
+    log_sending(logger, prepared)
     with credentials.get_client() as client:
         try:
             response = client.send(prepared)
@@ -249,12 +242,7 @@ def send_test_request(credentials: IntercomCredentials, prepared: PreparedReques
             logger.error("Test request got no answer: %s", error)
             raise
     _publish(3, reports.response_markdown(prepared, response))
-    logger.info(
-        "Intercom answered %s in %.0f ms (request_id %s)",
-        response.status_code,
-        response.elapsed_ms,
-        response.request_id or "none",
-    )
+    log_answer(logger, response)
     summary.update(
         sent=True,
         status_code=response.status_code,
