@@ -440,7 +440,7 @@ def main() -> None:
         campaign_run(sandbox_url, s3_url, int(phones), marks)
         return
 
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry writes racing the harness's SQLite
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry writes racing its SQLite
     import prefect.settings
     from prefect.testing.utilities import prefect_test_harness
 
