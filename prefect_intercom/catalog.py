@@ -108,7 +108,7 @@ class Catalog:
         return iter(self._endpoints.values())
 
     def __contains__(self, name: object) -> bool:
-        """Whether an endpoint is called `name` (the validators of packaged endpoints are cached by it)."""
+        """Whether an endpoint is called `name`."""
         return name in self._endpoints
 
     @property
