@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
@@ -22,7 +22,7 @@ from prefect_intercom import log_filter
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, Endpoint, get_endpoint
 from prefect_intercom.errors import IntercomAPIError, IntercomError, IntercomTransportError
 from prefect_intercom.hosts import check_base_url
-from prefect_intercom.http_clients import async_client, sync_client
+from prefect_intercom.http_clients import aset_redirect_aside, async_client, sync_client
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.prepared import USER_AGENT, PreparedRequest, check_token
@@ -40,6 +40,9 @@ from prefect_intercom.redaction import Redactor, cut
 from prefect_intercom.responses import MAX_TEXT, IntercomResponse, RateLimit, parse_response
 from prefect_intercom.retry import RetryCallback, RetryPolicy, acall_with_retry, call_with_retry
 from prefect_intercom.validation import validate_headers, validate_request
+
+if TYPE_CHECKING:
+    from prefect_intercom.transport import IntercomAsyncTransport
 
 DEFAULT_TIMEOUT = 30.0
 # Failures where the request provably never reached the server.
@@ -117,6 +120,8 @@ class IntercomClient:
         self._validated_headers: dict[tuple[str, str], tuple[Endpoint, dict[str, str]]] = {}
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
+        self._pool: IntercomAsyncTransport | None = None  # the async client's default transport, sent through directly
+        self._client_defaults: dict[tuple[str, ...], dict[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"IntercomClient(base_url={self.base_url!r}, intercom_version={self.intercom_version!r})"
@@ -228,7 +233,8 @@ class IntercomClient:
                 self._sync = sync_client(self._transport, timeout=self.timeout, max_connections=self.max_connections)
                 bound_sync_client(self._sync)  # every read and write waits at most until the deadline
             client = self._sync
-            request, started, deadline = self._start(client, prepared)
+            headers, started, deadline = self._start(prepared)
+            request = client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
             try:
                 with applying(deadline):
                     response = read_bounded(client.send(request, stream=True), deadline)
@@ -250,14 +256,9 @@ class IntercomClient:
         try:
             if before_send is not None:
                 await before_send()
-            if self._async is None:
-                self._async = async_client(
-                    self._async_transport, timeout=self.timeout, max_connections=self.max_connections
-                )
-            client = self._async
-            request, started, deadline = self._start(client, prepared)
+            headers, started, deadline = self._start(prepared)
             try:
-                response = await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
+                response = await self._aexchange(prepared, headers, deadline)
             except httpx.TransportError as error:
                 failure = self._transport_error(error, prepared, deadline)
             else:
@@ -266,6 +267,37 @@ class IntercomClient:
         except BaseException as error:
             self._release(error)
             raise
+
+    async def _aexchange(
+        self, prepared: PreparedRequest, headers: dict[str, str], deadline: Deadline | None
+    ) -> httpx.Response:
+        """The answer, read: straight over the default aiohttp pool, else through httpx and the given transport."""
+        if self._async is None:
+            from prefect_intercom.transport import IntercomAsyncTransport  # aiohttp is loaded for async sends only
+
+            self._pool = IntercomAsyncTransport(self.max_connections) if self._async_transport is None else None
+            transport = self._pool or self._async_transport
+            self._async = async_client(transport, timeout=self.timeout, max_connections=self.max_connections)
+        client = self._async
+        if self._pool is None:
+            request = client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
+            return await aread_bounded(await within(deadline, client.send(request, stream=True)), deadline)
+        names = tuple(headers)
+        defaults = self._client_defaults.get(names)
+        if defaults is None:  # httpx's own defaults (Accept-Encoding, Connection) where the request sets none
+            ours = {name.lower() for name in names}
+            raw = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in client.headers.raw]
+            defaults = self._client_defaults[names] = {name: value for name, value in raw if name.lower() not in ours}
+        response = await self._pool.exchange(
+            prepared.method,
+            prepared.url,
+            {**defaults, **headers},
+            prepared.content,
+            timeout=self.timeout,
+            deadline=deadline,
+        )
+        await aset_redirect_aside(response)  # the answer hook httpx runs
+        return response
 
     def _release(self, error: BaseException) -> None:
         """Give the pacer's slot back after a failed attempt (with an error answer's rate-limit headers)."""
@@ -295,7 +327,7 @@ class IntercomClient:
             await self.pacer.aclose()
         if self._async is not None:
             await self._async.aclose()
-            self._async = None
+            self._async = self._pool = None
 
     def __enter__(self) -> IntercomClient:
         return self
@@ -319,15 +351,11 @@ class IntercomClient:
         """
         return self._redactor.redact(text)
 
-    def _start(
-        self, client: httpx.Client | httpx.AsyncClient, prepared: PreparedRequest
-    ) -> tuple[httpx.Request, float, Deadline | None]:
-        """The request with its token (kept out of the HTTP libraries' logs), its start and its deadline."""
+    def _start(self, prepared: PreparedRequest) -> tuple[dict[str, str], float, Deadline | None]:
+        """The request's headers with its token (kept out of the HTTP libraries' logs), its start and its deadline."""
         token = self._token.get_secret_value()
         log_filter.protect(self, token)
-        headers = {**prepared.headers, "Authorization": f"Bearer {token}"}
-        request = client.build_request(prepared.method, prepared.url, headers=headers, content=prepared.content)
-        return request, time.perf_counter(), deadline_for(self.timeout)
+        return {**prepared.headers, "Authorization": f"Bearer {token}"}, time.perf_counter(), deadline_for(self.timeout)
 
     def _parse(
         self, response: httpx.Response, started: float, prepared: PreparedRequest, attempt: int

@@ -205,7 +205,7 @@ def read_bounded(
     stream = response.stream = _Bounded(response, limit, deadline)
     if not stream.slices:  # the body as it came: httpx's own read, bounded by the stream
         response.read()
-        return _marked(response, stream.cut)
+        return marked(response, stream.cut)
     body = bytearray()
     try:
         for chunk in response.iter_bytes():
@@ -225,7 +225,7 @@ async def aread_bounded(
     stream = response.stream = _Bounded(response, limit, deadline)
     if not stream.slices:
         await response.aread()
-        return _marked(response, stream.cut)
+        return marked(response, stream.cut)
     body = bytearray()
     try:
         async for chunk in response.aiter_bytes():
@@ -250,7 +250,8 @@ def undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.R
     return _answer(response, note.encode(), None)
 
 
-def _marked(response: httpx.Response, cut: str | None) -> httpx.Response:
+def marked(response: httpx.Response, cut: str | None) -> httpx.Response:
+    """`response`, its extensions saying why its body was cut (`CUT_EXTENSION`), if it was."""
     if cut is not None:
         response.extensions[CUT_EXTENSION] = cut
     return response
@@ -263,7 +264,7 @@ def _answer(response: httpx.Response, content: bytes, cut: str | None) -> httpx.
     answer = httpx.Response(
         response.status_code, headers=headers, content=content, request=response.request, extensions=extensions
     )
-    return _marked(answer, cut)
+    return marked(answer, cut)
 
 
 class _Bounded(httpx.SyncByteStream, httpx.AsyncByteStream):
