@@ -16,8 +16,7 @@ from prefect import get_run_logger, task
 from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.artifacts import acreate_progress_artifact, acreate_table_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.context import FlowRunContext, TaskRunContext
+from prefect.context import AsyncClientContext, FlowRunContext, TaskRunContext
 from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
@@ -181,7 +180,10 @@ async def _abatch(
     concurrency, max_concurrency = options["concurrency"], options["max_concurrency"]
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
-        async with get_client() as prefect_client:
+        # One Prefect client for the whole batch: every `get_client()` on this loop (lease, ledger, artifacts)
+        # takes it, instead of making its own (about 50 ms of CPU each, for its TLS context).
+        async with AsyncClientContext.get_or_create() as client_context:
+            prefect_client = client_context.client
             logger = get_run_logger()
             artifact_id: Any = None
 
