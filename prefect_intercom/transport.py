@@ -1,8 +1,9 @@
-"""How the async client's bytes move: aiohttp's connection pool behind httpx's API.
+"""How the async client's bytes move: aiohttp's connection pool, with httpx's meanings.
 
-httpx stays the client and the test seam; `IntercomAsyncTransport` keeps httpx's error meanings
+httpx stays the API and the test seam; `IntercomAsyncTransport` keeps httpx's error meanings
 (a failure after the request left is never a connect error), puts no token in its errors and
-keeps one session per event loop. Why and what it adjusts: docs/single-send.md.
+keeps one session per event loop. `IntercomClient` sends through its `exchange` directly, without
+httpx's layers. Why and what it adjusts: docs/single-send.md.
 """
 
 from __future__ import annotations
