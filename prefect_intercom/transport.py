@@ -83,6 +83,7 @@ class IntercomAsyncTransport(AiohttpTransport):
             trust_env=False,
             auto_decompress=False,
             max_headers=MAX_HEADERS,
+            response_class=_Answer,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -142,6 +143,7 @@ class IntercomAsyncTransport(AiohttpTransport):
             self.client = self.get_client()
         answer: aiohttp.ClientResponse | None = None
         body, cut, failure = bytearray(), None, None
+        extensions: dict[str, bytes] = {}
         limiter = asyncio.timeout(None if deadline is None else max(0.0, deadline.remaining()))
         try:
             async with limiter:
@@ -149,6 +151,7 @@ class IntercomAsyncTransport(AiohttpTransport):
                 answer = await self.client.request(
                     method, url, headers=headers, data=content or None, allow_redirects=False, timeout=limits
                 )
+                extensions = _head_read(method, url, answer)
                 if "Content-Encoding" not in answer.headers:
                     cut = await _read_into(body, answer.content)
         except _CAUGHT as error:
@@ -166,9 +169,6 @@ class IntercomAsyncTransport(AiohttpTransport):
             if answer is not None:
                 answer.close()
             raise failure  # outside the `except`: no `__context__` back to aiohttp's error
-        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (answer.reason or "").encode()}
-        if _HTTPX_LOGGER.isEnabledFor(logging.INFO):
-            _HTTPX_LOGGER.info('HTTP Request: %s %s "HTTP/1.1 %d %s"', method, url, answer.status, answer.reason or "")
         if "Content-Encoding" in answer.headers:  # decoded by httpx, its decoded size bounded as it grows
             stream = _TranslatedStream(AiohttpResponseStream(answer))
             response = httpx.Response(
@@ -220,6 +220,25 @@ def verified_context() -> ssl.SSLContext:
     return httpx.create_ssl_context(verify=True, trust_env=False)
 
 
+class _Answer(aiohttp.ClientResponse):
+    """aiohttp's answer, its reason phrase only the ASCII of it (what httpx's `reason_phrase` keeps).
+
+    aiohttp decodes the phrase as UTF-8, other bytes as surrogates; encoded back (httpx_aiohttp,
+    `exchange`), a non-UTF-8 phrase would fail the answer (a 200: the text went out) with an error
+    holding the phrase, which a hostile server may fill with the token it was sent.
+    """
+
+    _reason: str | None = None
+
+    @property  # type: ignore[override]
+    def reason(self) -> str | None:  # type: ignore[override]
+        return self._reason
+
+    @reason.setter
+    def reason(self, text: str | None) -> None:
+        self._reason = text if text is None or text.isascii() else text.encode("ascii", "ignore").decode()
+
+
 class _TranslatedStream(httpx.AsyncByteStream):
     """The answer's body, with aiohttp's failures translated as `handle_async_request` does."""
 
@@ -247,6 +266,17 @@ class _TranslatedStream(httpx.AsyncByteStream):
             failure = translate_error(error)
         if failure is not None:
             raise failure
+
+
+def _head_read(method: str, url: str, answer: aiohttp.ClientResponse) -> dict[str, bytes]:
+    """The extensions httpx gives `answer`, once the line httpx's client logs for an answer's head is written."""
+    extensions = {"http_version": b"HTTP/1.1"}
+    if answer.reason:
+        extensions["reason_phrase"] = answer.reason.encode()  # ASCII (`_Answer`)
+    if _HTTPX_LOGGER.isEnabledFor(logging.INFO):
+        reason = answer.reason or httpx.codes.get_reason_phrase(answer.status)  # httpx's `reason_phrase`
+        _HTTPX_LOGGER.info('HTTP Request: %s %s "HTTP/1.1 %d %s"', method, url, answer.status, reason)
+    return extensions
 
 
 async def _read_into(body: bytearray, stream: aiohttp.StreamReader, limit: int = MAX_ANSWER_BYTES) -> str | None:

@@ -14,6 +14,7 @@ import gc
 import gzip
 import ipaddress
 import json
+import logging
 import socket
 import ssl
 import struct
@@ -515,6 +516,59 @@ async def test_encoded_answers_decode_exactly_as_with_httpxs_transport(status: i
         before = await _outcome_of(server.url, httpx.AsyncHTTPTransport())
         now = await _outcome_of(server.url, None)
     assert now == before
+
+
+# Reason phrases as a hostile server may send them: empty, UTF-8, or not UTF-8 and echoing the token.
+REASONS = [
+    pytest.param(b"OK", id="ASCII"),
+    pytest.param(b"", id="empty"),
+    pytest.param("Ök ✓".encode(), id="UTF-8"),
+    pytest.param(b"\xd6k \xff" + SECRET_TOKEN.encode(), id="latin-1, echoing the token"),
+]
+EVERY_PATH = [
+    pytest.param(None, id="exchange"),
+    pytest.param(IntercomAsyncTransport, id="httpx over aiohttp"),
+    pytest.param(httpx.AsyncHTTPTransport, id="httpx"),
+]
+
+
+@pytest.mark.parametrize("path", EVERY_PATH)
+@pytest.mark.parametrize("reason", REASONS)
+async def test_any_reason_phrase_is_a_200_logged_as_httpx_logs_it(
+    reason: bytes, path: Callable[[], httpx.AsyncBaseTransport] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    head = b"HTTP/1.1 200 " + reason + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def behaviour(connection: socket.socket, server: RawServer) -> None:
+        while server.read_request(connection) is not None:
+            connection.sendall(head)
+
+    caplog.set_level(logging.INFO, logger="httpx")
+    with RawServer(behaviour) as server:
+        url = server.url
+        outcome = await _outcome_of(url, None if path is None else path())
+    logged = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert outcome == ("ok", 200, {}, None)  # not a UnicodeEncodeError holding the phrase
+    phrase = reason.decode("ascii", "ignore").replace(SECRET_TOKEN, "[REDACTED]")  # httpx's `reason_phrase`
+    if not phrase and path is not httpx.AsyncHTTPTransport:  # httpx's pool gives an empty phrase as it came
+        phrase = "OK"
+    assert logged == [f'HTTP Request: POST {url}/phone_call_redirects "HTTP/1.1 200 {phrase}"']
+    assert SECRET_TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("path", EVERY_PATH)
+async def test_an_answer_whose_body_fails_is_logged_with_its_head_and_unknown(
+    path: Callable[[], httpx.AsyncBaseTransport] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")
+    with RawServer(answers_half) as server:
+        url = server.url
+        async with _client(url, async_transport=None if path is None else path()) as client:
+            with pytest.raises(IntercomTransportError) as caught:
+                await client.arequest("phone_call_redirects", BODY)
+    assert caught.value.outcome is Outcome.UNKNOWN
+    logged = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert logged == [f'HTTP Request: POST {url}/phone_call_redirects "HTTP/1.1 200 OK"']
 
 
 async def test_max_connections_bounds_the_pool_and_connections_are_reused() -> None:
