@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -224,7 +224,12 @@ async def aread_bounded(
     """Async twin of `read_bounded`."""
     stream = response.stream = _Bounded(response, limit, deadline)
     if not stream.slices:
-        await response.aread()
+        try:
+            await response.aread()
+        except BaseException:  # e.g. cancelled: httpx closes only a body read to its end; the connection goes here
+            with suppress(httpx.TransportError):
+                await response.aclose()
+            raise
         return marked(response, stream.cut)
     body = bytearray()
     try:

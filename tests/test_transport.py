@@ -571,6 +571,42 @@ async def test_an_answer_whose_body_fails_is_logged_with_its_head_and_unknown(
     assert logged == [f'HTTP Request: POST {url}/phone_call_redirects "HTTP/1.1 200 OK"']
 
 
+@pytest.mark.parametrize("path", EVERY_PATH)
+@pytest.mark.parametrize(
+    "part",
+    [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + ANSWER[:10]],
+    ids=["waiting for the head", "mid-body"],
+)
+async def test_a_cancelled_send_hangs_up_its_connection_and_the_pool_sends_on(
+    part: bytes, path: Callable[[], httpx.AsyncBaseTransport] | None
+) -> None:
+    hung_up = threading.Event()
+
+    def behaviour(connection: socket.socket, server: RawServer) -> None:
+        if server.connections > 1:
+            answers()(connection, server)
+            return
+        server.read_request(connection)
+        connection.sendall(part)
+        connection.settimeout(5)
+        if connection.recv(1) == b"":
+            hung_up.set()
+
+    with RawServer(behaviour) as server:
+        async with _client(server.url, async_transport=None if path is None else path(), max_connections=1) as client:
+            sending = asyncio.create_task(client.arequest("phone_call_redirects", BODY))
+            while not server.requests:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # what was sent of the answer has arrived
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+            assert await asyncio.to_thread(hung_up.wait, 3)  # closed, not back in the pool half read
+            response = await asyncio.wait_for(client.arequest("phone_call_redirects", BODY), 3)
+    assert response.status_code == 200
+    assert server.connections == 2
+
+
 async def test_max_connections_bounds_the_pool_and_connections_are_reused() -> None:
     with RawServer(answers(delay=0.05)) as server:
         async with _client(server.url, max_connections=3) as client:
