@@ -595,7 +595,9 @@ async def test_a_cancelled_send_hangs_up_its_connection_and_the_pool_sends_on(
     with RawServer(behaviour) as server:
         async with _client(server.url, async_transport=None if path is None else path(), max_connections=1) as client:
             sending = asyncio.create_task(client.arequest("phone_call_redirects", BODY))
-            while not server.requests:
+            for _ in range(300):  # the request arrived (3 s at most)
+                if server.requests:
+                    break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)  # what was sent of the answer has arrived
             sending.cancel()
