@@ -65,7 +65,7 @@ def _rewrite(node: Any, root_schema: Any, formats: dict[str, Callable[[str], boo
         elif key == "$ref" and isinstance(value, str) and _resolves(value, root_schema):
             copy[key] = value
         elif key in _ASSERTIONS:
-            copy[key] = value
+            copy[key] = _plain_assertion(key, value)
         elif key in _VALUES:
             copy[key] = _plain_values(value) if key == "enum" else _plain_values([value])[0]
         elif key in _SUBSCHEMA:
@@ -82,6 +82,17 @@ def _rewrite(node: Any, root_schema: Any, formats: dict[str, Callable[[str], boo
         formats[name] = _string_check(**rules)
         copy["format"] = name
     return copy
+
+
+def _plain_assertion(key: str, value: Any) -> Any:
+    """`value` when both engines read it alike: counts are non-negative ints, names and types strings."""
+    if key in ("type", "required"):
+        names = [value] if key == "type" and type(value) is str else value
+        if type(names) is list and all(type(name) is str for name in names):
+            return value
+    elif type(value) is int and value >= 0:
+        return value
+    raise _Unsupported(key)
 
 
 def _resolves(ref: str, root_schema: dict[str, Any]) -> bool:

@@ -306,6 +306,10 @@ NO_FAST_ENGINE: list[dict[str, Any]] = [
     {"if": {"type": "string"}, "then": {"minLength": 1}},
     {"type": "string", "pattern": "(?<!x"},
     {"type": "string", "maxLength": 1.5},
+    {"type": "array", "minItems": 1.5},
+    {"type": "object", "maxProperties": 2.0},
+    {"type": "object", "required": "phone"},
+    {"type": ["string", 1]},
 ]
 
 
