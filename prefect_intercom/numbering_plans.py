@@ -8,11 +8,18 @@ the number's length, and a national prefix kept after the country code is refuse
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat, ValidationResult
+from phonenumbers import (
+    COUNTRY_CODE_TO_REGION_CODE,
+    NumberParseException,
+    PhoneMetadata,
+    PhoneNumberFormat,
+    ValidationResult,
+)
 
 from prefect_intercom.privacy import mask_phone
 
@@ -39,6 +46,50 @@ def impossible_number(e164: str) -> ImpossibleNumber | None:
     """
     if os.environ.get(NUMBERING_PLANS_ENV, "").strip().lower() in _OFF:  # read at every check
         return None
+    shape = _shape(e164)
+    if shape is not None and shape in _POSSIBLE_SHAPES:
+        return None
+    impossible = _impossible(e164)
+    if impossible is None and shape is not None:
+        _POSSIBLE_SHAPES.add(shape)
+    return impossible
+
+
+# (country code, digits after it) of numbers found possible, for numbers no national prefix can start.
+_POSSIBLE_SHAPES: set[tuple[int, int]] = set()
+
+
+def _shape(e164: str) -> tuple[int, int] | None:
+    """What `phonenumbers` decides `e164` by, `(country code, digits after it)`, when that is all it uses.
+
+    `phonenumbers.parse` splits off the country code as `_extract_country_code` does (codes are
+    prefix-free) and strips a national prefix only where the plan's `national_prefix_for_parsing`
+    matches the start of the rest; where it does not, possibility and the E.164 writing depend on
+    the country code and the length alone. `None`: a prefix might be stripped, or no code matched.
+    """
+    digits = e164[1:]
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in COUNTRY_CODE_TO_REGION_CODE:
+            prefix = _national_prefix(code)
+            rest = digits[size:]
+            if prefix is not None and prefix.match(rest):
+                return None
+            return code, len(rest)
+    return None
+
+
+@cache
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    """The plan's `national_prefix_for_parsing` as `phonenumbers` compiles it, `None` when it has none."""
+    region = phonenumbers.region_code_for_country_code(country_code)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+    pattern = metadata.national_prefix_for_parsing if metadata is not None else None
+    return re.compile(pattern) if pattern else None
+
+
+def _impossible(e164: str) -> ImpossibleNumber | None:
+    """`impossible_number` worked out by `phonenumbers` (no cache)."""
     try:
         number = phonenumbers.parse(e164, None)
     except NumberParseException as error:

@@ -1,23 +1,28 @@
 """Validate request bodies and headers against the schemas generated from the docs.
 
-Validators are compiled once per endpoint. Every violation is reported, each with its JSON
-Pointer path, a plain-English message and, where there is an obvious fix, a hint (worded by
+Validators are compiled once per schema. A valid body is confirmed by the same schema compiled
+with jsonschema-rs (`prefect_intercom.fast_verdict`); anything it does not accept goes through
+`jsonschema`, which decides and reports every violation, each with its JSON Pointer path, a
+plain-English message and, where there is an obvious fix, a hint (worded by
 `prefect_intercom.violations`, which also masks the phone numbers it quotes).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import cache
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from prefect_intercom.catalog import Endpoint, default_catalog, get_endpoint
 from prefect_intercom.errors import IntercomValidationError, ValidationIssue
+from prefect_intercom.fast_verdict import compile_fast
 from prefect_intercom.numbering_plans import impossible_number
 from prefect_intercom.schema_rules import E164, E164_FORMAT, FORMAT_ANNOTATION
-from prefect_intercom.violations import explain, json_pointer, not_json_issues
+from prefect_intercom.violations import explain, is_plain_json, json_pointer, not_json_issues
 
 
 def validate_request(endpoint: str | Endpoint, body: Any) -> None:
@@ -54,28 +59,29 @@ def request_issues(endpoint: str | Endpoint, body: Any) -> list[ValidationIssue]
     After the schema, every top-level E.164 field that passed it is checked against the numbering
     plans (`prefect_intercom.numbering_plans`; `PREFECT_INTERCOM_NUMBERING_PLANS=0` turns it off).
     """
-    validator = _validator(endpoint, "request_schema")
-    issues = _issues(validator, body)
-    if isinstance(body, dict):
-        refused = {issue.path for issue in issues}
-        for name in _e164_fields(validator.schema):
+    compiled = _validator(endpoint, "request_schema")
+    issues = _issues(compiled, body)
+    if isinstance(body, dict) and compiled.e164_fields:
+        refused = {issue.path for issue in issues} if issues else ()
+        for name, pointer in compiled.e164_fields:
             value = body.get(name)
-            if isinstance(value, str) and json_pointer([name]) not in refused and E164.match(value):
+            if isinstance(value, str) and pointer not in refused and E164.match(value):
                 impossible = impossible_number(value)
                 if impossible is not None:
-                    issues.append(ValidationIssue(json_pointer([name]), impossible.message, impossible.hint))
-        issues.sort(key=lambda issue: (issue.path, issue.message))
+                    issues.append(ValidationIssue(pointer, impossible.message, impossible.hint))
+        if len(issues) > 1:
+            issues.sort(key=lambda issue: (issue.path, issue.message))
     return issues
 
 
-def _e164_fields(schema: Any) -> list[str]:
-    """Names of the top-level properties the schema marks as E.164 phone numbers."""
+def _e164_fields(schema: Any) -> tuple[tuple[str, str], ...]:
+    """Names and JSON Pointers of the top-level properties the schema marks as E.164 phone numbers."""
     properties = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    return [
-        name
+    return tuple(
+        (name, json_pointer([name]))
         for name, rule in properties.items()
         if isinstance(rule, dict) and rule.get(FORMAT_ANNOTATION) == E164_FORMAT
-    ]
+    )
 
 
 def validate_headers(endpoint: str | Endpoint, headers: Mapping[str, Any]) -> None:
@@ -90,21 +96,49 @@ def validate_headers(endpoint: str | Endpoint, headers: Mapping[str, Any]) -> No
         raise IntercomValidationError(_endpoint_name(endpoint), issues, what="request headers")
 
 
-def _validator(endpoint: str | Endpoint, schema: str) -> Draft202012Validator:
-    """The validator of `endpoint`'s `request_schema` or `headers_schema` (a packaged endpoint's compiled once)."""
+@dataclass(frozen=True)
+class _Validator:
+    """One schema compiled: `jsonschema` to decide and explain, the fast engine to confirm a valid value."""
+
+    validator: Draft202012Validator
+    fast: Callable[[Any], bool] | None
+    e164_fields: tuple[tuple[str, str], ...]
+
+    def confirms(self, instance: Any) -> bool:
+        """Whether the fast engine accepts `instance` (`False`: ask `jsonschema`)."""
+        if self.fast is None or not is_plain_json(instance):
+            return False
+        try:
+            return self.fast(instance)
+        except Exception:  # a value it cannot read: `jsonschema` decides
+            return False
+
+
+def _validator(endpoint: str | Endpoint, schema: str) -> _Validator:
+    """The compiled validators of `endpoint`'s `request_schema` or `headers_schema`, compiled once per schema."""
     if isinstance(endpoint, Endpoint) and not _is_packaged(endpoint):
-        return _compile(getattr(endpoint, schema))
+        try:
+            text = json.dumps(getattr(endpoint, schema), sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError):  # not a JSON document: compiled for this call only
+            return _compile(getattr(endpoint, schema))
+        return _compiled_text(text)
     return _packaged_validator(_endpoint_name(endpoint), schema)
 
 
 @cache
-def _packaged_validator(endpoint: str, schema: str) -> Draft202012Validator:
+def _packaged_validator(endpoint: str, schema: str) -> _Validator:
     return _compile(getattr(get_endpoint(endpoint), schema))
 
 
-def _compile(schema: dict[str, Any]) -> Draft202012Validator:
+@lru_cache(maxsize=32)
+def _compiled_text(schema: str) -> _Validator:
+    """Another catalogue's schema, keyed by its text: a schema changed in place is compiled again."""
+    return _compile(json.loads(schema))
+
+
+def _compile(schema: dict[str, Any]) -> _Validator:
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    return _Validator(Draft202012Validator(schema), compile_fast(schema), _e164_fields(schema))
 
 
 def _endpoint_name(endpoint: str | Endpoint) -> str:
@@ -116,10 +150,12 @@ def _is_packaged(endpoint: Endpoint) -> bool:
     return any(packaged is endpoint for packaged in default_catalog())
 
 
-def _issues(validator: Draft202012Validator, instance: Any) -> list[ValidationIssue]:
+def _issues(compiled: _Validator, instance: Any) -> list[ValidationIssue]:
+    if compiled.confirms(instance):
+        return []  # valid: no need to explain anything
     # The schema is checked only for a value JSON can carry.
     issues = list(not_json_issues(instance)) or [
-        issue for violation in validator.iter_errors(instance) for issue in explain(violation)
+        issue for violation in compiled.validator.iter_errors(instance) for issue in explain(violation)
     ]
     unique = {(issue.path, issue.message): issue for issue in issues}
     return sorted(unique.values(), key=lambda issue: (issue.path, issue.message))

@@ -89,6 +89,39 @@ def not_json_issues(value: Any, path: tuple[Any, ...] = (), seen: tuple[int, ...
         yield ValidationIssue(json_pointer(path), f"a {type(value).__name__} is not a JSON value", hint)
 
 
+def is_plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is made only of exact JSON types that `not_json_issues` finds nothing in.
+
+    A cheap check for the common case: `False` (e.g. a tuple, a `str` subclass, a cycle, which
+    ends at the depth limit) means "ask `not_json_issues`", not that the value is refused.
+    """
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _escaped(value) == value
+    if kind is int:
+        return _INT64_MIN <= value <= _INT64_MAX
+    if kind is float:
+        return math.isfinite(value)
+    if kind is bool or value is None:
+        return True
+    if depth >= MAX_NESTING:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _escaped(key) == key):
+                return False
+            if type(item) is not str or not item.isascii():  # the common leaf inline, the rest recursively
+                if not is_plain_json(item, depth + 1):
+                    return False
+        return True
+    if kind is list:
+        for item in value:
+            if not is_plain_json(item, depth + 1):
+                return False
+        return True
+    return False
+
+
 def _escaped(text: str) -> str:
     """`text` with lone surrogates written as backslash escapes, safe to print and log."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -8,11 +8,13 @@ from typing import Any
 
 import phonenumbers
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom import IntercomCredentials, IntercomValidationError, Outcome, Pacer, RetryPolicy
 from prefect_intercom.batch import asend_batch
-from prefect_intercom.numbering_plans import NUMBERING_PLANS_ENV, impossible_number
+from prefect_intercom.numbering_plans import NUMBERING_PLANS_ENV, _impossible, impossible_number
 from prefect_intercom.privacy import mask_phone
 from prefect_intercom.sandbox import Sandbox
 from prefect_intercom.schema_rules import E164_PATTERN
@@ -168,3 +170,34 @@ async def test_with_the_check_off_a_batch_sends_them(
             client, iter([{"phone": phone} for phone in IMPOSSIBLE]), batch_key="off", ledger_storage=storage
         )
     assert [item.outcome for item in report.items()] == [Outcome.SENT] * 3
+
+
+# Numbers sharing a country code and a length share a cached "possible" verdict, unless a national
+# prefix might be stripped: the cache must never change a verdict or a message.
+_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_shaped = st.builds(
+    lambda code, lead, rest: f"+{code}{lead}{rest}",
+    st.sampled_from(_CODES),
+    st.sampled_from(["", "0", "00", "1", "8", "9", "15", "0015", "7", "6", "2"]),
+    st.text("0123456789", min_size=0, max_size=14),
+).filter(lambda phone: re.fullmatch(E164_PATTERN, phone) is not None)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_shaped, min_size=1, max_size=5))
+def test_the_cached_verdict_is_always_phonenumbers_own(phones: list[str]) -> None:
+    for phone in phones + phones:  # the second time from the cache
+        assert impossible_number(phone) == _impossible(phone), phone
+
+
+def test_the_cached_verdict_holds_for_every_example_number_and_its_neighbours() -> None:
+    numbers = [phone for phone in _example_numbers() if re.fullmatch(E164_PATTERN, phone)]
+    for phone in numbers:
+        assert impossible_number(phone) is None
+    neighbours = {phone[:-1] + str((int(phone[-1]) + 1) % 10) for phone in numbers}
+    neighbours |= {phone[:-1] for phone in numbers} | {phone + "0" for phone in numbers}
+    neighbours |= {phone[:4] + "0" + phone[4:] for phone in numbers}
+    neighbours |= {phone[:3] + "0" + phone[3:] for phone in numbers}
+    for phone in sorted(neighbours):
+        if re.fullmatch(E164_PATTERN, phone):
+            assert impossible_number(phone) == _impossible(phone), phone
