@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from prefect_intercom.privacy import MASK, mask_known_phone, mask_phone, mask_phone_numbers, phone_number_in
+from prefect_intercom.privacy import (
+    MASK,
+    SHOW_PHONES_ENV,
+    mask_known_phone,
+    mask_phone,
+    mask_phone_numbers,
+    phone_masker,
+    phone_number_in,
+)
 
 PHONE = "+14155550100"
 SEPARATORS = ["\x00", "\x1b", "\x7f", "\x9b", "\x1b[31m", "\x1b[0;1m", "\u200b", "\u202e", "\ufeff", "\r", "\x0b"]
@@ -37,3 +45,30 @@ def test_control_characters_everywhere_still_mask_one_run() -> None:
 def test_short_numbers_around_control_characters_stay_readable() -> None:
     assert mask_phone("port 8080\x00ok, 200 OK") == "port 8080\x00ok, 200 OK"
     assert mask_phone_numbers("GET /a 200\x1b[0m 512") == "GET /a 200\x1b[0m 512"
+
+
+def test_the_masker_of_an_answer_reads_the_switch_once_when_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SHOW_PHONES_ENV, raising=False)
+    masker = phone_masker({"phone": "+14155550100"})
+    monkeypatch.setenv(SHOW_PHONES_ENV, "1")
+    assert masker("+14155550100") == "+1415•••0100"
+    assert phone_masker({"phone": "+14155550100"})("+14155550100") == "+14155550100"
+
+
+def _arabic(digits: str) -> str:
+    return "".join(chr(0x660 + int(digit)) for digit in digits)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call +14155550100 now",  # ASCII: digits found by `str.translate`
+        f"call +{_arabic('14155550100')} now",  # Arabic-Indic digits: found one character at a time
+        "é +1415 555 0100",  # ASCII digits in a non-ASCII text
+        f"1415555{_arabic('0100')} ¡",  # digits of two scripts in one run
+    ],
+)
+def test_the_known_phone_is_masked_in_ascii_and_other_scripts_alike(text: str) -> None:
+    masked = phone_masker({"phone": "+14155550100"})(text)
+    assert MASK in masked
+    assert "555" not in masked and _arabic("555") not in masked
