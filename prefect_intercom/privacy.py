@@ -27,7 +27,6 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _GAP = r"[\d \t().\-/\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]|\x1b\[[0-?]*[ -/]*[@-~]"
 # A run of digits, with gaps between them, optionally after a '+'.
 _PHONE_LIKE = re.compile(rf"(?:\+|%2[Bb])?\d(?:(?:{_GAP})*\d)?")
-_DIGIT = re.compile(r"\d")
 _ONLY_DIGITS = {code: None for code in range(128) if not "0" <= chr(code) <= "9"}  # str.translate: ASCII
 _ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -222,7 +221,8 @@ def _digit_positions(run: str) -> list[int]:
 
     (`%2B`, a URL-encoded '+', holds a digit of its own.)
     """
-    positions = [found.start() for found in _DIGIT.finditer(run, 3 if run[:1] == "%" else 0)]
+    skip = 3 if run[:1] == "%" else 0  # `\d` is `str.isdecimal`; a comprehension beats `finditer` here
+    positions = [at for at, char in enumerate(run[skip:], skip) if char.isdecimal()]
     if "\x1b" not in run:
         return positions
     hidden = {at for sequence in _ESCAPE_SEQUENCE.finditer(run) for at in range(*sequence.span())}

@@ -9,6 +9,7 @@ import pytest
 from prefect_intercom.privacy import (
     MASK,
     SHOW_PHONES_ENV,
+    _digit_positions,
     mask_known_phone,
     mask_phone,
     mask_phone_numbers,
@@ -72,3 +73,11 @@ def test_the_known_phone_is_masked_in_ascii_and_other_scripts_alike(text: str) -
     masked = phone_masker({"phone": "+14155550100"})(text)
     assert MASK in masked
     assert "555" not in masked and _arabic("555") not in masked
+
+
+def test_digit_positions_are_those_of_the_regex_digit_class() -> None:
+    for run in ["1415 555 0100", "%2B14155550100", f"1{_arabic('41')}5\u0e5f5", "1\x1b[31m2345"]:
+        expected = [found.start() for found in re.compile(r"\d").finditer(run, 3 if run[0] == "%" else 0)]
+        if "\x1b" in run:
+            expected = [0, 6, 7, 8, 9]  # the escape sequence's digits are not the phone's
+        assert _digit_positions(run) == expected
