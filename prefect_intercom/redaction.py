@@ -32,7 +32,6 @@ _SCHEMES = (
     ("&", re.compile(_HTML_ESCAPE)),
 )
 _ALL_SCHEMES = re.compile(f"{_URL_ESCAPE}|{_JSON_ESCAPE}|{_HTML_ESCAPE}")
-ESCAPE_STARTS = frozenset("%\\&")
 _CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "\ufffd")
 
 
@@ -73,13 +72,13 @@ class Redactor:
         Runs are looked for in the text as it is and, when it holds escapes, as a reader of
         each escaping scheme (and of all of them at once) would decode it.
         """
-        if self._anchor_search is None or not text:
+        if self._anchor_search is None or len(text) < self._piece:  # no view of a text is longer than it
             return text
         return hide_in_views(text, self._spans, REDACTED)
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
         """Maximal runs of the secret's characters in `text` (any ASCII case), `_piece` long or more, in order."""
-        lowered = text.translate(_ASCII_LOWER)
+        lowered = text.lower() if text.isascii() else text.translate(_ASCII_LOWER)  # the same; `lower` is faster
         secret, size, found = self._lowered, min(_ANCHOR, len(self._lowered)), []
         covered_to, position = -1, 0
         while (match := self._anchor_search(lowered, position)) is not None:
@@ -190,6 +189,9 @@ def _unescape(match: re.Match[str]) -> str | None:
 
 def hide_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]], mark: str) -> str:
     """`text` with what `spans_of` finds in it, as it is or in any decoded view (`views`), replaced by `mark`."""
+    if not has_escapes(text):  # the text is its only view
+        spans = spans_of(text)
+        return replace_spans(text, spans, mark) if spans else text
     spans: list[tuple[int, int]] = []
     for view in views(text):
         found = spans_of(view.text)
@@ -197,9 +199,14 @@ def hide_in_views(text: str, spans_of: Callable[[str], list[tuple[int, int]]], m
     return replace_spans(text, whole_escapes(text, spans), mark) if spans else text
 
 
+def has_escapes(text: str) -> bool:
+    r"""Whether `text` holds a character that may start an escape: `%`, `\` or `&`."""
+    return "%" in text or "\\" in text or "&" in text
+
+
 def whole_escapes(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """`spans` widened so that none cuts an escape in two (what is left of one could mean another character)."""
-    if ESCAPE_STARTS.isdisjoint(text):
+    if not has_escapes(text):
         return spans
     escapes = [match.span() for match in _ALL_SCHEMES.finditer(text)]
     starts = [start for start, _ in escapes]

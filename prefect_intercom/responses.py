@@ -142,7 +142,7 @@ def parse_response(
     body, text = _decode(response, redact)
     # The request's phone, masked in every text of the answer, a success's too: a server may echo
     # it anywhere (request id, headers, body), and these texts go to logs, events and reports.
-    body, text = mask_values(body, mask), mask(text)
+    body = mask_values(body, mask)  # `text` is masked where it is shown (a body that is no JSON object)
     # One pass over the headers (names come lower-cased, repeated ones joined with ", ").
     present = {name: value for name, value in response.headers.items() if name in _KEPT}
     kept = {name: mask(redact(present[name])) for name in KEPT_HEADERS if name in present}
@@ -159,7 +159,7 @@ def parse_response(
             rate_limit=rate_limit,
             elapsed_ms=elapsed_ms,
             headers=kept,
-            unparsed_body=None if isinstance(body, dict) or not text else cut(text, MAX_TEXT),
+            unparsed_body=None if isinstance(body, dict) or not text else cut(mask(text), MAX_TEXT),
             truncated=truncated,
         )
     code, message, errors = _error_details(body, text, kept.get("content-type"), mask)
@@ -213,7 +213,7 @@ def _decode(response: httpx.Response, redact: Callable[[str], str]) -> tuple[Any
         return None, text
     # A body nested deeper than any answer Intercom documents is kept as text: walking it
     # (redaction, summaries) would risk Python's recursion limit.
-    if _nesting(body) > MAX_JSON_DEPTH:
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _nesting(body) > MAX_JSON_DEPTH:  # one per level
         return None, text
     # Again once decoded, when JSON escapes (`\\"`, `\\\\`) could have hidden a run from the text redaction
     # (every string, keys included: `mask_values` applies any function that way).

@@ -6,7 +6,16 @@ import re
 
 import pytest
 
-from prefect_intercom.privacy import MASK, mask_known_phone, mask_phone, mask_phone_numbers, phone_number_in
+from prefect_intercom.privacy import (
+    MASK,
+    SHOW_PHONES_ENV,
+    _digit_positions,
+    mask_known_phone,
+    mask_phone,
+    mask_phone_numbers,
+    phone_masker,
+    phone_number_in,
+)
 
 PHONE = "+14155550100"
 SEPARATORS = ["\x00", "\x1b", "\x7f", "\x9b", "\x1b[31m", "\x1b[0;1m", "\u200b", "\u202e", "\ufeff", "\r", "\x0b"]
@@ -37,3 +46,38 @@ def test_control_characters_everywhere_still_mask_one_run() -> None:
 def test_short_numbers_around_control_characters_stay_readable() -> None:
     assert mask_phone("port 8080\x00ok, 200 OK") == "port 8080\x00ok, 200 OK"
     assert mask_phone_numbers("GET /a 200\x1b[0m 512") == "GET /a 200\x1b[0m 512"
+
+
+def test_the_masker_of_an_answer_reads_the_switch_once_when_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SHOW_PHONES_ENV, raising=False)
+    masker = phone_masker({"phone": "+14155550100"})
+    monkeypatch.setenv(SHOW_PHONES_ENV, "1")
+    assert masker("+14155550100") == "+1415•••0100"
+    assert phone_masker({"phone": "+14155550100"})("+14155550100") == "+14155550100"
+
+
+def _arabic(digits: str) -> str:
+    return "".join(chr(0x660 + int(digit)) for digit in digits)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call +14155550100 now",  # ASCII: digits found by `str.translate`
+        f"call +{_arabic('14155550100')} now",  # Arabic-Indic digits: found one character at a time
+        "é +1415 555 0100",  # ASCII digits in a non-ASCII text
+        f"1415555{_arabic('0100')} ¡",  # digits of two scripts in one run
+    ],
+)
+def test_the_known_phone_is_masked_in_ascii_and_other_scripts_alike(text: str) -> None:
+    masked = phone_masker({"phone": "+14155550100"})(text)
+    assert MASK in masked
+    assert "555" not in masked and _arabic("555") not in masked
+
+
+def test_digit_positions_are_those_of_the_regex_digit_class() -> None:
+    for run in ["1415 555 0100", "%2B14155550100", f"1{_arabic('41')}5\u0e5f5", "1\x1b[31m2345"]:
+        expected = [found.start() for found in re.compile(r"\d").finditer(run, 3 if run[0] == "%" else 0)]
+        if "\x1b" in run:
+            expected = [0, 6, 7, 8, 9]  # the escape sequence's digits are not the phone's
+        assert _digit_positions(run) == expected

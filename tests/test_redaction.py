@@ -54,3 +54,24 @@ def test_cut_collapses_white_space_hides_control_characters_and_marks_the_cut() 
 def test_replace_spans_merges_touching_spans_and_unchanged_is_the_identity() -> None:
     assert replace_spans("0123456789", [(1, 3), (3, 5), (8, 9)], "#") == "0#567#9"
     assert unchanged("as it is") == "as it is"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"ascii {SECRET.upper()} end",  # ASCII: lowered by `str.lower`
+        f"non-ASCII é {SECRET.upper()} ü",  # lowered by the ASCII-only table
+        f"\u0130{SECRET[2:10].upper()}\u017f",  # letters that `str.lower` changes beyond ASCII, around a piece
+        f"escaped {SECRET[:4]}%41{SECRET[5:]}",  # an escape: every view is searched
+    ],
+)
+def test_pieces_are_found_in_ascii_and_non_ascii_texts_with_or_without_escapes(text: str) -> None:
+    redacted = Redactor(SECRET).redact(text)
+    assert REDACTED in redacted
+    assert not any(SECRET[at : at + PIECE] in redacted.lower() for at in range(len(SECRET) - PIECE + 1))
+
+
+def test_a_text_shorter_than_a_piece_is_left_as_it_is_and_one_piece_long_is_not() -> None:
+    redactor = Redactor(SECRET)
+    assert redactor.redact(SECRET[1:PIECE]) == SECRET[1:PIECE]
+    assert redactor.redact(SECRET[1 : PIECE + 1]) == REDACTED

@@ -90,3 +90,18 @@ def test_texts_are_redacted_before_anything_else() -> None:
 
     assert "secret" not in str(raised.value)
     assert "[R]-token-value" in str(raised.value)
+
+
+def test_the_text_of_a_success_that_is_no_json_object_is_shown_with_the_phone_masked() -> None:
+    response = _parse(200, text=f"queued for {PHONE}")
+    assert response.unparsed_body == "queued for +1415•••0100"
+    assert _parse(200, text=f'["{PHONE}"]').unparsed_body == '["+1415•••0100"]'
+
+
+@pytest.mark.parametrize(("depth", "kept"), [(64, True), (65, False)])
+def test_a_body_nested_deeper_than_the_limit_is_kept_as_text_only(depth: int, kept: bool) -> None:
+    body = '{"a":' * (depth - 1) + '{"phone":"' + PHONE + '"' + "}" * depth
+    response = _parse(200, text=body)
+    assert bool(response.data) is kept
+    assert (response.unparsed_body is None) is kept
+    assert PHONE not in repr(response)
