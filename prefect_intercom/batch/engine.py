@@ -16,6 +16,7 @@ from prefect.filesystems import WritableFileSystem
 from prefect.utilities.asyncutils import run_coro_as_sync
 
 from prefect_intercom.batch.concurrency import DEFAULT_MAX_CONCURRENCY, ConcurrencyLimit
+from prefect_intercom.batch.heap import frozen_heap
 from prefect_intercom.batch.lease import hold_batch_key
 from prefect_intercom.batch.lease_state import run_logger
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
@@ -152,7 +153,8 @@ async def asend_batch(
         )
         await run.progress(final=True)  # progress is visible from the start
         try:
-            await _feed(run, requests)
+            with frozen_heap():  # full collections would walk the whole process's objects (batch/heap.py)
+                await _feed(run, requests)
         finally:
             report.concurrency = limit.peak
             report.elapsed = time.monotonic() - started

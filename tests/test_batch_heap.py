@@ -1,0 +1,83 @@
+"""The batch keeps the cyclic collector off the objects that existed before it (batch/heap.py)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+import pytest
+
+from prefect_intercom.batch.heap import frozen_heap
+
+
+@pytest.fixture(autouse=True)
+def _no_freeze_left() -> None:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_objects_from_before_are_skipped_inside_and_collected_as_usual_after() -> None:
+    before = [["made before the batch"]]
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        assert not any(found is before for found in gc.get_objects())  # frozen: no collection walks it
+    assert gc.get_freeze_count() == 0
+    assert any(found is before for found in gc.get_objects())
+
+
+def test_garbage_made_during_the_batch_is_still_collected() -> None:
+    with frozen_heap():
+        cycle = _Node()
+        cycle.itself = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert alive() is None
+
+
+def test_batches_at_once_share_one_freeze_and_the_last_lifts_it() -> None:
+    first, second = frozen_heap(), frozen_heap()
+    first.__enter__()
+    frozen = gc.get_freeze_count()
+    second.__enter__()
+    assert gc.get_freeze_count() == frozen  # the second batch froze nothing more
+    first.__exit__(None, None, None)
+    assert gc.get_freeze_count() == frozen  # still frozen: the second batch runs
+    second.__exit__(None, None, None)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_heap_frozen_by_someone_else_stays_frozen() -> None:
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with frozen_heap():
+        pass
+    assert gc.get_freeze_count() == frozen
+
+
+def test_the_freeze_is_lifted_when_the_batch_fails() -> None:
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("the batch failed")
+    assert gc.get_freeze_count() == 0
+
+
+def test_threads_entering_and_leaving_leave_no_freeze_behind() -> None:
+    def batch() -> None:
+        for _ in range(200):
+            with frozen_heap():
+                pass
+
+    threads = [threading.Thread(target=batch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert gc.get_freeze_count() == 0
+
+
+class _Node:
+    """An object that can be in a reference cycle and weakly referenced."""
+
+    itself: _Node
