@@ -67,7 +67,6 @@ class IntercomAsyncTransport(AiohttpTransport):
         super().__init__(verify=verified_context(), trust_env=False, limits=limits, client=self._new_session)
         self.max_connections = size
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         return f"IntercomAsyncTransport(max_connections={self.max_connections})"
@@ -147,9 +146,8 @@ class IntercomAsyncTransport(AiohttpTransport):
         limiter = asyncio.timeout(None if deadline is None else max(0.0, deadline.remaining()))
         try:
             async with limiter:
-                limits = self._limits(timeout)
                 answer = await self.client.request(
-                    method, url, headers=headers, data=content or None, allow_redirects=False, timeout=limits
+                    method, url, headers=headers, data=content or None, allow_redirects=False, timeout=_limits(timeout)
                 )
                 extensions = _head_read(method, url, answer)
                 if "Content-Encoding" not in answer.headers:
@@ -184,15 +182,6 @@ class IntercomAsyncTransport(AiohttpTransport):
         response.extensions.update(extensions)
         return marked(response, cut)
 
-    def _limits(self, seconds: float) -> aiohttp.ClientTimeout:
-        """The aiohttp timeouts for httpx's `timeout=seconds` (as `AiohttpTransport` maps them), made once."""
-        limits = self._timeouts.get(seconds)
-        if limits is None:
-            limits = self._timeouts[seconds] = aiohttp.ClientTimeout(
-                sock_connect=seconds, sock_read=seconds, connect=seconds
-            )
-        return limits
-
     async def aclose(self) -> None:
         """Close this loop's connection pool (or let a pool of another loop go)."""
         session, self.client = self.client, self._new_session
@@ -212,6 +201,12 @@ class IntercomAsyncTransport(AiohttpTransport):
         if isinstance(session, aiohttp.ClientSession):
             _let_go(session, self._loop)
         self._loop = loop
+
+
+@functools.cache
+def _limits(seconds: float) -> aiohttp.ClientTimeout:
+    """The aiohttp timeouts for httpx's `timeout=seconds` (as `AiohttpTransport` maps them), made once (frozen)."""
+    return aiohttp.ClientTimeout(sock_connect=seconds, sock_read=seconds, connect=seconds)
 
 
 @functools.cache
