@@ -111,7 +111,7 @@ class BatchLedger:
         self._owner = uuid.uuid4().hex
         self._sending: list[bytes] = []
         self._done: list[tuple[bytes, int]] = []
-        self._commit: asyncio.Future[None] | None = None
+        self._waiting: list[asyncio.Future[None]] = []  # one per caller waiting for the next write
         self._wake = asyncio.Event()  # set when there is something to write (or the ledger closes)
         self._writer: asyncio.Task[None] | None = None
         self._snapshot: asyncio.Task[None] | None = None
@@ -227,14 +227,19 @@ class BatchLedger:
             raise self._failure
 
     def _next_commit(self) -> asyncio.Future[None]:
+        """A future of the caller's own, done once the next record is written.
+
+        Each caller has its own (not one shared and shielded): the write wakes each waiter
+        directly, one event-loop turn sooner, and a cancelled caller cancels only its own.
+        """
         if self._failure is not None:
             raise self._failure
-        if self._commit is None:
-            self._commit = asyncio.get_running_loop().create_future()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
         self._wake.set()
-        return asyncio.shield(self._commit)
+        return waiter
 
     async def _write_loop(self) -> None:
         while True:
@@ -248,8 +253,8 @@ class BatchLedger:
             pause = self._last_write + self.linger - time.monotonic()
             if pause > 0 and not self._closing:
                 await asyncio.sleep(pause)
-            sending, done, commit = self._sending, self._done, self._commit
-            self._sending, self._done, self._commit = [], [], None
+            sending, done, waiting = self._sending, self._done, self._waiting
+            self._sending, self._done, self._waiting = [], [], []
             self._last_write = time.monotonic()
             try:
                 record = fmt.encode_record(self.run, self.records, sending, done)
@@ -257,16 +262,18 @@ class BatchLedger:
                 self.records += 1
             except LedgerError as error:
                 self._failure = error
-                if commit is not None and not commit.done():
-                    commit.set_exception(error)
-                    commit.exception()  # retrieved: waiters get it; no "never retrieved" warning
+                for waiter in waiting:
+                    if not waiter.done():  # a cancelled caller's is done
+                        waiter.set_exception(error)
+                        waiter.exception()  # retrieved: its caller gets it; no "never retrieved" warning
                 return
             for digest, word in done:  # this run's last word per item, as written: outcomes, then announcements
                 self._current.set_word(key64(digest), word)
             for digest in sending:
                 self._current.set_word(key64(digest), fmt.UNKNOWN)
-            if commit is not None and not commit.done():
-                commit.set_result(None)
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
             self._maybe_snapshot()  # what came meanwhile has kicked the writer again
 
     # --- snapshots -------------------------------------------------------------------------

@@ -137,6 +137,7 @@ class LocalStore(LedgerStore):
     def __init__(self, storage: LocalFileSystem) -> None:
         self._storage = storage
         self.where = describe(storage)
+        self._folders: dict[str, Path] = {}  # a key's folder, resolved and made once (not per record)
 
     async def _read(self, key: str) -> bytes:
         path = Path(self._storage._resolve_path(key))
@@ -148,13 +149,22 @@ class LocalStore(LedgerStore):
         if type(self._storage).awrite_path is not LocalFileSystem.awrite_path:  # a subclass that writes its own way
             await self._storage.awrite_path(key, content)
         elif len(content) > _LARGE:
-            await asyncio.to_thread(_write_by_rename, Path(self._storage._resolve_path(key)), content)
+            await asyncio.to_thread(_write_by_rename, self._path(key), content)
         else:
-            _write_by_rename(Path(self._storage._resolve_path(key)), content)
+            _write_by_rename(self._path(key), content)
+
+    def _path(self, key: str) -> Path:
+        """Where `key` is written: its folder resolved inside the base path (as `LocalFileSystem` does) once."""
+        folder, _, name = key.rpartition("/")
+        resolved = self._folders.get(folder)
+        if resolved is None:
+            resolved = Path(self._storage._resolve_path(folder))
+            resolved.mkdir(parents=True, exist_ok=True)
+            self._folders[folder] = resolved
+        return resolved / name
 
 
 def _write_by_rename(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_bytes(content)
     os.replace(temporary, path)

@@ -44,7 +44,9 @@ class _NotAttempted(IntercomError):
 
 
 @dataclass
-class _Pending:
+class PendingItem:
+    """An admitted item, waiting for its slot: its index, ledger digest, masked phone and request."""
+
     index: int
     digest: bytes
     phone: str | None
@@ -78,7 +80,7 @@ class BatchRun:
 
     # --- reading and sorting the input -----------------------------------------------------
 
-    def admit(self, index: int, body: Any) -> _Pending | None:
+    def admit(self, index: int, body: Any) -> PendingItem | None:
         """Validate one item and decide whether it is sent; record it at once if not."""
         phone = body.get("phone") if isinstance(body, Mapping) else None
         masked = mask_phone(phone) if isinstance(phone, str) else None
@@ -110,7 +112,7 @@ class BatchRun:
             )
         if self.report.stopped:
             return self.not_attempted(index, masked)
-        return _Pending(index, digest, masked, prepared)
+        return PendingItem(index, digest, masked, prepared)
 
     def not_attempted(self, index: int, phone: str | None) -> None:
         """Record an item the batch stopped before sending."""
@@ -120,7 +122,7 @@ class BatchRun:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send(self, item: _Pending) -> None:
+    async def send(self, item: PendingItem) -> None:
         """Send one item (its slot already taken) and record its outcome before giving the slot back."""
         announced = False
         uncertain = False  # an earlier attempt may have texted (only with `retry_unknown`)
@@ -189,7 +191,7 @@ class BatchRun:
             self.limit.release(time.monotonic() - served_from if on_wire is not None and served_from else None)
         await self.progress()
 
-    def _failed(self, item: _Pending, error: IntercomError, announced: bool) -> BatchItemResult:
+    def _failed(self, item: PendingItem, error: IntercomError, announced: bool) -> BatchItemResult:
         """The result of a failed send, stopping the batch when the failure concerns every item."""
         outcome, message, code = outcome_of(error), str(error), _code(error)
         status = request_id = None
