@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from prefect_intercom.redaction import has_escapes, hide_in_views, unchanged
+from prefect_intercom.redaction import has_escapes, hide_in_views, replace_spans, unchanged
 
 SHOW_PHONES_ENV = "PREFECT_INTERCOM_SHOW_PHONES"
 MASK = "•••"
@@ -123,9 +123,21 @@ def _mask_known_digits(text: str, digits: str | None) -> str:
     """`mask_known_phone` for digits worked out already (ignores the switch)."""
     if digits is None or len(text) < len(digits):
         return text
+    if text.isascii() and (bare := text[1:] if text[:1] == "+" else text).isdigit():
+        return _mask_in_number(text, len(text) - len(bare), digits)  # the phone echoed back: no scan needed
     if not has_escapes(text) and _plainly_without(text, digits):
         return text  # the digits are nowhere in a row, whatever stands between them: nothing to mask
     return hide_in_views(text, partial(_known_spans, digits=digits), MASK)
+
+
+def _mask_in_number(text: str, offset: int, digits: str) -> str:
+    """`_known_spans` hidden for a text of ASCII digits after `offset` characters (a `+`): one run, no escapes."""
+    keep, spans = _kept(len(digits)), []
+    start = text.find(digits, offset)
+    while start != -1:
+        spans.append((start + keep, start + len(digits) - keep))
+        start = text.find(digits, start + 1)
+    return replace_spans(text, spans, MASK) if spans else text
 
 
 def _e164_spans(text: str) -> list[tuple[int, int]]:

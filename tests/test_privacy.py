@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
+from functools import partial
 
 import pytest
 
+from prefect_intercom import privacy
 from prefect_intercom.privacy import (
     MASK,
     SHOW_PHONES_ENV,
@@ -16,6 +19,7 @@ from prefect_intercom.privacy import (
     phone_masker,
     phone_number_in,
 )
+from prefect_intercom.redaction import hide_in_views
 
 PHONE = "+14155550100"
 SEPARATORS = ["\x00", "\x1b", "\x7f", "\x9b", "\x1b[31m", "\x1b[0;1m", "\u200b", "\u202e", "\ufeff", "\r", "\x0b"]
@@ -81,3 +85,18 @@ def test_digit_positions_are_those_of_the_regex_digit_class() -> None:
         if "\x1b" in run:
             expected = [0, 6, 7, 8, 9]  # the escape sequence's digits are not the phone's
         assert _digit_positions(run) == expected
+
+
+def test_a_bare_number_is_masked_by_the_shortcut_exactly_as_by_the_general_scan() -> None:
+    # `_mask_known_digits` takes a shortcut for a text of ASCII digits (an optional '+'): the phone echoed back.
+    rng = random.Random(7)
+    changed = 0
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(5, 15)))
+        noise = "".join(rng.choice("0123456789") for _ in range(rng.randint(0, 30)))
+        at = rng.randint(0, len(noise))
+        text = rng.choice(["", "+"]) + noise[:at] + digits * rng.randint(0, 3) + noise[at:]
+        general = hide_in_views(text, partial(privacy._known_spans, digits=digits), privacy.MASK)
+        assert privacy._mask_known_digits(text, digits) == general, (text, digits)
+        changed += general != text
+    assert changed > 1000  # most texts held the digits: the masks themselves were compared

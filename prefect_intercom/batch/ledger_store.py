@@ -165,9 +165,20 @@ class LocalStore(LedgerStore):
 
 
 def _write_by_rename(path: Path, content: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, path)
+    """Write `content` to a temporary file beside `path`, then rename it over `path` (seen whole or not at all).
+
+    `os` calls, not `pathlib`'s: a record is written every few milliseconds in the batch's event loop.
+    """
+    target = str(path)
+    temporary = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, target)
 
 
 class BlockStore(LedgerStore):
