@@ -8,14 +8,16 @@ import weakref
 
 import pytest
 
-from prefect_intercom.batch.heap import frozen_heap
+from prefect_intercom.batch.heap import YOUNG_THRESHOLD, frozen_heap
 
 
 @pytest.fixture(autouse=True)
 def _no_freeze_left() -> None:
+    thresholds = gc.get_threshold()
     gc.unfreeze()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def test_objects_from_before_are_skipped_inside_and_collected_as_usual_after() -> None:
@@ -81,3 +83,41 @@ class _Node:
     """An object that can be in a reference cycle and weakly referenced."""
 
     itself: _Node
+
+
+def test_young_collections_run_further_apart_inside_and_the_thresholds_come_back_after() -> None:
+    gc.set_threshold(700, 10, 10)
+    with frozen_heap():
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+        with frozen_heap():  # a second batch at once: the same
+            assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)
+    assert gc.get_threshold() == (700, 10, 10)
+    with pytest.raises(RuntimeError), frozen_heap():
+        raise RuntimeError("the batch failed")
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_cycles_made_during_the_batch_are_collected_without_an_explicit_collection() -> None:
+    gc.set_threshold(700, 10, 10)
+    with frozen_heap():
+        cycle = _Node()
+        cycle.itself = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        kept = [[] for _ in range(YOUNG_THRESHOLD * 3)]  # allocations: the collector runs on its own
+        assert alive() is None
+        del kept
+
+
+def test_thresholds_someone_else_chose_are_left_as_they_are() -> None:
+    gc.set_threshold(0)  # the collector disabled: not turned on
+    with frozen_heap():
+        assert gc.get_threshold()[0] == 0
+    gc.set_threshold(50_000, 10, 10)  # already further apart: kept
+    with frozen_heap():
+        assert gc.get_threshold() == (50_000, 10, 10)
+    gc.set_threshold(700, 10, 10)
+    with frozen_heap():
+        gc.set_threshold(900, 5, 5)  # changed meanwhile by the user's code: theirs stays
+    assert gc.get_threshold() == (900, 5, 5)
