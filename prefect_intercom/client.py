@@ -22,12 +22,13 @@ from prefect_intercom import log_filter
 from prefect_intercom.catalog import PHONE_CALL_REDIRECTS, Endpoint, get_endpoint
 from prefect_intercom.errors import IntercomAPIError, IntercomError, IntercomTransportError
 from prefect_intercom.hosts import check_base_url
-from prefect_intercom.http_clients import aset_redirect_aside, async_client, sync_client
+from prefect_intercom.http_clients import async_client, set_redirect_aside, sync_client
 from prefect_intercom.outcomes import Outcome
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.prepared import USER_AGENT, PreparedRequest, check_token
 from prefect_intercom.privacy import phone_masker
 from prefect_intercom.reading import (
+    Answer,
     Deadline,
     applying,
     aread_bounded,
@@ -268,9 +269,7 @@ class IntercomClient:
             self._release(error)
             raise
 
-    async def _aexchange(
-        self, prepared: PreparedRequest, headers: dict[str, str], deadline: Deadline | None
-    ) -> httpx.Response:
+    async def _aexchange(self, prepared: PreparedRequest, headers: dict[str, str], deadline: Deadline | None) -> Answer:
         """The answer, read: straight over the default aiohttp pool, else through httpx and the given transport."""
         if self._async is None:
             from prefect_intercom.transport import IntercomAsyncTransport  # aiohttp is loaded for async sends only
@@ -296,7 +295,7 @@ class IntercomClient:
             timeout=self.timeout,
             deadline=deadline,
         )
-        await aset_redirect_aside(response)  # the answer hook httpx runs
+        set_redirect_aside(response)  # the answer hook httpx runs
         return response
 
     def _release(self, error: BaseException) -> None:
@@ -357,9 +356,7 @@ class IntercomClient:
         log_filter.protect(self, token)
         return {**prepared.headers, "Authorization": f"Bearer {token}"}, time.perf_counter(), deadline_for(self.timeout)
 
-    def _parse(
-        self, response: httpx.Response, started: float, prepared: PreparedRequest, attempt: int
-    ) -> IntercomResponse:
+    def _parse(self, response: Answer, started: float, prepared: PreparedRequest, attempt: int) -> IntercomResponse:
         """Parse the answer of attempt `attempt` (its pacer slot given back): token redacted, phone masked in errors."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         parsed = parse_response(response, elapsed_ms=elapsed_ms, redact=self.redact, mask=phone_masker(prepared.body))

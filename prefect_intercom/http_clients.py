@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from prefect_intercom.reading import Answer
 from prefect_intercom.responses import UNFOLLOWED_LOCATION_HEADER
 
 _Client = TypeVar("_Client", httpx.Client, httpx.AsyncClient)
@@ -67,7 +68,7 @@ class NoCookies(httpx.Cookies):
         return None
 
 
-def set_redirect_aside(response: httpx.Response) -> None:
+def set_redirect_aside(response: Answer) -> None:
     """Rename a redirect's `Location` so that httpx does not even build the next request.
 
     Redirects are never followed (`follow_redirects=False`), yet httpx still parses `Location`

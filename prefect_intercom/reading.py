@@ -255,7 +255,33 @@ def undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.R
     return _answer(response, note.encode(), None)
 
 
-def marked(response: httpx.Response, cut: str | None) -> httpx.Response:
+@dataclass(eq=False, slots=True)
+class ReadAnswer:
+    """An answer read whole, with the fields `httpx.Response` has under the same names.
+
+    `IntercomAsyncTransport.exchange` returns it instead of building an `httpx.Response`, which
+    reads its own body again through its decoders: about 10 µs of CPU an answer, 3% of a batch's.
+    `parse_response` reads either.
+
+    Attributes:
+        status_code: The HTTP status.
+        headers: The headers, as httpx reads them.
+        content: The body, read (at most `MAX_ANSWER_BYTES`).
+        extensions: httpx's extensions (`http_version`, `reason_phrase`), and `CUT_EXTENSION` if cut.
+    """
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    extensions: dict[str, Any]
+
+
+Answer = httpx.Response | ReadAnswer
+"""An answer with its body read: httpx's, or `exchange`'s."""
+_Answer = TypeVar("_Answer", httpx.Response, ReadAnswer)
+
+
+def marked(response: _Answer, cut: str | None) -> _Answer:
     """`response`, its extensions saying why its body was cut (`CUT_EXTENSION`), if it was."""
     if cut is not None:
         response.extensions[CUT_EXTENSION] = cut

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from prefect_intercom.errors import (
@@ -23,7 +22,7 @@ from prefect_intercom.errors import (
     IntercomServerError,
 )
 from prefect_intercom.privacy import mask_values
-from prefect_intercom.reading import CUT_EXTENSION
+from prefect_intercom.reading import CUT_EXTENSION, Answer
 from prefect_intercom.redaction import cut, unchanged
 
 REQUEST_ID_HEADERS = ("x-request-id", "intercom-request-id")
@@ -118,7 +117,7 @@ class PhoneCallRedirect(BaseModel):
 
 
 def parse_response(
-    response: httpx.Response,
+    response: Answer,
     *,
     elapsed_ms: float,
     redact: Callable[[str], str] = unchanged,
@@ -204,7 +203,7 @@ def _error_details(
     return None, f"non-JSON body ({kind}): {cut(mask(text), MAX_TEXT)}", []
 
 
-def _decode(response: httpx.Response, redact: Callable[[str], str]) -> tuple[Any, str]:
+def _decode(response: Answer, redact: Callable[[str], str]) -> tuple[Any, str]:
     """The body as JSON (or `None`) and as text, both redacted: the text whole, then every string in the JSON."""
     text = redact(response.content.decode("utf-8", errors="replace"))
     try:

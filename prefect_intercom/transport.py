@@ -20,7 +20,16 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream
 
-from prefect_intercom.reading import CUT_AT_DEADLINE, CUT_TOO_LARGE, MAX_ANSWER_BYTES, Deadline, aread_bounded, marked
+from prefect_intercom.reading import (
+    CUT_AT_DEADLINE,
+    CUT_TOO_LARGE,
+    MAX_ANSWER_BYTES,
+    Answer,
+    Deadline,
+    ReadAnswer,
+    aread_bounded,
+    marked,
+)
 
 # What httpx's own AsyncClient keeps by default (`httpx.Limits()`), when no size is given.
 DEFAULT_MAX_CONNECTIONS = 100
@@ -115,7 +124,7 @@ class IntercomAsyncTransport(AiohttpTransport):
         *,
         timeout: float,
         deadline: Deadline | None,
-    ) -> httpx.Response:
+    ) -> Answer:
         """Send one request and read its answer: `httpx.AsyncClient.send` and `aread_bounded` without their layers.
 
         `IntercomClient` sends through here when this transport is its default: the same wire
@@ -132,7 +141,8 @@ class IntercomAsyncTransport(AiohttpTransport):
             deadline: When the whole request must be over; a body still arriving then is cut.
 
         Returns:
-            The answer, its body read (at most `MAX_ANSWER_BYTES`), marked as `aread_bounded` marks it.
+            The answer, its body read (at most `MAX_ANSWER_BYTES`), marked as `aread_bounded` marks it:
+            a `ReadAnswer` (an `httpx.Response` for an encoded one).
 
         Raises:
             httpx.TransportError: As `handle_async_request` (`httpx.ReadTimeout` for the deadline).
@@ -178,9 +188,7 @@ class IntercomAsyncTransport(AiohttpTransport):
             answer.release()
         else:
             answer.close()  # the rest was not read: the connection goes
-        response = httpx.Response(answer.status, headers=answer.raw_headers, content=bytes(body))
-        response.extensions.update(extensions)
-        return marked(response, cut)
+        return marked(ReadAnswer(answer.status, httpx.Headers(answer.raw_headers), bytes(body), extensions), cut)
 
     async def aclose(self) -> None:
         """Close this loop's connection pool (or let a pool of another loop go)."""
