@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,45 @@ async def test_an_input_that_raises_cancelled_error_is_not_taken_for_its_end(tmp
     with pytest.raises(asyncio.CancelledError):  # as when one task read the input: never a report short of items
         await _feed(run, requests())
     assert sorted(sent) == list(range(8))
+
+
+@dataclass
+class _Answer:
+    status_code: int = 200
+    request_id: str | None = None
+    truncated: str | None = None
+    attempts: int = 1
+
+
+@pytest.mark.timeout(30)
+async def test_a_slow_progress_callback_does_not_hold_up_the_sends(tmp_path: Path) -> None:
+    sent: list[int] = []
+    three_more = asyncio.Event()
+
+    waited: list[bool] = []
+
+    async def on_progress(report: BatchReport) -> None:  # the Prefect API, answering slowly
+        if report.total == 1:
+            waited.append(await _within(three_more.wait(), seconds=2))
+
+    async def asend(prepared: Any, *, before_send: Any, on_retry: Any) -> _Answer:  # Intercom, answering at once
+        await before_send()
+        sent.append(len(sent))
+        if len(sent) == 4:
+            three_more.set()
+        return _Answer()
+
+    run = new_run(tmp_path, on_progress=on_progress, progress_interval=0)
+    run.client.asend = asend  # type: ignore[method-assign]
+    await _feed(run, [{"phone": f"+1415555{index:04d}"} for index in range(6)])  # concurrency 1
+    assert waited == [True]  # items 1-3 went out while item 0's progress was being reported
+    assert run.report.counts["sent"] == 6
+
+
+async def _within(awaitable: Any, seconds: float) -> bool:
+    """Whether `awaitable` finished within `seconds`."""
+    try:
+        await asyncio.wait_for(awaitable, timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

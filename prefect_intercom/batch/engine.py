@@ -185,9 +185,10 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
     workers: set[asyncio.Task[None]] = set()
     sending: set[asyncio.Task[Any] | None] = set()  # the tasks holding a slot: finished, never cut
     failures: list[BaseException] = []
+    aside = 0  # a worker calling `on_progress` (the Prefect API, maybe slow) is replaced meanwhile
 
     def top_up() -> None:  # as many workers as the limit allows (it grows as latency is measured)
-        while len(workers) < run.limit.limit and not source.over:
+        while len(workers) - aside < run.limit.limit and not source.over:
             worker = asyncio.create_task(work())
             workers.add(worker)
             worker.add_done_callback(workers.discard)
@@ -198,13 +199,25 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
             if worker is not asyncio.current_task():
                 worker.cancel()
 
+    async def report() -> None:
+        nonlocal aside
+        if not run.progress_due():
+            return
+        aside += 1
+        top_up()
+        try:
+            await run.progress()
+        finally:
+            aside -= 1
+
     async def work() -> None:
         try:
-            while len(workers) <= run.limit.limit:  # the limit shrank: the workers beyond it end
+            while len(workers) - aside <= run.limit.limit:  # the limit shrank: the workers beyond it end
                 pending = await source.next()
                 if pending is None:
                     return
                 await _send(run, pending, sending)
+                await report()
                 top_up()
         except (Exception, asyncio.CancelledError) as error:  # kept, not lost in a task nobody awaits
             task = asyncio.current_task()
@@ -217,6 +230,7 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
         first = await source.next()
         if first is not None:
             await _send(run, first, sending)
+            await report()
         top_up()
         while workers:  # a worker that ended early (the limit shrank) is replaced while items remain
             await asyncio.wait(set(workers), return_when=asyncio.FIRST_COMPLETED)
