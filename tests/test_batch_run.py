@@ -221,3 +221,11 @@ async def _within(awaitable: Any, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def test_a_phone_with_a_lone_surrogate_is_rejected_and_recorded_not_a_crash(tmp_path: Path) -> None:
+    run = new_run(tmp_path)
+    assert run.admit(0, {"phone": "+1415\ud800"}) is None  # mis-decoded input; the results file is UTF-8
+    [result] = run.report.items()
+    assert (result.outcome, result.phone) == (Outcome.REJECTED, "+1415\\ud800")
+    assert "lone surrogate" in str(result.message)
