@@ -229,3 +229,20 @@ def test_a_phone_with_a_lone_surrogate_is_rejected_and_recorded_not_a_crash(tmp_
     [result] = run.report.items()
     assert (result.outcome, result.phone) == (Outcome.REJECTED, "+1415\\ud800")
     assert "lone surrogate" in str(result.message)
+
+
+@pytest.mark.timeout(30)
+async def test_a_batch_cancelled_during_its_first_send_records_that_sends_answer(tmp_path: Path) -> None:
+    async def asend(prepared: Any, *, before_send: Any, on_retry: Any) -> _Answer:  # Intercom, answering in 0.2 s
+        await before_send()
+        await asyncio.sleep(0.2)
+        return _Answer()
+
+    run = new_run(tmp_path)
+    run.client.asend = asend  # type: ignore[method-assign]
+    batch = asyncio.create_task(_feed(run, [{"phone": f"+1415555{index:04d}"} for index in range(3)]))
+    await asyncio.sleep(0.05)  # item 0, the first, is on the wire
+    batch.cancel()  # Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert [(result.index, result.outcome) for result in run.report.items()] == [(0, Outcome.SENT)]

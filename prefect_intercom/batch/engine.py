@@ -228,8 +228,11 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
 
     try:
         first = await source.next()
-        if first is not None:
-            await _send(run, first, sending)
+        if first is not None:  # in a task of its own, shielded: cancelled meanwhile, its answer is awaited too
+            probe = asyncio.create_task(_send(run, first, sending))
+            workers.add(probe)
+            probe.add_done_callback(workers.discard)
+            await asyncio.shield(probe)
             await report()
         top_up()
         while workers:  # a worker that ended early (the limit shrank) is replaced while items remain
