@@ -6,6 +6,7 @@ Sending through a server: tests/test_batch.py, tests/test_batch_edges.py, tests/
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,3 +247,30 @@ async def test_a_batch_cancelled_during_its_first_send_records_that_sends_answer
     with pytest.raises(asyncio.CancelledError):
         await batch
     assert [(result.index, result.outcome) for result in run.report.items()] == [(0, Outcome.SENT)]
+
+
+async def test_a_limit_that_shrinks_and_grows_strands_no_item_and_the_first_goes_alone(tmp_path: Path) -> None:
+    chance = random.Random(7)
+    run = new_run(tmp_path)
+    run.limit = ConcurrencyLimit(None, maximum=40, allowed_rate=lambda: chance.choice([5.0, 50.0, 500.0]))
+    sent: list[int] = []
+    in_flight: list[int] = []
+
+    async def send(item: PendingItem) -> None:
+        sent.append(item.index)
+        in_flight.append(len(run.limit._slots))
+        await asyncio.sleep(chance.random() * 0.005)
+        run.report.add(BatchItemResult(item.index, Outcome.SENT, item.phone))
+        run.limit.release(chance.choice([0.001, 0.05, 0.3]))  # the limit swings between 4 and 40
+
+    run.send = send  # type: ignore[method-assign]
+
+    async def requests() -> AsyncIterator[dict[str, Any]]:
+        for index in range(400):
+            if chance.random() < 0.05:
+                await asyncio.sleep(0.002)  # the input is slow now and then
+            yield {"phone": f"+1415555{index:04d}"}
+
+    await _feed(run, requests())
+    assert sorted(sent) == list(range(400)) and run.report.total == 400
+    assert in_flight[0] == 1 and max(in_flight) <= run.limit.peak <= 40
