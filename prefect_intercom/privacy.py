@@ -47,9 +47,12 @@ def mask_phone(phone: Any) -> str:
         phone: The number; other values are shown as `str(value)`, masked the same way.
 
     Returns:
-        The masked text, or the full text when `PREFECT_INTERCOM_SHOW_PHONES=1`.
+        The masked text, or the full text when `PREFECT_INTERCOM_SHOW_PHONES=1`; a lone surrogate
+        (mis-decoded input) as a backslash escape, so the text can be written as UTF-8.
     """
     text = phone if isinstance(phone, str) else str(phone)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if show_phones() else mask_digits(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp
+from prefect_intercom.batch.ledger_store import LedgerStore
 from prefect_intercom.errors import LedgerError, LedgerLocationError
 from prefect_intercom.outcomes import Outcome
 
@@ -166,3 +168,33 @@ async def test_a_rerun_reading_another_disk_than_the_ledgers_is_refused_naming_w
         await BatchLedger.open("two-machines", machine_b, app=APP)  # a fresh container, another worker's disk
     again = await BatchLedger.open("two-machines", machine_a, app=APP)  # where the ledger is: it resumes
     assert again.run == 1 and again.previous(again.digest(phone(0))) is not None
+
+
+class _FailingStore(LedgerStore):
+    """A store whose writes fail after a while, like an object store that went away mid-batch."""
+
+    local, atomic, where = False, True, "a store that went away"
+
+    async def _read(self, key: str) -> bytes:
+        raise FileNotFoundError(key)
+
+    async def _write(self, key: str, content: bytes) -> None:
+        await asyncio.sleep(0.05)
+        raise OSError("the bucket is gone")
+
+
+@pytest.mark.timeout(30)
+async def test_an_announcement_queued_while_a_failing_record_is_written_fails_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = BatchLedger("k", _FailingStore(), scope="", digest_secret=b"s" * 32, linger=0)
+    first = asyncio.create_task(ledger.announce(0, ledger.digest(phone(0))))
+    await asyncio.sleep(0.01)  # the record announcing item 0 is being written
+    second = asyncio.create_task(ledger.announce(1, ledger.digest(phone(1))))
+    finished, _ = await asyncio.wait({first, second}, timeout=2)
+    assert finished == {first, second}  # the second waits for no write that will never come
+    for announced in (first, second):
+        assert isinstance(announced.exception(), LedgerError)
+    with pytest.raises(LedgerError):
+        await ledger.close()
+    assert "never retrieved" not in caplog.text

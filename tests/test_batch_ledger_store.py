@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ async def test_the_local_store_writes_by_rename_and_reads_back_none_when_missing
     assert await store.read("folder/run-00000/claim") == b"x" * 70_000
     assert sorted(path.name for path in (tmp_path / "folder" / "run-00000").iterdir()) == ["claim"]  # no temporary
     assert store.local and store.atomic and store.where == str(tmp_path.resolve())
+
+
+async def test_a_local_ledger_folder_deleted_mid_run_fails_closed_never_made_again(tmp_path: Path) -> None:
+    store = LocalStore(LocalFileSystem(basepath=str(tmp_path)))
+    ledger = BatchLedger("k", store, scope="", digest_secret=b"s" * 32, linger=0)
+    await ledger.announce(0, ledger.digest("+14155550100"))
+    shutil.rmtree(tmp_path / ledger.folder)  # a clean-up job, a disk swapped under the run
+    with pytest.raises(LedgerError, match="FileNotFoundError"):  # a fresh folder would hold a run with a gap
+        await ledger.announce(1, ledger.digest("+14155550101"))
+    assert not (tmp_path / ledger.folder).exists()
 
 
 # --- S3 (prefect-aws's S3Bucket, on moto's in-process mock) ---------------------------------

@@ -177,48 +177,89 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
 
     A worker that has sent an item reads and sends the next one itself, so a freed slot is used
     without another turn of the event loop (a turn costs about a millisecond at 2,000 items/s).
-    The first item goes alone: a wrong token or URL costs one request.
+    The first item goes alone: a wrong token or URL costs one request. Cancelled, or once a
+    worker fails, no item starts: the workers reading the input or waiting for a slot are
+    cancelled, the sends under way finish; a worker's failure is then raised.
     """
     source = _Admitted(run, requests)
     workers: set[asyncio.Task[None]] = set()
+    sending: set[asyncio.Task[Any] | None] = set()  # the tasks holding a slot: finished, never cut
+    failures: list[BaseException] = []
+    aside = 0  # a worker calling `on_progress` (the Prefect API, maybe slow) is replaced meanwhile
 
     def top_up() -> None:  # as many workers as the limit allows (it grows as latency is measured)
-        while len(workers) < run.limit.limit and not source.over:
+        while len(workers) - aside < run.limit.limit and not source.over:
             worker = asyncio.create_task(work())
             workers.add(worker)
             worker.add_done_callback(workers.discard)
 
+    def halt() -> None:  # no more items: a read or a wait for a slot is cut (the input may never answer)
+        source.over = True
+        for worker in workers - sending:
+            if worker is not asyncio.current_task():
+                worker.cancel()
+
+    async def report() -> None:
+        nonlocal aside
+        if not run.progress_due():
+            return
+        aside += 1
+        top_up()
+        try:
+            await run.progress()
+        finally:
+            aside -= 1
+
     async def work() -> None:
-        while len(workers) <= run.limit.limit:  # the limit shrank: the workers beyond it end
-            pending = await source.next()
-            if pending is None:
-                return
-            await _send(run, pending)
-            top_up()
+        try:
+            while len(workers) - aside <= run.limit.limit:  # the limit shrank: the workers beyond it end
+                pending = await source.next()
+                if pending is None:
+                    return
+                await _send(run, pending, sending)
+                await report()
+                top_up()
+        except (Exception, asyncio.CancelledError) as error:  # kept, not lost in a task nobody awaits
+            task = asyncio.current_task()
+            if isinstance(error, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # cut by `halt`
+            failures.append(error)
+            halt()
 
     try:
         first = await source.next()
-        if first is not None:
-            await _send(run, first)
+        if first is not None:  # in a task of its own, shielded: cancelled meanwhile, its answer is awaited too
+            probe = asyncio.create_task(_send(run, first, sending))
+            workers.add(probe)
+            probe.add_done_callback(workers.discard)
+            await asyncio.shield(probe)
+            await report()
         top_up()
         while workers:  # a worker that ended early (the limit shrank) is replaced while items remain
             await asyncio.wait(set(workers), return_when=asyncio.FIRST_COMPLETED)
             top_up()
     finally:
-        source.over = True  # cancelled: no more items are handed out; those in flight finish
+        halt()  # cancelled: no more items are handed out; those in flight finish
         await asyncio.gather(*workers, return_exceptions=True)
+    if failures:
+        raise failures[0]
     if source.broken is not None:
         run.stop(source.broken)
 
 
-async def _send(run: BatchRun, pending: PendingItem) -> None:
+async def _send(run: BatchRun, pending: PendingItem, sending: set[asyncio.Task[Any] | None]) -> None:
     """Send one admitted item in a slot of the concurrency limit (not at all once the batch stopped)."""
     await run.limit.acquire()
     if run.report.stopped:
         run.limit.release()
         run.not_attempted(pending.index, pending.phone)
         return
-    await run.send(pending)
+    task = asyncio.current_task()
+    sending.add(task)
+    try:
+        await run.send(pending)
+    finally:
+        sending.discard(task)
 
 
 class _Admitted:

@@ -262,6 +262,8 @@ class BatchLedger:
                 self.records += 1
             except LedgerError as error:
                 self._failure = error
+                waiting += self._waiting  # those who came while it was written wait for no later write
+                self._waiting = []
                 for waiter in waiting:
                     if not waiter.done():  # a cancelled caller's is done
                         waiter.set_exception(error)

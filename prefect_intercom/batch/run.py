@@ -189,7 +189,6 @@ class BatchRun:
             self.report.add(result)
         finally:
             self.limit.release(time.monotonic() - served_from if on_wire is not None and served_from else None)
-        await self.progress()
 
     def _failed(self, item: PendingItem, error: IntercomError, announced: bool) -> BatchItemResult:
         """The result of a failed send, stopping the batch when the failure concerns every item."""
@@ -247,14 +246,17 @@ class BatchRun:
         except LedgerError as error:
             self.ledger_failure = self.ledger_failure or error
 
+    def progress_due(self) -> bool:
+        """Whether `progress()` would call `on_progress` now (the engine calls it after each send)."""
+        if self.on_progress is None or self._reporting:
+            return False
+        return time.monotonic() - self._last_progress >= self.progress_interval
+
     async def progress(self, final: bool = False) -> None:
         """Call `on_progress` with the report, at most every `progress_interval` seconds unless `final`."""
-        if self.on_progress is None or self._reporting:
+        if self.on_progress is None or self._reporting or not (final or self.progress_due()):
             return
-        now = time.monotonic()
-        if not final and now - self._last_progress < self.progress_interval:
-            return
-        self._last_progress, self._reporting = now, True
+        self._last_progress, self._reporting = time.monotonic(), True
         try:
             with contextlib.suppress(Exception):  # progress is for people watching: it never stops or loses the batch
                 outcome = self.on_progress(self.report)
