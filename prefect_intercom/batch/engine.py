@@ -217,7 +217,8 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
                 if pending is None:
                     return
                 await _send(run, pending, sending)
-                await report()
+                if run.progress_due():  # checked here: no coroutine made per item for nothing
+                    await report()
                 top_up()
         except (Exception, asyncio.CancelledError) as error:  # kept, not lost in a task nobody awaits
             task = asyncio.current_task()
