@@ -76,7 +76,11 @@ class KeyTable:
 
     def set_word(self, key: int, word: int) -> None:
         """Set the low two bits of `key`'s value (an item's word; 0 when new), keeping the rest."""
-        self.put(key, ((self.get(key) or 0) & ~3) | word)
+        slot = self._slot(key)  # one probe, not `get` then `put`: twice per item sent
+        if self._keys[slot] == key:
+            self._values[slot] = (self._values[slot] & ~3) | word
+        else:
+            self._place(slot, key, word)
 
     def items(self) -> tuple[array, array]:
         """Every key and its value, as two arrays in slot order."""
