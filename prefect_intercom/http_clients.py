@@ -6,6 +6,9 @@ then), unless given a transport; both keep no cookies and set a redirect's `Loca
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 from typing import Any, TypeVar
 
 import httpx
@@ -33,6 +36,32 @@ def async_client(
 
         transport = IntercomAsyncTransport(max_connections)
     return _client(httpx.AsyncClient, transport, aset_redirect_aside, timeout, max_connections)
+
+
+def preload_async_transport() -> threading.Thread | None:
+    """Import the aiohttp transport and make its TLS context in a worker thread, started now.
+
+    Both take about 100 ms of CPU, which the first async send would otherwise spend in its event
+    loop. Started where the loop then waits on the network (a batch's lease and ledger at the
+    Prefect server), they are ready by the first send; a send that comes sooner waits on the
+    import lock for the rest, as it would have done itself.
+
+    Returns:
+        The thread, or `None` when the transport was already loaded.
+    """
+    if "prefect_intercom.transport" in sys.modules:
+        return None
+    thread = threading.Thread(target=_load_async_transport, name="prefect-intercom-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def _load_async_transport() -> None:
+    """The preload's work; a failure is left to the send's own import, which raises it where it is seen."""
+    with contextlib.suppress(Exception):
+        from prefect_intercom.transport import verified_context
+
+        verified_context()
 
 
 def client_options(*, timeout: float, max_connections: int | None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, ItemKeyFuncti
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.events import emit_batch_finished
+from prefect_intercom.http_clients import preload_async_transport
 from prefect_intercom.idempotency import OCCURRENCES
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -178,6 +179,7 @@ async def _abatch(
 ) -> BatchReport:
     """The task's body: the rest of its arguments (`options`, `requests` too) go to `asend_batch` as they are."""
     concurrency, max_concurrency = options["concurrency"], options["max_concurrency"]
+    preload_async_transport()  # aiohttp's import off the event loop, while it waits on the lease and ledger
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         # One Prefect client for the whole batch: every `get_client()` on this loop (lease, ledger, artifacts)
