@@ -5,7 +5,6 @@ Why it lives on the server, not in the ledger storage: docs/batches.md, `ledger_
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import secrets
@@ -18,15 +17,19 @@ async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
     """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use.
 
     Two runs creating it at once: the second save fails on the unique name and reads the first's.
+    The run whose save succeeded uses the value it saved, without reading it back: the name is
+    unique, so no other value can be stored under it.
     """
     from prefect.blocks.system import Secret
 
     try:
         secret = await Secret.aload(name)
     except ValueError:  # no such block yet (Prefect's words for a missing block document)
-        with contextlib.suppress(ValueError):  # created by another run in the meantime
-            await Secret(value=secrets.token_hex(32)).asave(name, overwrite=False)
-        secret = await Secret.aload(name)
+        secret = Secret(value=secrets.token_hex(32))
+        try:
+            await secret.asave(name, overwrite=False)
+        except ValueError:  # created by another run in the meantime: its value is the key
+            secret = await Secret.aload(name)
     return hashlib.sha256(str(secret.get()).encode()).digest()
 
 
