@@ -192,8 +192,20 @@ _PRELOAD = """
 import sys, threading
 from prefect_intercom.http_clients import preload_async_transport
 assert "prefect_intercom.transport" not in sys.modules
+interval = sys.getswitchinterval()
+seen = []  # the switch interval while the transport is imported
+
+
+class Spy:
+    def find_spec(self, name, path, target=None):
+        if name == "prefect_intercom.transport":
+            seen.append(sys.getswitchinterval())
+
+
+sys.meta_path.insert(0, Spy())
 thread = preload_async_transport()
 thread.join()
+assert seen[0] < interval and sys.getswitchinterval() == interval  # lowered while the preload ran, then set back
 from prefect_intercom.transport import verified_context
 assert thread is not threading.current_thread() and thread.daemon
 assert verified_context.cache_info().currsize == 1 and verified_context.cache_info().hits == 0

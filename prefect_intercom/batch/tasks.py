@@ -179,13 +179,15 @@ async def _abatch(
 ) -> BatchReport:
     """The task's body: the rest of its arguments (`options`, `requests` too) go to `asend_batch` as they are."""
     concurrency, max_concurrency = options["concurrency"], options["max_concurrency"]
-    preload_async_transport()  # aiohttp's import off the event loop, while it waits on the lease and ledger
     with _default_keyed(batch_key) as key:
         check_batch_key(key)  # before the key is logged: a phone in it is refused, never shown
         # One Prefect client for the whole batch: every `get_client()` on this loop (lease, ledger, artifacts)
         # takes it, instead of making its own (about 50 ms of CPU each, for its TLS context).
         async with AsyncClientContext.get_or_create() as client_context:
             prefect_client = client_context.client
+            # aiohttp's import off the event loop, while it waits on the lease and ledger (started after the
+            # Prefect client is made: both are CPU, and the client is needed first)
+            preload_async_transport()
             logger = get_run_logger()
             artifact_id: Any = None
 
