@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -197,6 +198,24 @@ def test_ledger_records_hold_no_phone_number(sandbox: Sandbox, storage: LocalFil
     assert SECRET_TOKEN.encode() not in written
 
 
+async def test_the_first_progress_call_goes_with_the_first_send_and_is_over_before_the_last(
+    sandbox: Sandbox, storage: LocalFileSystem
+) -> None:
+    calls: list[tuple[str, int, int]] = []  # (when, items in the report, requests the sandbox had)
+
+    async def on_progress(report: BatchReport) -> None:
+        calls.append(("called", report.total, len(sandbox.received)))
+        if len(calls) == 1:
+            await asyncio.sleep(0.5)  # a slow Prefect server
+        calls.append(("over", report.total, len(sandbox.received)))
+
+    report = await send(sandbox.url, bodies(3), storage, key="progress-with-the-first-send", on_progress=on_progress)
+    assert report.counts["sent"] == 3
+    assert calls[0] == ("called", 0, 0)
+    assert calls[1][0] == "over" and calls[1][2] >= 1  # the first item went while the first call was under way
+    assert calls[-2:] == [("called", 3, 3), ("over", 3, 3)]  # the last call comes after it, alone
+
+
 # --- stopping early -------------------------------------------------------------------------
 
 
@@ -334,6 +353,35 @@ def test_the_task_publishes_progress_and_a_capped_table(
     for artifact in artifacts.values():
         assert SECRET_TOKEN not in f"{artifact.data}{artifact.description}"
         assert phone(3) not in f"{artifact.data}{artifact.description}"
+
+
+def test_the_task_updates_its_progress_once_at_the_end_beside_the_table(
+    prefect_server: None,
+    sandbox: Sandbox,
+    storage: LocalFileSystem,
+    credentials: IntercomCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect_intercom.batch import tasks
+
+    updates: list[float] = []
+    update = tasks.aupdate_progress_artifact
+
+    async def counted(artifact_id: Any, progress: float, *args: Any, **options: Any) -> Any:
+        updates.append(progress)
+        return await update(artifact_id, progress, *args, **options)
+
+    monkeypatch.setattr(tasks, "aupdate_progress_artifact", counted)
+
+    @flow
+    def deflect() -> BatchReport:
+        return create_phone_call_redirects(credentials, bodies(3), ledger_storage=storage)
+
+    state = deflect(return_state=True)
+    assert state.result().counts["sent"] == 3
+    assert updates == [100.0]  # the engine's own last call (total not yet known as expected) is left out
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert artifacts["intercom-batch-progress"].data == 100.0 and "intercom-batch-report" in artifacts
 
 
 def test_a_stopped_batch_fails_the_task_with_its_report(prefect_server: None, sandbox: Sandbox, storage) -> None:

@@ -157,7 +157,9 @@ async def asend_batch(
             progress_interval=progress_interval,
             confirm_lease=lease.confirm if lease is not None else None,
         )
-        await run.progress(final=True)  # progress is visible from the start
+        # Progress is visible from the start: its first call goes while the first item is sent (a periodic
+        # call meanwhile is skipped), and is over before the last one.
+        first_progress = asyncio.ensure_future(run.progress(final=True))
         try:
             with frozen_heap():  # full collections would walk the whole process's objects (batch/heap.py)
                 await _feed(run, requests)
@@ -165,6 +167,7 @@ async def asend_batch(
             report.concurrency = limit.peak
             report.elapsed = time.monotonic() - started
             report.close()  # every result is in the file; `report.items()` reads it back
+            await asyncio.wait({first_progress})
             await run.close_ledger()
     if run.ledger_failure is not None:
         raise run.ledger_failure

@@ -191,9 +191,15 @@ async def _abatch(
             logger = get_run_logger()
             artifact_id: Any = None
 
-            async def show_progress(report: BatchReport) -> None:
-                """Create the progress artifact, then update it (with one client: a new one each time cost 12% CPU)."""
+            async def show_progress(report: BatchReport, final: bool = False) -> None:
+                """Create the progress artifact, then update it (with one client: a new one each time cost 12% CPU).
+
+                The engine's last call (sending is over: `elapsed` is set) is left out: the task's own final
+                update, with the total known, follows at once.
+                """
                 nonlocal artifact_id
+                if report.elapsed and not final:
+                    return
                 expected, text = report.expected_total, report.progress_text()
                 percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
                 if artifact_id is None:
@@ -216,12 +222,14 @@ async def _abatch(
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
-            await show_progress(report)
-            await acreate_table_artifact(
+            table = acreate_table_artifact(
                 table=report.table_rows(),
                 key=f"{artifact_key}-report",
                 description=report.summary_markdown(report.max_table_rows),
             )
+            for outcome in await asyncio.gather(show_progress(report, final=True), table, return_exceptions=True):
+                if isinstance(outcome, BaseException):  # both were tried; the first failure fails the task
+                    raise outcome
             logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
             emit_batch_finished(report)
             if report.stopped:
