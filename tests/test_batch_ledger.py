@@ -203,3 +203,30 @@ async def test_a_rerun_reading_another_disk_than_the_ledgers_is_refused_naming_w
         await BatchLedger.open("two-machines", machine_b, app=APP)  # a fresh container, another worker's disk
     again = await BatchLedger.open("two-machines", machine_a, app=APP)  # where the ledger is: it resumes
     assert again.run == 1 and again.previous(again.digest(phone(0))) is not None
+
+
+async def test_each_run_reads_the_marker_once_and_records_its_own_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import PrefectClient, get_client
+
+    from prefect_intercom.batch.ledger_marker import marker_name
+
+    reads: list[str] = []
+    read = PrefectClient.read_variable_by_name
+
+    async def counted(self: PrefectClient, name: str) -> Any:
+        reads.append(name)
+        return await read(self, name)
+
+    monkeypatch.setattr(PrefectClient, "read_variable_by_name", counted)
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    first = await BatchLedger.open("marked-once", storage, app=APP)
+    await first.close()
+    second = await BatchLedger.open("marked-once", storage, app=APP)
+    await second.close()
+    name = marker_name(second.folder)
+    assert reads.count(name) == 2  # one read per run: the check's answer also says whether to create or update
+    async with get_client() as client:
+        marker = await read(client, name)
+    assert marker is not None and marker.value["runs"] == 2

@@ -334,7 +334,7 @@ class BatchLedger:
                     f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
                     f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
                 )
-        _, self._previous = await asyncio.gather(  # both must pass before this run claims its number
+        marked, self._previous = await asyncio.gather(  # both must pass before this run claims its number
             check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
         )
         self.run = len(claims)
@@ -352,7 +352,7 @@ class BatchLedger:
                 f"another run with the same batch key started at the same time ({self.folder}, run {self.run}); "
                 "runs of one batch key must not overlap"
             )
-        await record_marker(self.folder, self.run + 1, self.where, local=self.local)
+        await record_marker(self.folder, self.run + 1, self.where, local=self.local, exists=marked)
 
 
 def snapshot_due(entries: int) -> int:
