@@ -28,6 +28,7 @@ from prefect_intercom import (
 )
 from prefect_intercom.batch import asend_batch, count_csv_rows
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
+from prefect_intercom.errors import BatchKeyBusyError
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
 from prefect_intercom.sandbox.process import sandbox_process
 
@@ -214,6 +215,61 @@ async def test_the_first_progress_call_goes_with_the_first_send_and_is_over_befo
     assert calls[0] == ("called", 0, 0)
     assert calls[1][0] == "over" and calls[1][2] >= 1  # the first item went while the first call was under way
     assert calls[-2:] == [("called", 3, 3), ("over", 3, 3)]  # the last call comes after it, alone
+
+
+async def test_the_ledger_key_is_read_while_the_lease_is_taken_and_created_only_once_it_is_held(
+    sandbox: Sandbox, storage: LocalFileSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import PrefectClient
+
+    from prefect_intercom.batch import engine, ledger, ledger_secret
+
+    steps: list[str] = []
+    read_key, load_key = ledger_secret.read_ledger_key, ledger_secret.load_ledger_key
+    read_limit = PrefectClient.read_global_concurrency_limit_by_name
+    create_limit = PrefectClient.create_global_concurrency_limit
+
+    async def reading_key() -> bytes | None:
+        steps.append("key read")
+        await read_key()
+        steps.append("key read over")
+        return None  # as on a new Prefect server: the key is still to be created
+
+    async def loading_key() -> bytes:
+        steps.append("key created")
+        return await load_key()
+
+    async def reading_limit(self: PrefectClient, name: str) -> Any:
+        steps.append("limit read")
+        try:
+            return await read_limit(self, name)
+        finally:
+            steps.append("limit read over")
+
+    async def creating_limit(self: PrefectClient, create: Any) -> Any:
+        limit_id = await create_limit(self, create)
+        steps.append("lease held")
+        return limit_id
+
+    monkeypatch.setattr(engine, "read_ledger_key", reading_key)
+    monkeypatch.setattr(ledger, "load_ledger_key", loading_key)
+    monkeypatch.setattr(PrefectClient, "read_global_concurrency_limit_by_name", reading_limit)
+    monkeypatch.setattr(PrefectClient, "create_global_concurrency_limit", creating_limit)
+    report = await send(sandbox.url, bodies(2), storage, key="key-beside-the-lease")
+    assert report.counts["sent"] == 2
+    assert steps.index("key read") < steps.index("limit read over")  # both under way at once
+    assert steps.index("limit read") < steps.index("key read over")
+    assert steps.index("lease held") < steps.index("key created")  # the only write waits for the lease
+
+
+async def test_a_refused_lease_leaves_no_ledger_key_read_behind(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    from prefect_intercom.batch.lease import hold_batch_key
+
+    async with hold_batch_key("held-elsewhere"):
+        with pytest.raises(BatchKeyBusyError):
+            await send(sandbox.url, bodies(2), storage, key="held-elsewhere")
+    assert not [task for task in asyncio.all_tasks() if "read_ledger_key" in repr(task.get_coro())]
+    assert len(sandbox.received) == 0
 
 
 # --- stopping early -------------------------------------------------------------------------

@@ -8,9 +8,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 SECRET_BLOCK_NAME = "prefect-intercom-ledger-key"  # noqa: S105 - a block's name
 _CHECK = b"prefect-intercom ledger key check"
+
+
+async def read_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes | None:
+    """The ledger key from the `Secret` block `name`, or `None` while there is no such block.
+
+    A read only (it writes nothing on the Prefect server), so it may go alongside other requests.
+    """
+    from prefect.blocks.system import Secret
+
+    try:
+        secret = await Secret.aload(name)
+    except ValueError:  # no such block yet (Prefect's words for a missing block document)
+        return None
+    return _key_of(secret)
 
 
 async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
@@ -22,14 +37,19 @@ async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
     """
     from prefect.blocks.system import Secret
 
+    key = await read_ledger_key(name)
+    if key is not None:
+        return key
+    secret = Secret(value=secrets.token_hex(32))
     try:
+        await secret.asave(name, overwrite=False)
+    except ValueError:  # created by another run in the meantime: its value is the key
         secret = await Secret.aload(name)
-    except ValueError:  # no such block yet (Prefect's words for a missing block document)
-        secret = Secret(value=secrets.token_hex(32))
-        try:
-            await secret.asave(name, overwrite=False)
-        except ValueError:  # created by another run in the meantime: its value is the key
-            secret = await Secret.aload(name)
+    return _key_of(secret)
+
+
+def _key_of(secret: Any) -> bytes:
+    """The ledger key a `Secret` block holds."""
     return hashlib.sha256(str(secret.get()).encode()).digest()
 
 
