@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +132,7 @@ class BatchLedger:
         *,
         app: LedgerApp | None = None,
         linger: float = DEFAULT_LINGER,
-        ledger_key: bytes | None = None,
+        ledger_key: Awaitable[bytes] | None = None,
     ) -> BatchLedger:
         """Read every earlier run of `batch_key` in `app`'s scope and claim the next run number.
 
@@ -142,8 +143,8 @@ class BatchLedger:
             app: The Intercom app the batch sends to; its ledger is its own. `None`: no app
                 (tests and tools that send nowhere).
             linger: Seconds the writer waits to group records (at most one write per linger).
-            ledger_key: The ledger key, if already read (`ledger_secret.read_ledger_key`); default:
-                loaded from the Prefect server, and created there on first use.
+            ledger_key: The ledger key's load, if the caller started it (the engine reads it while
+                the lease is taken); default: loaded from the Prefect server, created there on first use.
 
         Raises:
             LedgerError: The ledger is damaged, has a gap, belongs to another token or ledger
@@ -152,7 +153,7 @@ class BatchLedger:
         if storage is None:
             storage = get_result_store().result_storage or await aget_default_result_storage()
         # the key from the Prefect server while the store's client is made (boto's: a fraction of a second)
-        secret, store = await asyncio.gather(_ledger_key(ledger_key), asyncio.to_thread(store_for, storage))
+        secret, store = await asyncio.gather(ledger_key or load_ledger_key(), asyncio.to_thread(store_for, storage))
         scope, tag = (app.scope, token_tag(secret, app.token)) if app is not None else ("", "")
         ledger = cls(batch_key, store, scope=scope, digest_secret=digest_key(secret, scope, batch_key), linger=linger)
         await ledger._load(key_check(secret), tag)
@@ -356,11 +357,6 @@ class BatchLedger:
                 "runs of one batch key must not overlap"
             )
         await record_marker(self.folder, self.run + 1, self.where, local=self.local, exists=marked)
-
-
-async def _ledger_key(known: bytes | None) -> bytes:
-    """The ledger key: `known`, else loaded (and created on first use)."""
-    return known if known is not None else await load_ledger_key()
 
 
 def snapshot_due(entries: int) -> int:

@@ -29,7 +29,13 @@ async def read_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes | None:
 
 
 async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
-    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use.
+    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use."""
+    key = await read_ledger_key(name)
+    return key if key is not None else await create_ledger_key(name)
+
+
+async def create_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
+    """Create the `Secret` block `name` with 32 random bytes (it was found missing); its key.
 
     Two runs creating it at once: the second save fails on the unique name and reads the first's.
     The run whose save succeeded uses the value it saved, without reading it back: the name is
@@ -37,9 +43,6 @@ async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
     """
     from prefect.blocks.system import Secret
 
-    key = await read_ledger_key(name)
-    if key is not None:
-        return key
     secret = Secret(value=secrets.token_hex(32))
     try:
         await secret.asave(name, overwrite=False)
