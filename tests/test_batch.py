@@ -411,7 +411,7 @@ def test_the_task_publishes_progress_and_a_capped_table(
         assert phone(3) not in f"{artifact.data}{artifact.description}"
 
 
-def test_the_task_updates_its_progress_once_at_the_end_beside_the_table(
+def test_the_task_updates_its_progress_once_at_the_end_then_makes_the_table(
     prefect_server: None,
     sandbox: Sandbox,
     storage: LocalFileSystem,

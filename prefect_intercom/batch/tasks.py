@@ -222,14 +222,14 @@ async def _abatch(
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
-            table = acreate_table_artifact(
+            # One write after the other: two at once on a SQLite Prefect server can wait seconds for its lock
+            # (measured: artifacts written while the lease was released held the call 2 s).
+            await show_progress(report, final=True)
+            await acreate_table_artifact(
                 table=report.table_rows(),
                 key=f"{artifact_key}-report",
                 description=report.summary_markdown(report.max_table_rows),
             )
-            for outcome in await asyncio.gather(show_progress(report, final=True), table, return_exceptions=True):
-                if isinstance(outcome, BaseException):  # both were tried; the first failure fails the task
-                    raise outcome
             logger.info("Batch %r (run %d) done: %s", key, report.run, report.progress_text())
             emit_batch_finished(report)
             if report.stopped:
