@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from prefect_intercom import (
 )
 from prefect_intercom.batch import asend_batch, count_csv_rows
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
+from prefect_intercom.errors import BatchKeyBusyError
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
 from prefect_intercom.sandbox.process import sandbox_process
 
@@ -197,6 +199,79 @@ def test_ledger_records_hold_no_phone_number(sandbox: Sandbox, storage: LocalFil
     assert SECRET_TOKEN.encode() not in written
 
 
+async def test_the_first_progress_call_goes_with_the_first_send_and_is_over_before_the_last(
+    sandbox: Sandbox, storage: LocalFileSystem
+) -> None:
+    calls: list[tuple[str, int, int]] = []  # (when, items in the report, requests the sandbox had)
+
+    async def on_progress(report: BatchReport) -> None:
+        calls.append(("called", report.total, len(sandbox.received)))
+        if len(calls) == 1:
+            await asyncio.sleep(0.5)  # a slow Prefect server
+        calls.append(("over", report.total, len(sandbox.received)))
+
+    report = await send(sandbox.url, bodies(3), storage, key="progress-with-the-first-send", on_progress=on_progress)
+    assert report.counts["sent"] == 3
+    assert calls[0] == ("called", 0, 0)
+    assert calls[1][0] == "over" and calls[1][2] >= 1  # the first item went while the first call was under way
+    assert calls[-2:] == [("called", 3, 3), ("over", 3, 3)]  # the last call comes after it, alone
+
+
+async def test_the_ledger_key_is_read_while_the_lease_is_taken_and_created_only_once_it_is_held(
+    sandbox: Sandbox, storage: LocalFileSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import PrefectClient
+
+    from prefect_intercom.batch import engine, ledger_secret
+
+    steps: list[str] = []
+    read_key, create_key = ledger_secret.read_ledger_key, ledger_secret.create_ledger_key
+    read_limit = PrefectClient.read_global_concurrency_limit_by_name
+    create_limit = PrefectClient.create_global_concurrency_limit
+
+    async def reading_key() -> bytes | None:
+        steps.append("key read")
+        await read_key()
+        steps.append("key read over")
+        return None  # as on a new Prefect server: the key is still to be created
+
+    async def creating_key() -> bytes:  # the block exists on the session's server: its save reads the winner's
+        steps.append("key created")
+        return await create_key()
+
+    async def reading_limit(self: PrefectClient, name: str) -> Any:
+        steps.append("limit read")
+        try:
+            return await read_limit(self, name)
+        finally:
+            steps.append("limit read over")
+
+    async def creating_limit(self: PrefectClient, create: Any) -> Any:
+        limit_id = await create_limit(self, create)
+        steps.append("lease held")
+        return limit_id
+
+    monkeypatch.setattr(engine, "read_ledger_key", reading_key)
+    monkeypatch.setattr(engine, "create_ledger_key", creating_key)
+    monkeypatch.setattr(PrefectClient, "read_global_concurrency_limit_by_name", reading_limit)
+    monkeypatch.setattr(PrefectClient, "create_global_concurrency_limit", creating_limit)
+    report = await send(sandbox.url, bodies(2), storage, key="key-beside-the-lease")
+    assert report.counts["sent"] == 2
+    assert steps.index("key read") < steps.index("limit read over")  # both under way at once
+    assert steps.index("limit read") < steps.index("key read over")
+    assert steps.index("lease held") < steps.index("key created")  # the only write waits for the lease
+
+
+async def test_a_refused_lease_leaves_no_ledger_key_read_behind(sandbox: Sandbox, storage: LocalFileSystem) -> None:
+    from prefect_intercom.batch.lease import hold_batch_key
+
+    async with hold_batch_key("held-elsewhere"):
+        with pytest.raises(BatchKeyBusyError):
+            await send(sandbox.url, bodies(2), storage, key="held-elsewhere")
+    assert not [task for task in asyncio.all_tasks() if "read_ledger_key" in repr(task.get_coro())]
+    assert len(sandbox.received) == 0
+
+
 # --- stopping early -------------------------------------------------------------------------
 
 
@@ -334,6 +409,35 @@ def test_the_task_publishes_progress_and_a_capped_table(
     for artifact in artifacts.values():
         assert SECRET_TOKEN not in f"{artifact.data}{artifact.description}"
         assert phone(3) not in f"{artifact.data}{artifact.description}"
+
+
+def test_the_task_updates_its_progress_once_at_the_end_then_makes_the_table(
+    prefect_server: None,
+    sandbox: Sandbox,
+    storage: LocalFileSystem,
+    credentials: IntercomCredentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect_intercom.batch import tasks
+
+    updates: list[float] = []
+    update = tasks.aupdate_progress_artifact
+
+    async def counted(artifact_id: Any, progress: float, *args: Any, **options: Any) -> Any:
+        updates.append(progress)
+        return await update(artifact_id, progress, *args, **options)
+
+    monkeypatch.setattr(tasks, "aupdate_progress_artifact", counted)
+
+    @flow
+    def deflect() -> BatchReport:
+        return create_phone_call_redirects(credentials, bodies(3), ledger_storage=storage)
+
+    state = deflect(return_state=True)
+    assert state.result().counts["sent"] == 3
+    assert updates == [100.0]  # the engine's own last call (total not yet known as expected) is left out
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert artifacts["intercom-batch-progress"].data == 100.0 and "intercom-batch-report" in artifacts
 
 
 def test_a_stopped_batch_fails_the_task_with_its_report(prefect_server: None, sandbox: Sandbox, storage) -> None:

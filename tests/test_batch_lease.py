@@ -59,6 +59,56 @@ async def test_a_free_key_is_taken_and_released_leaving_nothing_on_the_server(pr
     assert not await _row_exists(lease_name(key))
 
 
+async def test_who_holds_is_read_while_the_limit_is_read_and_known_before_it_is_created(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import PrefectClient
+
+    from prefect_intercom.batch import holder
+
+    steps: list[str] = []
+    read_limit = PrefectClient.read_global_concurrency_limit_by_name
+    create_limit = PrefectClient.create_global_concurrency_limit
+
+    async def slow_attempt(client: PrefectClient) -> None:
+        steps.append("attempt read")
+        await asyncio.sleep(0.3)
+        steps.append("attempt known")
+
+    async def reading(self: PrefectClient, name: str) -> object:
+        steps.append("limit read")
+        return await read_limit(self, name)
+
+    async def creating(self: PrefectClient, create: GlobalConcurrencyLimitCreate) -> uuid.UUID:
+        steps.append("limit created")
+        return await create_limit(self, create)
+
+    monkeypatch.setattr(holder, "this_attempt", slow_attempt)
+    monkeypatch.setattr(PrefectClient, "read_global_concurrency_limit_by_name", reading)
+    monkeypatch.setattr(PrefectClient, "create_global_concurrency_limit", creating)
+    async with hold_batch_key(_key("overlap")):
+        pass
+    assert sorted(steps[:2]) == ["attempt read", "limit read"]  # both under way before either is over
+    assert steps[2:] == ["attempt known", "limit created"]
+
+
+async def test_a_failure_to_read_who_holds_leaves_no_lease_behind(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect_intercom.batch import holder
+
+    async def broken(client: object) -> None:
+        await asyncio.sleep(0.1)
+        raise RuntimeError("broken flow run read")
+
+    monkeypatch.setattr(holder, "this_attempt", broken)
+    key = _key("broken-attempt")
+    with pytest.raises(RuntimeError, match="broken flow run read"):
+        async with hold_batch_key(key):
+            pass
+    assert not await _row_exists(lease_name(key))
+
+
 async def test_the_name_on_the_server_is_a_hash_never_the_batch_key(prefect_server: None) -> None:
     key = "campaign for +14155550100"
     async with hold_batch_key(key) as lease:

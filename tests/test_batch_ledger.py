@@ -12,6 +12,7 @@ from prefect.filesystems import LocalFileSystem
 
 from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.ledger import SNAPSHOT_EVERY, BatchLedger, LedgerApp
+from prefect_intercom.batch.ledger_secret import load_ledger_key
 from prefect_intercom.batch.ledger_store import LedgerStore
 from prefect_intercom.errors import LedgerError, LedgerLocationError
 from prefect_intercom.outcomes import Outcome
@@ -127,6 +128,42 @@ async def test_digests_are_useless_without_the_ledger_key(tmp_path: Path) -> Non
         assert ledger.digest(phone(index)).hex().encode() in written
 
 
+async def test_the_ledger_key_is_created_once_and_read_back_only_by_later_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.blocks.system import Secret
+
+    loads: list[str] = []
+    load = Secret.aload.__func__  # type: ignore[attr-defined]
+
+    async def counted(cls: type[Secret], name: str, **options: Any) -> Secret:
+        loads.append(name)
+        return await load(cls, name, **options)
+
+    monkeypatch.setattr(Secret, "aload", classmethod(counted))
+    created = await load_ledger_key("ledger-key-created-once")
+    assert loads == ["ledger-key-created-once"]  # missing, then saved: its value is the key, not read back
+    assert await load_ledger_key("ledger-key-created-once") == created  # a later run reads the same key
+    assert len(loads) == 2
+
+
+async def test_a_ledger_key_saved_by_another_run_meanwhile_is_the_one_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.blocks.system import Secret
+
+    first = await load_ledger_key("ledger-key-raced")
+    load = Secret.aload.__func__  # type: ignore[attr-defined]
+    missing_once: list[str] = []
+
+    async def missing_first(cls: type[Secret], name: str, **options: Any) -> Secret:
+        if not missing_once:  # this run looked before the other one's save landed
+            missing_once.append(name)
+            raise ValueError("Unable to find block document named ledger-key-raced")
+        return await load(cls, name, **options)
+
+    monkeypatch.setattr(Secret, "aload", classmethod(missing_first))
+    assert await load_ledger_key("ledger-key-raced") == first
+
+
 async def test_another_ledger_key_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = LocalFileSystem(basepath=str(tmp_path))
     await crashed_run(storage, "rekeyed", sent=2)
@@ -198,3 +235,30 @@ async def test_an_announcement_queued_while_a_failing_record_is_written_fails_to
     with pytest.raises(LedgerError):
         await ledger.close()
     assert "never retrieved" not in caplog.text
+
+
+async def test_each_run_reads_the_marker_once_and_records_its_own_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import PrefectClient, get_client
+
+    from prefect_intercom.batch.ledger_marker import marker_name
+
+    reads: list[str] = []
+    read = PrefectClient.read_variable_by_name
+
+    async def counted(self: PrefectClient, name: str) -> Any:
+        reads.append(name)
+        return await read(self, name)
+
+    monkeypatch.setattr(PrefectClient, "read_variable_by_name", counted)
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    first = await BatchLedger.open("marked-once", storage, app=APP)
+    await first.close()
+    second = await BatchLedger.open("marked-once", storage, app=APP)
+    await second.close()
+    name = marker_name(second.folder)
+    assert reads.count(name) == 2  # one read per run: the check's answer also says whether to create or update
+    async with get_client() as client:
+        marker = await read(client, name)
+    assert marker is not None and marker.value["runs"] == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -181,3 +184,35 @@ async def test_the_async_client_keeps_no_cookie_a_server_sets() -> None:
         await client.post(URL, json={})
         assert not client.cookies
     assert seen == [None, None]
+
+
+# In a fresh interpreter (this one has aiohttp loaded): the preload imports the transport and makes
+# its TLS context in a thread of its own, so the event loop's first send finds both done.
+_PRELOAD = """
+import sys, threading
+from prefect_intercom.http_clients import preload_async_transport
+assert "prefect_intercom.transport" not in sys.modules
+interval = sys.getswitchinterval()
+seen = []  # the switch interval while the transport is imported
+
+
+class Spy:
+    def find_spec(self, name, path, target=None):
+        if name == "prefect_intercom.transport":
+            seen.append(sys.getswitchinterval())
+
+
+sys.meta_path.insert(0, Spy())
+thread = preload_async_transport()
+thread.join()
+assert seen[0] < interval and sys.getswitchinterval() == interval  # lowered while the preload ran, then set back
+from prefect_intercom.transport import verified_context
+assert thread is not threading.current_thread() and thread.daemon
+assert verified_context.cache_info().currsize == 1 and verified_context.cache_info().hits == 0
+assert preload_async_transport() is None  # loaded: nothing more to start
+"""
+
+
+def test_the_preload_loads_the_async_transport_and_its_tls_context_in_a_thread_of_its_own() -> None:
+    result = subprocess.run([sys.executable, "-c", _PRELOAD], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

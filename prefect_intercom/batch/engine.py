@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
 from prefect.filesystems import WritableFileSystem
@@ -21,6 +21,7 @@ from prefect_intercom.batch.lease import hold_batch_key
 from prefect_intercom.batch.lease_state import run_logger
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
 from prefect_intercom.batch.ledger_location import ledger_location_note, storage_was_chosen
+from prefect_intercom.batch.ledger_secret import create_ledger_key, read_ledger_key
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
 from prefect_intercom.batch.run import (
     DEFAULT_STOP_AFTER_UNKNOWN,
@@ -129,8 +130,11 @@ async def asend_batch(
     started = time.monotonic()
     pacer_rate = client.pacer.rate if client.pacer is not None else None  # what the pacer knows of Intercom's rate
     limit = ConcurrencyLimit(concurrency, maximum=max_concurrency, allowed_rate=pacer_rate)
-    async with hold_batch_key(batch_key, wait=lock_wait) if lock else nullcontext() as lease:
-        ledger = await BatchLedger.open(batch_key, ledger_storage, app=LedgerApp.of(client))
+    # The ledger key is read while the lease is taken (a read claims nothing); a key still to be created is
+    # created once the lease is held (created alongside the lease's writes, it waited seconds for SQLite).
+    lease_context = hold_batch_key(batch_key, wait=lock_wait) if lock else nullcontext()
+    async with _reading_ledger_key() as key, lease_context as lease:
+        ledger = await BatchLedger.open(batch_key, ledger_storage, app=LedgerApp.of(client), ledger_key=_known(key))
         note = await ledger_location_note(
             local=ledger.local, where=ledger.where, chosen=await storage_was_chosen(ledger_storage)
         )
@@ -157,7 +161,9 @@ async def asend_batch(
             progress_interval=progress_interval,
             confirm_lease=lease.confirm if lease is not None else None,
         )
-        await run.progress(final=True)  # progress is visible from the start
+        # Progress is visible from the start: its first call goes while the first item is sent (a periodic
+        # call meanwhile is skipped), and is over before the last one.
+        first_progress = asyncio.ensure_future(run.progress(final=True))
         try:
             with frozen_heap():  # full collections would walk the whole process's objects (batch/heap.py)
                 await _feed(run, requests)
@@ -165,11 +171,31 @@ async def asend_batch(
             report.concurrency = limit.peak
             report.elapsed = time.monotonic() - started
             report.close()  # every result is in the file; `report.items()` reads it back
+            await asyncio.wait({first_progress})
             await run.close_ledger()
     if run.ledger_failure is not None:
         raise run.ledger_failure
     await run.progress(final=True)
     return report
+
+
+@asynccontextmanager
+async def _reading_ledger_key() -> AsyncIterator[asyncio.Future[bytes | None]]:
+    """The ledger key being read (`None` if it is still to be created); the read is over when the block is."""
+    reading = asyncio.ensure_future(read_ledger_key())
+    try:
+        yield reading
+    finally:
+        reading.cancel()  # nothing if it was over
+        await asyncio.wait({reading})
+        if not reading.cancelled():
+            reading.exception()  # retrieved: a failure the block never awaited (the lease refused) is no warning
+
+
+async def _known(reading: asyncio.Future[bytes | None]) -> bytes:
+    """The ledger key as read, or created now if the read found none (the lease is held by then)."""
+    key = await reading
+    return key if key is not None else await create_ledger_key()
 
 
 async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> None:

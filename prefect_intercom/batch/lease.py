@@ -108,40 +108,61 @@ async def hold_batch_key(
 
 async def _take(client: PrefectClient, batch_key: str, name: str, *, wait: float, lease_seconds: float) -> BatchLease:
     started = time.monotonic()
-    me: records.Holder | None = None  # unknown: no record, no take-over of an earlier attempt, as outside a flow run
+    # Who this run is, read while the first attempt reads the limit (both are reads: no order between them).
+    attempt = asyncio.ensure_future(_this_attempt(client))
+    try:
+        while True:
+            try:
+                outcome = await _try_take(client, batch_key, name, lease_seconds, attempt)
+            except (httpx.HTTPError, OSError) as error:
+                raise BatchLeaseError(
+                    f"Could not take the lease on batch key {batch_key!r}: the Prefect server did not answer "
+                    f"({type(error).__name__}: {error}); nothing was sent. Re-run with batch_key={batch_key!r}.",
+                    batch_key=batch_key,
+                    lease_name=name,
+                ) from error
+            if isinstance(outcome, BatchLease):
+                me = attempt.result()  # known before the limit was created
+                if me is not None:
+                    await _record(client, outcome, me)
+                return outcome
+            waited = time.monotonic() - started
+            remaining = wait - waited
+            if remaining <= 0:
+                raise _busy(batch_key, name, outcome, waited if wait else 0.0)
+            # poll at a twentieth of the holder's lease (0.1 s to 1 s), with jitter
+            poll = min(1.0, max(0.1, (outcome.lease_seconds or lease_seconds) / 20))
+            await asyncio.sleep(min(remaining, poll * (0.5 + random.random())))
+    finally:
+        if not attempt.done():
+            attempt.cancel()
+            await asyncio.wait({attempt})
+
+
+async def _this_attempt(client: PrefectClient) -> records.Holder | None:
+    """`records.this_attempt`; `None` when unknown: no record, no take-over of an earlier attempt."""
     with contextlib.suppress(httpx.HTTPError, OSError, ObjectNotFound):
-        me = await records.this_attempt(client)
-    while True:
-        try:
-            outcome = await _try_take(client, batch_key, name, lease_seconds, me)
-        except (httpx.HTTPError, OSError) as error:
-            raise BatchLeaseError(
-                f"Could not take the lease on batch key {batch_key!r}: the Prefect server did not answer "
-                f"({type(error).__name__}: {error}); nothing was sent. Re-run with batch_key={batch_key!r}.",
-                batch_key=batch_key,
-                lease_name=name,
-            ) from error
-        if isinstance(outcome, BatchLease):
-            if me is not None:
-                await _record(client, outcome, me)
-            return outcome
-        waited = time.monotonic() - started
-        remaining = wait - waited
-        if remaining <= 0:
-            raise _busy(batch_key, name, outcome, waited if wait else 0.0)
-        # poll at a twentieth of the holder's lease (0.1 s to 1 s), with jitter
-        poll = min(1.0, max(0.1, (outcome.lease_seconds or lease_seconds) / 20))
-        await asyncio.sleep(min(remaining, poll * (0.5 + random.random())))
+        return await records.this_attempt(client)
+    return None
 
 
 async def _try_take(
-    client: PrefectClient, batch_key: str, name: str, lease_seconds: float, me: records.Holder | None
+    client: PrefectClient,
+    batch_key: str,
+    name: str,
+    lease_seconds: float,
+    attempt: asyncio.Future[records.Holder | None],
 ) -> BatchLease | _Refusal:
-    """One attempt: take a free key, or take over an expired or abandoned lease; otherwise say why not."""
+    """One attempt: take a free key, or take over an expired or abandoned lease; otherwise say why not.
+
+    `attempt` is this run's flow run attempt, being read meanwhile; it is known before anything is
+    written (its failure leaves no lease behind).
+    """
     settle = 0.0
     row = None
     with contextlib.suppress(ObjectNotFound):
         row = await client.read_global_concurrency_limit_by_name(name)
+    me = await attempt
     if row is not None:
         holder_lease = 1 / row.slot_decay_per_second if row.slot_decay_per_second > 0 else None
         if not row.active:

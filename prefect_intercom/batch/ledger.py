@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +132,7 @@ class BatchLedger:
         *,
         app: LedgerApp | None = None,
         linger: float = DEFAULT_LINGER,
+        ledger_key: Awaitable[bytes] | None = None,
     ) -> BatchLedger:
         """Read every earlier run of `batch_key` in `app`'s scope and claim the next run number.
 
@@ -141,6 +143,8 @@ class BatchLedger:
             app: The Intercom app the batch sends to; its ledger is its own. `None`: no app
                 (tests and tools that send nowhere).
             linger: Seconds the writer waits to group records (at most one write per linger).
+            ledger_key: The ledger key's load, if the caller started it (the engine reads it while
+                the lease is taken); default: loaded from the Prefect server, created there on first use.
 
         Raises:
             LedgerError: The ledger is damaged, has a gap, belongs to another token or ledger
@@ -149,7 +153,7 @@ class BatchLedger:
         if storage is None:
             storage = get_result_store().result_storage or await aget_default_result_storage()
         # the key from the Prefect server while the store's client is made (boto's: a fraction of a second)
-        secret, store = await asyncio.gather(load_ledger_key(), asyncio.to_thread(store_for, storage))
+        secret, store = await asyncio.gather(ledger_key or load_ledger_key(), asyncio.to_thread(store_for, storage))
         scope, tag = (app.scope, token_tag(secret, app.token)) if app is not None else ("", "")
         ledger = cls(batch_key, store, scope=scope, digest_secret=digest_key(secret, scope, batch_key), linger=linger)
         await ledger._load(key_check(secret), tag)
@@ -336,7 +340,7 @@ class BatchLedger:
                     f"{run}); nothing is sent. If it is another Intercom workspace, give this campaign its own batch "
                     f"key. If you rotated the token of the same workspace, set {ACCEPT_OTHER_TOKEN_ENV}=1 to resume."
                 )
-        _, self._previous = await asyncio.gather(  # both must pass before this run claims its number
+        marked, self._previous = await asyncio.gather(  # both must pass before this run claims its number
             check_marker(self.folder, len(claims), self.where), self._history.state_after(len(claims) - 1)
         )
         self.run = len(claims)
@@ -354,7 +358,7 @@ class BatchLedger:
                 f"another run with the same batch key started at the same time ({self.folder}, run {self.run}); "
                 "runs of one batch key must not overlap"
             )
-        await record_marker(self.folder, self.run + 1, self.where, local=self.local)
+        await record_marker(self.folder, self.run + 1, self.where, local=self.local, exists=marked)
 
 
 def snapshot_due(entries: int) -> int:

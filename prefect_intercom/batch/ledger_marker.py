@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from prefect_intercom.errors import LedgerLocationError
 
@@ -24,8 +24,11 @@ def marker_name(folder: str) -> str:
     return f"intercom-ledger-{hashlib.sha256(folder.encode()).hexdigest()[:24]}"
 
 
-async def check_marker(folder: str, runs_in_storage: int, where: str) -> None:
+async def check_marker(folder: str, runs_in_storage: int, where: str) -> bool:
     """Refuse when the server knows of more runs of this ledger than the storage holds.
+
+    Returns:
+        Whether the server has a marker for this ledger (for `record_marker`).
 
     Raises:
         LedgerLocationError: The ledger's earlier runs are somewhere this run does not read.
@@ -43,15 +46,29 @@ async def check_marker(folder: str, runs_in_storage: int, where: str) -> None:
             "or keep the campaign's ledger in shared storage (ledger_storage=, deflect-calls --ledger-storage); "
             "to text everyone again on purpose, use a new batch key."
         )
+    return variable is not None
 
 
-async def record_marker(folder: str, runs: int, where: str, *, local: bool) -> None:
-    """Record that the ledger now has `runs` runs, kept at `where` (on this host, when `local`)."""
+async def record_marker(folder: str, runs: int, where: str, *, local: bool, exists: bool | None = None) -> None:
+    """Record that the ledger now has `runs` runs, kept at `where` (on this host, when `local`).
+
+    Args:
+        folder: The ledger's folder.
+        runs: Its runs, this one included.
+        where: Where it is kept.
+        local: Whether that is this machine's disk.
+        exists: Whether the marker exists, as `check_marker` just read it (`None`: read it again).
+    """
     name = marker_name(folder)
     value = {"runs": runs, "where": f"{socket.gethostname()}:{where}" if local else where}
     async with get_client() as client:
-        if await client.read_variable_by_name(name) is None:
+        if exists is None:
+            exists = await client.read_variable_by_name(name) is not None
+        if not exists:
             with contextlib.suppress(ObjectAlreadyExists):  # another run of the key (lock=False) was first
                 await client.create_variable(VariableCreate(name=name, value=value, tags=MARKER_TAGS))
                 return
-        await client.update_variable(VariableUpdate(name=name, value=value, tags=MARKER_TAGS))
+        try:
+            await client.update_variable(VariableUpdate(name=name, value=value, tags=MARKER_TAGS))
+        except ObjectNotFound:  # removed since it was read
+            await client.create_variable(VariableCreate(name=name, value=value, tags=MARKER_TAGS))

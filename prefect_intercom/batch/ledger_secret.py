@@ -5,28 +5,54 @@ Why it lives on the server, not in the ledger storage: docs/batches.md, `ledger_
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 SECRET_BLOCK_NAME = "prefect-intercom-ledger-key"  # noqa: S105 - a block's name
 _CHECK = b"prefect-intercom ledger key check"
 
 
-async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
-    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use.
+async def read_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes | None:
+    """The ledger key from the `Secret` block `name`, or `None` while there is no such block.
 
-    Two runs creating it at once: the second save fails on the unique name and reads the first's.
+    A read only (it writes nothing on the Prefect server), so it may go alongside other requests.
     """
     from prefect.blocks.system import Secret
 
     try:
         secret = await Secret.aload(name)
     except ValueError:  # no such block yet (Prefect's words for a missing block document)
-        with contextlib.suppress(ValueError):  # created by another run in the meantime
-            await Secret(value=secrets.token_hex(32)).asave(name, overwrite=False)
+        return None
+    return _key_of(secret)
+
+
+async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
+    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use."""
+    key = await read_ledger_key(name)
+    return key if key is not None else await create_ledger_key(name)
+
+
+async def create_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
+    """Create the `Secret` block `name` with 32 random bytes (it was found missing); its key.
+
+    Two runs creating it at once: the second save fails on the unique name and reads the first's.
+    The run whose save succeeded uses the value it saved, without reading it back: the name is
+    unique, so no other value can be stored under it.
+    """
+    from prefect.blocks.system import Secret
+
+    secret = Secret(value=secrets.token_hex(32))
+    try:
+        await secret.asave(name, overwrite=False)
+    except ValueError:  # created by another run in the meantime: its value is the key
         secret = await Secret.aload(name)
+    return _key_of(secret)
+
+
+def _key_of(secret: Any) -> bytes:
+    """The ledger key a `Secret` block holds."""
     return hashlib.sha256(str(secret.get()).encode()).digest()
 
 

@@ -27,6 +27,7 @@ from prefect_intercom.batch.run import DEFAULT_STOP_AFTER_UNKNOWN, ItemKeyFuncti
 from prefect_intercom.credentials import IntercomCredentials
 from prefect_intercom.errors import BatchStoppedError, IntercomConfigurationError
 from prefect_intercom.events import emit_batch_finished
+from prefect_intercom.http_clients import preload_async_transport
 from prefect_intercom.idempotency import OCCURRENCES
 from prefect_intercom.pacing import Pacer
 from prefect_intercom.retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -184,12 +185,21 @@ async def _abatch(
         # takes it, instead of making its own (about 50 ms of CPU each, for its TLS context).
         async with AsyncClientContext.get_or_create() as client_context:
             prefect_client = client_context.client
+            # aiohttp's import off the event loop, while it waits on the lease and ledger (started after the
+            # Prefect client is made: both are CPU, and the client is needed first)
+            preload_async_transport()
             logger = get_run_logger()
             artifact_id: Any = None
 
-            async def show_progress(report: BatchReport) -> None:
-                """Create the progress artifact, then update it (with one client: a new one each time cost 12% CPU)."""
+            async def show_progress(report: BatchReport, final: bool = False) -> None:
+                """Create the progress artifact, then update it (with one client: a new one each time cost 12% CPU).
+
+                The engine's last call (sending is over: `elapsed` is set) is left out: the task's own final
+                update, with the total known, follows at once.
+                """
                 nonlocal artifact_id
+                if report.elapsed and not final:
+                    return
                 expected, text = report.expected_total, report.progress_text()
                 percent = min(100.0, 100.0 * report.total / expected) if expected else 0.0
                 if artifact_id is None:
@@ -212,7 +222,9 @@ async def _abatch(
                 )
             if report.expected_total is None:
                 report.expected_total = report.total
-            await show_progress(report)
+            # One write after the other: two at once on a SQLite Prefect server can wait seconds for its lock
+            # (measured: artifacts written while the lease was released held the call 2 s).
+            await show_progress(report, final=True)
             await acreate_table_artifact(
                 table=report.table_rows(),
                 key=f"{artifact_key}-report",
