@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import socket
 import threading
 import time
@@ -163,6 +164,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_in
     except ValueError as error:
         parser.error(str(error))
     server = _server(state, host, port, log_level=log_level)
+    _quiet_collector()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that name it.
     with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
@@ -171,3 +173,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m prefect_in
         print(f"Intercom sandbox: {ENDPOINT.method} http://{host}:{sock.getsockname()[1]}{ENDPOINT.path}", flush=True)
         server.run(sockets=[sock])
     return 0
+
+
+def _quiet_collector() -> None:
+    """Keep the sandbox process's full collections from stalling it (it stands in for Intercom, which does not stall).
+
+    The sandbox keeps a record of every request: long-lived objects that only grow. CPython's full
+    collections walked them again every ~2,500 requests: measured at 1,500 requests a second, a
+    70-100 ms stall every 1.8 s that held every answer in flight (collecting nothing). The objects
+    of start-up are frozen, and full collections come 100 middle ones apart instead of 10.
+    """
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(max(young, 10_000), middle, 100)
