@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
@@ -237,12 +237,13 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
             aside -= 1
 
     async def work() -> None:
+        me = asyncio.current_task()
         try:
             while len(workers) - aside <= run.limit.limit:  # the limit shrank: the workers beyond it end
                 pending = await source.next()
                 if pending is None:
                     return
-                await _send(run, pending, sending)
+                await _send(run, pending, sending, me)
                 if run.progress_due():  # checked here: no coroutine made per item for nothing
                     await report()
                 top_up()
@@ -274,14 +275,20 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
         run.stop(source.broken)
 
 
-async def _send(run: BatchRun, pending: PendingItem, sending: set[asyncio.Task[Any] | None]) -> None:
-    """Send one admitted item in a slot of the concurrency limit (not at all once the batch stopped)."""
+async def _send(
+    run: BatchRun, pending: PendingItem, sending: set[asyncio.Task[Any] | None], task: asyncio.Task[Any] | None = None
+) -> None:
+    """Send one admitted item in a slot of the concurrency limit (not at all once the batch stopped).
+
+    `task` is the task sending it (a worker knows itself; by default the current task).
+    """
     await run.limit.acquire()
     if run.report.stopped:
         run.limit.release()
         run.not_attempted(pending.index, pending.phone)
         return
-    task = asyncio.current_task()
+    if task is None:
+        task = asyncio.current_task()
     sending.add(task)
     try:
         await run.send(pending)
@@ -292,6 +299,9 @@ async def _send(run: BatchRun, pending: PendingItem, sending: set[asyncio.Task[A
 class _Admitted:
     """The input, read by one worker at a time: `next()` admits items until one is to be sent.
 
+    A plain iterable is read with no `await` between taking an item and numbering it, so workers
+    read it without a lock; an async one is read under a lock (an async generator takes one reader).
+
     Attributes:
         over: No more items are handed out (the input ended or broke off, or the batch was cancelled).
         broken: Why the input broke off, if it did: the items read still go, then the batch stops.
@@ -299,45 +309,63 @@ class _Admitted:
 
     def __init__(self, run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> None:
         self._run = run
-        self._items = _enumerate(requests)
-        self._reading = asyncio.Lock()  # an async generator is read by one caller at a time
+        self._requests = requests
+        self._plain: Iterator[Any] | None = None
+        self._stream: AsyncIterator[Any] | None = None
+        self._reading = asyncio.Lock()
         self._index = -1
         self.over = False
         self.broken: str | None = None
 
     async def next(self) -> PendingItem | None:
         """The next item to send (items rejected or skipped are recorded on the way), or `None`."""
+        if not isinstance(self._requests, AsyncIterable):
+            return await self._next_plain()
         async with self._reading:
             while not self.over:
                 try:
-                    self._index, body = await anext(self._items)
+                    if self._stream is None:
+                        self._stream = aiter(self._requests)
+                    body = await anext(self._stream)
                 except StopAsyncIteration:
                     self.over = True
-                except Exception as error:  # the input broke off: what was read is sent and reported
-                    where = f"after item {self._index}" if self._index >= 0 else "before its first item"
-                    self.broken = mask_digits(f"the input failed {where}: {type(error).__name__}: {error}")
-                    self.over = True
+                except Exception as error:
+                    self._broke(error)
                 else:
+                    self._index += 1
                     pending = self._run.admit(self._index, body)
                     if pending is not None:
                         return pending
         return None
 
+    async def _next_plain(self) -> PendingItem | None:
+        passed = 0
+        while not self.over:
+            try:
+                if self._plain is None:
+                    self._plain = iter(self._requests)  # type: ignore[arg-type]
+                body = next(self._plain)
+            except StopIteration:
+                self.over = True
+            except Exception as error:
+                self._broke(error)
+            else:
+                self._index += 1
+                pending = self._run.admit(self._index, body)
+                if pending is not None:
+                    return pending
+                passed += 1
+                if passed % 64 == 0:  # a long run of items not sent (a re-run skipping them): the loop goes on
+                    await asyncio.sleep(0)
+        return None
+
+    def _broke(self, error: Exception) -> None:
+        """The input broke off: what was read is sent and reported, then the batch stops."""
+        where = f"after item {self._index}" if self._index >= 0 else "before its first item"
+        self.broken = mask_digits(f"the input failed {where}: {type(error).__name__}: {error}")
+        self.over = True
+
 
 def send_batch(client: IntercomClient, requests: Iterable[Any], **options: Any) -> BatchReport:
     """Blocking twin of `asend_batch` (same arguments)."""
     return run_coro_as_sync(asend_batch(client, requests, **options))
-
-
-async def _enumerate(requests: Iterable[Any] | AsyncIterable[Any]) -> Any:
-    """`enumerate` over a sync or async iterable, yielding to the event loop now and then."""
-    if isinstance(requests, AsyncIterable):
-        index = 0
-        async for body in requests:
-            yield index, body
-            index += 1
-        return
-    for index, body in enumerate(requests):
-        yield index, body
-        if index % 64 == 63:
-            await asyncio.sleep(0)
