@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import pytest
 from prefect.filesystems import LocalFileSystem
 
-from prefect_intercom.batch import ledger_format as fmt
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
 from prefect_intercom.batch.ledger_store import BlockStore, LocalStore, S3Store, classify, store_for
 from prefect_intercom.errors import LedgerAccessDeniedError, LedgerError
@@ -81,49 +79,6 @@ async def test_a_local_ledger_folder_deleted_mid_run_fails_closed_never_made_aga
     with pytest.raises(LedgerError, match="FileNotFoundError"):  # a fresh folder would hold a run with a gap
         await ledger.announce(1, ledger.digest("+14155550101"))
     assert not (tmp_path / ledger.folder).exists()
-
-
-async def test_record_files_are_made_ahead_in_a_thread_used_once_each_and_none_left_after_close(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from prefect_intercom.batch import ledger_store
-
-    spares_given: list[str | None] = []
-    write = ledger_store._write_by_rename
-
-    def noted(path: Path, content: bytes, spare: str | None = None) -> None:
-        spares_given.append(spare)
-        write(path, content, spare)
-
-    monkeypatch.setattr(ledger_store, "_write_by_rename", noted)
-    store = LocalStore(LocalFileSystem(basepath=str(tmp_path)))
-    ledger = BatchLedger("k", store, scope="", digest_secret=b"s" * 32, linger=0)
-    phones = [f"+1415555{n:04d}" for n in range(40)]
-    for index, phone in enumerate(phones):
-        await ledger.announce(index, ledger.digest(phone))
-        await asyncio.sleep(0.005)  # the worker thread makes spares meanwhile
-    folder = tmp_path / ledger.folder / "run-00000"
-    assert any(path.name.startswith(".spare-") for path in folder.iterdir())  # some made ahead, not yet used
-    used = [spare for spare in spares_given if spare is not None]
-    assert len(used) >= 30 and len(set(used)) == len(used)  # most records went through one, each only once
-    await ledger.close()
-    assert [path.name for path in folder.iterdir() if path.name.startswith(".")] == []  # none left behind
-    announced = set()
-    for seq in range(ledger.records):  # every record whole, in order, announcing every item once
-        name = f"record-{seq:08d}"
-        announced |= {digest for digest, _ in fmt.decode_record((folder / name).read_bytes(), name, 0, seq)}
-    assert announced == {ledger.digest(phone) for phone in phones}
-
-
-async def test_a_spare_removed_before_its_use_is_no_failure(tmp_path: Path) -> None:
-    store = LocalStore(LocalFileSystem(basepath=str(tmp_path)))
-    await store.write("folder/run-00000/record-00000000", b"first")
-    await asyncio.sleep(0.2)  # spares made
-    for spare in (tmp_path / "folder" / "run-00000").glob(".spare-*"):
-        spare.unlink()  # a clean-up job removed them
-    await store.write("folder/run-00000/record-00000001", b"second")
-    assert await store.read("folder/run-00000/record-00000001") == b"second"
-    store.close()
 
 
 # --- S3 (prefect-aws's S3Bucket, on moto's in-process mock) ---------------------------------

@@ -212,12 +212,6 @@ class BatchLedger:
 
     async def close(self) -> None:
         """Write what is pending and a final snapshot, and stop the writer."""
-        try:
-            await self._close()
-        finally:
-            self._store.close()
-
-    async def _close(self) -> None:
         self._closing = True
         if self._writer is not None:
             self._wake.set()

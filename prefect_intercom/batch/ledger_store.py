@@ -6,11 +6,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import inspect
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -88,9 +85,6 @@ class LedgerStore:
             f"sent, since what earlier runs sent cannot be checked. {hint}."
         ) from None
 
-    def close(self) -> None:
-        """Let go of what the store keeps between writes (nothing, unless a store says otherwise)."""
-
     async def _names(self, prefix: str, after: str) -> list[str] | None:
         return None
 
@@ -135,13 +129,7 @@ def describe(storage: WritableFileSystem) -> str:
 
 
 class LocalStore(LedgerStore):
-    """Ledger objects as files under a `LocalFileSystem`'s base path, each written by rename.
-
-    The files a record is first written to are made ahead, a few at a time, in a worker thread:
-    making a file waits on the file system's journal (measured: 150-200 us a file in the event loop,
-    on a disk where the Prefect server's SQLite syncs; 5 us on a quiet one). A crash may leave a few
-    empty `.spare-*.tmp` files in a run's folder, which nothing reads.
-    """
+    """Ledger objects as files under a `LocalFileSystem`'s base path, each written by rename."""
 
     local = True
     atomic = True
@@ -150,9 +138,6 @@ class LocalStore(LedgerStore):
         self._storage = storage
         self.where = describe(storage)
         self._folders: dict[str, Path] = {}  # a key's folder, resolved and made once (not per record)
-        self._spares: dict[str, list[str]] = {}  # per folder: empty files made ahead, each taken once
-        self._making: set[str] = set()
-        self._closed = False
 
     async def _read(self, key: str) -> bytes:
         path = Path(self._storage._resolve_path(key))
@@ -166,15 +151,7 @@ class LocalStore(LedgerStore):
         elif len(content) > _LARGE:
             await asyncio.to_thread(_write_by_rename, self._path(key), content)
         else:
-            path = self._path(key)
-            _write_by_rename(path, content, self._spare(str(path.parent)))
-
-    def close(self) -> None:
-        """Remove the files made ahead and not used."""
-        self._closed = True
-        for names in self._spares.values():
-            _remove(names)
-        self._spares.clear()
+            _write_by_rename(self._path(key), content)
 
     def _path(self, key: str) -> Path:
         """Where `key` is written: its folder resolved inside the base path (as `LocalFileSystem` does) once."""
@@ -186,60 +163,15 @@ class LocalStore(LedgerStore):
             self._folders[folder] = resolved
         return resolved / name
 
-    def _spare(self, folder: str) -> str | None:
-        """An empty file made ahead in `folder`, or `None`; more are made in a thread when few are left."""
-        spares = self._spares.setdefault(folder, [])
-        spare = spares.pop() if spares else None
-        if len(spares) < SPARES // 2 and folder not in self._making and not self._closed:
-            self._making.add(folder)
-            made = asyncio.get_running_loop().run_in_executor(None, _make_spares, folder, SPARES - len(spares))
-            made.add_done_callback(functools.partial(self._made, folder))
-        return spare
 
-    def _made(self, folder: str, made: asyncio.Future[list[str]]) -> None:
-        self._making.discard(folder)
-        if made.cancelled() or made.exception() is not None:
-            return  # records are then written to files made at the time, as without spares
-        if self._closed:
-            _remove(made.result())
-        else:
-            self._spares.setdefault(folder, []).extend(made.result())
-
-
-SPARES = 8
-
-
-def _make_spares(folder: str, count: int) -> list[str]:
-    """Make `count` empty files in `folder` (in a worker thread) and return their paths."""
-    names = []
-    for _ in range(count):
-        name = f"{folder}/.spare-{os.getpid()}-{uuid.uuid4().hex}.tmp"
-        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        names.append(name)
-    return names
-
-
-def _remove(names: list[str]) -> None:
-    for name in names:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-
-
-def _write_by_rename(path: Path, content: bytes, spare: str | None = None) -> None:
+def _write_by_rename(path: Path, content: bytes) -> None:
     """Write `content` to a temporary file beside `path`, then rename it over `path` (seen whole or not at all).
 
-    The temporary file is `spare` (an empty file made ahead in the same folder) when given and
-    still there. `os` calls, not `pathlib`'s: a record is written every few milliseconds in the
-    batch's event loop.
+    `os` calls, not `pathlib`'s: a record is written every few milliseconds in the batch's event loop.
     """
     target = str(path)
-    descriptor = None
-    if spare is not None:
-        with contextlib.suppress(FileNotFoundError):
-            descriptor, temporary = os.open(spare, os.O_WRONLY | os.O_TRUNC), spare
-    if descriptor is None:
-        temporary = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{os.getpid()}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    temporary = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         view = memoryview(content)
         while view:
