@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
 
@@ -296,6 +296,9 @@ async def _send(
         sending.discard(task)
 
 
+_END = object()  # the input has no more items
+
+
 class _Admitted:
     """The input, read by one worker at a time: `next()` admits items until one is to be sent.
 
@@ -320,44 +323,41 @@ class _Admitted:
     async def next(self) -> PendingItem | None:
         """The next item to send (items rejected or skipped are recorded on the way), or `None`."""
         if not isinstance(self._requests, AsyncIterable):
-            return await self._next_plain()
+            return await self._admit_next(self._read_plain)
         async with self._reading:
-            while not self.over:
-                try:
-                    if self._stream is None:
-                        self._stream = aiter(self._requests)
-                    body = await anext(self._stream)
-                except StopAsyncIteration:
-                    self.over = True
-                except Exception as error:
-                    self._broke(error)
-                else:
-                    self._index += 1
-                    pending = self._run.admit(self._index, body)
-                    if pending is not None:
-                        return pending
-        return None
+            return await self._admit_next(self._read_stream)
 
-    async def _next_plain(self) -> PendingItem | None:
+    async def _admit_next(self, read: Callable[[], Awaitable[Any]]) -> PendingItem | None:
         passed = 0
         while not self.over:
             try:
-                if self._plain is None:
-                    self._plain = iter(self._requests)  # type: ignore[arg-type]
-                body = next(self._plain)
-            except StopIteration:
-                self.over = True
+                body = await read()
             except Exception as error:
                 self._broke(error)
-            else:
-                self._index += 1
-                pending = self._run.admit(self._index, body)
-                if pending is not None:
-                    return pending
-                passed += 1
-                if passed % 64 == 0:  # a long run of items not sent (a re-run skipping them): the loop goes on
-                    await asyncio.sleep(0)
+                break
+            if body is _END:
+                self.over = True
+                break
+            self._index += 1
+            pending = self._run.admit(self._index, body)
+            if pending is not None:
+                return pending
+            passed += 1
+            if passed % 64 == 0:  # a long run of items not sent (a re-run skipping them): the loop goes on
+                await asyncio.sleep(0)
         return None
+
+    async def _read_plain(self) -> Any:
+        """The next item of a plain iterable (`_END` after the last), read without suspending."""
+        if self._plain is None:
+            self._plain = iter(self._requests)  # type: ignore[arg-type]
+        return next(self._plain, _END)
+
+    async def _read_stream(self) -> Any:
+        """The next item of an async iterable (`_END` after the last)."""
+        if self._stream is None:
+            self._stream = aiter(self._requests)  # type: ignore[arg-type]
+        return await anext(self._stream, _END)
 
     def _broke(self, error: Exception) -> None:
         """The input broke off: what was read is sent and reported, then the batch stops."""
