@@ -255,7 +255,7 @@ def undecodable(response: httpx.Response, error: httpx.DecodingError) -> httpx.R
     return _answer(response, note.encode(), None)
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, slots=True, repr=False)
 class ReadAnswer:
     """An answer read whole, with the fields `httpx.Response` has under the same names.
 
@@ -274,6 +274,10 @@ class ReadAnswer:
     headers: httpx.Headers
     content: bytes
     extensions: dict[str, Any]
+
+    def __repr__(self) -> str:
+        """The status only, as `httpx.Response` shows itself: headers and body may echo the token or phone."""
+        return f"<ReadAnswer [{self.status_code}]>"
 
 
 Answer = httpx.Response | ReadAnswer

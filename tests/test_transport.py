@@ -719,3 +719,21 @@ def test_the_credentials_refuse_an_async_transport_given_as_the_sync_one() -> No
     credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url="http://127.0.0.1:9")
     with pytest.raises(TypeError, match=r"^transport must be an httpx\.BaseTransport or None, not AsyncHTTPTransport"):
         credentials.get_client(transport=httpx.AsyncHTTPTransport())
+
+
+async def test_an_answer_read_by_exchange_shows_no_header_or_body_in_its_repr() -> None:
+    # A hostile server echoing the token (and the phone) in its headers and body: the answer object,
+    # a local of the frames a traceback (Sentry, `rich` with locals) shows, must not print them.
+    echoed = [("X-Echo", f"Bearer {SECRET_TOKEN}"), ("Location", f"https://x.example/?t={SECRET_TOKEN}")]
+    body = json.dumps({"token": SECRET_TOKEN, "phone": BODY["phone"]}).encode()
+    transport = IntercomAsyncTransport()
+    with RawServer(answers(status=302, body=body, headers=echoed)) as server:
+        try:
+            answer = await transport.exchange(
+                "POST", f"{server.url}/phone_call_redirects", {}, b"{}", timeout=5.0, deadline=None
+            )
+        finally:
+            await transport.aclose()
+    assert SECRET_TOKEN.encode() in answer.content  # read whole, as it came
+    assert SECRET_TOKEN not in repr(answer) and "4155550100" not in repr(answer)
+    assert repr(answer) == "<ReadAnswer [302]>"
