@@ -286,7 +286,13 @@ _Answer = TypeVar("_Answer", httpx.Response, ReadAnswer)
 
 
 def marked(response: _Answer, cut: str | None) -> _Answer:
-    """`response`, its extensions saying why its body was cut (`CUT_EXTENSION`), if it was."""
+    """`response`, its extensions saying why its body was cut (`CUT_EXTENSION`), if it was.
+
+    The reason phrase the server sent is dropped (`httpx.Response` then shows its status's own):
+    a hostile server may echo the token there, and the answer's `repr` (a local of every frame up
+    to `parse_response`, printed by tracebacks that show locals) would show it.
+    """
+    response.extensions.pop("reason_phrase", None)
     if cut is not None:
         response.extensions[CUT_EXTENSION] = cut
     return response

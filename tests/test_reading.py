@@ -83,3 +83,17 @@ async def test_within_raises_a_read_timeout_once_the_deadline_passes() -> None:
 
     assert raised.value.__context__ is None  # raised outside the `except`: nothing chained
     assert await within(None, asyncio.sleep(0, result="done")) == "done"
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_a_read_answers_repr_holds_no_reason_phrase_a_server_chose(encoding: str | None) -> None:
+    # A hostile server echoing the token in its reason phrase: the read answer (a local of every frame
+    # up to `parse_response`, printed by tracebacks that show locals) shows the status's own phrase.
+    echoed = b"X tok_SECRET_in_the_phrase"
+    body = b"{}" if encoding is None else gzip.compress(b"{}")
+    headers = {} if encoding is None else {"Content-Encoding": encoding}
+    extensions = {"reason_phrase": echoed, "http_version": b"HTTP/1.1"}
+    response = httpx.Response(500, headers=headers, content=body, request=REQUEST, extensions=extensions)
+    answer = read_bounded(response)
+    assert answer.content == b"{}"
+    assert repr(answer) == "<Response [500 Internal Server Error]>"
