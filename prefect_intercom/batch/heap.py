@@ -30,8 +30,8 @@ def frozen_heap() -> Iterator[None]:
     """Freeze the objects tracked now for the block (`gc.freeze`), unless the heap is already frozen.
 
     Garbage that already existed stays uncollected until the last batch ends, then is collected as usual.
-    Young collections run `YOUNG_THRESHOLD` allocations apart meanwhile (unless the collector is
-    disabled or already set further apart); thresholds set by someone else meanwhile are kept at the end.
+    Young collections run `YOUNG_THRESHOLD` allocations apart meanwhile (unless their threshold is
+    0 or already further apart); thresholds set by someone else meanwhile are kept at the end.
     """
     global _holders, _thresholds
     with _LOCK:

@@ -185,4 +185,5 @@ def _quiet_collector() -> None:
     """
     gc.freeze()
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(max(young, 10_000), middle, 100)
+    if young:  # 0: collections are off, and stay so
+        gc.set_threshold(max(young, 10_000), middle, 100)
