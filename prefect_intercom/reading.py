@@ -180,7 +180,7 @@ CUT_EXTENSION = "prefect_intercom.cut"
 CUT_TOO_LARGE = "larger than 1 MiB; the rest was not read"
 CUT_AT_DEADLINE = "still arriving at the request's deadline; the rest was not read"
 _SLICE = 1024
-_KEPT_EXTENSIONS = ("http_version", "reason_phrase")
+_KEPT_EXTENSIONS = ("http_version",)  # not the reason phrase: `marked` drops it
 _DROPPED_HEADERS = (b"content-encoding", b"content-length", b"transfer-encoding")
 
 
@@ -267,7 +267,7 @@ class ReadAnswer:
         status_code: The HTTP status.
         headers: The headers, as httpx reads them.
         content: The body, read (at most `MAX_ANSWER_BYTES`).
-        extensions: httpx's extensions (`http_version`, `reason_phrase`), and `CUT_EXTENSION` if cut.
+        extensions: httpx's `http_version`, and `CUT_EXTENSION` if cut.
     """
 
     status_code: int

@@ -272,10 +272,8 @@ class _TranslatedStream(httpx.AsyncByteStream):
 
 
 def _head_read(method: str, url: str, answer: aiohttp.ClientResponse) -> dict[str, bytes]:
-    """The extensions httpx gives `answer`, once the line httpx's client logs for an answer's head is written."""
+    """The extensions a read answer keeps (no server reason phrase: `marked`), once httpx's log line is written."""
     extensions = {"http_version": b"HTTP/1.1"}
-    if answer.reason:
-        extensions["reason_phrase"] = answer.reason.encode()  # ASCII (`_Answer`)
     if _HTTPX_LOGGER.isEnabledFor(logging.INFO):
         reason = answer.reason or httpx.codes.get_reason_phrase(answer.status)  # httpx's `reason_phrase`
         _HTTPX_LOGGER.info('HTTP Request: %s %s "HTTP/1.1 %d %s"', method, url, answer.status, reason)
