@@ -235,9 +235,10 @@ async def test_the_ledger_key_is_read_while_the_lease_is_taken_and_created_only_
         steps.append("key read over")
         return None  # as on a new Prefect server: the key is still to be created
 
-    async def creating_key() -> bytes:  # the block exists on the session's server: its save reads the winner's
+    # The block exists on the session's server: its save reads the winner's.
+    async def creating_key(name: str = ledger_secret.SECRET_BLOCK_NAME) -> bytes:
         steps.append("key created")
-        return await create_key()
+        return await create_key(name)
 
     async def reading_limit(self: PrefectClient, name: str) -> Any:
         steps.append("limit read")
@@ -252,7 +253,7 @@ async def test_the_ledger_key_is_read_while_the_lease_is_taken_and_created_only_
         return limit_id
 
     monkeypatch.setattr(engine, "read_ledger_key", reading_key)
-    monkeypatch.setattr(engine, "create_ledger_key", creating_key)
+    monkeypatch.setattr(ledger_secret, "create_ledger_key", creating_key)
     monkeypatch.setattr(PrefectClient, "read_global_concurrency_limit_by_name", reading_limit)
     monkeypatch.setattr(PrefectClient, "create_global_concurrency_limit", creating_limit)
     report = await send(sandbox.url, bodies(2), storage, key="key-beside-the-lease")

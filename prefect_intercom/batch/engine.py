@@ -21,7 +21,7 @@ from prefect_intercom.batch.lease import hold_batch_key
 from prefect_intercom.batch.lease_state import run_logger
 from prefect_intercom.batch.ledger import BatchLedger, LedgerApp
 from prefect_intercom.batch.ledger_location import ledger_location_note, storage_was_chosen
-from prefect_intercom.batch.ledger_secret import create_ledger_key, read_ledger_key
+from prefect_intercom.batch.ledger_secret import load_ledger_key, read_ledger_key
 from prefect_intercom.batch.report import DEFAULT_TABLE_ROWS, BatchReport
 from prefect_intercom.batch.run import (
     DEFAULT_STOP_AFTER_UNKNOWN,
@@ -134,7 +134,9 @@ async def asend_batch(
     # created once the lease is held (created alongside the lease's writes, it waited seconds for SQLite).
     lease_context = hold_batch_key(batch_key, wait=lock_wait) if lock else nullcontext()
     async with _reading_ledger_key() as key, lease_context as lease:
-        ledger = await BatchLedger.open(batch_key, ledger_storage, app=LedgerApp.of(client), ledger_key=_known(key))
+        ledger = await BatchLedger.open(
+            batch_key, ledger_storage, app=LedgerApp.of(client), ledger_key=load_ledger_key(read=key)
+        )
         note = await ledger_location_note(
             local=ledger.local, where=ledger.where, chosen=await storage_was_chosen(ledger_storage)
         )
@@ -192,12 +194,6 @@ async def _reading_ledger_key() -> AsyncIterator[asyncio.Future[bytes | None]]:
             reading.exception()  # retrieved: a failure the block never awaited (the lease refused) is no warning
 
 
-async def _known(reading: asyncio.Future[bytes | None]) -> bytes:
-    """The ledger key as read, or created now if the read found none (the lease is held by then)."""
-    key = await reading
-    return key if key is not None else await create_ledger_key()
-
-
 async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> None:
     """Send every admitted item from workers, as many as the concurrency limit; wait for all of them.
 
@@ -248,8 +244,7 @@ async def _feed(run: BatchRun, requests: Iterable[Any] | AsyncIterable[Any]) -> 
                     await report()
                 top_up()
         except (Exception, asyncio.CancelledError) as error:  # kept, not lost in a task nobody awaits
-            task = asyncio.current_task()
-            if isinstance(error, asyncio.CancelledError) and task is not None and task.cancelling():
+            if isinstance(error, asyncio.CancelledError) and me is not None and me.cancelling():
                 raise  # cut by `halt`
             failures.append(error)
             halt()

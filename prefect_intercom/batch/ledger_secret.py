@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 SECRET_BLOCK_NAME = "prefect-intercom-ledger-key"  # noqa: S105 - a block's name
@@ -28,9 +29,15 @@ async def read_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes | None:
     return _key_of(secret)
 
 
-async def load_ledger_key(name: str = SECRET_BLOCK_NAME) -> bytes:
-    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use."""
-    key = await read_ledger_key(name)
+async def load_ledger_key(name: str = SECRET_BLOCK_NAME, *, read: Awaitable[bytes | None] | None = None) -> bytes:
+    """The ledger key from the `Secret` block `name`, created with 32 random bytes on first use.
+
+    Args:
+        name: The block's name.
+        read: A `read_ledger_key(name)` already under way (the engine starts it beside the lease);
+            default: read now.
+    """
+    key = await (read if read is not None else read_ledger_key(name))
     return key if key is not None else await create_ledger_key(name)
 
 
