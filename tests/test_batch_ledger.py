@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,45 @@ async def test_each_run_reads_the_marker_once_and_records_its_own_count(
     async with get_client() as client:
         marker = await read(client, name)
     assert marker is not None and marker.value["runs"] == 2
+
+
+class _TimedStore(LedgerStore):
+    """A store whose records take a while to write, noting when each write starts and ends."""
+
+    local, atomic, where = True, True, "a slow disk"
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[float, float]] = []
+        self.objects: dict[str, bytes] = {}
+
+    async def _read(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise FileNotFoundError(key)
+        return self.objects[key]
+
+    async def _write(self, key: str, content: bytes) -> None:
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.002)
+        self.objects[key] = content
+        if "/record-" in key:
+            self.writes.append((started, asyncio.get_running_loop().time()))
+
+
+async def test_one_writer_groups_announcements_one_write_in_flight_at_most_one_a_linger() -> None:
+    store = _TimedStore()
+    ledger = BatchLedger("k", store, scope="", digest_secret=b"s" * 32, linger=0.004)
+
+    async def item(index: int) -> None:
+        digest = ledger.digest(phone(index))
+        await ledger.announce(index, digest)
+        ledger.record_outcome(digest, Outcome.SENT)
+
+    for wave in range(20):  # 20 waves of 50 items announced at once: a batch at full speed
+        await asyncio.gather(*(item(wave * 50 + n) for n in range(50)))
+    await ledger.close()
+    starts = [started for started, _ in store.writes]
+    assert len(store.writes) <= 45, len(store.writes)  # 2,000 announcements and outcomes: grouped, not one each
+    for (_, ended), started in zip(store.writes, starts[1:], strict=False):
+        assert started >= ended  # one write in flight
+    for earlier, later in itertools.pairwise(starts):
+        assert later - earlier >= 0.004 * 0.95  # at most one write a linger

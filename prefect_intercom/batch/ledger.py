@@ -31,7 +31,9 @@ from prefect_intercom.outcomes import Outcome
 LEDGER_FOLDER = "prefect-intercom-ledger"
 DIGEST_SIZE = 12
 MAX_RUNS = 10_000
-DEFAULT_LINGER = 0.005  # an announcement waits for the next write: at 50 ms latency, 20 ms cost a third of the rate
+# An announcement waits for the next write: at 100 in flight and 50 ms latency, a 5 ms linger held the
+# batch to 0.75 of 100 / 50 ms, 1 ms to 0.82 (about one record per three items at 2,000 items/s).
+DEFAULT_LINGER = 0.001
 SNAPSHOT_EVERY = 64  # records between snapshots at least (more for large ledgers: entries / 2048), 5 s apart at least
 ACCEPT_OTHER_TOKEN_ENV = "PREFECT_INTERCOM_LEDGER_ACCEPT_OTHER_TOKEN"  # noqa: S105 - a setting's name
 _OUTCOMES = {fmt.SENT: Outcome.SENT, fmt.UNKNOWN: Outcome.UNKNOWN}
