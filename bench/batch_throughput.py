@@ -16,7 +16,8 @@ At 50 ms the best possible rate is 100 / 0.05 = 2,000 items/s; at 200 ms, 500 it
 case: items/s over the whole call and its ratio to that best rate; the same ratio while sending (from
 the sandbox's first arrival to its last) and the call's fixed cost outside that (the task run, the
 lease, the ledger's opening, the first request alone, the closing writes and artifacts); and client
-CPU per item (`time.process_time()` of the child around the call, over the items). Goal: the task at
+CPU per item (`time.process_time()` of the child around the call, over the items); the record
+files the ledger wrote. Goal: the task at
 >= 0.8 of the best rate at 50 ms, over the whole call (the verdict line). The
 bare aiohttp row of the same run is the ceiling of this machine (the sandbox answers from one
 Python process, and other people's tests share the 2 cores).
@@ -84,6 +85,7 @@ def run_task(url: str, items: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as ledger:
         deflect(ledger)
+        measured["ledger_records"] = sum(1 for _ in Path(ledger).rglob("record-*"))
     return measured
 
 
@@ -254,6 +256,7 @@ def main() -> None:
             "fixed_s": round(result["fixed"], 2),
             "received": result["received"],
             "counts": result["counts"],
+            "ledger_records": result.get("ledger_records"),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -261,13 +264,14 @@ def main() -> None:
     print(f"load average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(
         f"\n| case | latency | items | items/s | of {CONCURRENCY}/latency | while sending, of {CONCURRENCY}/latency "
-        "| fixed s | client CPU ms/item |"
+        "| fixed s | client CPU ms/item | ledger records |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(
             f"| {row['case']} | {row['latency_s'] * 1000:g} ms | {row['items']:,} | {row['items_per_s']} "
-            f"| {row['of_best']} | {row['sending_of_best']} | {row['fixed_s']} | {row['cpu_ms_per_item']} |"
+            f"| {row['of_best']} | {row['sending_of_best']} | {row['fixed_s']} | {row['cpu_ms_per_item']} "
+            f"| {row['ledger_records'] or '-'} |"
         )
     for row in rows:
         if row["case"] != "task":

@@ -24,7 +24,9 @@ Printed per variant:
   over N (everything the process does: the engine, the pacer, the transport, Prefect's
   logging and events);
 - peak in flight: the most requests the sandbox held at once (from its records: each request
-  is held from its arrival for its drawn latency).
+  is held from its arrival for its drawn latency);
+- ledger records: the record files the batch wrote (local ledger only), what a campaign leaves
+  on disk besides a few snapshots.
 
 Run: `.venv/bin/python bench/intercom_shape.py [--phones 10000] [--variants all] [--keep-alive 5]`
 (about 75 s a variant). `--keep-alive` sets the sandbox's idle keep-alive timeout (uvicorn's 5 s
@@ -118,6 +120,8 @@ def run_variant(
             else:
                 ledger = LocalFileSystem(basepath=directory)
             deflect(sandbox.url, ledger)
+            if storage != "s3-slow":
+                measured["ledger_records"] = sum(1 for _ in Path(directory).rglob("record-*"))
         records = sandbox.records()
     statuses = Counter(record["status"] for record in records)
     return {
@@ -192,6 +196,7 @@ def main() -> None:
             "429s": result["statuses"].get("429", 0),
             "cpu_ms_per_item": round(result["cpu"] * 1000 / args.phones, 2),
             "peak_in_flight": result["peak_in_flight"],
+            "ledger_records": result.get("ledger_records"),
             "without_headers": result["without_headers"],
             "texted": result["texted"],
             "counts": result["counts"],
@@ -201,13 +206,16 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\n{args.phones:,} phones; theoretical {theoretical:.1f} s at {LIMIT} per {WINDOW:g} s")
-    print("| variant | wall s | wall / theoretical | start offset s | 429s | CPU ms/item | peak in flight | unknown |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| variant | wall s | wall / theoretical | start offset s | 429s | CPU ms/item | peak in flight "
+        "| ledger records | unknown |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(
             f"| {row['variant']} | {row['wall_s']} | {row['ratio']} | {row['start_offset_s']} | {row['429s']} "
-            f"| {row['cpu_ms_per_item']} | {row['peak_in_flight']} | {row['counts'].get('unknown', '-')} |"
-            + (" stopped early" if row["error"] else "")
+            f"| {row['cpu_ms_per_item']} | {row['peak_in_flight']} | {row['ledger_records'] or '-'} "
+            f"| {row['counts'].get('unknown', '-')} |" + (" stopped early" if row["error"] else "")
         )
     for row in rows:
         ok = row["ratio"] <= 1.05 and not row["error"]

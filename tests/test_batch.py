@@ -518,3 +518,20 @@ async def test_by_default_the_batch_keeps_rate_times_latency_in_flight(storage: 
             report = await asend_batch(client, bodies(400), batch_key="adaptive", ledger_storage=storage)
     assert report.counts["sent"] == 400
     assert 40 <= report.concurrency <= 100  # the old fixed default was 16
+
+
+async def test_the_ledger_fits_its_linger_to_the_latency_of_the_batchs_requests(
+    storage: LocalFileSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted: list[float] = []
+    fit = BatchLedger.fit_linger
+
+    def spy(ledger: BatchLedger, latency: float) -> None:
+        fit(ledger, latency)
+        fitted.append(ledger.linger)
+
+    monkeypatch.setattr(BatchLedger, "fit_linger", spy)
+    with Sandbox(token=SECRET_TOKEN, latency=0.2) as slow:
+        report = await send(slow.url, bodies(12), storage, key="fitted-linger", concurrency=4)
+    assert report.counts[Outcome.SENT] == 12 and len(fitted) == 12
+    assert fitted[-1] == pytest.approx(0.003, abs=0.0006)  # 1.5% of ~200 ms (5 ms at 333 ms and over)

@@ -14,6 +14,7 @@ async def test_a_fixed_concurrency_never_changes() -> None:
     await limit.acquire()
     limit.release(5.0)
     assert limit.limit == 7 and not limit.adaptive
+    assert limit.latency == 5.0  # measured all the same: the ledger fits its linger to it
 
 
 @pytest.mark.parametrize(

@@ -305,3 +305,17 @@ async def test_one_writer_groups_announcements_one_write_in_flight_at_most_one_a
         assert started >= ended  # one write in flight
     for earlier, later in itertools.pairwise(starts):
         assert later - earlier >= 0.004 * 0.95  # at most one write a linger
+
+
+@pytest.mark.parametrize(
+    ("latency", "linger"),
+    [(0.05, 0.001), (0.01, 0.001), (0.1, 0.0015), (0.2, 0.003), (0.4, 0.005), (30.0, 0.005)],
+)
+def test_the_linger_is_a_share_of_the_latency_within_one_to_five_ms(latency: float, linger: float) -> None:
+    ledger = BatchLedger("k", _TimedStore(), scope="", digest_secret=b"s" * 32)
+    assert ledger.linger == 0.001  # until a latency is known
+    ledger.fit_linger(latency)
+    assert ledger.linger == pytest.approx(linger)
+    given = BatchLedger("k", _TimedStore(), scope="", digest_secret=b"s" * 32, linger=0.02)
+    given.fit_linger(latency)
+    assert given.linger == 0.02  # a linger given is kept

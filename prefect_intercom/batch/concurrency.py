@@ -71,11 +71,13 @@ class ConcurrencyLimit:
     def release(self, service_seconds: float | None = None) -> None:
         """Give a slot back; `service_seconds` is how long the request held it once sent (to adapt)."""
         self._limiter.release_on_behalf_of(self._slots.pop())
-        if service_seconds is not None and service_seconds >= 0 and self.adaptive:
+        if service_seconds is not None and service_seconds >= 0:
             self._observe(service_seconds)
 
     def _observe(self, seconds: float) -> None:
         self.latency = seconds if self.latency is None else self.latency + _SMOOTHING * (seconds - self.latency)
+        if not self.adaptive:  # measured all the same: the ledger fits its linger to it
+            return
         rate = (self._allowed_rate() if self._allowed_rate is not None else None) or INTERCOM_DEFAULT_RATE
         wanted = math.ceil(rate * self.latency * HEADROOM) + 2
         self._limiter.total_tokens = max(min(MIN_ADAPTIVE_CONCURRENCY, self.maximum), min(self.maximum, wanted))

@@ -189,6 +189,8 @@ class BatchRun:
             self.report.add(result)
         finally:
             self.limit.release(time.monotonic() - served_from if on_wire is not None and served_from else None)
+            if self.limit.latency is not None:
+                self.ledger.fit_linger(self.limit.latency)
 
     def _failed(self, item: PendingItem, error: IntercomError, announced: bool) -> BatchItemResult:
         """The result of a failed send, stopping the batch when the failure concerns every item."""
