@@ -41,7 +41,9 @@ class SecretLogFilter(logging.Filter):
 
 
 SECRET_FILTER = SecretLogFilter()
-_lock = threading.Lock()
+# Reentrant: the cyclic collector may run a dead owner's `_release` inside `protect`, in the same thread,
+# at any allocation under the lock (seen: a test run hung there).
+_lock = threading.RLock()
 _counts: Counter[str] = Counter()
 _redactors: dict[str, Redactor] = {}
 _active: tuple[Redactor, ...] = ()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
+import weakref
+from typing import Any
 
 import pytest
 
@@ -89,3 +92,31 @@ def test_a_traceback_holding_the_token_is_replaced_by_its_redacted_text() -> Non
     assert record.exc_info is None
     assert record.exc_text is not None and TOKEN not in record.exc_text and "[REDACTED]" in record.exc_text
     del owner
+
+
+def test_a_client_collected_while_another_is_protected_does_not_deadlock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector may run `_release` of a dead owner inside `protect`, in the same thread, under its lock."""
+
+    class Owner:
+        pass
+
+    dead = Owner()
+    dead.cycle = dead  # type: ignore[attr-defined]  # only the cyclic collector frees it
+    log_filter.protect(dead, "tok_collected_meanwhile_1234")
+    del dead
+    real_finalize = weakref.finalize
+
+    def finalize_after_a_collection(*args: Any) -> weakref.finalize:
+        gc.collect()  # what any allocation under the lock may start: the dead owner's finalizer runs here
+        return real_finalize(*args)
+
+    monkeypatch.setattr(log_filter.weakref, "finalize", finalize_after_a_collection)
+    done = threading.Event()
+
+    def protect_another() -> None:
+        log_filter.protect(Owner(), "tok_protected_now_5678")
+        done.set()
+
+    threading.Thread(target=protect_another, daemon=True).start()
+    assert done.wait(10), "protect() deadlocked on its own lock while the collector released a dead owner"
+    assert "tok_collected_meanwhile_1234" not in log_filter._redactors  # released all the same
