@@ -534,4 +534,4 @@ async def test_the_ledger_fits_its_linger_to_the_latency_of_the_batchs_requests(
     with Sandbox(token=SECRET_TOKEN, latency=0.2) as slow:
         report = await send(slow.url, bodies(12), storage, key="fitted-linger", concurrency=4)
     assert report.counts[Outcome.SENT] == 12 and len(fitted) == 12
-    assert fitted[-1] == pytest.approx(0.003, abs=0.0006)  # 1.5% of ~200 ms (5 ms at 333 ms and over)
+    assert 0.0029 <= fitted[-1] <= 0.0045  # 1.5% of 200-300 ms (a slow machine adds to 200 ms; 5 ms at 333 ms and over)
