@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +24,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OPENAPI_DIR = PROJECT_ROOT / "tests" / "data" / "intercom-openapi"
 # A distinctive token: tests search logs, errors and artifacts for it.
 SECRET_TOKEN = "tok_SECRET_6f1c9e2a7b4d4e0f8a1b2c3d4e5f6a7b"
+
+
+def batch_key_of_test(prefix: str) -> str:
+    """`prefix` and letters drawn from the running test's id: one batch key per test.
+
+    A sandbox's URL (its port) can be reused by a later test on the same Prefect server, and a
+    ledger's scope is its URL: a shared key would then meet an earlier test's run on record.
+    """
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    digest = hashlib.sha256(test.encode()).digest()[:8]
+    return f"{prefix}-" + "".join(chr(ord("a") + byte % 26) for byte in digest)  # letters: never phone-like
 
 
 @pytest.fixture(scope="session")

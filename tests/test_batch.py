@@ -32,7 +32,7 @@ from prefect_intercom.errors import BatchKeyBusyError
 from prefect_intercom.sandbox import SMS_FAILS_PHONE, UNPROCESSABLE_PHONE, Sandbox
 from prefect_intercom.sandbox.process import sandbox_process
 
-from .conftest import SECRET_TOKEN
+from .conftest import SECRET_TOKEN, batch_key_of_test
 
 FAULTS = {"429": 0.05, "503": 0.02, "reset": 0.01, "slow": 0.01}
 
@@ -61,7 +61,7 @@ async def send(
     requests: Any,
     storage: LocalFileSystem,
     *,
-    key: str = "batch-1",
+    key: str | None = None,
     token: str = SECRET_TOKEN,
     retry: RetryPolicy | None = None,
     timeout: float = 5.0,
@@ -72,7 +72,12 @@ async def send(
     retry = retry or RetryPolicy(backoff=0.01, jitter=0.1)
     async with credentials.get_client(retry=retry, pacer=Pacer(), max_connections=concurrency) as client:
         return await asend_batch(
-            client, requests, batch_key=key, ledger_storage=storage, concurrency=concurrency, **options
+            client,
+            requests,
+            batch_key=key or batch_key_of_test("batch"),
+            ledger_storage=storage,
+            concurrency=concurrency,
+            **options,
         )
 
 

@@ -22,7 +22,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect_intercom import IntercomCredentials, Pacer, RetryPolicy
 from prefect_intercom.batch import BatchReport, asend_batch
 
-from .conftest import SECRET_TOKEN
+from .conftest import SECRET_TOKEN, batch_key_of_test
 
 # (status, headers) for the n-th request (0-based).
 Answer = Callable[[int], tuple[int, dict[str, str]]]
@@ -78,7 +78,7 @@ def bodies(count: int) -> Iterator[dict[str, str]]:
 
 
 async def send(
-    url: str, count: int, tmp_path: Path, *, pace: bool = True, key: str = "held", **options: Any
+    url: str, count: int, tmp_path: Path, *, pace: bool = True, key: str | None = None, **options: Any
 ) -> BatchReport:
     credentials = IntercomCredentials(access_token=SECRET_TOKEN, base_url=url, timeout=5)
     retry = options.pop("retry", RetryPolicy(max_wait=5.0, backoff=0.01))
@@ -87,7 +87,7 @@ async def send(
         return await asend_batch(
             client,
             bodies(count),
-            batch_key=key,
+            batch_key=key or batch_key_of_test("held"),
             ledger_storage=LocalFileSystem(basepath=str(tmp_path / "ledger")),
             concurrency=options.pop("concurrency", 8),
             lock=False,
