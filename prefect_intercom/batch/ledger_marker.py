@@ -49,7 +49,7 @@ async def check_marker(folder: str, runs_in_storage: int, where: str) -> bool:
     return variable is not None
 
 
-async def record_marker(folder: str, runs: int, where: str, *, local: bool, exists: bool | None = None) -> None:
+async def record_marker(folder: str, runs: int, where: str, *, local: bool, exists: bool) -> None:
     """Record that the ledger now has `runs` runs, kept at `where` (on this host, when `local`).
 
     Args:
@@ -57,13 +57,11 @@ async def record_marker(folder: str, runs: int, where: str, *, local: bool, exis
         runs: Its runs, this one included.
         where: Where it is kept.
         local: Whether that is this machine's disk.
-        exists: Whether the marker exists, as `check_marker` just read it (`None`: read it again).
+        exists: Whether the marker exists, as `check_marker` just read it.
     """
     name = marker_name(folder)
     value = {"runs": runs, "where": f"{socket.gethostname()}:{where}" if local else where}
     async with get_client() as client:
-        if exists is None:
-            exists = await client.read_variable_by_name(name) is not None
         if not exists:
             with contextlib.suppress(ObjectAlreadyExists):  # another run of the key (lock=False) was first
                 await client.create_variable(VariableCreate(name=name, value=value, tags=MARKER_TAGS))
